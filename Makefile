@@ -1,0 +1,45 @@
+# One command sets up and tests (`make test`); one shows the operator working (`make demo`).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint typecheck unit demo crds e2e e2e-kind bench clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test: lint typecheck unit
+
+crds: $(STAMP)
+	$(BIN)/python -m scaleset_operator.api.crdgen crds
+
+demo: $(STAMP)
+	$(BIN)/python -m scaleset_operator.demo
+
+# The same e2e suite against the cluster named by KUBECONFIG (kind, where Docker runs).
+e2e: $(STAMP)
+	$(BIN)/pytest -q -m e2e tests/integration tests/kubesim
+
+e2e-kind: $(STAMP)
+	kind create cluster --name scaleset-e2e --kubeconfig $(CURDIR)/.kind.kubeconfig
+	KUBECONFIG=$(CURDIR)/.kind.kubeconfig $(MAKE) e2e; rc=$$?; kind delete cluster --name scaleset-e2e; exit $$rc
+
+bench: $(STAMP)
+	$(BIN)/python bench/kubesim_scale.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""kubesim: an embedded Kubernetes API server and kubelet simulator for tests and demos."""

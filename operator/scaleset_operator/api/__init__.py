@@ -1,0 +1,1 @@
+"""API types of fleet.scaleset.dev/v1alpha1 and the CRDs generated from them."""

@@ -1,0 +1,1 @@
+"""The scaleset command line."""

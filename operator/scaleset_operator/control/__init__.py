@@ -1,0 +1,1 @@
+"""The only code that writes pods, PVCs, revisions, status and Events."""

@@ -1,0 +1,1 @@
+"""kopf registrations: thin wiring from events to the control layer."""
