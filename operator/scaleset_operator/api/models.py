@@ -9,6 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from scaleset_operator.api.durations import DURATION_PATTERN, parse_duration
+from scaleset_operator.api.rules import (
+    BATCH_WITHIN_UNHEALTHY_LIMIT,
+    MAX_DEFERRAL_AT_MOST_35_DAYS,
+    MAX_DEFERRAL_DAYS,
+    UPGRADE_DOMAIN_COUNT_LOCKED,
+    WALK_WITHIN_UPGRADE_DOMAINS,
+)
 
 GROUP: Final = "fleet.scaleset.dev"
 VERSION: Final = "v1alpha1"
@@ -21,6 +28,10 @@ Duration = Annotated[
         description="A duration such as 30s, 15m, 1h30m or 2d (ISO 8601 such as PT30M is accepted too).",
     ),
 ]
+
+
+LOCAL_DATE_TIME_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?$"
+WINDOW_DURATION_PATTERN: Final = r"^(\d{1,2}:\d{2}|" + DURATION_PATTERN.strip("^$") + r")$"
 
 
 class ApiModel(BaseModel):
@@ -52,27 +63,35 @@ class ObjectMeta(BaseModel):
 
 
 class LocalObjectReference(ApiModel):
+    """A reference to an object in the same namespace."""
+
     name: str = Field(min_length=1, description="Name of an object in the same namespace.")
 
 
 class Condition(ApiModel):
     """A metav1.Condition."""
 
-    type: str
+    type: str = Field(description="Ready, Progressing, Stalled, ...")
     status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
+    reason: str = Field(default="", description="CamelCase reason of the last transition.")
+    message: str = Field(default="", description="What a person should know about the transition.")
+    last_transition_time: str | None = Field(default=None, description="RFC 3339 time of the last change.")
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the condition was computed from."
+    )
 
 
 class LabelSelectorRequirement(ApiModel):
+    """One requirement of a label selector."""
+
     key: str
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     values: list[str] = Field(default_factory=list)
 
 
 class LabelSelector(ApiModel):
+    """A metav1.LabelSelector: all matchLabels and all matchExpressions must hold."""
+
     match_labels: dict[str, str] = Field(default_factory=dict)
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
 
@@ -99,6 +118,10 @@ class UpdateMethod(StrEnum):
 
 class RollingUpgrade(ApiModel):
     """How a rolling upgrade walks the instances; defaults follow the VM scale set API."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [BATCH_WITHIN_UNHEALTHY_LIMIT.schema()]}
+    )
 
     max_batch_instance_percent: int = Field(
         default=20, ge=5, le=100, description="Largest share of instances upgraded in one batch."
@@ -128,8 +151,8 @@ class RollingUpgrade(ApiModel):
     def _batch_within_unhealthy_limit(self) -> RollingUpgrade:
         if self.max_batch_instance_percent > self.max_unhealthy_instance_percent:
             raise ValueError(
-                "rollingUpgrade.maxBatchInstancePercent must not exceed maxUnhealthyInstancePercent "
-                f"({self.max_batch_instance_percent} > {self.max_unhealthy_instance_percent})"
+                f"{BATCH_WITHIN_UNHEALTHY_LIMIT.message} "
+                f"(got {self.max_batch_instance_percent} > {self.max_unhealthy_instance_percent})"
             )
         return self
 
@@ -162,29 +185,52 @@ class HealthCheck(ApiModel):
 
 
 class AutomaticOSUpgrade(ApiModel):
-    enabled: bool = False
-    disable_automatic_rollback: bool = False
+    """Roll out new OS image versions from the ImageCatalog by themselves."""
+
+    enabled: bool = Field(
+        default=False, description="Upgrade the OS container when a new image is published."
+    )
+    disable_automatic_rollback: bool = Field(
+        default=False, description="Keep a failed automatic upgrade instead of rolling it back."
+    )
 
 
 class AutomaticExtensionUpgrade(ApiModel):
-    enabled: bool = False
+    """Roll out new extension versions to the extensions that opt in."""
+
+    enabled: bool = Field(default=False, description="Upgrade extensions with enableAutomaticUpgrade.")
 
 
 class UpgradePolicySpec(ApiModel):
+    """How and how fast the instances of a ScaleSet are upgraded."""
+
     mode: UpgradeMode = Field(
         default=UpgradeMode.ROLLING,
         description="Automatic (all at once), Rolling (batch by batch) or Manual (walkUpgradeDomain decides).",
     )
-    rolling_upgrade: RollingUpgrade = Field(default_factory=RollingUpgrade)
-    health_check: HealthCheck = Field(default_factory=HealthCheck)
-    update_method: UpdateMethod = Field(default=UpdateMethod.IN_PLACE_IF_POSSIBLE)
-    automatic_os_upgrade: AutomaticOSUpgrade = Field(
-        default_factory=AutomaticOSUpgrade, alias="automaticOSUpgrade"
+    rolling_upgrade: RollingUpgrade = Field(
+        default_factory=RollingUpgrade, description="Batch sizes and health limits of a rolling upgrade."
     )
-    automatic_extension_upgrade: AutomaticExtensionUpgrade = Field(default_factory=AutomaticExtensionUpgrade)
+    health_check: HealthCheck = Field(
+        default_factory=HealthCheck, description="When an upgraded instance counts as healthy."
+    )
+    update_method: UpdateMethod = Field(
+        default=UpdateMethod.IN_PLACE_IF_POSSIBLE,
+        description="InPlaceIfPossible changes images on the live pod; Reimage recreates the pod.",
+    )
+    automatic_os_upgrade: AutomaticOSUpgrade = Field(
+        default_factory=AutomaticOSUpgrade,
+        alias="automaticOSUpgrade",
+        description="Automatic OS image upgrades from the ImageCatalog.",
+    )
+    automatic_extension_upgrade: AutomaticExtensionUpgrade = Field(
+        default_factory=AutomaticExtensionUpgrade, description="Automatic extension upgrades."
+    )
 
 
 class UpgradePolicy(ApiModel):
+    """How the ScaleSets that refer to it are upgraded: mode, batches, health gates."""
+
     KIND: ClassVar[str] = "UpgradePolicy"
     PLURAL: ClassVar[str] = "upgradepolicies"
 
@@ -203,28 +249,73 @@ class RetentionAction(StrEnum):
 
 
 class PersistentVolumeClaimRetentionPolicy(ApiModel):
-    when_scaled: RetentionAction = RetentionAction.RETAIN
-    when_deleted: RetentionAction = RetentionAction.RETAIN
+    """What happens to an instance's PVCs when the instance goes away."""
+
+    when_scaled: RetentionAction = Field(
+        default=RetentionAction.RETAIN, description="When the ScaleSet scales the instance away."
+    )
+    when_deleted: RetentionAction = Field(
+        default=RetentionAction.RETAIN, description="When the ScaleSet itself is deleted."
+    )
 
 
 class Extension(ApiModel):
     """A VM extension: a sidecar container with its own upgrade switch and provisioning order."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="Name of the extension, unique in the ScaleSet.")
     container: str = Field(min_length=1, description="Name of the sidecar container in spec.template.")
-    enable_automatic_upgrade: bool = False
-    provision_after_extensions: list[str] = Field(default_factory=list)
+    enable_automatic_upgrade: bool = Field(
+        default=False, description="Take new versions of the extension from the ImageCatalog."
+    )
+    provision_after_extensions: list[str] = Field(
+        default_factory=list, description="Extensions that must be upgraded before this one."
+    )
 
 
 class ScheduledEvents(ApiModel):
-    enabled: bool = False
+    """Announce reboots, reimages and removals to the instance before they happen."""
+
+    enabled: bool = Field(default=False, description="Publish scheduled events for the instances.")
     not_before_timeout: Duration = Field(
         default="15m",
         description="How long an instance is warned before it is touched (5m to 15m in the VM API).",
     )
 
 
+# Enough of a PodTemplateSpec for the API server to refuse a template without containers;
+# everything else is left to the pods themselves.
+_POD_TEMPLATE_SCHEMA: dict[str, Any] = {
+    "x-kubernetes-preserve-unknown-fields": True,
+    "properties": {
+        "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "spec": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "required": ["containers"],
+            "properties": {
+                "containers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                        "required": ["name", "image"],
+                        "properties": {"name": {"type": "string"}, "image": {"type": "string"}},
+                    },
+                }
+            },
+        },
+    },
+}
+
+
 class ScaleSetSpec(ApiModel):
+    """The instances of a ScaleSet, their upgrade domains and how they are upgraded."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [WALK_WITHIN_UPGRADE_DOMAINS.schema()]}
+    )
+
     replicas: int = Field(default=1, ge=0, description="Number of instances.")
     upgrade_domain_count: int = Field(
         default=5, ge=1, le=20, description="Number of upgrade domains; instance N is in domain N mod count."
@@ -232,19 +323,29 @@ class ScaleSetSpec(ApiModel):
     upgrade_policy_ref: LocalObjectReference | None = Field(
         default=None, description="UpgradePolicy in the same namespace; built-in defaults when absent."
     )
-    template: dict[str, Any] = Field(description="Pod template of an instance (a PodTemplateSpec).")
+    template: dict[str, Any] = Field(
+        description="Pod template of an instance (a PodTemplateSpec).", json_schema_extra=_POD_TEMPLATE_SCHEMA
+    )
     volume_claim_templates: list[dict[str, Any]] = Field(
-        default_factory=list, description="One PVC per instance and template, kept across reimage."
+        default_factory=list,
+        description="One PVC per instance and template (PersistentVolumeClaims), kept across reimage.",
     )
     persistent_volume_claim_retention_policy: PersistentVolumeClaimRetentionPolicy = Field(
-        default_factory=PersistentVolumeClaimRetentionPolicy
+        default_factory=PersistentVolumeClaimRetentionPolicy,
+        description="Whether PVCs are kept when instances are scaled away or the ScaleSet is deleted.",
     )
     os_container: str | None = Field(
-        default=None, description="The container that is the OS disk; default first."
+        default=None, description="The container that is the OS disk; default the first container."
     )
-    extensions: list[Extension] = Field(default_factory=list)
+    extensions: list[Extension] = Field(
+        default_factory=list,
+        description="Sidecar containers managed as VM extensions.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     time_zone: str | None = Field(default=None, description="IANA or Windows time zone of the instances.")
-    scheduled_events: ScheduledEvents = Field(default_factory=ScheduledEvents)
+    scheduled_events: ScheduledEvents = Field(
+        default_factory=ScheduledEvents, description="Scheduled-event notices before disruptive updates."
+    )
     paused: bool = Field(default=False, description="Stop starting new batches; running ones finish.")
     walk_upgrade_domain: int | None = Field(
         default=None, ge=0, le=19, description="Manual mode: upgrade domains 0..N may be upgraded."
@@ -263,11 +364,22 @@ class ScaleSetSpec(ApiModel):
         return template
 
     @model_validator(mode="after")
+    def _walk_within_upgrade_domains(self) -> ScaleSetSpec:
+        if self.walk_upgrade_domain is not None and self.walk_upgrade_domain >= self.upgrade_domain_count:
+            raise ValueError(
+                f"{WALK_WITHIN_UPGRADE_DOMAINS.message} "
+                f"(got {self.walk_upgrade_domain} with {self.upgrade_domain_count} upgrade domains)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _named_containers_exist(self) -> ScaleSetSpec:
         names = {c["name"] for c in self.template["spec"]["containers"]}
         if self.os_container is not None and self.os_container not in names:
             raise ValueError(f"spec.osContainer {self.os_container!r} is not a container of spec.template")
         extension_names = {e.name for e in self.extensions}
+        if len(extension_names) < len(self.extensions):
+            raise ValueError("spec.extensions must not name an extension twice")
         for extension in self.extensions:
             if extension.container not in names:
                 raise ValueError(
@@ -298,35 +410,45 @@ class UpgradePhase(StrEnum):
 
 
 class BatchStatus(ApiModel):
-    upgrade_domain: int
-    instances: list[str] = Field(default_factory=list)
-    started_at: str | None = None
+    """The batch being upgraded now."""
+
+    upgrade_domain: int = Field(description="The upgrade domain the batch belongs to.")
+    instances: list[str] = Field(default_factory=list, description="Pods of the batch.")
+    started_at: str | None = Field(default=None, description="RFC 3339 time the batch started.")
 
 
 class UpgradeHistoryEntry(ApiModel):
+    """One finished upgrade."""
+
     from_revision: str | None = None
     to_revision: str
     started_at: str | None = None
     finished_at: str | None = None
-    result: str
+    result: str = Field(description="Completed, RolledBack, Failed or Superseded.")
 
 
 class UpgradeStatus(ApiModel):
-    phase: UpgradePhase = UpgradePhase.IDLE
-    current_upgrade_domain: int | None = None
-    current_batch: BatchStatus | None = None
-    started_at: str | None = None
+    """Where the running upgrade stands."""
+
+    phase: UpgradePhase = Field(default=UpgradePhase.IDLE, description="What the upgrade is doing.")
+    current_upgrade_domain: int | None = Field(default=None, description="The upgrade domain being upgraded.")
+    current_batch: BatchStatus | None = Field(default=None, description="The batch being upgraded.")
+    started_at: str | None = Field(default=None, description="RFC 3339 time the upgrade started.")
     last_batch_finished_at: str | None = None
-    locked: bool = False
-    rollback_allowed: bool = False
+    locked: bool = Field(
+        default=False, description="An upgrade is in progress; spec.upgradeDomainCount cannot change."
+    )
+    rollback_allowed: bool = Field(default=False, description="The running upgrade can be rolled back.")
     from_revision: str | None = None
     to_revision: str | None = None
     message: str | None = None
-    history: list[UpgradeHistoryEntry] = Field(default_factory=list)
+    history: list[UpgradeHistoryEntry] = Field(default_factory=list, description="Recent upgrades.")
 
 
 class UpgradeDomainStatus(ApiModel):
-    index: int
+    """The instances of one upgrade domain and their progress."""
+
+    index: int = Field(description="0-based index of the upgrade domain.")
     instances: list[str] = Field(default_factory=list)
     revision: str | None = None
     updated: int = 0
@@ -334,28 +456,44 @@ class UpgradeDomainStatus(ApiModel):
 
 
 class PendingUpdate(ApiModel):
-    kind: str
+    """An update waiting to be applied (OS image, extension or patch)."""
+
+    kind: str = Field(description="OSImage, Extension or Patch.")
     name: str
     classification: str | None = None
     version: str | None = None
-    since: str | None = None
+    since: str | None = Field(default=None, description="RFC 3339 time the update became available.")
 
 
 class ScaleSetStatus(ApiModel):
-    observed_generation: int | None = None
-    replicas: int = 0
-    ready_replicas: int = 0
-    updated_replicas: int = 0
-    label_selector: str | None = None
+    """What the operator observed and is doing."""
+
+    observed_generation: int | None = Field(default=None, description="metadata.generation last acted on.")
+    replicas: int = Field(default=0, description="Instances that exist.")
+    ready_replicas: int = Field(default=0, description="Instances whose pod is Ready.")
+    updated_replicas: int = Field(default=0, description="Instances on the update revision.")
+    label_selector: str | None = Field(
+        default=None, description="Selector of the pods, for the scale subresource."
+    )
     current_revision: str | None = None
     update_revision: str | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    upgrade: UpgradeStatus = Field(default_factory=UpgradeStatus)
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Progressing, Stalled and more.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    upgrade: UpgradeStatus = Field(default_factory=UpgradeStatus, description="The running or last upgrade.")
     upgrade_domains: list[UpgradeDomainStatus] = Field(default_factory=list)
     pending_updates: list[PendingUpdate] = Field(default_factory=list)
 
 
 class ScaleSet(ApiModel):
+    """A fleet of pods upgraded by upgrade domain, like a VM scale set."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [UPGRADE_DOMAIN_COUNT_LOCKED.schema()]}
+    )
+
     KIND: ClassVar[str] = "ScaleSet"
     PLURAL: ClassVar[str] = "scalesets"
 
@@ -389,12 +527,14 @@ class RebootSetting(StrEnum):
 
 
 class MaintenanceWindow(ApiModel):
+    """When maintenance may happen: a recurring window."""
+
     start_date_time: str = Field(
-        pattern=r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?$",
+        pattern=LOCAL_DATE_TIME_PATTERN,
         description="First start of the window, local to timeZone, as 'YYYY-MM-DD hh:mm'.",
     )
     duration: str = Field(
-        pattern=r"^(\d{1,2}:\d{2}|" + DURATION_PATTERN.strip("^$") + r")$",
+        pattern=WINDOW_DURATION_PATTERN,
         description="Length of the window as 'hh:mm' or a duration such as 3h (at least 1h30m).",
     )
     time_zone: str = Field(default="UTC", description="IANA or Windows time zone name.")
@@ -403,42 +543,67 @@ class MaintenanceWindow(ApiModel):
         description="Recurrence: Day, 3Days, Week Saturday,Sunday, Month day1,day15, Month Last Sunday.",
     )
     expiration_date_time: str | None = Field(
-        default=None, pattern=r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?$"
+        default=None,
+        pattern=LOCAL_DATE_TIME_PATTERN,
+        description="After this time the window no longer opens, as 'YYYY-MM-DD hh:mm'.",
     )
 
 
 class InstallPatches(ApiModel):
+    """Which guest patches are installed and whether instances may restart for them."""
+
     classifications_to_include: list[PatchClassification] = Field(
-        default_factory=lambda: [PatchClassification.CRITICAL, PatchClassification.SECURITY]
+        default_factory=lambda: [PatchClassification.CRITICAL, PatchClassification.SECURITY],
+        description="Patch classifications to install.",
     )
-    patch_ids_to_exclude: list[str] = Field(default_factory=list)
-    patch_ids_to_include: list[str] = Field(default_factory=list)
-    reboot_setting: RebootSetting = RebootSetting.IF_REQUIRED
+    patch_ids_to_exclude: list[str] = Field(default_factory=list, description="Patches never installed.")
+    patch_ids_to_include: list[str] = Field(
+        default_factory=list, description="Patches installed whatever their classification."
+    )
+    reboot_setting: RebootSetting = Field(
+        default=RebootSetting.IF_REQUIRED, description="When an instance restarts for a patch."
+    )
 
 
 class MaintenanceAssignment(ApiModel):
-    namespace_selector: LabelSelector | None = None
-    scale_set_selector: LabelSelector | None = None
+    """Which ScaleSets the configuration applies to: both selectors must match."""
+
+    namespace_selector: LabelSelector | None = Field(
+        default=None, description="Namespaces whose ScaleSets are assigned; all when absent."
+    )
+    scale_set_selector: LabelSelector | None = Field(
+        default=None, description="Labels of the assigned ScaleSets; all when absent."
+    )
 
 
 class MaintenanceConfigurationSpec(ApiModel):
-    maintenance_scope: MaintenanceScope
-    window: MaintenanceWindow
+    """A maintenance window and what may happen in it."""
+
+    maintenance_scope: MaintenanceScope = Field(description="The kind of updates the window controls.")
+    window: MaintenanceWindow = Field(description="When updates of this scope may be applied.")
     max_deferral: Duration = Field(
-        default="35d", description="A pending update older than this is applied anyway."
+        default="35d",
+        description="A pending update older than this is applied anyway (at most 35 days).",
+        json_schema_extra={"x-kubernetes-validations": [MAX_DEFERRAL_AT_MOST_35_DAYS.schema()]},
     )
-    install_patches: InstallPatches = Field(default_factory=InstallPatches)
-    assignment: MaintenanceAssignment = Field(default_factory=MaintenanceAssignment)
+    install_patches: InstallPatches = Field(
+        default_factory=InstallPatches, description="Guest patches to install (InGuestPatch scope)."
+    )
+    assignment: MaintenanceAssignment = Field(
+        default_factory=MaintenanceAssignment, description="The ScaleSets the configuration applies to."
+    )
 
     @field_validator("max_deferral")
     @classmethod
     def _at_most_35_days(cls, value: str) -> str:
-        if parse_duration(value).total_seconds() > 35 * 86400:
-            raise ValueError("spec.maxDeferral must be at most 35 days")
+        if parse_duration(value).total_seconds() > MAX_DEFERRAL_DAYS * 86400:
+            raise ValueError(f"{MAX_DEFERRAL_AT_MOST_35_DAYS.message} (got {value})")
         return value
 
 
 class MaintenanceConfiguration(ApiModel):
+    """A maintenance window for the ScaleSets it is assigned to, across namespaces."""
+
     KIND: ClassVar[str] = "MaintenanceConfiguration"
     PLURAL: ClassVar[str] = "maintenanceconfigurations"
 
@@ -452,29 +617,37 @@ class MaintenanceConfiguration(ApiModel):
 
 
 class PublishedVersion(ApiModel):
-    version: str = Field(min_length=1)
+    """A released version."""
+
+    version: str = Field(min_length=1, description="The image tag.")
     published_at: str = Field(description="RFC 3339 time the version was published.")
 
 
 class PublishedImage(ApiModel):
+    """An OS image and its released versions."""
+
     repository: str = Field(min_length=1, description="Image repository, e.g. registry.example/os/ubuntu.")
-    versions: list[PublishedVersion] = Field(default_factory=list)
+    versions: list[PublishedVersion] = Field(default_factory=list, description="Released versions.")
 
 
 class PublishedExtension(ApiModel):
-    name: str = Field(min_length=1)
-    repository: str = Field(min_length=1)
-    versions: list[PublishedVersion] = Field(default_factory=list)
+    """An extension (sidecar) image and its released versions."""
+
+    name: str = Field(min_length=1, description="Extension name as in ScaleSet spec.extensions[].name.")
+    repository: str = Field(min_length=1, description="Image repository of the extension.")
+    versions: list[PublishedVersion] = Field(default_factory=list, description="Released versions.")
 
 
 class PublishedPatch(ApiModel):
-    id: str = Field(min_length=1)
-    classification: PatchClassification
+    """A guest patch: a patched image, or a hotpatch applied without restart."""
+
+    id: str = Field(min_length=1, description="Patch identifier, e.g. KB5030211.")
+    classification: PatchClassification = Field(description="Critical, Security or Other.")
     applies_to: list[str] = Field(default_factory=list, description="Image repositories the patch is for.")
     image: str | None = Field(default=None, description="Patched image; applying it restarts the container.")
     hotpatch: bool = Field(default=False, description="Applied without restart (recorded on the pod).")
-    reboot_required: bool = False
-    published_at: str | None = None
+    reboot_required: bool = Field(default=False, description="The instance restarts to apply the patch.")
+    published_at: str | None = Field(default=None, description="RFC 3339 time the patch was published.")
 
     @model_validator(mode="after")
     def _image_or_hotpatch(self) -> PublishedPatch:
@@ -484,12 +657,16 @@ class PublishedPatch(ApiModel):
 
 
 class ImageCatalogSpec(ApiModel):
-    images: list[PublishedImage] = Field(default_factory=list)
-    extensions: list[PublishedExtension] = Field(default_factory=list)
-    patches: list[PublishedPatch] = Field(default_factory=list)
+    """What publishers have released."""
+
+    images: list[PublishedImage] = Field(default_factory=list, description="OS images.")
+    extensions: list[PublishedExtension] = Field(default_factory=list, description="Extension images.")
+    patches: list[PublishedPatch] = Field(default_factory=list, description="Guest patches.")
 
 
 class ImageCatalog(ApiModel):
+    """Published OS image, extension and patch versions, the source of automatic upgrades."""
+
     KIND: ClassVar[str] = "ImageCatalog"
     PLURAL: ClassVar[str] = "imagecatalogs"
 

@@ -1,0 +1,66 @@
+"""Rules checked twice, by the API server as CEL x-kubernetes-validations and by the models in Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+
+@dataclass(frozen=True)
+class ValidationRule:
+    """One CEL rule of a CRD schema and the sentence both the API server and the operator report."""
+
+    rule: str
+    message: str
+    field_path: str | None = None
+    reason: str | None = None
+
+    def schema(self) -> dict[str, Any]:
+        """The rule as an entry of `x-kubernetes-validations`."""
+        entry: dict[str, Any] = {"rule": self.rule, "message": self.message}
+        if self.field_path is not None:
+            entry["fieldPath"] = self.field_path
+        if self.reason is not None:
+            entry["reason"] = self.reason
+        return entry
+
+
+MAX_DEFERRAL_DAYS: Final = 35
+
+BATCH_WITHIN_UNHEALTHY_LIMIT: Final = ValidationRule(
+    rule="self.maxBatchInstancePercent <= self.maxUnhealthyInstancePercent",
+    message=(
+        "spec.rollingUpgrade.maxBatchInstancePercent must not exceed "
+        "spec.rollingUpgrade.maxUnhealthyInstancePercent"
+    ),
+    field_path=".maxBatchInstancePercent",
+)
+
+WALK_WITHIN_UPGRADE_DOMAINS: Final = ValidationRule(
+    rule="!has(self.walkUpgradeDomain) || self.walkUpgradeDomain < self.upgradeDomainCount",
+    message="spec.walkUpgradeDomain must be less than spec.upgradeDomainCount",
+    field_path=".walkUpgradeDomain",
+)
+
+# A transition rule on the root of the ScaleSet: rules on spec cannot see status, and only
+# status says whether an upgrade holds the lock.
+UPGRADE_DOMAIN_COUNT_LOCKED: Final = ValidationRule(
+    rule=(
+        "self.spec.upgradeDomainCount == oldSelf.spec.upgradeDomainCount"
+        " || !has(oldSelf.status) || !has(oldSelf.status.upgrade)"
+        " || !has(oldSelf.status.upgrade.locked) || !oldSelf.status.upgrade.locked"
+    ),
+    message="spec.upgradeDomainCount cannot change while an upgrade is in progress",
+    field_path=".spec.upgradeDomainCount",
+    reason="FieldValueForbidden",
+)
+
+# Standard CEL cannot add up the parts of "34d12h" (and has no "d" unit in duration()), so
+# the API server judges the one-unit forms people write (35d, 840h, P35D); the operator
+# checks every form again in Python.
+_ONE_UNIT_DAYS_OR_HOURS = r"^([0-9]+d|P[0-9]+D|[0-9]+h)$"
+_AT_MOST_35_DAYS = r"^(0*([0-9]|[12][0-9]|3[0-5])d|P0*([0-9]|[12][0-9]|3[0-5])D|0*([0-9]{1,2}|[1-7][0-9]{2}|8[0-3][0-9]|840)h)$"
+MAX_DEFERRAL_AT_MOST_35_DAYS: Final = ValidationRule(
+    rule=f"!self.matches('{_ONE_UNIT_DAYS_OR_HOURS}') || self.matches('{_AT_MOST_35_DAYS}')",
+    message=f"spec.maxDeferral must be at most {MAX_DEFERRAL_DAYS} days",
+)
