@@ -1,0 +1,186 @@
+"""A thin synchronous REST layer over the official client: JSON in, JSON out, errors as ApiError."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from scaleset_operator.api.models import GROUP, VERSION
+
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+@dataclass
+class ApiError(Exception):
+    """An API server refusal, kept whole so callers can tell 404 from 409 from 422."""
+
+    status: int
+    reason: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}: {self.message}"
+
+
+def _from_exception(exc: ApiException) -> ApiError:
+    reason, message = exc.reason or "", str(exc.body or "")
+    try:
+        body = json.loads(exc.body or "{}")
+        reason = body.get("reason", reason)
+        message = body.get("message", message)
+    except (TypeError, ValueError):
+        pass
+    return ApiError(int(exc.status or 0), reason, message)
+
+
+def _from_status(status: int, raw: bytes | None) -> ApiError:
+    reason, message = "", (raw or b"").decode("utf-8", "replace")
+    try:
+        body = json.loads(raw or b"{}")
+        reason = body.get("reason", reason)
+        message = body.get("message", message)
+    except (TypeError, ValueError):
+        pass
+    return ApiError(status, reason, message)
+
+
+def core_path(
+    resource: str, namespace: str | None = None, name: str | None = None, sub: str | None = None
+) -> str:
+    return _path("/api/v1", resource, namespace, name, sub)
+
+
+def group_path(
+    group: str,
+    version: str,
+    resource: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    sub: str | None = None,
+) -> str:
+    return _path(f"/apis/{group}/{version}", resource, namespace, name, sub)
+
+
+def fleet_path(
+    resource: str, namespace: str | None = None, name: str | None = None, sub: str | None = None
+) -> str:
+    return group_path(GROUP, VERSION, resource, namespace, name, sub)
+
+
+def _path(prefix: str, resource: str, namespace: str | None, name: str | None, sub: str | None) -> str:
+    parts = [prefix]
+    if namespace is not None:
+        parts += ["namespaces", namespace]
+    parts.append(resource)
+    if name is not None:
+        parts.append(name)
+    if sub is not None:
+        parts.append(sub)
+    return "/".join(parts)
+
+
+class Kube:
+    """Every call the control layer makes goes through here; one place to log, retry and fake."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient, request_timeout: float = 30.0) -> None:
+        self.api_client = api_client
+        self.request_timeout = request_timeout
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Kube:
+        if path is None:
+            try:
+                kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+                return cls(kubernetes.client.ApiClient())
+            except kubernetes.config.ConfigException:
+                pass
+        return cls(kubernetes.config.new_client_from_config(config_file=path, context=context))  # type: ignore[no-untyped-call]
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        # The generated client (kubernetes >= 35) splits a call into serialise, send and read;
+        # errors come back as a status code rather than an exception, so they are raised here.
+        serialized = self.api_client.param_serialize(
+            method,
+            path,
+            query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        http_method, url, headers, payload = serialized[0], serialized[1], serialized[2], serialized[3]
+        try:
+            response = self.api_client.call_api(
+                http_method, url, header_params=headers, body=payload, _request_timeout=self.request_timeout
+            )
+            response.read()  # type: ignore[no-untyped-call]
+        except ApiException as exc:
+            raise _from_exception(exc) from None
+        raw = response.data
+        if not 200 <= response.status <= 299:
+            raise _from_status(response.status, raw)
+        if not raw:
+            return {}
+        result: dict[str, Any] = json.loads(raw)
+        return result
+
+    def get(self, path: str) -> dict[str, Any]:
+        return self.request("GET", path)
+
+    def get_or_none(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self.get(path)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return list(self.iterate(path, label_selector))
+
+    def iterate(
+        self, path: str, label_selector: str | None = None, page: int = 500
+    ) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        while True:
+            chunk = self.request(
+                "GET", path, query={"labelSelector": label_selector, "limit": page, "continue": token}
+            )
+            yield from chunk.get("items") or []
+            token = (chunk.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", path, body=body)
+
+    def patch(self, path: str, body: Any, content_type: str = MERGE_PATCH) -> dict[str, Any]:
+        return self.request("PATCH", path, body=body, content_type=content_type)
+
+    def delete(self, path: str, preconditions_uid: str | None = None, propagation: str | None = None) -> bool:
+        """Delete; False when it was already gone (deleting twice is not an error for a reconciler)."""
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if preconditions_uid:
+            body["preconditions"] = {"uid": preconditions_uid}
+        if propagation:
+            body["propagationPolicy"] = propagation
+        try:
+            self.request("DELETE", path, body=body)
+        except ApiError as error:
+            if error.status in (404, 409):
+                return False
+            raise
+        return True

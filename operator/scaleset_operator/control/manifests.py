@@ -1,0 +1,151 @@
+"""Pods, PVCs and ControllerRevisions as the operator writes them, built from a ScaleSet and a revision."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from scaleset_operator.api.models import API_VERSION, RetentionAction, ScaleSetSpec
+from scaleset_operator.identity import (
+    ANNOTATION_UPDATED_AT,
+    LABEL_ORDINAL,
+    LABEL_REVISION,
+    LABEL_SCALESET,
+    LABEL_SURGE,
+    LABEL_UPGRADE_DOMAIN,
+    claim_name,
+    instance_name,
+    surge_instance_name,
+)
+from scaleset_operator.planning.domains import upgrade_domain_of
+
+
+def owner_reference(scaleset: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ScaleSet",
+        "name": scaleset["metadata"]["name"],
+        "uid": scaleset["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def instance_labels(name: str, ordinal: int, upgrade_domain: int, revision: str) -> dict[str, str]:
+    return {
+        LABEL_SCALESET: name,
+        LABEL_ORDINAL: str(ordinal),
+        LABEL_UPGRADE_DOMAIN: str(upgrade_domain),
+        LABEL_REVISION: revision,
+    }
+
+
+def instance_pod(
+    scaleset: dict[str, Any],
+    spec: ScaleSetSpec,
+    template: dict[str, Any],
+    revision: str,
+    ordinal: int,
+    now: str,
+    surge: bool = False,
+) -> dict[str, Any]:
+    """The pod of instance `ordinal` on `revision`: template, identity labels, owner, claims."""
+    name = scaleset["metadata"]["name"]
+    namespace = scaleset["metadata"]["namespace"]
+    template = copy.deepcopy(template)
+    metadata = template.get("metadata") or {}
+    pod_spec = template.get("spec") or {}
+    upgrade_domain = upgrade_domain_of(ordinal, spec.upgrade_domain_count)
+    labels = {**(metadata.get("labels") or {}), **instance_labels(name, ordinal, upgrade_domain, revision)}
+    if surge:
+        labels[LABEL_SURGE] = "true"
+    pod_name = surge_instance_name(name, ordinal) if surge else instance_name(name, ordinal)
+    pod_spec.setdefault("hostname", pod_name)
+    if not surge:
+        _mount_claims(pod_spec, spec, name, ordinal)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {**(metadata.get("annotations") or {}), ANNOTATION_UPDATED_AT: now},
+            "ownerReferences": [owner_reference(scaleset)],
+        },
+        "spec": pod_spec,
+    }
+
+
+def _mount_claims(pod_spec: dict[str, Any], spec: ScaleSetSpec, name: str, ordinal: int) -> None:
+    # As StatefulSet does: a claim template named like a template volume replaces that volume.
+    claims = {c["metadata"]["name"] for c in spec.volume_claim_templates}
+    volumes = [v for v in pod_spec.get("volumes") or [] if v.get("name") not in claims]
+    for claim in sorted(claims):
+        volumes.append(
+            {"name": claim, "persistentVolumeClaim": {"claimName": claim_name(claim, name, ordinal)}}
+        )
+    if volumes:
+        pod_spec["volumes"] = volumes
+
+
+def instance_claims(scaleset: dict[str, Any], spec: ScaleSetSpec, ordinal: int) -> list[dict[str, Any]]:
+    """The PVCs of one instance; owned by the ScaleSet only when whenDeleted is Delete (then GC removes them)."""
+    name = scaleset["metadata"]["name"]
+    claims = []
+    for template in spec.volume_claim_templates:
+        template = copy.deepcopy(template)
+        metadata = template.get("metadata") or {}
+        claim = metadata["name"]
+        labels = {**(metadata.get("labels") or {}), LABEL_SCALESET: name, LABEL_ORDINAL: str(ordinal)}
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": claim_name(claim, name, ordinal),
+                "namespace": scaleset["metadata"]["namespace"],
+                "labels": labels,
+            },
+            "spec": template.get("spec") or {},
+        }
+        if spec.persistent_volume_claim_retention_policy.when_deleted == RetentionAction.DELETE:
+            reference = owner_reference(scaleset)
+            reference["controller"] = False
+            body["metadata"]["ownerReferences"] = [reference]
+        claims.append(body)
+    return claims
+
+
+def controller_revision(
+    scaleset: dict[str, Any], revision: str, template: dict[str, Any], number: int
+) -> dict[str, Any]:
+    name = scaleset["metadata"]["name"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": {
+            "name": f"{name}-{revision}",
+            "namespace": scaleset["metadata"]["namespace"],
+            "labels": {LABEL_SCALESET: name, LABEL_REVISION: revision},
+            "ownerReferences": [owner_reference(scaleset)],
+        },
+        "data": {"template": template},
+        "revision": number,
+    }
+
+
+def image_patch(template: dict[str, Any], revision: str, now: str) -> dict[str, Any]:
+    """Strategic-merge patch that moves a live pod to `revision` in place: images, template metadata, labels."""
+    metadata = template.get("metadata") or {}
+    pod_spec = template.get("spec") or {}
+    patch_spec: dict[str, Any] = {}
+    for key in ("containers", "initContainers"):
+        if pod_spec.get(key):
+            patch_spec[key] = [{"name": c["name"], "image": c["image"]} for c in pod_spec[key]]
+    return {
+        "metadata": {
+            "labels": {**(metadata.get("labels") or {}), LABEL_REVISION: revision},
+            "annotations": {**(metadata.get("annotations") or {}), ANNOTATION_UPDATED_AT: now},
+        },
+        "spec": patch_spec,
+    }

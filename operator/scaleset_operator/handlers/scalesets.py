@@ -1,0 +1,96 @@
+"""kopf wiring: one daemon per ScaleSet that reconciles when something it depends on changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from scaleset_operator.api.models import GROUP, VERSION
+from scaleset_operator.control.reconcile import RESYNC_SECONDS, Reconciler
+from scaleset_operator.identity import LABEL_SCALESET
+
+log = logging.getLogger(__name__)
+
+# A burst of pod events (a batch of ten pods turning Ready) is folded into one pass.
+COALESCE_SECONDS = 0.02
+
+
+@dataclass
+class OperatorMemo:
+    """What the handlers share: the reconciler, and a wake-up flag per ScaleSet (never any rollout state)."""
+
+    reconciler: Reconciler | None = None
+    resync_seconds: float = RESYNC_SECONDS
+    wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    passes: int = 0
+
+    def wake(self, namespace: str, name: str) -> None:
+        waker = self.wakers.get((namespace, name))
+        if waker is not None:
+            waker.set()
+
+
+def _memo(memo: Any) -> OperatorMemo:
+    operator_memo = memo.get("scaleset") if hasattr(memo, "get") else None
+    if not isinstance(operator_memo, OperatorMemo):
+        raise RuntimeError("the operator was started without its memo (use scaleset_operator.runner)")
+    return operator_memo
+
+
+@kopf.daemon(GROUP, VERSION, "scalesets", cancellation_timeout=5.0)
+async def scaleset_daemon(
+    name: str, namespace: str | None, stopped: kopf.DaemonStopped, memo: Any, **_: Any
+) -> None:
+    assert namespace is not None  # ScaleSets are namespaced
+    state = _memo(memo)
+    assert state.reconciler is not None
+    waker = state.wakers.setdefault((namespace, name), asyncio.Event())
+    try:
+        while not stopped:
+            waker.clear()
+            try:
+                outcome = await asyncio.to_thread(state.reconciler.reconcile, namespace, name)
+            except Exception:  # one bad pass must not end the daemon; the next wake-up retries
+                log.exception("reconcile of %s/%s failed", namespace, name)
+                outcome = None
+            state.passes += 1
+            if outcome is not None and outcome.requeue_after is None:
+                return
+            timeout = (
+                state.resync_seconds
+                if outcome is None
+                else min(outcome.requeue_after or 1e9, state.resync_seconds)
+            )
+            if outcome is None:
+                timeout = 1.0
+            try:
+                await asyncio.wait_for(waker.wait(), timeout=timeout)
+                await asyncio.sleep(COALESCE_SECONDS)
+            except TimeoutError:
+                pass
+    finally:
+        state.wakers.pop((namespace, name), None)
+
+
+@kopf.on.event(GROUP, VERSION, "scalesets")
+def scaleset_changed(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    _memo(memo).wake(namespace or "", name)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_SCALESET: kopf.PRESENT})
+def instance_changed(labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any) -> None:
+    _memo(memo).wake(namespace or "", labels[LABEL_SCALESET])
+
+
+@kopf.on.event(GROUP, VERSION, "upgradepolicies")
+def policy_changed(namespace: str | None, memo: Any, **_: Any) -> None:
+    # Cheap and always right: a policy change wakes every ScaleSet of its namespace; each re-reads its ref.
+    state = _memo(memo)
+    for ns, scaleset in list(state.wakers):
+        if ns == namespace:
+            state.wake(ns, scaleset)

@@ -1,0 +1,52 @@
+"""Names and labels that give each instance its identity: pod and PVC names, ordinals, label keys."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from scaleset_operator.api.models import GROUP
+
+LABEL_SCALESET: Final = f"{GROUP}/scaleset"
+LABEL_ORDINAL: Final = f"{GROUP}/ordinal"
+LABEL_UPGRADE_DOMAIN: Final = f"{GROUP}/upgrade-domain"
+LABEL_REVISION: Final = f"{GROUP}/revision"
+LABEL_SURGE: Final = f"{GROUP}/surge"
+
+ANNOTATION_UPDATED_AT: Final = f"{GROUP}/updated-at"
+ANNOTATION_ROLLBACK: Final = f"{GROUP}/rollback"
+ANNOTATION_RESTART: Final = f"{GROUP}/restart"
+
+FIELD_MANAGER: Final = "scaleset-operator"
+
+_INSTANCE_NAME = re.compile(r"^(?P<scaleset>.+)-(?P<ordinal>\d+)$")
+
+
+def instance_name(scaleset: str, ordinal: int) -> str:
+    return f"{scaleset}-{ordinal}"
+
+
+def surge_instance_name(scaleset: str, ordinal: int) -> str:
+    """A temporary extra instance that carries capacity while `<scaleset>-<ordinal>` is reimaged."""
+    return f"{scaleset}-surge-{ordinal}"
+
+
+def claim_name(claim: str, scaleset: str, ordinal: int) -> str:
+    """PVC name of one claim template for one instance, as StatefulSet names them."""
+    return f"{claim}-{scaleset}-{ordinal}"
+
+
+def ordinal_of(pod: dict[str, Any]) -> int | None:
+    """The ordinal an instance pod carries in its label, or None when the label is missing or mangled."""
+    raw = (pod.get("metadata", {}).get("labels") or {}).get(LABEL_ORDINAL)
+    if raw is None or not str(raw).isdigit():
+        return None
+    return int(raw)
+
+
+def selector_labels(scaleset: str) -> dict[str, str]:
+    return {LABEL_SCALESET: scaleset}
+
+
+def label_selector(scaleset: str) -> str:
+    return f"{LABEL_SCALESET}={scaleset}"

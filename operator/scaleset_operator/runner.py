@@ -1,0 +1,131 @@
+"""Starting the operator: kopf settings, credentials from a kubeconfig, and a run that can be stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+
+from scaleset_operator.api.models import GROUP
+from scaleset_operator.control.kube import Kube
+from scaleset_operator.control.reconcile import RESYNC_SECONDS, Reconciler
+from scaleset_operator.handlers import scalesets  # noqa: F401  (registers the handlers)
+from scaleset_operator.handlers.scalesets import OperatorMemo
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # The finalizer and kopf's bookkeeping carry the project's own group, not kopf's defaults.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # The reconciler posts the Events a user should read; kopf's own chatter stays in the log.
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.peering.standalone = True
+
+
+@kopf.on.login()
+def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
+    config = _memo_of(memo).kube.api_client.configuration
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (
+        (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    )
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        username=config.username or None,
+        password=config.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )
+
+
+def _memo_of(memo: Any) -> Reconciler:
+    state = memo.get("scaleset")
+    assert isinstance(state, OperatorMemo) and state.reconciler is not None
+    return state.reconciler
+
+
+async def run(
+    *,
+    kubeconfig: str | None = None,
+    namespaces: Sequence[str] = (),
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+    resync_seconds: float = RESYNC_SECONDS,
+    liveness_endpoint: str | None = None,
+) -> None:
+    """Run until `stop_flag` is set (or forever); all namespaces when `namespaces` is empty."""
+    kube = Kube.from_kubeconfig(kubeconfig)
+    state = OperatorMemo(reconciler=Reconciler(kube), resync_seconds=resync_seconds)
+    await kopf.operator(
+        clusterwide=not namespaces,
+        namespaces=list(namespaces),
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+        memo=kopf.Memo(scaleset=state),
+        liveness_endpoint=liveness_endpoint,
+        standalone=True,
+    )
+
+
+class OperatorThread:
+    """The operator in a background thread with its own event loop: for tests and the demo."""
+
+    def __init__(
+        self, kubeconfig: str, namespaces: Sequence[str] = (), resync_seconds: float = RESYNC_SECONDS
+    ):
+        self.kubeconfig = kubeconfig
+        self.namespaces = namespaces
+        self.resync_seconds = resync_seconds
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="scaleset-operator", daemon=True)
+        self.error: BaseException | None = None
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(
+                run(
+                    kubeconfig=self.kubeconfig,
+                    namespaces=self.namespaces,
+                    stop_flag=self._stop,
+                    ready_flag=self._ready,
+                    resync_seconds=self.resync_seconds,
+                )
+            )
+        except BaseException as error:  # surfaced to the test that started it
+            self.error = error
+            self._ready.set()
+
+    def start(self, timeout: float = 30.0) -> OperatorThread:
+        self._thread.start()
+        if not self._ready.wait(timeout) or self.error is not None:
+            raise RuntimeError(f"the operator did not start: {self.error!r}")
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def __enter__(self) -> OperatorThread:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+logging.getLogger("kopf.objects").setLevel(logging.WARNING)
