@@ -85,6 +85,9 @@ class ResourceType:
     storage_version: str = ""
     # Other subresources served on this type (e.g. pods/binding, pods/eviction).
     extra_subresources: tuple[str, ...] = ()
+    # The group whose store holds these objects when it is not the type's own: events.k8s.io/v1 Events
+    # are core/v1 Events served in another shape.
+    storage_group: str | None = None
 
     def __post_init__(self) -> None:
         if not self.list_kind:
@@ -104,7 +107,13 @@ class ResourceType:
     @property
     def storage_key(self) -> tuple[str, str]:
         """Objects of all versions of one kind share a store under this key."""
-        return (self.group, self.plural)
+        return (self.group if self.storage_group is None else self.storage_group, self.plural)
+
+    @property
+    def storage_api_version(self) -> str:
+        """The apiVersion objects are stored at (they are converted to `api_version` when served)."""
+        group = self.group if self.storage_group is None else self.storage_group
+        return f"{group}/{self.storage_version}" if group else self.storage_version
 
     @property
     def is_custom(self) -> bool:
@@ -143,22 +152,22 @@ def _pod_status(pod: dict[str, Any]) -> str:
     if pod.get("metadata", {}).get("deletionTimestamp"):
         return "Terminating"
     status = pod.get("status", {}) or {}
-    reason = status.get("reason") or status.get("phase") or "Pending"
+    reason = str(status.get("reason") or status.get("phase") or "Pending")
     for cs in status.get("initContainerStatuses", []) or []:
         state = cs.get("state", {}) or {}
         if "terminated" in state and state["terminated"].get("exitCode", 0) != 0:
-            return "Init:" + (state["terminated"].get("reason") or "Error")
+            return "Init:" + str(state["terminated"].get("reason") or "Error")
         if "waiting" in state and state["waiting"].get("reason") not in (None, "PodInitializing"):
-            return "Init:" + state["waiting"]["reason"]
+            return "Init:" + str(state["waiting"]["reason"])
     for cs in reversed(status.get("containerStatuses", []) or []):
         state = cs.get("state", {}) or {}
         if "waiting" in state and state["waiting"].get("reason"):
-            reason = state["waiting"]["reason"]
+            reason = str(state["waiting"]["reason"])
         elif "terminated" in state:
-            reason = state["terminated"].get("reason") or (
-                f"ExitCode:{state['terminated'].get('exitCode', 0)}"
+            reason = str(
+                state["terminated"].get("reason") or f"ExitCode:{state['terminated'].get('exitCode', 0)}"
             )
-    return str(reason)
+    return reason
 
 
 def _pod_restarts(pod: dict[str, Any]) -> int:
@@ -267,6 +276,7 @@ def _builtin(
     generation: bool = False,
     extra: Iterable[str] = (),
     scale: ScaleSubresource | None = None,
+    storage_group: str | None = None,
 ) -> ResourceType:
     return ResourceType(
         group=group,
@@ -282,6 +292,7 @@ def _builtin(
         tracks_generation=generation,
         extra_subresources=tuple(extra),
         scale=scale,
+        storage_group=storage_group,
     )
 
 
@@ -457,6 +468,7 @@ def builtin_types() -> list[ResourceType]:
                 PrinterColumn("Object", "string", compute=_event_object),
                 PrinterColumn("Message", "string", ".note"),
             ),
+            storage_group="",
         ),
         _builtin(
             "coordination.k8s.io",

@@ -1,0 +1,2036 @@
+"""The in-memory object store: API object semantics, the watch event log and the built-in controllers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import copy
+import datetime as dt
+import functools
+import importlib
+import ipaddress
+import json
+import random
+import re
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from kubesim.errors import (
+    ApiError,
+    Cause,
+    already_exists,
+    bad_request,
+    conflict,
+    gone,
+    invalid,
+    not_found,
+)
+from kubesim.resources import CRD_GROUP, ResourceRegistry, ResourceType
+from kubesim.selectors import FieldSelector, LabelSelector, field_value
+
+Key = tuple[str, str]  # (namespace, name); namespace is "" for cluster-scoped objects
+StorageKey = tuple[str, str]  # (group, plural)
+# Aliases for use inside Store, whose `list` method shadows the builtin in annotations.
+Objects: TypeAlias = list[dict[str, Any]]
+Warnings: TypeAlias = list[str]
+
+PATCH_JSON = "application/json-patch+json"
+PATCH_MERGE = "application/merge-patch+json"
+PATCH_STRATEGIC = "application/strategic-merge-patch+json"
+PATCH_APPLY = "application/apply-patch+yaml"
+PATCH_TYPES = (PATCH_JSON, PATCH_MERGE, PATCH_STRATEGIC, PATCH_APPLY)
+
+FINALIZER_ORPHAN = "orphan"
+FINALIZER_FOREGROUND = "foregroundDeletion"
+FINALIZER_CRD_CLEANUP = "customresourcecleanup.apiextensions.k8s.io"
+NAMESPACE_FINALIZER = "kubernetes"
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL_KINDS = {("", "namespaces"), ("", "services")}
+_PATH_SEGMENT_KINDS = {"rbac.authorization.k8s.io"}
+
+# Fields each built-in kind lets clients select on (as registered by the API server's field label conversions).
+_COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+_SELECTABLE_FIELDS: dict[StorageKey, frozenset[str]] = {
+    ("", "pods"): _COMMON_FIELDS
+    | {
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    },
+    ("", "events"): _COMMON_FIELDS
+    | {
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+    },
+    ("", "nodes"): _COMMON_FIELDS | {"spec.unschedulable"},
+    ("", "namespaces"): _COMMON_FIELDS | {"status.phase"},
+    ("", "secrets"): _COMMON_FIELDS | {"type"},
+    ("", "persistentvolumes"): _COMMON_FIELDS | {"name"},
+    ("", "services"): _COMMON_FIELDS | {"spec.clusterIP", "spec.type"},
+}
+
+
+def now_rfc3339(clock: Callable[[], dt.datetime]) -> str:
+    return clock().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _optional(module: str) -> Any:
+    """Modules other parts of kubesim provide; absent ones mean the check they add is skipped."""
+    try:
+        return importlib.import_module(f"kubesim.{module}")
+    except ImportError:
+        return None
+
+
+def _encode(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = {}
+        obj["metadata"] = meta
+    return meta
+
+
+def _without(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in keys}
+
+
+def _owner_uids(obj: dict[str, Any]) -> set[str]:
+    return {str(r["uid"]) for r in obj.get("metadata", {}).get("ownerReferences") or [] if r.get("uid")}
+
+
+@dataclass
+class Change:
+    """One entry of the watch log: a write at resource version `rv`.
+
+    For DELETED, `obj` is the last state with the deletion's resource version. `old` is the state before
+    the write, which watchers with selectors need to turn a change of match into ADDED or DELETED.
+    """
+
+    type: str
+    rv: int
+    storage_key: StorageKey
+    obj: dict[str, Any]
+    old: dict[str, Any] | None
+    # Serialised watch lines per served apiVersion, so that fan-out to many watchers encodes once.
+    lines: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def namespace(self) -> str:
+        return str(self.obj.get("metadata", {}).get("namespace") or "")
+
+
+@dataclass
+class WatchEvent:
+    """What a watcher is sent: a change (shared, pre-encoded) or an object of its own."""
+
+    type: str
+    change: Change | None = None
+    obj: dict[str, Any] | None = None
+
+
+class Watcher:
+    """One watch stream's subscription: filters changes and queues them for its reader.
+
+    Each watcher has its own queue so a slow reader never holds up the writer or other watchers;
+    one that falls more than `max_backlog` events behind is closed (its client re-lists, as with
+    a real API server's watch cache).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        rt: ResourceType,
+        namespace: str | None,
+        labels: LabelSelector,
+        fields: FieldSelector,
+        max_backlog: int,
+    ) -> None:
+        self.store = store
+        self.rt = rt
+        self.namespace = namespace or None
+        self.labels = labels
+        self.fields = fields
+        self.max_backlog = max_backlog
+        self.queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+        self.loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self.closed = False
+        self.overflowed = False
+
+    def _passes(self, obj: dict[str, Any] | None) -> bool:
+        if obj is None:
+            return False
+        meta = obj.get("metadata", {})
+        if self.namespace is not None and meta.get("namespace") != self.namespace:
+            return False
+        if not self.labels.matches(meta.get("labels")):
+            return False
+        return self.fields.empty or self.fields.matches(functools.partial(self.store.field_of, self.rt, obj))
+
+    def event_for(self, change: Change) -> WatchEvent | None:
+        """The event this watcher sees for a change, or None if neither old nor new state matches."""
+        if change.storage_key != self.rt.storage_key:
+            return None
+        new_passes = change.type != "DELETED" and self._passes(change.obj)
+        old_passes = self._passes(change.old) if change.type != "ADDED" else False
+        if new_passes and old_passes:
+            return WatchEvent("MODIFIED", change)
+        if new_passes:
+            return (
+                WatchEvent("ADDED", change) if change.type == "ADDED" else WatchEvent("ADDED", obj=change.obj)
+            )
+        if old_passes:
+            if change.type == "DELETED":
+                return WatchEvent("DELETED", change)
+            # The object left the selection: a DELETED event with its previous state at the new version.
+            gone_obj = copy.deepcopy(change.old) if change.old is not None else {}
+            _meta(gone_obj)["resourceVersion"] = str(change.rv)
+            return WatchEvent("DELETED", obj=gone_obj)
+        return None
+
+    def offer(self, change: Change) -> None:
+        if self.closed:
+            return
+        event = self.event_for(change)
+        if event is not None:
+            self._put(event)
+
+    def _put(self, event: WatchEvent | None) -> None:
+        if threading.get_ident() == self._thread:
+            self._put_now(event)
+        else:
+            self.loop.call_soon_threadsafe(self._put_now, event)
+
+    def _put_now(self, event: WatchEvent | None) -> None:
+        if self.closed and event is not None:
+            return
+        if event is not None and self.queue.qsize() >= self.max_backlog:
+            self.overflowed = True
+            self.close()
+            return
+        self.queue.put_nowait(event)
+
+    def close(self) -> None:
+        """End the stream: the reader gets None after what is already queued."""
+        if not self.closed:
+            self.closed = True
+            self.store._unsubscribe(self)
+            self._put(None)
+
+    async def next(self, timeout: float | None = None) -> WatchEvent | None:
+        """The next event; None when the watch is closed. Raises TimeoutError after `timeout` seconds."""
+        if timeout is None:
+            return await self.queue.get()
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+
+@dataclass
+class ListResult:
+    items: list[dict[str, Any]]
+    resource_version: int
+    continue_token: str = ""
+    remaining: int | None = None
+
+
+class Store:
+    """Objects by type and (namespace, name), one global resource version, and a bounded event log.
+
+    Every public method is thread-safe (tests call it from outside the server's loop). Writes run the
+    object semantics of the API server: defaults, validation, generation, finalizers, optimistic
+    concurrency; the garbage collector, namespace and CRD cleanup run as background work afterwards.
+    """
+
+    def __init__(
+        self,
+        registry: ResourceRegistry | None = None,
+        *,
+        event_window: int = 50_000,
+        max_watch_backlog: int = 200_000,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        seed: int | None = None,
+    ) -> None:
+        self.registry = registry or ResourceRegistry()
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._rv = 0
+        self._objects: dict[StorageKey, dict[Key, dict[str, Any]]] = {}
+        self._encoded: dict[StorageKey, dict[Key, bytes]] = {}
+        self._log: deque[Change] = deque(maxlen=event_window)
+        # The resource version of the newest change that fell out of the log: watches must start after it.
+        self._floor = 0
+        self._watchers: set[Watcher] = set()
+        self._by_uid: dict[str, tuple[StorageKey, Key]] = {}
+        self._dependents: dict[str, set[tuple[StorageKey, Key]]] = {}
+        self._pending: deque[tuple[tuple[Any, ...] | None, Callable[[], None]]] = deque()
+        self._pending_once: set[Any] = set()
+        self._random = random.Random(seed)
+        self._next_cluster_ip = 1
+        self.max_watch_backlog = max_watch_backlog
+        # Called (from any thread) when background work is queued; without it the work runs inline.
+        self.on_background: Callable[[], None] | None = None
+        self._bootstrap()
+
+    # -----------------------------------------------------------------------------------------------------
+    # Lookup helpers
+
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    def type(self, name: str) -> ResourceType:
+        """A served type by plural, short name or kind (`"pods"`, `"po"`, `"widgets.test.kubesim.dev"`)."""
+        rt = self.registry.resolve(name)
+        if rt is None:
+            raise not_found("resource", name)
+        return rt
+
+    def _bucket(self, rt: ResourceType) -> dict[Key, dict[str, Any]]:
+        return self._objects.setdefault(rt.storage_key, {})
+
+    def _key(self, rt: ResourceType, namespace: str | None, name: str) -> Key:
+        return ((namespace or "") if rt.namespaced else "", name)
+
+    def _raw(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        obj = self._bucket(rt).get(self._key(rt, namespace, name))
+        if obj is None:
+            raise not_found(rt.plural, name, rt.group)
+        return obj
+
+    def present(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        """The stored object as served at `rt`'s version (objects are stored at the storage version)."""
+        if obj.get("apiVersion") == rt.api_version and obj.get("kind") == rt.kind:
+            return obj
+        if rt.storage_key == ("", "events") or rt.group == "events.k8s.io":
+            return _convert_event(obj, rt.api_version)
+        served = dict(obj)
+        served["apiVersion"] = rt.api_version
+        return served
+
+    def encoded(self, rt: ResourceType, obj: dict[str, Any]) -> bytes:
+        """JSON of a stored object as served at `rt`, cached for objects at the storage version."""
+        if obj.get("apiVersion") != rt.api_version:
+            return _encode(self.present(rt, obj))
+        meta = obj.get("metadata", {})
+        key = (meta.get("namespace") or "", meta.get("name", ""))
+        cache = self._encoded.setdefault(rt.storage_key, {})
+        data = cache.get(key)
+        stored = self._objects.get(rt.storage_key, {}).get(key)
+        if data is None or stored is not obj:
+            data = _encode(obj)
+            if stored is obj:
+                cache[key] = data
+        return data
+
+    def encoded_change(self, rt: ResourceType, change: Change, event_type: str) -> bytes:
+        """A watch line (`{"type":...,"object":...}` and a newline), encoded once per served version."""
+        cache_key = f"{event_type}:{rt.api_version}"
+        line = change.lines.get(cache_key)
+        if line is None:
+            obj_json = self.encoded(rt, change.obj)
+            line = b'{"type":"' + event_type.encode() + b'","object":' + obj_json + b"}\n"
+            change.lines[cache_key] = line
+        return line
+
+    def field_of(self, rt: ResourceType, obj: dict[str, Any], path: str) -> str | None:
+        if rt.storage_key == ("", "persistentvolumes") and path == "name":
+            path = "metadata.name"
+        if rt.group == "events.k8s.io":
+            obj = _convert_event(obj, "v1")
+        if rt.storage_key == ("", "pods") and path == "spec.hostNetwork":
+            return "true" if obj.get("spec", {}).get("hostNetwork") else "false"
+        return field_value(obj, path)
+
+    def check_fields(self, rt: ResourceType, selector: FieldSelector) -> None:
+        """Refuse a field selector on a field the kind does not index, as the API server does."""
+        allowed = _SELECTABLE_FIELDS.get(rt.storage_key, _COMMON_FIELDS)
+        if rt.crd is not None:
+            version: dict[str, Any] = next(
+                (v for v in rt.crd.get("spec", {}).get("versions", []) if v.get("name") == rt.version), {}
+            )
+            allowed = allowed | {
+                str(f.get("jsonPath", "")).lstrip(".") for f in version.get("selectableFields") or []
+            }
+        for name in sorted(selector.fields()):
+            if name not in allowed:
+                raise bad_request(f"field label not supported: {name}")
+
+    # -----------------------------------------------------------------------------------------------------
+    # Reads
+
+    def get(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        """A deep copy of the object as served at `rt`; ApiError 404 if absent."""
+        with self._lock:
+            return copy.deepcopy(self.present(rt, self._raw(rt, namespace, name)))
+
+    def get_raw(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        """The stored object itself (not a copy, not converted): callers must not mutate it."""
+        with self._lock:
+            return self._raw(rt, namespace, name)
+
+    def exists(self, rt: ResourceType, namespace: str | None, name: str) -> bool:
+        with self._lock:
+            return self._key(rt, namespace, name) in self._bucket(rt)
+
+    def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        *,
+        labels: LabelSelector | None = None,
+        fields: FieldSelector | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+        resource_version: str | None = None,
+        resource_version_match: str | None = None,
+        copy_items: bool = True,
+    ) -> ListResult:
+        """Objects in key order, filtered; `limit`/`continue_token` paginate as the API server does."""
+        labels = labels or LabelSelector()
+        fields = fields or FieldSelector()
+        self.check_fields(rt, fields)
+        with self._lock:
+            rv = self._rv
+            if resource_version_match == "Exact" and resource_version not in (None, "", str(rv)):
+                raise gone(
+                    f"too old resource version: {resource_version} ({rv}); "
+                    "kubesim serves lists at the current resource version only"
+                )
+            if resource_version not in (None, "", "0"):
+                try:
+                    wanted = int(str(resource_version))
+                except ValueError:
+                    raise bad_request(f'invalid resource version "{resource_version}"') from None
+                if wanted > rv:
+                    raise ApiError(
+                        504,
+                        "Timeout",
+                        f"Timeout: Too large resource version: {wanted}, current: {rv}",
+                        causes=[
+                            Cause(
+                                "",
+                                f"Too large resource version: {wanted}, current: {rv}",
+                                "ResourceVersionTooLarge",
+                            )
+                        ],
+                        retry_after_seconds=1,
+                    )
+            start: Key | None = None
+            if continue_token:
+                rv, start = _decode_continue(continue_token)
+                if rv < self._floor:
+                    raise gone(
+                        "The provided continue parameter is too old to display a consistent list result. "
+                        "You can start a new list without the continue parameter."
+                    )
+            bucket = self._bucket(rt)
+            ns = (namespace or None) if rt.namespaced else None
+            name_pin = fields.exact_value("metadata.name")
+            if name_pin is not None and ns is not None:
+                candidate = bucket.get((ns, name_pin))
+                keys = [(ns, name_pin)] if candidate is not None else []
+            else:
+                keys = sorted(k for k in bucket if ns is None or k[0] == ns)
+            if start is not None:
+                keys = [k for k in keys if k > start]
+            items: list[dict[str, Any]] = []
+            token = ""
+            remaining: int | None = None
+            for index, key in enumerate(keys):
+                obj = bucket[key]
+                meta = obj.get("metadata", {})
+                if not labels.matches(meta.get("labels")):
+                    continue
+                if not fields.empty and not fields.matches(functools.partial(self.field_of, rt, obj)):
+                    continue
+                if limit and len(items) >= limit:
+                    token = _encode_continue(
+                        rv,
+                        items[-1]["metadata"]["namespace"] if rt.namespaced else "",
+                        items[-1]["metadata"]["name"],
+                    )
+                    if labels.empty and fields.empty:
+                        remaining = len(keys) - index
+                    break
+                items.append(obj)
+            served = [self.present(rt, o) for o in items]
+            if copy_items:
+                served = copy.deepcopy(served)
+            return ListResult(served, rv, token, remaining)
+
+    def list_encoded(self, rt: ResourceType, result: ListResult) -> Iterator[bytes]:
+        """The JSON of each listed object, from the per-object cache (lists of thousands stay fast)."""
+        for obj in result.items:
+            yield self.encoded(rt, obj)
+
+    # -----------------------------------------------------------------------------------------------------
+    # Watches
+
+    def watch(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        labels: LabelSelector | None = None,
+        fields: FieldSelector | None = None,
+        send_initial_events: bool | None = None,
+        allow_bookmarks: bool = False,
+    ) -> Watcher:
+        """Subscribe to changes; must be called from a running event loop (events are queued on it).
+
+        Without a resource version (or with "0") the current objects come first as ADDED events, as the
+        API server does; with one, the changes after it are replayed from the log, or ApiError 410 if the
+        log no longer reaches back that far. With `send_initial_events`, the initial ADDED events end with
+        a BOOKMARK annotated `k8s.io/initial-events-end`.
+        """
+        labels = labels or LabelSelector()
+        fields = fields or FieldSelector()
+        self.check_fields(rt, fields)
+        if send_initial_events and not allow_bookmarks:
+            raise invalid(
+                "ListOptions",
+                "",
+                [
+                    Cause(
+                        "allowWatchBookmarks",
+                        "Required value: allowWatchBookmarks must be true if sendInitialEvents = true",
+                        "FieldValueRequired",
+                    )
+                ],
+            )
+        with self._lock:
+            watcher = Watcher(
+                self, rt, namespace if rt.namespaced else None, labels, fields, self.max_watch_backlog
+            )
+            initial = send_initial_events or resource_version in (None, "", "0")
+            if initial:
+                for obj in self.list(rt, namespace, labels=labels, fields=fields, copy_items=False).items:
+                    watcher.queue.put_nowait(WatchEvent("ADDED", obj=obj))
+                if send_initial_events:
+                    watcher.queue.put_nowait(
+                        WatchEvent("BOOKMARK", obj=self.bookmark(rt, initial_events_end=True))
+                    )
+            else:
+                try:
+                    since = int(str(resource_version))
+                except ValueError:
+                    raise bad_request(f'invalid resource version "{resource_version}"') from None
+                if since < self._floor:
+                    raise gone(f"too old resource version: {since} ({self._floor + 1})")
+                replay: list[Change] = []
+                for change in reversed(self._log):
+                    if change.rv <= since:
+                        break
+                    replay.append(change)
+                for change in reversed(replay):
+                    event = watcher.event_for(change)
+                    if event is not None:
+                        watcher.queue.put_nowait(event)
+            self._watchers.add(watcher)
+            return watcher
+
+    def bookmark(self, rt: ResourceType, *, initial_events_end: bool = False) -> dict[str, Any]:
+        """A BOOKMARK event object: only kind, apiVersion and the current resource version."""
+        meta: dict[str, Any] = {"resourceVersion": str(self._rv)}
+        if initial_events_end:
+            meta["annotations"] = {INITIAL_EVENTS_END: "true"}
+        return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
+
+    def _unsubscribe(self, watcher: Watcher) -> None:
+        with self._lock:
+            self._watchers.discard(watcher)
+
+    def close_watchers(self, predicate: Callable[[Watcher], bool] | None = None) -> int:
+        """End watch streams (all, or those matching); returns how many. Fault injection uses this."""
+        with self._lock:
+            chosen = [w for w in self._watchers if predicate is None or predicate(w)]
+        for watcher in chosen:
+            watcher.close()
+        return len(chosen)
+
+    @property
+    def watcher_count(self) -> int:
+        return len(self._watchers)
+
+    # -----------------------------------------------------------------------------------------------------
+    # Writes: the common commit path
+
+    def _next_rv(self) -> int:
+        self._rv += 1
+        return self._rv
+
+    def _commit(
+        self, rt: ResourceType, event_type: str, obj: dict[str, Any], old: dict[str, Any] | None
+    ) -> None:
+        """Store (or remove) an object at a new resource version and fan the change out to watchers."""
+        rv = self._next_rv()
+        meta = _meta(obj)
+        meta["resourceVersion"] = str(rv)
+        key = (meta.get("namespace") or "", meta["name"])
+        bucket = self._bucket(rt)
+        self._encoded.get(rt.storage_key, {}).pop(key, None)
+        uid = str(meta.get("uid", ""))
+        if event_type == "DELETED":
+            bucket.pop(key, None)
+            self._by_uid.pop(uid, None)
+        else:
+            bucket[key] = obj
+            self._by_uid[uid] = (rt.storage_key, key)
+        old_owners = _owner_uids(old) if old is not None else set()
+        new_owners = _owner_uids(obj) if event_type != "DELETED" else set()
+        for owner in old_owners - new_owners:
+            dependents = self._dependents.get(owner)
+            if dependents is not None:
+                dependents.discard((rt.storage_key, key))
+                if not dependents:
+                    del self._dependents[owner]
+        for owner in new_owners - old_owners:
+            self._dependents.setdefault(owner, set()).add((rt.storage_key, key))
+        if len(self._log) == self._log.maxlen:
+            self._floor = self._log[0].rv
+        change = Change(event_type, rv, rt.storage_key, obj, old)
+        self._log.append(change)
+        for watcher in list(self._watchers):
+            watcher.offer(change)
+
+    def _defer(self, work: Callable[[], None], once: tuple[Any, ...] | None = None) -> None:
+        """Queue controller work; with `once`, work already queued under the same key is not queued again."""
+        if once is not None:
+            if once in self._pending_once:
+                return
+            self._pending_once.add(once)
+        self._pending.append((once, work))
+
+    def _after_write(self) -> None:
+        if not self._pending:
+            return
+        if self.on_background is not None:
+            self.on_background()
+        else:
+            self.run_background()
+
+    def run_background(self) -> int:
+        """Run queued controller work (GC, namespace and CRD cleanup) until none is left; returns steps run."""
+        steps = 0
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return steps
+                once, work = self._pending.popleft()
+                self._pending_once.discard(once)
+                # An ApiError means the object moved on (deleted, conflicting); a later change re-queues the work.
+                with contextlib.suppress(ApiError):
+                    work()
+                steps += 1
+
+    # -----------------------------------------------------------------------------------------------------
+    # Create
+
+    def create(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        body: dict[str, Any],
+        *,
+        dry_run: bool = False,
+        field_manager: str | None = None,
+        field_validation: str | None = None,
+        warnings: Warnings | None = None,
+    ) -> dict[str, Any]:
+        """Create an object (POST); returns it as stored and served at `rt`."""
+        with self._lock:
+            obj = copy.deepcopy(body)
+            self._check_kind(rt, obj)
+            meta = _meta(obj)
+            if rt.namespaced:
+                body_ns = meta.get("namespace")
+                if namespace and body_ns and body_ns != namespace:
+                    raise bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request"
+                    )
+                namespace = namespace or body_ns
+                if not namespace:
+                    raise bad_request("the namespace of the object must be set")
+                meta["namespace"] = namespace
+                self._check_namespace_open(rt, namespace, meta.get("name") or meta.get("generateName", ""))
+            else:
+                meta.pop("namespace", None)
+            if not meta.get("name"):
+                if not meta.get("generateName"):
+                    raise invalid(
+                        rt.kind,
+                        "",
+                        [
+                            Cause(
+                                "metadata.name",
+                                "Required value: name or generateName is required",
+                                "FieldValueRequired",
+                            )
+                        ],
+                        rt.group,
+                    )
+                meta["name"] = self._generate_name(rt, namespace, str(meta["generateName"]))
+            name = str(meta["name"])
+            self._validate_name(rt, name)
+            if self._key(rt, namespace, name) in self._bucket(rt):
+                raise already_exists(rt.plural, name, rt.group)
+            if meta.get("resourceVersion"):
+                raise bad_request("resourceVersion should not be set on objects to be created")
+            for server_field in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+                meta.pop(server_field, None)
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now_rfc3339(self.clock)
+            if rt.tracks_generation:
+                meta["generation"] = 1
+            else:
+                meta.pop("generation", None)
+            if rt.status_subresource and rt.is_custom:
+                obj.pop("status", None)  # create cannot set the status of a custom resource
+            obj = self._prepare(rt, obj, None, "create", field_validation, warnings)
+            obj = _record_manager(rt, None, obj, field_manager, None)
+            obj["apiVersion"] = self._storage_api_version(rt)
+            if dry_run:
+                meta = _meta(obj)
+                meta["resourceVersion"] = str(self._rv)
+                return self.present(rt, obj)
+            self._commit(rt, "ADDED", obj, None)
+            self._after_create(rt, obj)
+            result = copy.deepcopy(self.present(rt, obj))
+        self._after_write()
+        return result
+
+    def _storage_api_version(self, rt: ResourceType) -> str:
+        return rt.storage_api_version
+
+    def _check_kind(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        kind, api_version = obj.get("kind"), obj.get("apiVersion")
+        if not isinstance(obj.get("metadata", {}), dict):
+            raise bad_request("metadata must be an object")
+        if kind is not None and kind != rt.kind:
+            raise bad_request(
+                f"the kind of the object ({kind}) does not match the kind of the resource ({rt.kind})"
+            )
+        if api_version is not None and api_version != rt.api_version:
+            group = api_version.rpartition("/")[0]
+            if group != rt.group:
+                raise bad_request(
+                    f"the API version in the data ({api_version}) does not match the expected API version ({rt.api_version})"
+                )
+        obj["kind"] = rt.kind
+        obj["apiVersion"] = rt.api_version
+
+    def _check_namespace_open(self, rt: ResourceType, namespace: str, name: str) -> None:
+        ns_obj = self._objects.get(("", "namespaces"), {}).get(("", namespace))
+        if ns_obj is None:
+            raise not_found("namespaces", namespace)
+        if ns_obj.get("metadata", {}).get("deletionTimestamp"):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{rt.qualified_name} "{name}" is forbidden: unable to create new content in namespace '
+                f"{namespace} because it is being terminated",
+                kind=rt.plural,
+                name=name,
+                group=rt.group,
+                causes=[Cause("", f"namespace {namespace} is being terminated", "NamespaceTerminating")],
+            )
+
+    def _generate_name(self, rt: ResourceType, namespace: str | None, prefix: str) -> str:
+        bucket = self._bucket(rt)
+        for _ in range(100):
+            name = prefix[:58] + "".join(self._random.choice(_GENERATE_ALPHABET) for _ in range(5))
+            if self._key(rt, namespace, name) not in bucket:
+                return name
+        raise already_exists(rt.plural, prefix, rt.group)
+
+    def _validate_name(self, rt: ResourceType, name: str) -> None:
+        if rt.group in _PATH_SEGMENT_KINDS:
+            ok = name not in (".", "..") and "/" not in name and "%" not in name
+            message = 'may not contain "/" or "%"'
+        elif rt.storage_key in _DNS_LABEL_KINDS:
+            ok = len(name) <= 63 and bool(_DNS_LABEL.match(name))
+            message = (
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                "and must start and end with an alphanumeric character"
+            )
+        else:
+            ok = len(name) <= 253 and bool(_DNS_SUBDOMAIN.match(name))
+            message = (
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+                "and must start and end with an alphanumeric character"
+            )
+        if not ok:
+            raise invalid(
+                rt.kind, name, [Cause("metadata.name", f'Invalid value: "{name}": {message}')], rt.group
+            )
+
+    # -----------------------------------------------------------------------------------------------------
+    # Update and patch
+
+    def update(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: dict[str, Any],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_manager: str | None = None,
+        field_validation: str | None = None,
+        warnings: Warnings | None = None,
+    ) -> dict[str, Any]:
+        """Replace an object (PUT), or its status with `subresource="status"`."""
+        with self._lock:
+            obj = copy.deepcopy(body)
+            self._check_kind(rt, obj)
+            meta = _meta(obj)
+            if meta.get("name") not in (None, name):
+                raise bad_request(
+                    f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+                )
+            if rt.namespaced and meta.get("namespace") not in (None, "", namespace):
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            current = self._raw(rt, namespace, name)
+            if not meta.get("resourceVersion") and rt.is_custom:
+                raise invalid(
+                    rt.kind,
+                    name,
+                    [
+                        Cause(
+                            "metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update"
+                        )
+                    ],
+                    rt.group,
+                )
+            result = self._write(
+                rt, current, obj, subresource, dry_run, field_validation, warnings, field_manager
+            )
+        self._after_write()
+        return result
+
+    def patch(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        patch_type: str,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        field_manager: str | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+        field_validation: str | None = None,
+        warnings: Warnings | None = None,
+    ) -> dict[str, Any]:
+        """Patch an object with one of the four patch types (server-side apply creates when absent)."""
+        patching = _optional("patch")
+        if patching is None:
+            raise ApiError(415, "UnsupportedMediaType", "patching is not available in this kubesim build")
+        if patch_type == PATCH_APPLY:
+            if not field_manager:
+                raise bad_request("PATCH requests with the apply content type require fieldManager to be set")
+            if not isinstance(patch, dict):
+                raise bad_request("the apply patch must be an object")
+        with self._lock:
+            current = self._bucket(rt).get(self._key(rt, namespace, name))
+            if current is None:
+                if patch_type != PATCH_APPLY or subresource:
+                    raise not_found(rt.plural, name, rt.group)
+                applied = copy.deepcopy(patch)
+                self._check_kind(rt, applied)
+                pmeta = _meta(applied)
+                if pmeta.get("name") not in (None, name):
+                    raise bad_request(
+                        f"the name of the object ({pmeta.get('name')}) does not match the name on the URL ({name})"
+                    )
+                pmeta["name"] = name
+                created = patching.apply_server_side(
+                    None, applied, field_manager, force, rt.kind, schema=rt.schema
+                )
+                return self.create(
+                    rt,
+                    namespace,
+                    created,
+                    dry_run=dry_run,
+                    field_validation=field_validation,
+                    warnings=warnings,
+                )
+            live = copy.deepcopy(self.present(rt, current))
+            if patch_type == PATCH_JSON:
+                if not isinstance(patch, list):
+                    raise bad_request("json patch must be a list of operations")
+                new = patching.apply_json_patch(live, patch)
+            elif patch_type == PATCH_MERGE:
+                if not isinstance(patch, dict):
+                    raise bad_request("merge patch must be an object")
+                new = patching.apply_merge_patch(live, patch)
+            elif patch_type == PATCH_STRATEGIC:
+                if rt.is_custom:
+                    raise ApiError(
+                        415,
+                        "UnsupportedMediaType",
+                        f"the body of the request was in an unknown format - accepted media types include: "
+                        f"{PATCH_JSON}, {PATCH_MERGE}, {PATCH_APPLY}",
+                    )
+                if not isinstance(patch, dict):
+                    raise bad_request("strategic merge patch must be an object")
+                new = patching.apply_strategic_merge_patch(live, patch, rt.kind)
+            elif patch_type == PATCH_APPLY:
+                applied = copy.deepcopy(patch)
+                self._check_kind(rt, applied)
+                new = patching.apply_server_side(
+                    live, applied, field_manager, force, rt.kind, schema=rt.schema
+                )
+            else:
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"{', '.join(PATCH_TYPES)}",
+                )
+            if not isinstance(new, dict):
+                raise bad_request("the patch did not produce an object")
+            nmeta = _meta(new)
+            if nmeta.get("name") != name:
+                raise invalid(
+                    rt.kind, name, [Cause("metadata.name", "Invalid value: field is immutable")], rt.group
+                )
+            if not nmeta.get("resourceVersion"):
+                nmeta["resourceVersion"] = current["metadata"]["resourceVersion"]
+            self._check_kind(rt, new)
+            manager = None if patch_type == PATCH_APPLY else field_manager
+            result = self._write(rt, current, new, subresource, dry_run, field_validation, warnings, manager)
+        self._after_write()
+        return result
+
+    def _write(
+        self,
+        rt: ResourceType,
+        current: dict[str, Any],
+        obj: dict[str, Any],
+        subresource: str | None,
+        dry_run: bool,
+        field_validation: str | None,
+        warnings: Warnings | None,
+        field_manager: str | None = None,
+    ) -> dict[str, Any]:
+        """The update path shared by PUT and PATCH: preconditions, subresource scoping, semantics, commit."""
+        cur_meta = current["metadata"]
+        meta = _meta(obj)
+        name = cur_meta["name"]
+        if meta.get("resourceVersion") and str(meta["resourceVersion"]) != cur_meta["resourceVersion"]:
+            raise conflict(rt.plural, name, rt.group)
+        if meta.get("uid") and meta["uid"] != cur_meta["uid"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: {cur_meta['uid']}",
+                kind=rt.plural,
+                name=name,
+                group=rt.group,
+            )
+        old = self.present(rt, current)
+        if subresource == "status":
+            # A status write changes status alone (metav1.ResetObjectMetaForStatus keeps the rest).
+            new = copy.deepcopy(old)
+            if "status" in obj:
+                new["status"] = obj["status"]
+            else:
+                new.pop("status", None)
+            if "managedFields" in meta:
+                _meta(new)["managedFields"] = meta["managedFields"]
+        else:
+            new = obj
+            nmeta = meta
+            for immutable in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+                if immutable in cur_meta:
+                    nmeta[immutable] = cur_meta[immutable]
+                else:
+                    nmeta.pop(immutable, None)
+            nmeta["name"] = name
+            if rt.namespaced:
+                nmeta["namespace"] = cur_meta["namespace"]
+            else:
+                nmeta.pop("namespace", None)
+            if "managedFields" not in nmeta and "managedFields" in cur_meta:
+                nmeta["managedFields"] = cur_meta["managedFields"]
+            if "generation" in cur_meta:
+                nmeta["generation"] = cur_meta["generation"]
+            else:
+                nmeta.pop("generation", None)
+            if rt.status_subresource:
+                if "status" in old:
+                    new["status"] = old["status"]
+                else:
+                    new.pop("status", None)
+            if cur_meta.get("deletionTimestamp"):
+                added = set(nmeta.get("finalizers") or []) - set(cur_meta.get("finalizers") or [])
+                if added:
+                    raise invalid(
+                        rt.kind,
+                        name,
+                        [
+                            Cause(
+                                "metadata.finalizers",
+                                f"Forbidden: no new finalizers can be added if the object is being deleted, "
+                                f"found new finalizers {sorted(added)}",
+                                "FieldValueForbidden",
+                            )
+                        ],
+                        rt.group,
+                    )
+        new = self._prepare(
+            rt, new, old, "status" if subresource == "status" else "update", field_validation, warnings
+        )
+        new = _record_manager(rt, old, new, field_manager, subresource)
+        nmeta = _meta(new)
+        if rt.tracks_generation and _spec_changed(rt, old, new):
+            nmeta["generation"] = int(cur_meta.get("generation", 1)) + 1
+        nmeta["resourceVersion"] = cur_meta["resourceVersion"]
+        new["apiVersion"] = self._storage_api_version(rt)
+        if _same(new, current):
+            return copy.deepcopy(self.present(rt, current))  # a no-op write bumps nothing and notifies nobody
+        if dry_run:
+            return self.present(rt, new)
+        if (
+            nmeta.get("deletionTimestamp")
+            and not nmeta.get("finalizers")
+            and not self._in_grace_period(rt, new)
+        ):
+            self._commit(rt, "DELETED", new, current)
+            self._after_removal(rt, new)
+        else:
+            self._commit(rt, "MODIFIED", new, current)
+            self._after_update(rt, new, current)
+        return copy.deepcopy(self.present(rt, new))
+
+    def _in_grace_period(self, rt: ResourceType, obj: dict[str, Any]) -> bool:
+        """Pods on a live node stay until the kubelet confirms termination (delete with grace 0)."""
+        return (
+            rt.storage_key == ("", "pods") and int(obj["metadata"].get("deletionGracePeriodSeconds") or 0) > 0
+        )
+
+    # -----------------------------------------------------------------------------------------------------
+    # Scale subresource
+
+    def get_scale(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        """The autoscaling/v1 Scale of an object whose type has a scale subresource."""
+        if rt.scale is None:
+            raise not_found(f"{rt.plural}/scale", name, rt.group)
+        with self._lock:
+            obj = self._raw(rt, namespace, name)
+            return _scale_of(rt, obj)
+
+    def update_scale(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        scale: dict[str, Any],
+        *,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Set spec replicas through the scale subresource; returns the resulting Scale."""
+        if rt.scale is None:
+            raise not_found(f"{rt.plural}/scale", name, rt.group)
+        replicas = scale.get("spec", {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise invalid(
+                "Scale",
+                name,
+                [Cause("spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")],
+                "autoscaling",
+            )
+        with self._lock:
+            current = self._raw(rt, namespace, name)
+            wanted_rv = scale.get("metadata", {}).get("resourceVersion")
+            if wanted_rv and str(wanted_rv) != current["metadata"]["resourceVersion"]:
+                raise conflict(rt.plural, name, rt.group)
+            new = copy.deepcopy(self.present(rt, current))
+            _set_path(new, rt.scale.spec_replicas_path, replicas)
+            self._write(rt, current, new, None, dry_run, None, None)
+            result = _scale_of(rt, self._raw(rt, namespace, name) if not dry_run else new)
+        self._after_write()
+        return result
+
+    def patch_scale(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        patch_type: str,
+        patch: Any,
+        *,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Patch the Scale object (as `kubectl scale` does) and write the result back."""
+        patching = _optional("patch")
+        if patching is None:
+            raise ApiError(415, "UnsupportedMediaType", "patching is not available in this kubesim build")
+        with self._lock:
+            scale = self.get_scale(rt, namespace, name)
+            if patch_type == PATCH_JSON:
+                new = patching.apply_json_patch(scale, patch)
+            elif patch_type in (PATCH_MERGE, PATCH_STRATEGIC):
+                new = patching.apply_merge_patch(scale, patch)
+            else:
+                raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type for scale: {patch_type}")
+            return self.update_scale(rt, namespace, name, new, dry_run=dry_run)
+
+    # -----------------------------------------------------------------------------------------------------
+    # Delete
+
+    def delete(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation_policy: str | None = None,
+        preconditions: dict[str, Any] | None = None,
+        grace_period_seconds: int | None = None,
+        dry_run: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        """Delete an object; returns (its last state, whether it is gone now rather than terminating)."""
+        with self._lock:
+            result = self._delete(
+                rt, namespace, name, propagation_policy, preconditions or {}, grace_period_seconds, dry_run
+            )
+        self._after_write()
+        return result
+
+    def _delete(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        propagation_policy: str | None,
+        preconditions: dict[str, Any],
+        grace_period_seconds: int | None,
+        dry_run: bool,
+    ) -> tuple[dict[str, Any], bool]:
+        current = self._raw(rt, namespace, name)
+        cur_meta = current["metadata"]
+        if preconditions.get("uid") and preconditions["uid"] != cur_meta["uid"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in object meta: {cur_meta['uid']}",
+                kind=rt.plural,
+                name=name,
+                group=rt.group,
+            )
+        if (
+            preconditions.get("resourceVersion")
+            and str(preconditions["resourceVersion"]) != cur_meta["resourceVersion"]
+        ):
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Precondition failed: ResourceVersion in precondition: {preconditions['resourceVersion']}, "
+                f"ResourceVersion in object meta: {cur_meta['resourceVersion']}",
+                kind=rt.plural,
+                name=name,
+                group=rt.group,
+            )
+        if propagation_policy not in (None, "", "Background", "Foreground", "Orphan"):
+            raise invalid(
+                "DeleteOptions",
+                "",
+                [
+                    Cause(
+                        "propagationPolicy",
+                        f'Unsupported value: "{propagation_policy}"',
+                        "FieldValueNotSupported",
+                    )
+                ],
+            )
+        new = copy.deepcopy(current)
+        meta = new["metadata"]
+        finalizers: list[str] = list(meta.get("finalizers") or [])
+        if propagation_policy == "Orphan" and FINALIZER_ORPHAN not in finalizers:
+            finalizers.append(FINALIZER_ORPHAN)
+        elif propagation_policy == "Foreground" and FINALIZER_FOREGROUND not in finalizers:
+            finalizers.append(FINALIZER_FOREGROUND)
+        if rt.storage_key == (CRD_GROUP, "customresourcedefinitions") and not meta.get("deletionTimestamp"):
+            finalizers = (
+                [*finalizers, FINALIZER_CRD_CLEANUP]
+                if FINALIZER_CRD_CLEANUP not in finalizers
+                else finalizers
+            )
+        grace = self._grace_period(rt, current, grace_period_seconds)
+        already_terminating = bool(cur_meta.get("deletionTimestamp"))
+        if already_terminating:
+            if grace == 0 and not finalizers and rt.storage_key == ("", "pods"):
+                pass  # the kubelet (or a forced delete) confirms the pod is gone: remove it below
+            elif rt.storage_key == ("", "pods") and grace < int(
+                cur_meta.get("deletionGracePeriodSeconds") or 0
+            ):
+                meta["deletionGracePeriodSeconds"] = grace
+                meta["deletionTimestamp"] = now_rfc3339(lambda: self.clock() + dt.timedelta(seconds=grace))
+                if not dry_run:
+                    self._commit(rt, "MODIFIED", new, current)
+                return copy.deepcopy(self.present(rt, new)), False
+            else:
+                if not dry_run and finalizers != list(cur_meta.get("finalizers") or []):
+                    meta["finalizers"] = finalizers
+                    self._commit(rt, "MODIFIED", new, current)
+                    self._queue_finalizer_work(rt, new)
+                return copy.deepcopy(self.present(rt, new)), False
+        if finalizers or grace > 0 or rt.storage_key == ("", "namespaces"):
+            meta["deletionTimestamp"] = now_rfc3339(lambda: self.clock() + dt.timedelta(seconds=grace))
+            meta["deletionGracePeriodSeconds"] = grace
+            if finalizers:
+                meta["finalizers"] = finalizers
+            if "generation" in meta:
+                meta["generation"] = int(meta["generation"]) + 1
+            if rt.storage_key == ("", "namespaces"):
+                new.setdefault("status", {})["phase"] = "Terminating"
+            if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
+                _set_condition(
+                    new,
+                    "Terminating",
+                    "True",
+                    "InstanceDeletionPending",
+                    "CustomResourceDefinition marked for deletion; instances are being removed",
+                    self.clock,
+                )
+            if dry_run:
+                return self.present(rt, new), False
+            self._commit(rt, "MODIFIED", new, current)
+            self._queue_finalizer_work(rt, new)
+            return copy.deepcopy(self.present(rt, new)), False
+        if dry_run:
+            return self.present(rt, current), True
+        self._commit(rt, "DELETED", new, current)
+        self._after_removal(rt, new)
+        return copy.deepcopy(self.present(rt, new)), True
+
+    def _grace_period(self, rt: ResourceType, obj: dict[str, Any], requested: int | None) -> int:
+        """Pods bound to an existing node terminate gracefully; everything else goes at once."""
+        if rt.storage_key != ("", "pods"):
+            return 0
+        spec = obj.get("spec", {})
+        node = spec.get("nodeName")
+        phase = obj.get("status", {}).get("phase")
+        if (
+            not node
+            or phase in ("Succeeded", "Failed")
+            or ("", node) not in self._objects.get(("", "nodes"), {})
+        ):
+            return 0
+        if requested is not None:
+            return max(0, int(requested))
+        return int(spec.get("terminationGracePeriodSeconds", 30) or 0)
+
+    def delete_collection(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        labels: LabelSelector | None = None,
+        fields: FieldSelector | None = None,
+        propagation_policy: str | None = None,
+        grace_period_seconds: int | None = None,
+        dry_run: bool = False,
+    ) -> Objects:
+        """Delete every matching object; returns their last states."""
+        items = self.list(rt, namespace, labels=labels, fields=fields, copy_items=False).items
+        deleted: list[dict[str, Any]] = []
+        for obj in items:
+            meta = obj["metadata"]
+            try:
+                last, _ = self.delete(
+                    rt,
+                    meta.get("namespace"),
+                    meta["name"],
+                    propagation_policy=propagation_policy,
+                    grace_period_seconds=grace_period_seconds,
+                    dry_run=dry_run,
+                )
+            except ApiError as error:
+                if error.code != 404:
+                    raise
+                continue
+            deleted.append(last)
+        return deleted
+
+    # -----------------------------------------------------------------------------------------------------
+    # Kind-specific preparation (defaults, admission, validation)
+
+    def _prepare(
+        self,
+        rt: ResourceType,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+        operation: str,
+        field_validation: str | None,
+        warnings: Warnings | None,
+    ) -> dict[str, Any]:
+        """Apply the defaults and validation of the kind; `operation` is create, update or status."""
+        key = rt.storage_key
+        meta = _meta(obj)
+        _validate_metadata(rt, obj)
+        if rt.is_custom:
+            obj = self._admit_custom(rt, obj, old, operation, field_validation, warnings)
+        elif key == ("", "pods"):
+            _default_pod(obj, creating=operation == "create")
+            podrules = _optional("podrules")
+            if podrules is not None:
+                if operation == "create":
+                    causes = podrules.validate_pod_create(obj)
+                elif operation == "update" and old is not None:
+                    causes = podrules.validate_pod_update(old, obj)
+                else:
+                    causes = []
+                if causes:
+                    raise invalid("Pod", meta["name"], list(causes))
+        elif key == ("", "namespaces"):
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+            obj.setdefault("spec", {}).setdefault("finalizers", [NAMESPACE_FINALIZER])
+            if operation == "create":
+                obj["status"] = {"phase": "Active"}
+        elif key == ("", "secrets"):
+            _fold_string_data(obj)
+        elif key == ("", "services"):
+            self._default_service(obj, old)
+        elif key == ("", "persistentvolumeclaims"):
+            obj.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
+            if operation == "create":
+                obj["status"] = {"phase": "Pending"}
+        elif key == ("", "persistentvolumes"):
+            spec = obj.setdefault("spec", {})
+            spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+            spec.setdefault("volumeMode", "Filesystem")
+            if operation == "create":
+                obj["status"] = {"phase": "Pending"}
+        elif key == ("", "events"):
+            obj = _convert_event(obj, "v1")
+            obj.setdefault("involvedObject", {})
+        elif key == (CRD_GROUP, "customresourcedefinitions"):
+            obj = self._prepare_crd(obj, old, operation)
+        elif key in (("apps", "deployments"), ("apps", "statefulsets")):
+            obj.setdefault("spec", {}).setdefault("replicas", 1)
+            if operation == "create":
+                obj.pop("status", None)
+        return obj
+
+    def _admit_custom(
+        self,
+        rt: ResourceType,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+        operation: str,
+        field_validation: str | None,
+        warnings: Warnings | None,
+    ) -> dict[str, Any]:
+        schema_module = _optional("schema")
+        if schema_module is None or rt.crd is None:
+            return obj
+        schema = self._schema(rt, schema_module)
+        before = copy.deepcopy(obj)
+        admitted = schema.admit_status(obj, old) if operation == "status" else schema.admit(obj, old)
+        unknown = _pruned_paths(before, admitted)
+        if unknown:
+            if field_validation == "Strict":
+                details = ", ".join(f'unknown field "{p}"' for p in unknown)
+                raise bad_request(f"strict decoding error: {details}")
+            if field_validation != "Ignore" and warnings is not None:
+                warnings.extend(f'unknown field "{p}"' for p in unknown)
+        return dict(admitted)
+
+    def _schema(self, rt: ResourceType, schema_module: Any) -> Any:
+        cache: dict[tuple[str, str, int], Any] = self.__dict__.setdefault("_schema_cache", {})
+        assert rt.crd is not None
+        key = (rt.crd["metadata"]["name"], rt.version, id(rt.crd))
+        if key not in cache:
+            cache[key] = schema_module.CustomResourceSchema(rt.crd, rt.version)
+        return cache[key]
+
+    def _prepare_crd(self, crd: dict[str, Any], old: dict[str, Any] | None, operation: str) -> dict[str, Any]:
+        if operation == "status":
+            return crd
+        schema_module = _optional("schema")
+        from kubesim.resources import crd_types
+
+        for rt in crd_types(crd):  # names, scope, versions: 422 if malformed
+            existing = self.registry.get(rt.group, rt.version, rt.plural)
+            if existing is not None and not existing.is_custom:
+                raise invalid(
+                    "CustomResourceDefinition",
+                    crd["metadata"]["name"],
+                    [
+                        Cause(
+                            "spec.group",
+                            f"{rt.group}/{rt.version} {rt.plural} is served by the API server itself",
+                        )
+                    ],
+                    CRD_GROUP,
+                )
+        if schema_module is not None:
+            schema_module.validate_crd(crd)
+        if operation == "update" and old is not None:
+            for immutable in ("group", "scope"):
+                if crd["spec"].get(immutable) != old["spec"].get(immutable):
+                    raise invalid(
+                        "CustomResourceDefinition",
+                        crd["metadata"]["name"],
+                        [Cause(f"spec.{immutable}", "Invalid value: field is immutable")],
+                        CRD_GROUP,
+                    )
+        meta = _meta(crd)
+        if FINALIZER_CRD_CLEANUP not in (meta.get("finalizers") or []) and not meta.get("deletionTimestamp"):
+            meta["finalizers"] = [*(meta.get("finalizers") or []), FINALIZER_CRD_CLEANUP]
+        for version in crd["spec"].get("versions", []):
+            version.setdefault("served", True)
+        return crd
+
+    def _default_service(self, svc: dict[str, Any], old: dict[str, Any] | None) -> None:
+        spec = svc.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports") or []:
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+        if spec["type"] == "ExternalName":
+            return
+        if old is not None and old.get("spec", {}).get("clusterIP") and not spec.get("clusterIP"):
+            spec["clusterIP"] = old["spec"]["clusterIP"]
+        if not spec.get("clusterIP"):
+            spec["clusterIP"] = str(ipaddress.IPv4Address("10.96.0.0") + self._next_cluster_ip)
+            self._next_cluster_ip += 1
+        spec.setdefault("clusterIPs", [spec["clusterIP"]])
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        svc.setdefault("status", {"loadBalancer": {}})
+
+    # -----------------------------------------------------------------------------------------------------
+    # Controllers: what the controller manager would do after a write
+
+    def _after_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        key = rt.storage_key
+        meta = obj["metadata"]
+        if key == (CRD_GROUP, "customresourcedefinitions"):
+            self._establish_crd(obj)
+        elif key == ("", "namespaces"):
+            self._ensure_default_service_account(meta["name"])
+        owners = _owner_uids(obj)
+        if owners and not any(uid in self._by_uid for uid in owners):
+            # Every owner is absent (a uid that never existed or is already gone): collect the dependent.
+            self._defer(
+                lambda: self._collect_orphan(rt.storage_key, (meta.get("namespace") or "", meta["name"]))
+            )
+
+    def _after_update(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
+        if (
+            rt.storage_key == (CRD_GROUP, "customresourcedefinitions")
+            and new.get("spec") != old.get("spec")
+            and not new["metadata"].get("deletionTimestamp")
+        ):
+            self._establish_crd(new)
+        if new["metadata"].get("deletionTimestamp"):
+            self._queue_finalizer_work(rt, new)
+
+    def _after_removal(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        uid = str(meta.get("uid", ""))
+        if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
+            removed = self.registry.remove_crd(meta["name"])
+            for removed_rt in removed:
+                self._objects.pop(removed_rt.storage_key, None)
+                self._encoded.pop(removed_rt.storage_key, None)
+            keys = {r.storage_key for r in removed}
+            self._close_watchers_later(lambda w: w.rt.storage_key in keys)
+        if uid in self._dependents:
+            self._defer(lambda: self._collect_dependents(uid), once=("gc", uid))
+        for owner_uid in _owner_uids(obj):
+            # An owner deleted in the foreground waits for its dependents; this one is gone now.
+            where = self._by_uid.get(owner_uid)
+            owner = self._lookup(*where) if where is not None else None
+            if owner is not None and FINALIZER_FOREGROUND in (owner[1]["metadata"].get("finalizers") or []):
+                self._defer(functools.partial(self._finish_foreground, owner_uid), once=("fg", owner_uid))
+        namespace = meta.get("namespace")
+        if namespace:
+            ns_obj = self._objects.get(("", "namespaces"), {}).get(("", namespace))
+            if ns_obj is not None and ns_obj["metadata"].get("deletionTimestamp"):
+                self._defer(lambda: self._reconcile_namespace(namespace), once=("namespace", namespace))
+        if rt.crd is not None:
+            crd_name = rt.crd["metadata"]["name"]
+            self._defer(lambda: self._reconcile_crd_deletion(crd_name), once=("crd", crd_name))
+
+    def _close_watchers_later(self, predicate: Callable[[Watcher], bool]) -> None:
+        def close() -> None:
+            self.close_watchers(predicate)
+
+        self._defer(close)
+
+    def _queue_finalizer_work(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        finalizers = meta.get("finalizers") or []
+        namespace, name, uid = meta.get("namespace") or "", meta["name"], meta["uid"]
+        if FINALIZER_ORPHAN in finalizers:
+            self._defer(
+                lambda: self._orphan_dependents(rt.storage_key, (namespace, name), uid), once=("orphan", uid)
+            )
+        if FINALIZER_FOREGROUND in finalizers:
+            self._defer(lambda: self._delete_dependents_foreground(uid), once=("fg-delete", uid))
+            self._defer(lambda: self._finish_foreground(uid), once=("fg", uid))
+        if rt.storage_key == ("", "namespaces"):
+            self._defer(lambda: self._reconcile_namespace(name), once=("namespace", name))
+        if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
+            self._defer(lambda: self._reconcile_crd_deletion(name), once=("crd", name))
+
+    def _lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
+        obj = self._objects.get(storage_key, {}).get(key)
+        if obj is None:
+            return None
+        rt = self._type_for_storage(storage_key)
+        return (rt, obj) if rt is not None else None
+
+    def _type_for_storage(self, storage_key: StorageKey) -> ResourceType | None:
+        versions = self.registry.versions_of(*storage_key)
+        for rt in versions:
+            if rt.version == rt.storage_version:
+                return rt
+        return versions[0] if versions else None
+
+    def _remove_finalizer(self, storage_key: StorageKey, key: Key, finalizer: str) -> None:
+        found = self._lookup(storage_key, key)
+        if found is None:
+            return
+        rt, obj = found
+        finalizers = list(obj["metadata"].get("finalizers") or [])
+        if finalizer not in finalizers:
+            return
+        new = copy.deepcopy(obj)
+        new["metadata"]["finalizers"] = [f for f in finalizers if f != finalizer]
+        if not new["metadata"]["finalizers"]:
+            del new["metadata"]["finalizers"]
+        self._write(rt, obj, new, None, False, None, None)
+
+    def _collect_orphan(self, storage_key: StorageKey, key: Key) -> None:
+        found = self._lookup(storage_key, key)
+        if found is None:
+            return
+        rt, obj = found
+        if not any(uid in self._by_uid for uid in _owner_uids(obj)):
+            self._delete(rt, key[0] or None, key[1], None, {}, None, False)
+
+    def _collect_dependents(self, owner_uid: str) -> None:
+        """Background cascading deletion: dependents whose owners are all gone are deleted."""
+        for storage_key, key in sorted(self._dependents.get(owner_uid, set())):
+            found = self._lookup(storage_key, key)
+            if found is None:
+                continue
+            rt, obj = found
+            if obj["metadata"].get("deletionTimestamp"):
+                continue
+            refs = obj["metadata"].get("ownerReferences") or []
+            alive = [r for r in refs if r.get("uid") in self._by_uid]
+            if alive:
+                if len(alive) != len(refs):
+                    new = copy.deepcopy(obj)
+                    new["metadata"]["ownerReferences"] = alive
+                    self._write(rt, obj, new, None, False, None, None)
+                continue
+            self._delete(rt, key[0] or None, key[1], None, {}, None, False)
+
+    def _orphan_dependents(self, storage_key: StorageKey, key: Key, owner_uid: str) -> None:
+        for dep_key, dep in sorted(self._dependents.get(owner_uid, set())):
+            found = self._lookup(dep_key, dep)
+            if found is None:
+                continue
+            rt, obj = found
+            new = copy.deepcopy(obj)
+            refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
+            if refs:
+                new["metadata"]["ownerReferences"] = refs
+            else:
+                new["metadata"].pop("ownerReferences", None)
+            self._write(rt, obj, new, None, False, None, None)
+        self._remove_finalizer(storage_key, key, FINALIZER_ORPHAN)
+
+    def _delete_dependents_foreground(self, owner_uid: str) -> None:
+        for storage_key, key in sorted(self._dependents.get(owner_uid, set())):
+            found = self._lookup(storage_key, key)
+            if found is None or found[1]["metadata"].get("deletionTimestamp"):
+                continue
+            rt, _ = found
+            self._delete(rt, key[0] or None, key[1], "Foreground", {}, None, False)
+
+    def _finish_foreground(self, owner_uid: str) -> None:
+        where = self._by_uid.get(owner_uid)
+        if where is None:
+            return
+        found = self._lookup(*where)
+        if found is None or FINALIZER_FOREGROUND not in (found[1]["metadata"].get("finalizers") or []):
+            return
+        blocking = [d for d in self._dependents.get(owner_uid, set()) if self._lookup(*d) is not None]
+        if not blocking:
+            self._remove_finalizer(where[0], where[1], FINALIZER_FOREGROUND)
+
+    def _reconcile_namespace(self, name: str) -> None:
+        """The namespace controller: empty a terminating namespace, then let it go."""
+        ns = self._objects.get(("", "namespaces"), {}).get(("", name))
+        if ns is None or not ns["metadata"].get("deletionTimestamp"):
+            return
+        remaining = 0
+        for storage_key, bucket in list(self._objects.items()):
+            rt = self._type_for_storage(storage_key)
+            if rt is None or not rt.namespaced:
+                continue
+            for key in [k for k in bucket if k[0] == name]:
+                remaining += 1
+                obj = bucket[key]
+                if not obj["metadata"].get("deletionTimestamp"):
+                    self._delete(rt, name, key[1], None, {}, None, False)
+        if remaining and any(k[0] == name for b in self._objects.values() for k in b):
+            return
+        ns = self._objects.get(("", "namespaces"), {}).get(("", name))
+        if ns is None:
+            return
+        ns_rt = self.registry.get("", "v1", "namespaces")
+        assert ns_rt is not None
+        new = copy.deepcopy(ns)
+        new["spec"]["finalizers"] = [
+            f for f in new.get("spec", {}).get("finalizers", []) if f != NAMESPACE_FINALIZER
+        ]
+        if not new["metadata"].get("finalizers"):
+            self._commit(ns_rt, "DELETED", new, ns)
+            self._after_removal(ns_rt, new)
+        elif new != ns:
+            self._commit(ns_rt, "MODIFIED", new, ns)
+
+    def _reconcile_crd_deletion(self, crd_name: str) -> None:
+        """The CRD cleanup controller: delete every instance, then drop the cleanup finalizer."""
+        crds = self._objects.get((CRD_GROUP, "customresourcedefinitions"), {})
+        crd = crds.get(("", crd_name))
+        if crd is None or not crd["metadata"].get("deletionTimestamp"):
+            return
+        spec = crd["spec"]
+        storage_key = (spec["group"], spec["names"]["plural"])
+        rt = self._type_for_storage(storage_key)
+        bucket = self._objects.get(storage_key, {})
+        if rt is not None:
+            for key in list(bucket):
+                if not bucket[key]["metadata"].get("deletionTimestamp"):
+                    self._delete(rt, key[0] or None, key[1], None, {}, None, False)
+        if not self._objects.get(storage_key):
+            self._remove_finalizer(
+                (CRD_GROUP, "customresourcedefinitions"), ("", crd_name), FINALIZER_CRD_CLEANUP
+            )
+
+    def _establish_crd(self, crd: dict[str, Any]) -> None:
+        """Serve the CRD's types at once and report it Established, as the apiextensions controllers do."""
+        self.registry.add_crd(copy.deepcopy(crd))
+        crd_rt = self.registry.get(CRD_GROUP, "v1", "customresourcedefinitions")
+        assert crd_rt is not None
+        current = self._objects[crd_rt.storage_key][("", crd["metadata"]["name"])]
+        new = copy.deepcopy(current)
+        spec = new["spec"]
+        status = new.setdefault("status", {})
+        status["acceptedNames"] = {k: v for k, v in spec["names"].items()}
+        status["acceptedNames"].setdefault("singular", spec["names"]["kind"].lower())
+        status["acceptedNames"].setdefault("listKind", spec["names"]["kind"] + "List")
+        storage = next(v["name"] for v in spec["versions"] if v.get("storage"))
+        stored = list(status.get("storedVersions") or [])
+        if storage not in stored:
+            stored.append(storage)
+        status["storedVersions"] = stored
+        _set_condition(new, "NamesAccepted", "True", "NoConflicts", "no conflicts found", self.clock)
+        _set_condition(
+            new,
+            "Established",
+            "True",
+            "InitialNamesAccepted",
+            "the initial names have been accepted",
+            self.clock,
+        )
+        if new != current:
+            self._commit(crd_rt, "MODIFIED", new, current)
+
+    def _ensure_default_service_account(self, namespace: str) -> None:
+        sa_rt = self.registry.get("", "v1", "serviceaccounts")
+        if sa_rt is None or ("" if not sa_rt.namespaced else namespace, "default") in self._bucket(sa_rt):
+            return
+        self.create(sa_rt, namespace, {"metadata": {"name": "default"}})
+
+    def _bootstrap(self) -> None:
+        ns_rt = self.registry.get("", "v1", "namespaces")
+        if ns_rt is None:
+            return
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self.create(ns_rt, None, {"metadata": {"name": name}})
+        svc_rt = self.registry.get("", "v1", "services")
+        if svc_rt is not None:
+            self.create(
+                svc_rt,
+                "default",
+                {
+                    "metadata": {
+                        "name": "kubernetes",
+                        "labels": {"component": "apiserver", "provider": "kubernetes"},
+                    },
+                    "spec": {
+                        "ports": [{"name": "https", "port": 443, "targetPort": 6443}],
+                        "clusterIP": "10.96.0.1",
+                    },
+                },
+            )
+
+    # -----------------------------------------------------------------------------------------------------
+    # Convenience for tests and in-process callers
+
+    def objects(self, rt: ResourceType, namespace: str | None = None) -> Objects:
+        """Copies of all objects of a type (optionally in one namespace), in key order."""
+        return self.list(rt, namespace).items
+
+    def apply_object(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create `obj`, or replace it if it exists (ignoring resourceVersion): a test fixture shortcut."""
+        rt = self.registry.by_api_version(obj["apiVersion"], obj["kind"])
+        if rt is None:
+            raise not_found("resource", f"{obj['apiVersion']}/{obj['kind']}")
+        meta = obj.get("metadata", {})
+        namespace = meta.get("namespace") or ("default" if rt.namespaced else None)
+        if self.exists(rt, namespace, meta["name"]):
+            body = copy.deepcopy(obj)
+            body["metadata"]["resourceVersion"] = self.get_raw(rt, namespace, meta["name"])["metadata"][
+                "resourceVersion"
+            ]
+            return self.update(rt, namespace, meta["name"], body)
+        return self.create(rt, namespace, obj)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _record_manager(
+    rt: ResourceType,
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    manager: str | None,
+    subresource: str | None,
+) -> dict[str, Any]:
+    """Track in managedFields what a non-apply write set, so later applies see who owns what."""
+    patching = _optional("patch")
+    if not manager or patching is None or not hasattr(patching, "record_update"):
+        return new
+    recorded: dict[str, Any] = patching.record_update(
+        old, new, manager, "Update", subresource=subresource or "", schema=rt.schema
+    )
+    return recorded
+
+
+def _same(new: dict[str, Any], current: dict[str, Any]) -> bool:
+    return new == current
+
+
+def _spec_changed(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a write changes what metadata.generation counts: all but metadata (and status if separate)."""
+    ignored = (
+        ("metadata", "status", "apiVersion", "kind")
+        if rt.status_subresource
+        else ("metadata", "apiVersion", "kind")
+    )
+    return _without(old, *ignored) != _without(new, *ignored)
+
+
+def _validate_metadata(rt: ResourceType, obj: dict[str, Any]) -> None:
+    meta = obj["metadata"]
+    causes: list[Cause] = []
+    for mapping in ("labels", "annotations"):
+        value = meta.get(mapping)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            causes.append(Cause(f"metadata.{mapping}", "Invalid value: must be a map of strings"))
+            continue
+        for k, v in value.items():
+            if not isinstance(v, str):
+                causes.append(Cause(f"metadata.{mapping}", f'Invalid value: "{k}": value must be a string'))
+    labels = meta.get("labels") or {}
+    if isinstance(labels, dict):
+        from kubesim.selectors import _KEY_RE, _VALUE_RE
+
+        for k, v in labels.items():
+            if not _KEY_RE.match(str(k)):
+                causes.append(
+                    Cause(
+                        "metadata.labels",
+                        f"Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.'",
+                    )
+                )
+            elif isinstance(v, str) and not _VALUE_RE.match(v):
+                causes.append(
+                    Cause(
+                        "metadata.labels",
+                        f"Invalid value: \"{v}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+                    )
+                )
+    finalizers = meta.get("finalizers")
+    if finalizers is not None and not (
+        isinstance(finalizers, list) and all(isinstance(f, str) for f in finalizers)
+    ):
+        causes.append(Cause("metadata.finalizers", "Invalid value: must be a list of strings"))
+    for i, ref in enumerate(meta.get("ownerReferences") or []):
+        for required in ("apiVersion", "kind", "name", "uid"):
+            if not ref.get(required):
+                causes.append(
+                    Cause(f"metadata.ownerReferences[{i}].{required}", "Required value", "FieldValueRequired")
+                )
+    controllers = [r for r in meta.get("ownerReferences") or [] if r.get("controller")]
+    if len(controllers) > 1:
+        causes.append(
+            Cause(
+                "metadata.ownerReferences",
+                "Invalid value: Only one reference can have Controller set to true",
+            )
+        )
+    if causes:
+        raise invalid(rt.kind, str(meta.get("name", "")), causes, rt.group)
+
+
+def _default_pod(pod: dict[str, Any], *, creating: bool) -> None:
+    """Pod defaults the API server fills in (scheme defaults and the admission plugins that always run)."""
+    spec = pod.setdefault("spec", {})
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("enableServiceLinks", True)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    spec.setdefault("priority", 0)
+    if creating:
+        spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
+    if spec.get("serviceAccountName"):
+        spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    for group in ("initContainers", "containers"):
+        for container in spec.get(group) or []:
+            _default_container(container)
+    if creating:
+        pod["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
+
+
+def _default_container(container: dict[str, Any]) -> None:
+    image = str(container.get("image", ""))
+    tag = image.rsplit("/", 1)[-1]
+    untagged_or_latest = "@" not in tag and (":" not in tag or tag.endswith(":latest"))
+    container.setdefault("imagePullPolicy", "Always" if untagged_or_latest else "IfNotPresent")
+    container.setdefault("terminationMessagePath", "/dev/termination-log")
+    container.setdefault("terminationMessagePolicy", "File")
+    container.setdefault("resources", {})
+    for port in container.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+    for probe_name in ("readinessProbe", "livenessProbe", "startupProbe"):
+        probe = container.get(probe_name)
+        if isinstance(probe, dict):
+            probe.setdefault("timeoutSeconds", 1)
+            probe.setdefault("periodSeconds", 10)
+            probe.setdefault("successThreshold", 1)
+            probe.setdefault("failureThreshold", 3)
+            if isinstance(probe.get("httpGet"), dict):
+                probe["httpGet"].setdefault("scheme", "HTTP")
+                probe["httpGet"].setdefault("path", "/")
+
+
+def _qos_class(spec: dict[str, Any]) -> str:
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    requests_any = False
+    guaranteed = bool(containers)
+    for c in containers:
+        resources = c.get("resources") or {}
+        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+        if limits or requests:
+            requests_any = True
+        for res in ("cpu", "memory"):
+            if res not in limits or requests.get(res, limits.get(res)) != limits.get(res):
+                guaranteed = False
+    if guaranteed and requests_any:
+        return "Guaranteed"
+    return "Burstable" if requests_any else "BestEffort"
+
+
+def _fold_string_data(secret: dict[str, Any]) -> None:
+    """Secrets accept `stringData` as a write-only convenience merged into base64 `data`."""
+    string_data = secret.pop("stringData", None) or {}
+    data = secret.setdefault("data", {}) if string_data or "data" in secret else None
+    if data is None:
+        return
+    for k, v in string_data.items():
+        data[k] = base64.b64encode(str(v).encode()).decode()
+    for k, v in data.items():
+        try:
+            base64.b64decode(str(v), validate=True)
+        except (binascii.Error, ValueError):
+            name = secret.get("metadata", {}).get("name", "")
+            raise invalid(
+                "Secret", name, [Cause(f"data[{k}]", "Invalid value: illegal base64 data")]
+            ) from None
+    secret.setdefault("type", "Opaque")
+
+
+def _set_condition(
+    obj: dict[str, Any], type_: str, status: str, reason: str, message: str, clock: Callable[[], dt.datetime]
+) -> None:
+    conditions: list[dict[str, Any]] = obj.setdefault("status", {}).setdefault("conditions", [])
+    for cond in conditions:
+        if cond.get("type") == type_:
+            if cond.get("status") != status:
+                cond["lastTransitionTime"] = now_rfc3339(clock)
+            cond.update(status=status, reason=reason, message=message)
+            return
+    conditions.append(
+        {
+            "type": type_,
+            "status": status,
+            "lastTransitionTime": now_rfc3339(clock),
+            "reason": reason,
+            "message": message,
+        }
+    )
+
+
+def _pruned_paths(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """Dotted paths present in `before` but dropped from `after`: the unknown fields pruning removed."""
+    paths: list[str] = []
+    if isinstance(before, dict) and isinstance(after, dict):
+        for k, v in before.items():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            if k not in after:
+                paths.append(path)
+            else:
+                paths.extend(_pruned_paths(v, after[k], path))
+    elif isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+            paths.extend(_pruned_paths(b, a, f"{prefix}[{i}]"))
+    return paths
+
+
+def _split_path(path: str) -> list[str]:
+    return [p for p in path.strip().lstrip(".").split(".") if p]
+
+
+def _get_path(obj: dict[str, Any], path: str) -> Any:
+    value: Any = obj
+    for part in _split_path(path):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _set_path(obj: dict[str, Any], path: str, value: Any) -> None:
+    parts = _split_path(path)
+    target = obj
+    for part in parts[:-1]:
+        nxt = target.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            target[part] = nxt
+        target = nxt
+    target[parts[-1]] = value
+
+
+def _scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    assert rt.scale is not None
+    meta = obj["metadata"]
+    spec_replicas = _get_path(obj, rt.scale.spec_replicas_path)
+    status_replicas = _get_path(obj, rt.scale.status_replicas_path)
+    status: dict[str, Any] = {"replicas": int(status_replicas) if isinstance(status_replicas, int) else 0}
+    if rt.scale.label_selector_path:
+        selector = _get_path(obj, rt.scale.label_selector_path)
+        if isinstance(selector, dict):
+            selector = str(LabelSelector.from_object(selector))
+        if isinstance(selector, str) and selector:
+            status["selector"] = selector
+    scale_meta = {
+        k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
+    }
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": scale_meta,
+        "spec": {"replicas": int(spec_replicas) if isinstance(spec_replicas, int) else 0},
+        "status": status,
+    }
+
+
+def _encode_continue(rv: int, namespace: str, name: str) -> str:
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": [namespace, name]}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_continue(token: str) -> tuple[int, Key]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
+        namespace, name = raw["start"]
+        return int(raw["rv"]), (str(namespace), str(name))
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise bad_request("continue key is not valid: incorrect encoded start resourceVersion") from None
+
+
+_EVENT_RENAMES = (
+    # (core/v1 field, events.k8s.io/v1 field)
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+    ("reportingComponent", "reportingController"),
+)
+
+
+def _convert_event(obj: dict[str, Any], api_version: str) -> dict[str, Any]:
+    """Convert an Event between core/v1 and events.k8s.io/v1: one stored object, two served shapes."""
+    if obj.get("apiVersion") == api_version:
+        return obj
+    out = dict(obj)
+    pairs: Iterable[tuple[str, str]] = (
+        _EVENT_RENAMES if api_version == "events.k8s.io/v1" else ((b, a) for a, b in _EVENT_RENAMES)
+    )
+    for src, dst in pairs:
+        if src in out:
+            out[dst] = out.pop(src)
+    out["apiVersion"] = api_version
+    out["kind"] = "Event"
+    return out
