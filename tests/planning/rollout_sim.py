@@ -1,0 +1,140 @@
+"""A fleet and a controller loop in memory, for driving the planner as the operator will."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from scaleset_operator.api.models import UpgradePolicySpec
+from scaleset_operator.planning.batches import StartBatch, Step, next_step
+from scaleset_operator.planning.instances import Batch, HealthGate, InstanceState, RolloutState
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+OLD = "web-old"
+NEW = "web-new"
+
+
+def make_policy(**spec: Any) -> UpgradePolicySpec:
+    """An UpgradePolicySpec from camelCase fields as a user writes them."""
+    return UpgradePolicySpec.model_validate(spec)
+
+
+def healthy_fleet(
+    replicas: int, revision: str = OLD, since: datetime = T0 - timedelta(hours=1)
+) -> list[InstanceState]:
+    return [
+        InstanceState(f"web-{o}", o, revision, ready=True, ready_since=since, updated_at=since)
+        for o in range(replicas)
+    ]
+
+
+@dataclass
+class FleetSim:
+    """Instances, the status record and a clock; `reconcile` acts on the planner's steps as the controller does.
+
+    An instance taken to a revision goes down until `become_ready`; `broken` instances are down for a
+    reason of their own (they were unhealthy before the rollout touched them) and stay down until healed.
+    """
+
+    replicas: int
+    policy: UpgradePolicySpec
+    upgrade_domain_count: int = 5
+    walk_upgrade_domain: int | None = None
+    paused: bool = False
+    update_revision: str = NEW
+    now: datetime = T0
+    instances: dict[int, InstanceState] = field(default_factory=dict)
+    broken: set[int] = field(default_factory=set)
+    rollout: RolloutState = field(default_factory=RolloutState)
+    started: list[StartBatch] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.instances:
+            self.instances = {
+                i.ordinal: i for i in healthy_fleet(self.replicas, since=self.now - timedelta(days=1))
+            }
+
+    @property
+    def gate(self) -> HealthGate:
+        return HealthGate.of(self.policy.health_check)
+
+    def plan(self) -> Step:
+        return next_step(
+            replicas=self.replicas,
+            upgrade_domain_count=self.upgrade_domain_count,
+            walk_upgrade_domain=self.walk_upgrade_domain,
+            paused=self.paused,
+            policy=self.policy,
+            update_revision=self.update_revision,
+            instances=list(self.instances.values()),
+            rollout=self.rollout,
+            now=self.now,
+        )
+
+    def apply(self, step: StartBatch) -> None:
+        """Record the batch in status, then update its instances not yet on the update revision."""
+        resumed = step.batch == self.rollout.batch and self.rollout.revision == self.update_revision
+        started_at = self.rollout.batch_started_at if resumed else self.now
+        self.rollout = RolloutState(
+            batch=step.batch, revision=self.update_revision, batch_started_at=started_at
+        )
+        for ordinal in step.batch.ordinals:
+            instance = self.instances[ordinal]
+            if instance.revision != self.update_revision:
+                self.instances[ordinal] = replace(
+                    instance,
+                    revision=self.update_revision,
+                    ready=False,
+                    ready_since=None,
+                    updated_at=self.now,
+                )
+
+    def reconcile(self, rounds: int = 4) -> Step:
+        """Plan and act until the planner has nothing to start, as the controller re-plans after each write."""
+        for _ in range(rounds):
+            step = self.plan()
+            self.steps.append(step)
+            if not isinstance(step, StartBatch):
+                return step
+            self.started.append(step)
+            self.apply(step)
+        return self.plan()
+
+    def become_ready(self, ordinal: int) -> None:
+        instance = self.instances[ordinal]
+        if ordinal not in self.broken and not instance.ready:
+            self.instances[ordinal] = replace(instance, ready=True, ready_since=self.now)
+
+    def break_instance(self, ordinal: int) -> None:
+        self.broken.add(ordinal)
+        self.instances[ordinal] = replace(self.instances[ordinal], ready=False, ready_since=None)
+
+    def heal(self, ordinal: int) -> None:
+        self.broken.discard(ordinal)
+        self.become_ready(ordinal)
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+    def down_for_the_rollout(self) -> set[int]:
+        """Instances the rollout took down: not healthy, and not broken of their own accord."""
+        return {
+            o
+            for o, i in self.instances.items()
+            if o not in self.broken and not self.gate.is_healthy(i, self.now)
+        }
+
+    def in_progress(self) -> set[int]:
+        """Instances taken down by the rollout that are still inside their start timeout."""
+        return {
+            o
+            for o in self.down_for_the_rollout()
+            if not self.gate.timed_out(
+                self.instances[o], self.update_revision, self.now, self.rollout.batch_started_at
+            )
+        }
+
+    def batches(self) -> list[Batch]:
+        return [step.batch for step in self.started]
