@@ -216,14 +216,26 @@ def test_ready_condition_from_before_an_in_place_update_does_not_count() -> None
     assert step.until == T0 + timedelta(seconds=30)
 
 
-def test_batch_recorded_but_not_applied_is_resumed() -> None:
-    # The operator stopped between writing the batch to status and updating the second pod.
+def test_healthy_member_left_unpatched_waits_for_a_later_batch() -> None:
+    # The operator stopped between updating web-0 and web-5: web-5 is simply outdated again.
     fleet = healthy_fleet(10)
     fleet[0] = updated(fleet[0], T0, ready=False)
+    rollout = RolloutState(Batch(0, (0, 5)), NEW, T0)
+    step = plan(fleet, rollout=rollout)
+    assert isinstance(step, Wait)
+    assert step.reason is StepReason.BATCH_IN_PROGRESS
+    fleet[0] = updated(fleet[0], T0)
+    assert started(plan(fleet, rollout=rollout, now=T0 + timedelta(minutes=1))) == Batch(0, (5,))
+
+
+def test_down_member_left_unpatched_is_resumed_at_once() -> None:
+    fleet = healthy_fleet(10)
+    fleet[0] = updated(fleet[0], T0, ready=False)
+    fleet[5] = down(fleet[5])
     step = plan(fleet, rollout=RolloutState(Batch(0, (0, 5)), NEW, T0))
     assert isinstance(step, StartBatch)
     assert step.reason is StepReason.BATCH_RESUMED
-    assert step.batch == Batch(0, (0, 5))
+    assert step.batch == Batch(0, (5,))
 
 
 def test_paused_scaleset_starts_no_batch() -> None:
@@ -232,12 +244,19 @@ def test_paused_scaleset_starts_no_batch() -> None:
     assert step.reason is StepReason.PAUSED
 
 
-def test_paused_scaleset_still_finishes_the_running_batch() -> None:
+def test_paused_scaleset_lets_the_running_batch_finish() -> None:
     fleet = healthy_fleet(10)
     fleet[0] = updated(fleet[0], T0, ready=False)
-    step = plan(fleet, paused=True, rollout=RolloutState(Batch(0, (0, 5)), NEW, T0))
-    assert isinstance(step, StartBatch)
-    assert step.reason is StepReason.BATCH_RESUMED
+    fleet[5] = updated(fleet[5], T0, ready=False)
+    rollout = RolloutState(Batch(0, (0, 5)), NEW, T0)
+    step = plan(fleet, paused=True, rollout=rollout)
+    assert isinstance(step, Wait)
+    assert step.reason is StepReason.BATCH_IN_PROGRESS
+    fleet[0] = updated(fleet[0], T0)
+    fleet[5] = updated(fleet[5], T0)
+    step = plan(fleet, paused=True, rollout=rollout, now=T0 + timedelta(minutes=1))
+    assert isinstance(step, Wait)
+    assert step.reason is StepReason.PAUSED
 
 
 def test_terminating_member_of_the_batch_is_waited_for() -> None:

@@ -40,11 +40,12 @@ class StepReason(StrEnum):
 class StartBatch:
     """Record `batch` in status.upgrade, then move each of its instances not yet there to the update revision.
 
-    Asked again for the batch already recorded (BatchResumed) when some of its instances were never
-    updated, because the operator stopped between the status write and the pod writes; the controller
-    then updates the rest and keeps the recorded start time. `surge`: create the replacement instance
-    before removing the old one (policy maxSurge). `downtime`: the batch holds every instance and no
-    surge instance carries the load, so the ScaleSet is down while it runs (a single-instance ScaleSet).
+    The reason says which batch this is: the next one of the rollout (BatchStarted), or the members of the
+    recorded batch that are down on an older revision (BatchResumed when the batch was recorded for the
+    update revision but they were never updated, BatchRetargeted when the template changed under the
+    batch). `surge`: create the replacement instance before removing the old one (policy maxSurge).
+    `downtime`: the batch holds every instance and no surge instance carries the load, so the ScaleSet
+    is down while it runs (a single-instance ScaleSet).
     """
 
     batch: Batch
@@ -266,30 +267,23 @@ def _finish_recorded_batch(snapshot: _Snapshot, rollout: RolloutState, paused: b
         for o in members
         if snapshot.fleet[o].running and snapshot.fleet[o].revision != snapshot.update_revision
     ]
-    if same_target and unapplied:
-        batch = Batch(recorded.upgrade_domain, members)
-        return snapshot.start(
-            batch,
-            StepReason.BATCH_RESUMED,
-            f"{snapshot.names(unapplied)} of the running batch are not on {snapshot.update_revision} yet",
+    # Members still on an older revision: the template changed while the batch ran (re-targeted), or
+    # the operator stopped between recording the batch and updating them. The healthy ones are simply
+    # outdated again and wait for a later batch in the usual order. Those that are down take the update
+    # revision at once: they are down already, so this takes nothing more down, and it is how a newer
+    # template overrides a batch stuck on a bad one.
+    stranded = tuple(o for o in unapplied if o not in snapshot.healthy)
+    if stranded and paused:
+        return Wait(
+            StepReason.PAUSED,
+            f"spec.paused holds back {snapshot.names(stranded)}, down on an older revision",
         )
-    if not same_target:
-        # Re-targeted: the template changed while this batch ran. Its healthy instances on an older
-        # revision are simply outdated again. Those down on an older revision take the newest one at
-        # once: they are down already, so this takes nothing more down, and a stuck batch is how a
-        # newer template overrides a bad one.
-        stranded = tuple(o for o in unapplied if o not in snapshot.healthy)
-        if stranded and paused:
-            return Wait(
-                StepReason.PAUSED,
-                f"spec.paused holds back {snapshot.names(stranded)}, down on an older revision",
-            )
-        if stranded:
-            return snapshot.start(
-                Batch(recorded.upgrade_domain, stranded),
-                StepReason.BATCH_RETARGETED,
-                f"moving {snapshot.names(stranded)} of the running batch on to {snapshot.update_revision}",
-            )
+    if stranded:
+        return snapshot.start(
+            Batch(recorded.upgrade_domain, stranded),
+            StepReason.BATCH_RESUMED if same_target else StepReason.BATCH_RETARGETED,
+            f"moving {snapshot.names(stranded)} of the running batch on to {snapshot.update_revision}",
+        )
 
     pending = [o for o in members if o not in snapshot.healthy and o not in unapplied]
     started_at = rollout.batch_started_at

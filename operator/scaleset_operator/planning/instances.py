@@ -57,7 +57,8 @@ class RolloutState:
     was started for (status.upgrade.toRevision) and `batch_started_at` when it was recorded. The record
     stays after the batch finishes: the planner tells from the instances whether it is done, so a
     restarted operator needs nothing else to carry on, and the pause between batches is measured from
-    the moment the instances show the batch became healthy.
+    the moment the instances show the batch became healthy. Clear the batch when the rollout completes:
+    an instance of the last batch failing long afterwards is a health matter, not a start timeout.
     """
 
     batch: Batch | None = None
