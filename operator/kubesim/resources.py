@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import json
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -603,8 +606,6 @@ def crd_types(crd: dict[str, Any]) -> list[ResourceType]:
 
 def _version_priority(version: str) -> tuple[int, int, int, str]:
     """Kubernetes version ordering: GA > beta > alpha > other, higher numbers first (sort ascending)."""
-    import re
-
     match = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", version)
     if not match:
         return (3, 0, 0, version)
@@ -727,3 +728,191 @@ class ResourceRegistry:
         with self._lock:
             self._types[(rt.group, rt.version, rt.plural)] = replace(rt)
             self.generation += 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Table cells: JSONPath evaluation and the human-readable ages `kubectl get` shows
+
+
+def _jsonpath_tokens(path: str) -> list[str]:
+    """Split a Kubernetes JSONPath (`.a.b[0].c`, `.a[*].b`, `.a[?(@.x=="y")].z`, `['k.with.dots']`)."""
+    text = path.strip()
+    if text.startswith("{") and text.endswith("}"):
+        text = text[1:-1]
+    tokens: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == ".":
+            if text.startswith("..", i):
+                raise ValueError("recursive descent is not supported")
+            i += 1
+            j = i
+            while j < len(text) and text[j] not in ".[":
+                j += 1
+            if j > i:
+                tokens.append(text[i:j])
+            i = j
+        elif ch == "[":
+            depth, j = 0, i
+            while j < len(text):
+                if text[j] == "[":
+                    depth += 1
+                elif text[j] == "]":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            tokens.append(text[i : j + 1])
+            i = j + 1
+        elif ch == "$" or ch == "@":
+            i += 1
+        else:
+            j = i
+            while j < len(text) and text[j] not in ".[":
+                j += 1
+            tokens.append(text[i:j])
+            i = j
+    return tokens
+
+
+def _filter_matches(item: Any, expression: str) -> bool:
+    """Evaluate `@.a.b == "x"` (also !=, and bare `@.a` for existence) against one list item."""
+    for op in ("==", "!="):
+        if op in expression:
+            left, right = (part.strip() for part in expression.split(op, 1))
+            values = jsonpath_values(item, left.lstrip("@"))
+            wanted: Any = right.strip("'\"") if right[:1] in "'\"" else _literal(right)
+            found = bool(values) and values[0] == wanted
+            return found if op == "==" else not found
+    return bool(jsonpath_values(item, expression.strip().lstrip("@")))
+
+
+def _literal(text: str) -> Any:
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def jsonpath_values(obj: Any, path: str) -> list[Any]:
+    """All values a Kubernetes JSONPath selects in `obj` (empty when nothing matches)."""
+    current: list[Any] = [obj]
+    for token in _jsonpath_tokens(path):
+        selected: list[Any] = []
+        if token.startswith("["):
+            inner = token[1:-1].strip()
+            for value in current:
+                if inner == "*":
+                    if isinstance(value, list):
+                        selected.extend(value)
+                    elif isinstance(value, dict):
+                        selected.extend(value.values())
+                elif inner.startswith("?(") and inner.endswith(")"):
+                    if isinstance(value, list):
+                        selected.extend(v for v in value if _filter_matches(v, inner[2:-1]))
+                elif inner[:1] in "'\"":
+                    if isinstance(value, dict) and inner.strip("'\"") in value:
+                        selected.append(value[inner.strip("'\"")])
+                elif isinstance(value, list):
+                    try:
+                        if ":" in inner:
+                            start, _, stop = inner.partition(":")
+                            selected.extend(value[int(start or 0) : int(stop) if stop else None])
+                        else:
+                            selected.append(value[int(inner)])
+                    except (ValueError, IndexError):
+                        continue
+        else:
+            for value in current:
+                if token == "*" and isinstance(value, dict):
+                    selected.extend(value.values())
+                elif isinstance(value, dict) and token in value:
+                    selected.append(value[token])
+        current = selected
+    return current
+
+
+def human_duration(seconds: float) -> str:
+    """Kubernetes' duration.HumanDuration: `45s`, `3m20s`, `12m`, `5h3m`, `3d4h`, `120d`, `2y10d`."""
+    if seconds < -1:
+        return "<invalid>"
+    if seconds < 0:
+        return "0s"
+    s = int(seconds)
+    if s < 60 * 2:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 10:
+        rem = s % 60
+        return f"{minutes}m{rem}s" if rem else f"{minutes}m"
+    if minutes < 60 * 3:
+        return f"{minutes}m"
+    hours = s // 3600
+    if hours < 8:
+        rem = (s % 3600) // 60
+        return f"{hours}h{rem}m" if rem else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        rem = hours % 24
+        return f"{hours // 24}d{rem}h" if rem else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        days = (hours // 24) % 365
+        return f"{hours // 24 // 365}y{days}d" if days else f"{hours // 24 // 365}y"
+    return f"{hours // 24 // 365}y"
+
+
+def _age(value: Any, now: datetime.datetime) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        then = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=datetime.UTC)
+    return human_duration((now - then).total_seconds())
+
+
+def table_cells(rt: ResourceType, obj: dict[str, Any], now: datetime.datetime) -> list[Any]:
+    """One table row's cells for `obj`, column by column (None where a column has no value)."""
+    cells: list[Any] = []
+    for column in rt.printer_columns:
+        if column.compute is not None:
+            value: Any = column.compute(obj)
+            cells.append(_age(value, now) if column.type == "date" else value)
+            continue
+        try:
+            values = jsonpath_values(obj, column.json_path)
+        except ValueError:
+            values = []
+        if not values:
+            cells.append(None)
+        elif column.type == "date":
+            cells.append(_age(values[0], now))
+        elif len(values) == 1:
+            value = values[0]
+            if column.type == "string" and not isinstance(value, str):
+                value = (
+                    json.dumps(value, separators=(",", ":"))
+                    if isinstance(value, dict | list)
+                    else _go_string(value)
+                )
+            cells.append(value)
+        else:
+            cells.append(",".join(v if isinstance(v, str) else _go_string(v) for v in values))
+    return cells
+
+
+def _go_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

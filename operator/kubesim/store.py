@@ -1114,6 +1114,48 @@ class Store:
             return self.update_scale(rt, namespace, name, new, dry_run=dry_run)
 
     # -----------------------------------------------------------------------------------------------------
+    # Pod binding (what a scheduler does: spec.nodeName may not be set by an ordinary update)
+
+    def bind_pod(self, namespace: str, name: str, node: str, *, dry_run: bool = False) -> dict[str, Any]:
+        """Assign a pod to a node (POST pods/binding); 409 if it is already assigned."""
+        pods = self.registry.get("", "v1", "pods")
+        assert pods is not None
+        if not node:
+            raise invalid("Binding", name, [Cause("target.name", "Required value", "FieldValueRequired")])
+        with self._lock:
+            current = self._raw(pods, namespace, name)
+            assigned = current.get("spec", {}).get("nodeName")
+            if assigned:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is already assigned '
+                    f'to node "{assigned}"',
+                    kind="pods/binding",
+                    name=name,
+                )
+            if current["metadata"].get("deletionTimestamp"):
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is being deleted',
+                )
+            new = copy.deepcopy(current)
+            new["spec"]["nodeName"] = node
+            _set_condition(new, "PodScheduled", "True", "", "", self.clock)
+            for cond in new["status"]["conditions"]:
+                if cond["type"] == "PodScheduled":
+                    cond.pop("reason", None)
+                    cond.pop("message", None)
+                    cond["lastProbeTime"] = None
+            if dry_run:
+                return new
+            self._commit(pods, "MODIFIED", new, current)
+            result = copy.deepcopy(new)
+        self._after_write()
+        return result
+
+    # -----------------------------------------------------------------------------------------------------
     # Delete
 
     def delete(
