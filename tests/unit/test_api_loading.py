@@ -193,6 +193,10 @@ def test_parse_resource_returns_the_model() -> None:
             "spec.template.spec.containers must list at least one container",
         ),
         ({"template": None}, "spec.template must be a mapping (got null)"),
+        (
+            {"scheduledEvents": {"notBeforeTimeout": "1" * 40 + "s"}},
+            "spec.scheduledEvents.notBeforeTimeout must be at most 32 characters long",
+        ),
     ],
 )
 def test_field_errors_are_one_sentence_naming_the_field(spec: dict[str, Any], sentence: str) -> None:

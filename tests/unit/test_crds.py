@@ -654,3 +654,14 @@ def test_api_server_refuses_domain_count_change_while_locked_only(admission: Any
     idle = copy.deepcopy(SCALESET)
     idle["status"] = {"upgrade": {"locked": False, "phase": "Idle"}}
     admission(ScaleSet, {**copy.deepcopy(idle), "spec": changed["spec"]}, idle)
+
+
+@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
+def test_api_server_accepts_the_crd_itself(kind: crdgen.CrdKind) -> None:
+    schema_module = pytest.importorskip("kubesim.schema")
+    schema_module.validate_crd(crdgen.build_crd(kind))
+
+
+def test_api_server_fills_in_the_model_defaults(admission: Any) -> None:
+    stored = admission(ScaleSet, SCALESET)
+    assert without_empty(stored) == model_view(ScaleSet, SCALESET)

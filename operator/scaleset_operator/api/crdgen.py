@@ -423,6 +423,8 @@ def _constraints(node: Schema) -> str:
         parts.append(f"≤ {node['maximum']}")
     if node.get("minLength") == 1 or node.get("minItems") == 1:
         parts.append("not empty")
+    if "maxLength" in node:
+        parts.append(f"at most {node['maxLength']} characters")
     if "pattern" in node and node["pattern"] != DURATION_PATTERN:
         parts.append(f"pattern `{_markdown_cell(node['pattern'])}`")
     if node.get("x-kubernetes-preserve-unknown-fields"):

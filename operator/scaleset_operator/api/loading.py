@@ -220,6 +220,8 @@ def describe_error(error: ErrorDetails) -> str:
         return f"{path} must not be empty"
     if kind in ("string_too_short", "too_short"):
         return f"{path} must have at least {context['min_length']} {'characters' if kind.startswith('string') else 'items'}"
+    if kind == "string_too_long":
+        return f"{path} must be at most {context['max_length']} characters long"
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return f"{path} must be a whole number (got {got})"
     if kind in ("bool_parsing", "bool_type"):

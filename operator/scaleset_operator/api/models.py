@@ -21,10 +21,12 @@ GROUP: Final = "fleet.scaleset.dev"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = "fleet.scaleset.dev/v1alpha1"
 
+# The length bound lets the API server's cost estimate of the CEL rules on durations stay small.
 Duration = Annotated[
     str,
     Field(
         pattern=DURATION_PATTERN,
+        max_length=32,
         description="A duration such as 30s, 15m, 1h30m or 2d (ISO 8601 such as PT30M is accepted too).",
     ),
 ]
