@@ -104,6 +104,42 @@ def _status_success(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _minimal_openapi(parts: list[str], registry: Any) -> dict[str, Any]:
+    """Schema-free documents, served when kubesim.openapi is absent: clients then skip validation."""
+    info = {"title": "Kubernetes", "version": KUBERNETES_VERSION["gitVersion"]}
+    if parts == ["v3"]:
+        paths = {}
+        for group in registry.groups():
+            for version in group.versions:
+                path = f"apis/{group.name}/{version}" if group.name else f"api/{version}"
+                paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}"}
+        return {"paths": paths}
+    if len(parts) >= 3 and parts[0] == "v3":
+        rest = parts[1:]
+        group, version = ("", rest[1]) if rest[0] == "api" else (rest[1], rest[2] if len(rest) > 2 else "")
+        paths: dict[str, Any] = {}
+        # One PATCH operation per kind declaring the fieldValidation parameter: that is how kubectl
+        # learns the server validates fields itself and needs no client-side schema.
+        for rt in registry.group_versions(group, version):
+            prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+            scope = "/namespaces/{namespace}" if rt.namespaced else ""
+            paths[f"{prefix}{scope}/{rt.plural}/{{name}}"] = {
+                "patch": {
+                    "x-kubernetes-action": "patch",
+                    "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": rt.kind},
+                    "parameters": [
+                        {"name": name, "in": "query", "schema": {"type": "string"}}
+                        for name in ("dryRun", "fieldManager", "fieldValidation", "force")
+                    ],
+                    "responses": {"200": {"description": "OK"}},
+                }
+            }
+        if not paths:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return {"openapi": "3.0.0", "info": info, "paths": paths, "components": {"schemas": {}}}
+    raise ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
 def _partial(obj: dict[str, Any]) -> dict[str, Any]:
     return {"kind": PARTIAL_METADATA, "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
 
@@ -431,7 +467,7 @@ class ApiServer:
     def _openapi(self, parts: list[str]) -> web.Response:
         openapi = _optional("openapi")
         if openapi is None:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return self._json(_minimal_openapi(parts, self.store.registry), 200, "application/json")
         registry = self.store.registry
         if parts == ["v2"]:
             body = openapi.openapi_v2(registry)
