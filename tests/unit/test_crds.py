@@ -17,6 +17,8 @@ import pytest
 import yaml
 from celpy.adapter import json_to_cel
 
+from kubesim.errors import ApiError
+from kubesim.schema import CustomResourceSchema, validate_crd
 from scaleset_operator.api import crdgen
 from scaleset_operator.api.loading import load_documents
 from scaleset_operator.api.models import (
@@ -590,18 +592,15 @@ def test_operator_deployment_watches_all_namespaces_with_a_liveness_probe() -> N
 @pytest.fixture
 def admission() -> Any:
     """Admit (new, old) through kubesim's CRD validation of a kind: returns the stored object or raises 422."""
-    schema_module = pytest.importorskip("kubesim.schema")
 
     def admit(model: type, new: dict[str, Any], old: dict[str, Any] | None = None) -> Any:
         crd = crdgen.crd_for(model)
-        return schema_module.CustomResourceSchema(crd, "v1alpha1").admit(copy.deepcopy(new), old)
+        return CustomResourceSchema(crd, "v1alpha1").admit(copy.deepcopy(new), old)
 
     return admit
 
 
 def refusal(admit: Any, model: type, new: dict[str, Any], old: dict[str, Any] | None = None) -> str:
-    from kubesim.errors import ApiError
-
     with pytest.raises(ApiError) as refused:
         admit(model, new, old)
     assert refused.value.code == 422
@@ -658,8 +657,7 @@ def test_api_server_refuses_domain_count_change_while_locked_only(admission: Any
 
 @pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
 def test_api_server_accepts_the_crd_itself(kind: crdgen.CrdKind) -> None:
-    schema_module = pytest.importorskip("kubesim.schema")
-    schema_module.validate_crd(crdgen.build_crd(kind))
+    validate_crd(crdgen.build_crd(kind))
 
 
 def test_api_server_fills_in_the_model_defaults(admission: Any) -> None:
