@@ -426,7 +426,7 @@ class UpgradeHistoryEntry(ApiModel):
     to_revision: str
     started_at: str | None = None
     finished_at: str | None = None
-    result: str = Field(description="Completed, RolledBack, Failed or Superseded.")
+    result: str = Field(description="How the upgrade ended, e.g. Completed, RolledBack or Failed.")
 
 
 class UpgradeStatus(ApiModel):
