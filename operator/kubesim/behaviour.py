@@ -318,4 +318,4 @@ def restart_delay(consecutive_exits: int) -> float:
     """Seconds the kubelet waits before restarting a container that has exited this many times in a row."""
     if consecutive_exits <= 1:
         return 0.0
-    return min(BACKOFF_INITIAL * 2.0 ** (consecutive_exits - 2), BACKOFF_MAX)
+    return min(BACKOFF_INITIAL * 2.0 ** min(consecutive_exits - 2, 32), BACKOFF_MAX)

@@ -148,6 +148,7 @@ def test_startup_probe_passes_on_first_success_or_kills_after_threshold() -> Non
 
 def test_restart_backoff_is_immediate_then_doubles_to_five_minutes() -> None:
     assert [restart_delay(n) for n in range(1, 9)] == [0, 10, 20, 40, 80, 160, 300, 300]
+    assert restart_delay(5000) == 300
 
 
 def _simulated(origin: float, probe: Probe, outcomes: list[tuple[float, bool]], horizon: float) -> list:
