@@ -436,14 +436,14 @@ class UpgradeStatus(ApiModel):
     current_upgrade_domain: int | None = Field(default=None, description="The upgrade domain being upgraded.")
     current_batch: BatchStatus | None = Field(default=None, description="The batch being upgraded.")
     started_at: str | None = Field(default=None, description="RFC 3339 time the upgrade started.")
-    last_batch_finished_at: str | None = None
     locked: bool = Field(
         default=False, description="An upgrade is in progress; spec.upgradeDomainCount cannot change."
     )
     rollback_allowed: bool = Field(default=False, description="The running upgrade can be rolled back.")
     from_revision: str | None = None
     to_revision: str | None = None
-    message: str | None = None
+    reason: str | None = Field(default=None, description="Why the upgrade waits or stopped, as a CamelCase reason.")
+    message: str | None = Field(default=None, description="The same in words.")
     history: list[UpgradeHistoryEntry] = Field(default_factory=list, description="Recent upgrades.")
 
 

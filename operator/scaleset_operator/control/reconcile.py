@@ -430,7 +430,8 @@ class Reconciler:
                     "instances": names,
                     "startedAt": timestamp(now),
                 },
-                message=None,
+                message=step.message or None,
+                reason=str(step.reason),
             )
             # Record the batch before touching any instance: a restarted operator finishes it.
             self._patch_status(snapshot, {"upgrade": upgrade})
@@ -473,14 +474,14 @@ class Reconciler:
             upgrade["message"] = step.message
             if step.until is not None:
                 outcome.requeue_after = max(0.05, min(RESYNC_SECONDS, (step.until - now).total_seconds()))
-            if upgrade.get("waitReason") != step.reason:
+            if upgrade.get("reason") != step.reason:
                 self.events.normal(snapshot.scaleset, step.reason, step.message)
-            upgrade["waitReason"] = step.reason
+            upgrade["reason"] = step.reason
         elif isinstance(step, Stop):
             upgrade["message"] = step.message
-            if upgrade.get("waitReason") != step.reason:
+            if upgrade.get("reason") != step.reason:
                 self.events.warning(snapshot.scaleset, step.reason, step.message)
-            upgrade["waitReason"] = step.reason
+            upgrade["reason"] = step.reason
         snapshot.scaleset.setdefault("status", {})["upgrade"] = upgrade
 
         # Whatever the planner said, the recorded batch must be carried out (the operator may have died

@@ -1,0 +1,179 @@
+"""Helpers of the integration tests: bodies of custom resources, waiting, and sampling pods over a run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from scaleset_operator.control.kube import ApiError, Kube, core_path, fleet_path
+from scaleset_operator.identity import LABEL_REVISION, LABEL_SCALESET, LABEL_SURGE
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def scaleset_body(
+    name: str,
+    replicas: int,
+    image: str = "registry.example/app:v1",
+    policy: str | None = None,
+    upgrade_domain_count: int = 5,
+    claims: bool = False,
+    **spec: Any,
+) -> dict[str, Any]:
+    template: dict[str, Any] = {
+        "metadata": {"labels": {"app": name}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "os",
+                    "image": image,
+                    "readinessProbe": {
+                        "exec": {"command": ["true"]},
+                        "periodSeconds": 1,
+                        "initialDelaySeconds": 1,
+                    },
+                }
+            ],
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+        },
+    }
+    body: dict[str, Any] = {
+        "apiVersion": "fleet.scaleset.dev/v1alpha1",
+        "kind": "ScaleSet",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "upgradeDomainCount": upgrade_domain_count,
+            "template": template,
+            **spec,
+        },
+    }
+    if policy:
+        body["spec"]["upgradePolicyRef"] = {"name": policy}
+    if claims:
+        body["spec"]["volumeClaimTemplates"] = [
+            {
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }
+        ]
+    return body
+
+
+def policy_body(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "fleet.scaleset.dev/v1alpha1",
+        "kind": "UpgradePolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def pods_of(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+    pods = kube.list(core_path("pods", namespace), f"{LABEL_SCALESET}={name}")
+    return [p for p in pods if (p["metadata"].get("labels") or {}).get(LABEL_SURGE) != "true"]
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    if pod["metadata"].get("deletionTimestamp"):
+        return False
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for item in (obj.get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return item
+    return None
+
+
+def scaleset_ready(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    obj = kube.get(fleet_path("scalesets", namespace, name))
+    ready = condition(obj, "Ready")
+    generation = obj["metadata"].get("generation")
+    if (
+        ready
+        and ready["status"] == "True"
+        and (obj.get("status") or {}).get("observedGeneration") == generation
+    ):
+        return obj
+    return None
+
+
+@dataclass
+class Sample:
+    at: float
+    pods: dict[str, tuple[str | None, bool, str | None]]  # name -> (revision, ready, uid)
+
+
+@dataclass
+class PodSampler:
+    """Samples the instances of one ScaleSet throughout a test, to check invariants over the whole run."""
+
+    kube: Kube
+    namespace: str
+    name: str
+    interval: float = 0.02
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> PodSampler:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pods = pods_of(self.kube, self.namespace, self.name)
+            except ApiError:
+                continue
+            self.samples.append(
+                Sample(
+                    time.monotonic(),
+                    {
+                        p["metadata"]["name"]: (
+                            (p["metadata"].get("labels") or {}).get(LABEL_REVISION),
+                            is_ready(p),
+                            p["metadata"].get("uid"),
+                        )
+                        for p in pods
+                    },
+                )
+            )
+            self._stop.wait(self.interval)
+
+    def max_unavailable(self, replicas: int) -> int:
+        return max(
+            (replicas - sum(1 for _, ready, _ in s.pods.values() if ready) for s in self.samples), default=0
+        )
+
+    def first_seen_on(self, revision: str) -> dict[str, float]:
+        """When each instance was first seen labelled with `revision`: the order the rollout touched them."""
+        seen: dict[str, float] = {}
+        for sample in self.samples:
+            for name, (rev, _ready, _) in sample.pods.items():
+                if rev == revision and name not in seen:
+                    seen[name] = sample.at
+        return seen
