@@ -30,7 +30,7 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     path = tmp_path_factory.mktemp("kubesim") / "kubeconfig"
     # Simulated kubelet time runs 20x faster: a 1 s readiness period passes in 50 ms.
     with ThreadedCluster(nodes=3, time_scale=20.0, kubeconfig_path=str(path)) as cluster:
-        yield cluster.kubeconfig_path
+        yield str(cluster.kubeconfig_path)
 
 
 @pytest.fixture(scope="session")

@@ -192,10 +192,11 @@ def test_manual_mode_moves_only_walked_domains(kube: Kube, namespace: str) -> No
 
     wait_for(
         lambda: (
-            kube.get(fleet_path("scalesets", namespace, "web"))["status"].get("upgrade", {}).get("message")
+            kube.get(fleet_path("scalesets", namespace, "web"))["status"]["upgrade"].get("reason")
+            == "WaitingForWalk"
         ),
         TIMEOUT,
-        "the rollout to report it waits",
+        "the rollout to report it waits for the walk",
     )
     assert updated_domains() == set()
     kube.patch(fleet_path("scalesets", namespace, "web"), {"spec": {"walkUpgradeDomain": 0}}, MERGE_PATCH)

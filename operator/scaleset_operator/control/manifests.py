@@ -124,7 +124,7 @@ def controller_revision(
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
         "metadata": {
-            "name": f"{name}-{revision}",
+            "name": revision,
             "namespace": scaleset["metadata"]["namespace"],
             "labels": {LABEL_SCALESET: name, LABEL_REVISION: revision},
             "ownerReferences": [owner_reference(scaleset)],
