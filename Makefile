@@ -36,7 +36,7 @@ e2e: $(STAMP)
 
 e2e-kind: $(STAMP)
 	kind create cluster --name scaleset-e2e --kubeconfig $(CURDIR)/.kind.kubeconfig
-	KUBECONFIG=$(CURDIR)/.kind.kubeconfig $(MAKE) e2e; rc=$$?; kind delete cluster --name scaleset-e2e; exit $$rc
+	KUBESIM_USE_KUBECONFIG=1 KUBECONFIG=$(CURDIR)/.kind.kubeconfig $(MAKE) e2e; rc=$$?; kind delete cluster --name scaleset-e2e; exit $$rc
 
 bench: $(STAMP)
 	$(BIN)/python bench/kubesim_scale.py

@@ -1,4 +1,4 @@
-"""The real operator on a real API: kubesim by default, the cluster of KUBECONFIG when E2E_KUBECONFIG names one."""
+"""The real operator on a real API: kubesim by default; the cluster of $KUBECONFIG with KUBESIM_USE_KUBECONFIG=1."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,17 +21,38 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="session")
-def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    external = os.environ.get("E2E_KUBECONFIG")
-    if external:
-        yield external
+def kubesim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The embedded cluster, or None when the tests run against a real one (kind)."""
+    if _external_kubeconfig():
+        yield None
         return
     from kubesim.cluster import ThreadedCluster
 
     path = tmp_path_factory.mktemp("kubesim") / "kubeconfig"
     # Simulated kubelet time runs 20x faster: a 1 s readiness period passes in 50 ms.
     with ThreadedCluster(nodes=3, time_scale=20.0, kubeconfig_path=str(path)) as cluster:
-        yield str(cluster.kubeconfig_path)
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(kubesim: Any) -> str:
+    return _external_kubeconfig() or str(kubesim.kubeconfig_path)
+
+
+def _external_kubeconfig() -> str | None:
+    if os.environ.get("KUBESIM_USE_KUBECONFIG") == "1":
+        return os.environ.get("KUBECONFIG") or None
+    return None
+
+
+@pytest.fixture
+def kubelet(kubesim: Any) -> Any:
+    """kubesim's kubelet simulator, for what only a simulator can show (volume identities, scripted faults)."""
+    if kubesim is None:
+        pytest.skip(
+            "needs kubesim's kubelet simulator; on a real cluster the same behaviour is shown by uids"
+        )
+    return kubesim.kubelet
 
 
 @pytest.fixture(scope="session")

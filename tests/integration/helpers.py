@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -10,6 +11,9 @@ from typing import Any
 
 from scaleset_operator.control.kube import ApiError, Kube, core_path, fleet_path
 from scaleset_operator.identity import LABEL_REVISION, LABEL_SCALESET, LABEL_SURGE
+
+# On kubesim any image "runs"; on kind, point this at an image loaded with tags v1, v2, v3 and v9.
+IMAGE = os.environ.get("E2E_IMAGE_REPO", "registry.example/app")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -26,7 +30,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 def scaleset_body(
     name: str,
     replicas: int,
-    image: str = "registry.example/app:v1",
+    image: str = f"{IMAGE}:v1",
     policy: str | None = None,
     upgrade_domain_count: int = 5,
     claims: bool = False,

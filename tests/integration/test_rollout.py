@@ -10,6 +10,7 @@ import pytest
 from scaleset_operator.control.kube import MERGE_PATCH, Kube, core_path, fleet_path, group_path
 from scaleset_operator.identity import LABEL_REVISION, LABEL_UPGRADE_DOMAIN
 from tests.integration.helpers import (
+    IMAGE,
     PodSampler,
     condition,
     is_ready,
@@ -69,7 +70,7 @@ def test_rollout_walks_upgrade_domains_in_order_one_batch_at_a_time(kube: Kube, 
     before = _ready_set(kube, namespace, "web")
     old_revision = before["status"]["currentRevision"]
     with PodSampler(kube, namespace, "web") as sampler:
-        _set_image(kube, namespace, "web", "registry.example/app:v2")
+        _set_image(kube, namespace, "web", f"{IMAGE}:v2")
         after = wait_for(
             lambda: (
                 (s := scaleset_ready(kube, namespace, "web"))
@@ -108,7 +109,7 @@ def test_reimage_keeps_data_disk_and_in_place_keeps_pod(kube: Kube, namespace: s
     }
     assert sorted(claims) == [f"data-db-{i}" for i in range(4)]
     pods_before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(kube, namespace, "db")}
-    _set_image(kube, namespace, "db", "registry.example/app:v2")
+    _set_image(kube, namespace, "db", f"{IMAGE}:v2")
     wait_for(
         lambda: (
             (s := scaleset_ready(kube, namespace, "db"))
@@ -133,7 +134,7 @@ def test_reimage_keeps_data_disk_and_in_place_keeps_pod(kube: Kube, namespace: s
         MERGE_PATCH,
     )
     middle = _ready_set(kube, namespace, "db")
-    _set_image(kube, namespace, "db", "registry.example/app:v3")
+    _set_image(kube, namespace, "db", f"{IMAGE}:v3")
     wait_for(
         lambda: (
             (s := scaleset_ready(kube, namespace, "db"))
@@ -147,7 +148,7 @@ def test_reimage_keeps_data_disk_and_in_place_keeps_pod(kube: Kube, namespace: s
     for pod in pods_final.values():
         status = pod["status"]["containerStatuses"][0]
         assert status["restartCount"] >= 1
-        assert status["image"].endswith("app:v3")
+        assert status["image"].endswith(":v3")
 
 
 def test_scale_out_adds_next_ordinals_and_scale_in_removes_highest(kube: Kube, namespace: str) -> None:
@@ -180,7 +181,7 @@ def test_manual_mode_moves_only_walked_domains(kube: Kube, namespace: str) -> No
     )
     _create(kube, namespace, scaleset_body("web", 6, policy="manual", upgradeDomainCount=3))
     before = _ready_set(kube, namespace, "web")
-    _set_image(kube, namespace, "web", "registry.example/app:v2")
+    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
 
     def updated_domains() -> set[int]:
         new = kube.get(fleet_path("scalesets", namespace, "web"))["status"]["updateRevision"]
@@ -212,7 +213,7 @@ def test_paused_rollout_holds_and_resumes(kube: Kube, namespace: str) -> None:
     _create(kube, namespace, scaleset_body("web", 5))
     before = _ready_set(kube, namespace, "web")
     kube.patch(fleet_path("scalesets", namespace, "web"), {"spec": {"paused": True}}, MERGE_PATCH)
-    _set_image(kube, namespace, "web", "registry.example/app:v2")
+    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
     wait_for(
         lambda: (
             kube.get(fleet_path("scalesets", namespace, "web"))["status"]["upgrade"].get("phase") == "Paused"
@@ -255,8 +256,7 @@ def test_deleted_instance_comes_back_and_foreign_image_edit_is_reverted(kube: Ku
     )
     wait_for(
         lambda: (
-            kube.get(core_path("pods", namespace, "web-2"))["spec"]["containers"][0]["image"]
-            == "registry.example/app:v1"
+            kube.get(core_path("pods", namespace, "web-2"))["spec"]["containers"][0]["image"] == f"{IMAGE}:v1"
         ),
         TIMEOUT,
         "the foreign image edit to be reverted",
@@ -273,7 +273,7 @@ def test_missing_policy_is_reported_and_instances_are_kept(kube: Kube, namespace
         {
             "spec": {
                 "upgradePolicyRef": {"name": "nowhere"},
-                "template": {"spec": {"containers": [{"name": "os", "image": "registry.example/app:v9"}]}},
+                "template": {"spec": {"containers": [{"name": "os", "image": f"{IMAGE}:v9"}]}},
             }
         },
         MERGE_PATCH,
@@ -290,10 +290,7 @@ def test_missing_policy_is_reported_and_instances_are_kept(kube: Kube, namespace
     assert stalled["reason"] == "PolicyNotFound"
     assert '"nowhere"' in stalled["message"]
     assert {p["metadata"]["uid"] for p in pods_of(kube, namespace, "web")} == uids
-    assert all(
-        p["spec"]["containers"][0]["image"] == "registry.example/app:v1"
-        for p in pods_of(kube, namespace, "web")
-    )
+    assert all(p["spec"]["containers"][0]["image"] == f"{IMAGE}:v1" for p in pods_of(kube, namespace, "web"))
     assert (
         before["status"]["currentRevision"]
         == kube.get(fleet_path("scalesets", namespace, "web"))["status"]["currentRevision"]
@@ -312,7 +309,7 @@ def test_single_instance_scaleset_warns_it_cannot_upgrade_without_downtime(
 def test_revisions_are_recorded_as_controller_revisions(kube: Kube, namespace: str) -> None:
     _create(kube, namespace, scaleset_body("web", 2))
     first = _ready_set(kube, namespace, "web")
-    _set_image(kube, namespace, "web", "registry.example/app:v2")
+    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
     second = wait_for(
         lambda: (
             (s := scaleset_ready(kube, namespace, "web"))

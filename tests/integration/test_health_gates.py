@@ -1,0 +1,250 @@
+"""Health gates on a live API: start timeouts, unhealthy limits, pauses, surge, priorities and retention."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import pytest
+
+from scaleset_operator.control.kube import MERGE_PATCH, Kube, core_path, fleet_path
+from scaleset_operator.identity import LABEL_REVISION, LABEL_SCALESET
+from tests.integration.helpers import (
+    IMAGE,
+    PodSampler,
+    condition,
+    is_ready,
+    pods_of,
+    policy_body,
+    scaleset_body,
+    scaleset_ready,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
+
+TIMEOUT = 60
+
+
+def _create(kube: Kube, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    plural = {"ScaleSet": "scalesets", "UpgradePolicy": "upgradepolicies"}[body["kind"]]
+    return kube.create(fleet_path(plural, namespace), body)
+
+
+def _set_image(kube: Kube, namespace: str, name: str, image: str) -> None:
+    scaleset = kube.get(fleet_path("scalesets", namespace, name))
+    containers = scaleset["spec"]["template"]["spec"]["containers"]
+    containers[0]["image"] = image
+    kube.patch(
+        fleet_path("scalesets", namespace, name),
+        {"spec": {"template": {"spec": {"containers": containers}}}},
+        MERGE_PATCH,
+    )
+
+
+def _stalled(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    found = condition(kube.get(fleet_path("scalesets", namespace, name)), "Stalled")
+    return found if found and found["status"] == "True" else None
+
+
+def _on_revision(kube: Kube, namespace: str, name: str) -> set[str]:
+    revision = kube.get(fleet_path("scalesets", namespace, name))["status"]["updateRevision"]
+    return {
+        p["metadata"]["name"]
+        for p in pods_of(kube, namespace, name)
+        if p["metadata"]["labels"][LABEL_REVISION] == revision
+    }
+
+
+def test_instance_start_timeout_with_pause_stalls_and_a_newer_template_repairs(
+    kube: Kube, namespace: str
+) -> None:
+    _create(
+        kube,
+        namespace,
+        policy_body("strict", healthCheck={"instanceStartTimeout": "2s", "onInstanceStartTimeout": "Pause"}),
+    )
+    _create(kube, namespace, scaleset_body("web", 10, policy="strict"))
+    wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
+    _set_image(kube, namespace, "web", f"{IMAGE}:v2-never-ready")
+    stalled = wait_for(lambda: _stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
+    assert stalled["reason"] == "InstanceStartTimeout"
+    # Only the first batch (upgrade domain 0: web-0 and web-5) was touched.
+    assert _on_revision(kube, namespace, "web") == {"web-0", "web-5"}
+    time.sleep(0.5)
+    assert _on_revision(kube, namespace, "web") == {"web-0", "web-5"}, "a stalled rollout does not move on"
+
+    _set_image(kube, namespace, "web", f"{IMAGE}:v3")
+    done = wait_for(
+        lambda: (
+            (s := scaleset_ready(kube, namespace, "web"))
+            and s["status"]["currentRevision"] == s["status"]["updateRevision"]
+            and s
+        ),
+        TIMEOUT,
+        "the newer template to complete the rollout",
+    )
+    assert all(p["spec"]["containers"][0]["image"] == f"{IMAGE}:v3" for p in pods_of(kube, namespace, "web"))
+    assert not _stalled(kube, namespace, "web")
+    assert done["status"]["updatedReplicas"] == 10
+
+
+def test_proceed_past_timeouts_stops_at_the_upgraded_unhealthy_limit(kube: Kube, namespace: str) -> None:
+    _create(
+        kube,
+        namespace,
+        policy_body(
+            "lenient", healthCheck={"instanceStartTimeout": "1s", "onInstanceStartTimeout": "Proceed"}
+        ),
+    )
+    _create(kube, namespace, scaleset_body("web", 10, policy="lenient"))
+    wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
+    _set_image(kube, namespace, "web", f"{IMAGE}:v2-never-ready")
+    stalled = wait_for(lambda: _stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
+    # Batch one (2 of 10 = 20 %) is within maxUnhealthyUpgradedInstancePercent; batch two (40 %) is not.
+    assert stalled["reason"] == "TooManyUnhealthyUpgraded"
+    assert _on_revision(kube, namespace, "web") == {"web-0", "web-5", "web-1", "web-6"}
+
+
+def test_unhealthy_fleet_is_not_taken_further_down(kube: Kube, namespace: str, kubelet: Any) -> None:
+    _create(kube, namespace, scaleset_body("web", 5))
+    wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
+    # Two of five healthy instances fall ill behind the operator's back: 40 % > 20 %.
+    kubelet.set_behaviour(namespace, "web-3", "never-ready")
+    kubelet.set_behaviour(namespace, "web-4", "never-ready")
+    wait_for(
+        lambda: sum(not is_ready(p) for p in pods_of(kube, namespace, "web")) == 2, TIMEOUT, "two unready"
+    )
+    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    wait_for(
+        lambda: (
+            kube.get(fleet_path("scalesets", namespace, "web"))["status"]["upgrade"].get("reason")
+            in ("TooManyUnhealthy", "BatchStarted", "BatchInProgress")
+        ),
+        TIMEOUT,
+        "the planner to decide",
+    )
+    time.sleep(1.0)
+    healthy_touched = _on_revision(kube, namespace, "web") - {"web-3", "web-4"}
+    assert healthy_touched == set(), f"healthy instances were taken down: {healthy_touched}"
+
+
+def test_pause_between_batches_spaces_them(kube: Kube, namespace: str) -> None:
+    _create(kube, namespace, policy_body("spaced", rollingUpgrade={"pauseTimeBetweenBatches": "1s"}))
+    _create(kube, namespace, scaleset_body("web", 3, policy="spaced", upgradeDomainCount=3))
+    before = wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
+    with PodSampler(kube, namespace, "web") as sampler:
+        _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+        after = wait_for(
+            lambda: (
+                (s := scaleset_ready(kube, namespace, "web"))
+                and s["status"]["currentRevision"] != before["status"]["currentRevision"]
+                and s
+            ),
+            TIMEOUT,
+            "rollout",
+        )
+    first = sampler.first_seen_on(after["status"]["currentRevision"])
+    moments = sorted(first.values())
+    assert len(moments) == 3
+    gaps = [b - a for a, b in itertools.pairwise(moments)]
+    assert min(gaps) >= 0.9, f"batches started {gaps} s apart, closer than the 1 s pause"
+
+
+def test_max_surge_keeps_full_capacity(kube: Kube, namespace: str) -> None:
+    _create(kube, namespace, policy_body("surge", rollingUpgrade={"maxSurge": True}))
+    _create(kube, namespace, scaleset_body("web", 4, policy="surge", upgradeDomainCount=4))
+    before = wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
+    ready_counts: list[int] = []
+    done = False
+    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    deadline = time.monotonic() + TIMEOUT
+    while not done and time.monotonic() < deadline:
+        everything = kube.list(core_path("pods", namespace), f"{LABEL_SCALESET}=web")
+        ready_counts.append(sum(1 for p in everything if is_ready(p)))
+        state = scaleset_ready(kube, namespace, "web")
+        done = bool(state and state["status"]["currentRevision"] != before["status"]["currentRevision"])
+        time.sleep(0.02)
+    assert done, "the surge rollout did not complete"
+    assert min(ready_counts) >= 4, f"capacity fell to {min(ready_counts)} during a maxSurge rollout"
+    wait_for(
+        lambda: len(kube.list(core_path("pods", namespace), f"{LABEL_SCALESET}=web")) == 4,
+        TIMEOUT,
+        "surge pods removed",
+    )
+
+
+def test_prioritize_unhealthy_instances_upgrades_them_first(kube: Kube, namespace: str, kubelet: Any) -> None:
+    _create(kube, namespace, policy_body("fixfirst", rollingUpgrade={"prioritizeUnhealthyInstances": True}))
+    _create(kube, namespace, scaleset_body("web", 6, policy="fixfirst", upgradeDomainCount=3))
+    wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
+    kubelet.set_behaviour(namespace, "web-5", "never-ready")
+    wait_for(
+        lambda: (
+            not next(is_ready(p) for p in pods_of(kube, namespace, "web") if p["metadata"]["name"] == "web-5")
+        ),
+        TIMEOUT,
+        "web-5 unready",
+    )
+    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    first = wait_for(
+        lambda: kube.get(fleet_path("scalesets", namespace, "web"))["status"]["upgrade"].get("currentBatch"),
+        TIMEOUT,
+        "the first batch",
+    )
+    assert first["instances"] == ["web-5"]
+
+
+def test_claims_follow_the_retention_policy(kube: Kube, namespace: str) -> None:
+    body = scaleset_body("db", 3, claims=True)
+    body["spec"]["persistentVolumeClaimRetentionPolicy"] = {"whenScaled": "Delete", "whenDeleted": "Retain"}
+    _create(kube, namespace, body)
+    wait_for(lambda: scaleset_ready(kube, namespace, "db"), TIMEOUT, "db Ready")
+
+    def claims() -> list[str]:
+        return sorted(
+            c["metadata"]["name"] for c in kube.list(core_path("persistentvolumeclaims", namespace))
+        )
+
+    assert claims() == ["data-db-0", "data-db-1", "data-db-2"]
+    kube.patch(fleet_path("scalesets", namespace, "db", "scale"), {"spec": {"replicas": 1}}, MERGE_PATCH)
+    wait_for(lambda: claims() == ["data-db-0"], TIMEOUT, "claims of scaled-in instances to be deleted")
+    kube.delete(fleet_path("scalesets", namespace, "db"))
+    wait_for(lambda: not pods_of(kube, namespace, "db"), TIMEOUT, "pods to go with the ScaleSet")
+    assert claims() == ["data-db-0"], "whenDeleted: Retain keeps the data disks"
+
+
+def test_emptydir_survives_in_place_update_but_not_reimage(kube: Kube, namespace: str, kubelet: Any) -> None:
+    _create(kube, namespace, policy_body("inplace"))
+    _create(kube, namespace, scaleset_body("web", 2, policy="inplace", claims=True, upgradeDomainCount=2))
+    before = wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
+    disks = kubelet.volume_identities(namespace, "web-0")
+    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    middle = wait_for(
+        lambda: (
+            (s := scaleset_ready(kube, namespace, "web"))
+            and s["status"]["currentRevision"] != before["status"]["currentRevision"]
+            and s
+        ),
+        TIMEOUT,
+        "in-place rollout",
+    )
+    assert kubelet.volume_identities(namespace, "web-0") == disks, "in place keeps temp and data disks"
+    kube.patch(
+        fleet_path("upgradepolicies", namespace, "inplace"),
+        {"spec": {"updateMethod": "Reimage"}},
+        MERGE_PATCH,
+    )
+    _set_image(kube, namespace, "web", f"{IMAGE}:v3")
+    wait_for(
+        lambda: (
+            (s := scaleset_ready(kube, namespace, "web"))
+            and s["status"]["currentRevision"] != middle["status"]["currentRevision"]
+        ),
+        TIMEOUT,
+        "reimage rollout",
+    )
+    after = kubelet.volume_identities(namespace, "web-0")
+    assert after["data"] == disks["data"], "a reimage keeps the data disk"
+    assert after["scratch"] != disks["scratch"], "a reimage loses the temp disk"
