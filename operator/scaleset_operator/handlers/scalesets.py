@@ -59,6 +59,15 @@ async def scaleset_daemon(
                 log.exception("reconcile of %s/%s failed", namespace, name)
                 outcome = None
             state.passes += 1
+            if outcome is not None:
+                log.debug(
+                    "%s/%s: %s, again in %.2fs %s",
+                    namespace,
+                    name,
+                    outcome.step,
+                    outcome.requeue_after or 0,
+                    outcome.notes,
+                )
             if outcome is not None and outcome.requeue_after is None:
                 return
             timeout = (
