@@ -33,8 +33,9 @@ def healthy_fleet(
 class FleetSim:
     """Instances, the status record and a clock; `reconcile` acts on the planner's steps as the controller does.
 
-    An instance taken to a revision goes down until `become_ready`; `broken` instances are down for a
-    reason of their own (they were unhealthy before the rollout touched them) and stay down until healed.
+    An instance taken to a revision goes down until `become_ready`, which never comes on one of the
+    `bad_revisions`; `broken` instances are down for a reason of their own (they were unhealthy before
+    the rollout touched them) and stay down until healed.
     """
 
     replicas: int
@@ -46,6 +47,7 @@ class FleetSim:
     now: datetime = T0
     instances: dict[int, InstanceState] = field(default_factory=dict)
     broken: set[int] = field(default_factory=set)
+    bad_revisions: set[str] = field(default_factory=set)
     rollout: RolloutState = field(default_factory=RolloutState)
     started: list[StartBatch] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
@@ -104,7 +106,7 @@ class FleetSim:
 
     def become_ready(self, ordinal: int) -> None:
         instance = self.instances[ordinal]
-        if ordinal not in self.broken and not instance.ready:
+        if ordinal not in self.broken and instance.revision not in self.bad_revisions and not instance.ready:
             self.instances[ordinal] = replace(instance, ready=True, ready_since=self.now)
 
     def break_instance(self, ordinal: int) -> None:
@@ -127,13 +129,12 @@ class FleetSim:
         }
 
     def in_progress(self) -> set[int]:
-        """Instances taken down by the rollout that are still inside their start timeout."""
+        """Instances the rollout took down that are still inside the start timeout of their own update."""
+        timeout = self.gate.start_timeout
         return {
             o
             for o in self.down_for_the_rollout()
-            if not self.gate.timed_out(
-                self.instances[o], self.update_revision, self.now, self.rollout.batch_started_at
-            )
+            if (updated_at := self.instances[o].updated_at) is not None and updated_at + timeout > self.now
         }
 
     def batches(self) -> list[Batch]:

@@ -235,7 +235,8 @@ def test_down_member_left_unpatched_is_resumed_at_once() -> None:
     step = plan(fleet, rollout=RolloutState(Batch(0, (0, 5)), NEW, T0))
     assert isinstance(step, StartBatch)
     assert step.reason is StepReason.BATCH_RESUMED
-    assert step.batch == Batch(0, (5,))
+    # web-0, still starting, stays in the record so that no other batch starts before it is healthy.
+    assert step.batch == Batch(0, (0, 5))
 
 
 def test_paused_scaleset_starts_no_batch() -> None:
@@ -310,16 +311,32 @@ def test_pause_does_not_delay_the_first_batch() -> None:
 # --------------------------------------------------------------------------- health limits
 
 
-def test_too_many_unhealthy_instances_stop_the_rollout_before_a_batch() -> None:
+def fleet_with_failed_updates(*ordinals: int) -> list[InstanceState]:
+    """Ten instances, those named failed long ago on the update revision (so they are not outdated)."""
     fleet = healthy_fleet(10)
-    fleet[3] = down(fleet[3])
-    fleet[7] = down(fleet[7])
-    fleet[8] = down(fleet[8])
-    step = plan(fleet)
+    for ordinal in ordinals:
+        fleet[ordinal] = updated(fleet[ordinal], T0 - timedelta(hours=2), ready=False)
+    return fleet
+
+
+TOLERANT_OF_FAILED_UPDATES = make_policy(rollingUpgrade={"maxUnhealthyUpgradedInstancePercent": 100})
+
+
+def test_too_many_unhealthy_instances_stop_the_rollout_before_a_batch() -> None:
+    step = plan(fleet_with_failed_updates(3, 7, 8), policy=TOLERANT_OF_FAILED_UPDATES)
     assert isinstance(step, Stop)
     assert step.reason is StepReason.TOO_MANY_UNHEALTHY
     assert step.ordinals == (3, 7, 8)
     assert "maxUnhealthyInstancePercent" in step.message
+
+
+def test_over_the_unhealthy_limit_only_instances_already_down_are_updated() -> None:
+    fleet = healthy_fleet(10)
+    for ordinal in (3, 7, 8):
+        fleet[ordinal] = down(fleet[ordinal])
+    step = plan(fleet)
+    assert started(step) == Batch(2, (7,))
+    assert isinstance(step, StartBatch) and "already down" in step.message
 
 
 def test_unhealthy_instances_at_the_limit_let_the_batch_start() -> None:
@@ -344,10 +361,8 @@ def test_missing_instances_are_left_to_the_controller_to_create() -> None:
 
 
 def test_stop_lifts_when_health_recovers() -> None:
-    fleet = healthy_fleet(10)
-    broken = [replace(i, ready=False, ready_since=None) if i.ordinal in (3, 7, 8) else i for i in fleet]
-    assert isinstance(plan(broken), Stop)
-    assert isinstance(plan(fleet), StartBatch)
+    assert isinstance(plan(fleet_with_failed_updates(3, 7, 8), policy=TOLERANT_OF_FAILED_UPDATES), Stop)
+    assert isinstance(plan(fleet_with_failed_updates(3, 7), policy=TOLERANT_OF_FAILED_UPDATES), StartBatch)
 
 
 def test_too_many_unhealthy_upgraded_instances_stop_the_rollout_after_a_batch() -> None:

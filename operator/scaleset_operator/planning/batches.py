@@ -197,9 +197,9 @@ def next_step(
     the upgraded instances must be healthy enough (maxUnhealthyUpgradedInstancePercent, checked after
     each batch, counting only instances on the update revision); then, unless there is nothing left,
     spec.paused, Manual mode's walkUpgradeDomain and the pause between batches may hold the next batch
-    back; the fleet must be healthy enough to lose one more batch (maxUnhealthyInstancePercent); and
-    the next batch starts. So at most one batch is ever in flight, and beyond instances that were
-    already unhealthy no more than one batch is down.
+    back; the fleet must be healthy enough to lose one more batch (maxUnhealthyInstancePercent; past
+    it only instances already down may be updated); and the next batch starts. So at most one batch is
+    ever in flight, and beyond instances that were already unhealthy no more than one batch is down.
     """
     snapshot = _snapshot(replicas, upgrade_domain_count, policy, update_revision, instances, now)
     if replicas == 0:
@@ -238,21 +238,29 @@ def next_step(
 
     unhealthy = replicas - len(snapshot.healthy)
     limit = policy.rolling_upgrade.max_unhealthy_instance_percent
+    note = ""
     if _exceeds(unhealthy, replicas, limit):
-        at_fault = tuple(o for o in snapshot.fleet if o not in snapshot.healthy)
-        return Stop(
-            StepReason.TOO_MANY_UNHEALTHY,
-            f"{unhealthy} of {replicas} instances are unhealthy, more than maxUnhealthyInstancePercent "
-            f"({limit} %) allows before a batch: {snapshot.names(at_fault)}",
-            at_fault,
-        )
+        # The limit keeps a rollout from taking healthy instances down while too many are down already.
+        # Instances that are down already lose nothing by being updated, and updating them is how a newer
+        # template repairs a fleet a bad one broke; so they may still go, and only they.
+        down_already = [o for o in allowed if o not in snapshot.healthy]
+        if not down_already:
+            at_fault = tuple(o for o in snapshot.fleet if o not in snapshot.healthy)
+            return Stop(
+                StepReason.TOO_MANY_UNHEALTHY,
+                f"{unhealthy} of {replicas} instances are unhealthy, more than maxUnhealthyInstancePercent "
+                f"({limit} %) allows before a batch: {snapshot.names(at_fault)}",
+                at_fault,
+            )
+        allowed = down_already
+        note = f"; only instances already down, as {unhealthy} of {replicas} are unhealthy"
 
     batch = _next_batch(snapshot, allowed)
     return snapshot.start(
         batch,
         StepReason.BATCH_STARTED,
         f"updating {snapshot.names(batch.ordinals)} (upgrade domain {batch.upgrade_domain}) "
-        f"to {update_revision}",
+        f"to {update_revision}{note}",
     )
 
 
@@ -279,8 +287,11 @@ def _finish_recorded_batch(snapshot: _Snapshot, rollout: RolloutState, paused: b
             f"spec.paused holds back {snapshot.names(stranded)}, down on an older revision",
         )
     if stranded:
+        # The new record keeps every member still down, those already on the update revision too, so
+        # no further batch starts before they are healthy.
+        down_members = tuple(o for o in members if o not in snapshot.healthy)
         return snapshot.start(
-            Batch(recorded.upgrade_domain, stranded),
+            Batch(recorded.upgrade_domain, down_members),
             StepReason.BATCH_RESUMED if same_target else StepReason.BATCH_RETARGETED,
             f"moving {snapshot.names(stranded)} of the running batch on to {snapshot.update_revision}",
         )
