@@ -772,13 +772,12 @@ def apply_server_side(
     for other, path in conflicts:
         other.fields.discard(path)
 
-    others_own: set[Path] = set()
+    owned = set(new_set)
     for other in managers:
         if other is not actor:
-            others_own |= other.fields
-    doomed = previous - new_set - others_own
+            owned |= other.fields
     # Shortest first: a list item goes whole, before its key field could be removed from under it.
-    for path in sorted(doomed, key=len):
+    for path in sorted(_disowned(previous, owned, merged, model), key=len):
         _remove_path(merged, path, model)
 
     if actor is None:
@@ -792,6 +791,26 @@ def apply_server_side(
         if other is not actor:
             other.fields = {p for p in other.fields if p in existing}
     return _store_managers(merged, managers)
+
+
+def _disowned(
+    previous: set[Path], owned: set[Path], merged: Mapping[str, Any], model: _TypeModel
+) -> set[Path]:
+    """What an apply removes: fields it applied before and not now, that nobody owns, above or below.
+
+    As structured-merge-diff prunes: only fields (leaves, list items, empty objects) are removed; an
+    object that still holds fields stays, and a list item stays while anyone owns a field inside it.
+    """
+    members = {p for p, v in _flatten(merged, model) if _is_owned_leaf(p, v)}
+    prefixes = {p[:i] for p in owned for i in range(1, len(p))}
+    disowned: set[Path] = set()
+    for path in previous & members:
+        if path in owned or path in prefixes:
+            continue
+        if any(path[:i] in owned for i in range(1, len(path))):
+            continue
+        disowned.add(path)
+    return disowned
 
 
 def _is_owned_leaf(path: Path, value: Any) -> bool:
