@@ -809,8 +809,18 @@ def _disowned(
             continue
         if any(path[:i] in owned for i in range(1, len(path))):
             continue
+        if _is_item_key(path) and path[:-1] in prefixes:
+            continue  # a kept list item keeps the fields that identify it
         disowned.add(path)
     return disowned
+
+
+def _is_item_key(path: Path) -> bool:
+    """Whether a path is a key field of the associative list item it sits in (f:name under k:{"name":..})."""
+    if len(path) < 2 or not path[-2].startswith("k:") or not path[-1].startswith("f:"):
+        return False
+    keys = json.loads(path[-2][2:])
+    return isinstance(keys, dict) and path[-1][2:] in keys
 
 
 def _is_owned_leaf(path: Path, value: Any) -> bool:

@@ -513,3 +513,28 @@ def test_conflicts_with_several_fields_are_listed_per_manager() -> None:
     assert message.startswith('Apply failed with 2 conflicts: conflicts with "editor"')
     assert "- .spec.replicas" in message
     assert "- .spec.template.spec.containers" in message
+
+
+def test_apply_keeps_an_object_its_previous_field_set_named_as_a_member() -> None:
+    # kubectl's client-side to server-side apply migration hands the applier sets that name objects
+    # themselves ("f:spec": {".": {}}); re-applying must not drop the whole object.
+    live = apply_server_side(None, scaleset(), "kubectl", False, "ScaleSet")
+    entry = live["metadata"]["managedFields"][0]
+    entry["fieldsV1"]["f:spec"]["."] = {}
+    entry["fieldsV1"]["f:spec"]["f:paused"] = {}
+    live["spec"]["paused"] = False
+    result = apply_server_side(live, scaleset(), "kubectl", False, "ScaleSet")
+    assert result["spec"]["replicas"] == 3
+    assert "paused" not in result["spec"]
+
+
+def test_apply_keeps_a_list_item_while_another_manager_owns_a_field_in_it() -> None:
+    live = apply_server_side(None, pod(), "kubectl", False, "Pod")
+    changed = copy.deepcopy(live)
+    changed["spec"]["containers"][1]["image"] = "busybox:1.37"
+    live = record_update(live, changed, "updater")
+    fewer = pod()
+    fewer["spec"]["containers"] = fewer["spec"]["containers"][:1]
+    result = apply_server_side(live, fewer, "kubectl", False, "Pod")
+    assert [c["name"] for c in result["spec"]["containers"]] == ["app", "sidecar"]
+    assert result["spec"]["containers"][1]["image"] == "busybox:1.37"
