@@ -1,1 +1,229 @@
-"""`scaleset plan`: preview the upgrade domains and batches of a rollout (placeholder until the planner lands)."""
+"""`scaleset plan`: preview the upgrade domains and ordered batches of a ScaleSet's next rollout."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from scaleset_operator.api.durations import format_duration
+from scaleset_operator.api.loading import InvalidResource, load_documents, parse_resource
+from scaleset_operator.api.models import ScaleSet, UpgradeMode, UpgradePolicy, UpgradePolicySpec
+from scaleset_operator.cli.main import app
+from scaleset_operator.identity import instance_name
+from scaleset_operator.planning.batches import batch_size
+from scaleset_operator.planning.preview import RolloutPreview, plan_rollout
+
+OUTPUT_FORMATS = ("table", "json")
+
+
+class PlanError(Exception):
+    """Input the preview cannot use; str() is the one line shown to the user."""
+
+
+@dataclass(frozen=True)
+class PolicyChoice:
+    """The UpgradePolicy a preview uses and, in words, where it came from."""
+
+    spec: UpgradePolicySpec
+    source: str
+
+
+def load_scaleset(path: Path) -> tuple[ScaleSet, list[dict[str, Any]]]:
+    """The one ScaleSet of a file, with every document of the file (it may hold the policy too)."""
+    documents = load_documents(path)
+    found = [document for document in documents if document.get("kind") == ScaleSet.KIND]
+    if not found:
+        if not documents:
+            raise PlanError(f"{path}: holds no resource; expected a ScaleSet.")
+        # Parsing the first document names the kind that was found instead.
+        parse_resource(documents[0], ScaleSet, source=path)
+    if len(found) > 1:
+        raise PlanError(f"{path}: holds {len(found)} ScaleSets; preview them one file at a time.")
+    scaleset = parse_resource(found[0], ScaleSet, source=path)
+    if not scaleset.metadata.name:
+        raise PlanError(f"{path}: ScaleSet: metadata.name is required, it names the instances.")
+    return scaleset, documents
+
+
+def _named(documents: list[dict[str, Any]], name: str | None) -> list[dict[str, Any]]:
+    return [
+        document
+        for document in documents
+        if document.get("kind") == UpgradePolicy.KIND
+        and (name is None or (document.get("metadata") or {}).get("name") == name)
+    ]
+
+
+def choose_policy(
+    scaleset: ScaleSet, scaleset_path: Path, documents: list[dict[str, Any]], policy_path: Path | None
+) -> PolicyChoice:
+    """--policy FILE when given; else the policy spec.upgradePolicyRef names, when FILE holds it; else defaults."""
+    ref = scaleset.spec.upgrade_policy_ref.name if scaleset.spec.upgrade_policy_ref else None
+    if policy_path is not None:
+        policy_documents = load_documents(policy_path)
+        candidates = _named(policy_documents, None)
+        if not candidates:
+            if not policy_documents:
+                raise PlanError(f"{policy_path}: holds no resource; expected an UpgradePolicy.")
+            parse_resource(policy_documents[0], UpgradePolicy, source=policy_path)
+        if len(candidates) > 1:
+            candidates = _named(candidates, ref)
+            if len(candidates) != 1:
+                wanted = f'named "{ref}"' if ref else "to choose from"
+                raise PlanError(
+                    f"{policy_path}: holds several UpgradePolicies and not exactly one {wanted}; "
+                    "pass a file with one."
+                )
+        policy = parse_resource(candidates[0], UpgradePolicy, source=policy_path)
+        return PolicyChoice(policy.spec, f'UpgradePolicy "{policy.metadata.name}" from {policy_path}')
+    if ref is not None:
+        candidates = _named(documents, ref)
+        if candidates:
+            policy = parse_resource(candidates[0], UpgradePolicy, source=scaleset_path)
+            return PolicyChoice(policy.spec, f'UpgradePolicy "{ref}" from {scaleset_path}')
+        return PolicyChoice(
+            UpgradePolicySpec(),
+            f'built-in defaults (UpgradePolicy "{ref}" is not in {scaleset_path}; pass it with --policy)',
+        )
+    return PolicyChoice(UpgradePolicySpec(), "built-in defaults (spec.upgradePolicyRef is not set)")
+
+
+def preview_files(
+    file: Path, policy_file: Path | None = None
+) -> tuple[ScaleSet, PolicyChoice, RolloutPreview]:
+    """The ScaleSet of `file`, the policy it is upgraded by and the preview of its rollout.
+
+    Raises InvalidResource or PlanError, each one sentence for the user.
+    """
+    scaleset, documents = load_scaleset(file)
+    choice = choose_policy(scaleset, file, documents, policy_file)
+    preview = plan_rollout(
+        replicas=scaleset.spec.replicas,
+        upgrade_domain_count=scaleset.spec.upgrade_domain_count,
+        policy=choice.spec,
+        walk_upgrade_domain=scaleset.spec.walk_upgrade_domain,
+    )
+    return scaleset, choice, preview
+
+
+def preview_json(scaleset: ScaleSet, preview: RolloutPreview) -> dict[str, Any]:
+    name = scaleset.metadata.name or ""
+    return {
+        "upgradeDomains": [
+            {"index": index, "instances": [instance_name(name, o) for o in ordinals]}
+            for index, ordinals in enumerate(preview.upgrade_domains)
+        ],
+        "batches": [
+            {
+                "upgradeDomain": batch.upgrade_domain,
+                "instances": [instance_name(name, o) for o in batch.ordinals],
+            }
+            for batch in preview.batches
+        ],
+    }
+
+
+def _percent(policy: UpgradePolicySpec) -> str:
+    return f"{policy.rolling_upgrade.max_batch_instance_percent} %"
+
+
+def render_table(console: Console, scaleset: ScaleSet, choice: PolicyChoice, preview: RolloutPreview) -> None:
+    """What a person reads before applying a change: who is in which domain, and what goes when."""
+    spec, policy = scaleset.spec, choice.spec
+    name = scaleset.metadata.name or ""
+    names = [instance_name(name, o) for o in range(spec.replicas)]
+    if policy.mode == UpgradeMode.AUTOMATIC:
+        sizing = "all instances at once"
+    else:
+        sizing = (
+            f"batches of at most {batch_size(spec.replicas, policy)} ({_percent(policy)}, one domain each)"
+        )
+    console.print(
+        f"[bold]ScaleSet {name}[/bold]: {spec.replicas} instance(s) over {spec.upgrade_domain_count} "
+        f"upgrade domain(s), {policy.mode} mode, {sizing}"
+    )
+    console.print(f"Policy: {choice.source}")
+
+    domains = Table(title="Upgrade domains", title_justify="left")
+    domains.add_column("Domain", justify="right")
+    domains.add_column("Count", justify="right")
+    domains.add_column("Instances")
+    for index, ordinals in enumerate(preview.upgrade_domains):
+        domains.add_row(str(index), str(len(ordinals)), ", ".join(names[o] for o in ordinals) or "-")
+    console.print(domains)
+
+    batches = Table(title="Batches, in order", title_justify="left")
+    batches.add_column("#", justify="right")
+    batches.add_column("Domain", justify="right")
+    batches.add_column("Instances")
+    for number, batch in enumerate(preview.batches, start=1):
+        domain = "all" if batch.upgrade_domain is None else str(batch.upgrade_domain)
+        batches.add_row(str(number), domain, ", ".join(names[o] for o in batch.ordinals))
+    console.print(batches)
+
+    for line in _notes(scaleset, policy, preview, names):
+        console.print(line)
+
+
+def _notes(
+    scaleset: ScaleSet, policy: UpgradePolicySpec, preview: RolloutPreview, names: list[str]
+) -> list[str]:
+    spec = scaleset.spec
+    notes: list[str] = []
+    if policy.mode == UpgradeMode.MANUAL:
+        walk = spec.walk_upgrade_domain
+        planned = {o for batch in preview.batches for o in batch.ordinals}
+        waiting = [names[o] for o in range(spec.replicas) if o not in planned]
+        last = min(walk, spec.upgrade_domain_count - 1) if walk is not None else None
+        if last is None:
+            allows = "spec.walkUpgradeDomain is not set, so no upgrade domain may be updated"
+        elif last == 0:
+            allows = f"spec.walkUpgradeDomain {walk} allows upgrade domain 0"
+        else:
+            allows = f"spec.walkUpgradeDomain {walk} allows upgrade domains 0..{last}"
+        notes.append(f"Manual mode: {allows}.")
+        if waiting:
+            notes.append(f"Waiting for a higher walkUpgradeDomain: {', '.join(waiting)}.")
+    if spec.replicas == 1 and not policy.rolling_upgrade.max_surge:
+        notes.append("A single instance cannot be upgraded without downtime; use two or more replicas.")
+    if spec.paused:
+        notes.append("spec.paused is true: no batch starts until it is false.")
+    if preview.minimum_duration:
+        notes.append(
+            f"Stabilisation and pauses between batches take at least {format_duration(preview.minimum_duration)}."
+        )
+    if not preview.batches and spec.replicas and policy.mode != UpgradeMode.MANUAL:
+        notes.append("Nothing to update.")
+    return notes
+
+
+@app.command()
+def plan(
+    file: Annotated[
+        Path, typer.Argument(help="YAML file holding the ScaleSet (and perhaps its UpgradePolicy).")
+    ],
+    policy_file: Annotated[
+        Path | None,
+        typer.Option("--policy", help="YAML file holding the UpgradePolicy; overrides one found in FILE."),
+    ] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+) -> None:
+    """Preview a rollout: the upgrade domains with their instances, and the batches in the order they go."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        if output not in OUTPUT_FORMATS:
+            raise PlanError(f"-o/--output must be one of {', '.join(OUTPUT_FORMATS)} (got {output!r}).")
+        scaleset, choice, preview = preview_files(file, policy_file)
+    except (InvalidResource, PlanError) as problem:
+        err.print(f"error: {problem}", markup=False)
+        raise typer.Exit(2) from None
+    if output == "json":
+        typer.echo(json.dumps(preview_json(scaleset, preview), indent=2))
+    else:
+        render_table(Console(highlight=False), scaleset, choice, preview)

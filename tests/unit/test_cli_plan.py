@@ -1,0 +1,194 @@
+"""`scaleset plan`: the preview a user runs before applying a change, and its refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from scaleset_operator import demo
+from scaleset_operator.cli.main import app
+
+runner = CliRunner()
+
+
+def scaleset(name: str = "web", replicas: int = 14, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "fleet.scaleset.dev/v1alpha1",
+        "kind": "ScaleSet",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}},
+            **spec,
+        },
+    }
+
+
+def upgrade_policy(name: str = "rolling", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "fleet.scaleset.dev/v1alpha1",
+        "kind": "UpgradePolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def write(path: Path, *documents: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump_all(documents))
+    return path
+
+
+def run(*args: str | Path) -> Any:
+    return runner.invoke(app, ["plan", *map(str, args)])
+
+
+def test_json_preview_lists_each_domain_and_the_batches_in_order(tmp_path: Path) -> None:
+    result = run(write(tmp_path / "web.yaml", scaleset()), "-o", "json")
+    assert result.exit_code == 0, result.output
+    preview = json.loads(result.stdout)
+    assert preview["upgradeDomains"][0] == {"index": 0, "instances": ["web-0", "web-5", "web-10"]}
+    assert [len(domain["instances"]) for domain in preview["upgradeDomains"]] == [3, 3, 3, 3, 2]
+    assert preview["batches"][:3] == [
+        {"upgradeDomain": 0, "instances": ["web-0", "web-5"]},
+        {"upgradeDomain": 0, "instances": ["web-10"]},
+        {"upgradeDomain": 1, "instances": ["web-1", "web-6"]},
+    ]
+    assert set(preview) == {"upgradeDomains", "batches"}
+    assert sorted(name for batch in preview["batches"] for name in batch["instances"]) == sorted(
+        f"web-{o}" for o in range(14)
+    )
+
+
+def test_policy_named_by_the_scaleset_is_taken_from_the_same_file(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "web.yaml",
+        scaleset(upgradePolicyRef={"name": "whole-domains"}),
+        upgrade_policy("other", mode="Automatic"),
+        upgrade_policy(
+            "whole-domains",
+            rollingUpgrade={"maxBatchInstancePercent": 100, "maxUnhealthyInstancePercent": 100},
+        ),
+    )
+    result = run(file, "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert [batch["instances"] for batch in json.loads(result.stdout)["batches"]][:2] == [
+        ["web-0", "web-5", "web-10"],
+        ["web-1", "web-6", "web-11"],
+    ]
+
+
+def test_policy_option_overrides_the_policy_in_the_file(tmp_path: Path) -> None:
+    file = write(tmp_path / "web.yaml", scaleset(upgradePolicyRef={"name": "rolling"}), upgrade_policy())
+    policy = write(tmp_path / "auto.yaml", upgrade_policy("auto", mode="Automatic"))
+    result = run(file, "--policy", policy, "-o", "json")
+    assert result.exit_code == 0, result.output
+    batches = json.loads(result.stdout)["batches"]
+    assert len(batches) == 1
+    assert batches[0]["upgradeDomain"] is None
+    assert len(batches[0]["instances"]) == 14
+
+
+def test_table_shows_the_header_the_domains_and_numbered_batches(tmp_path: Path) -> None:
+    file = write(tmp_path / "web.yaml", scaleset(upgradePolicyRef={"name": "rolling"}), upgrade_policy())
+    result = run(file)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "ScaleSet web" in out and "14 instance(s)" in out and "5 upgrade domain(s)" in out
+    assert "Rolling mode" in out and "at most 2" in out
+    assert 'UpgradePolicy "rolling"' in out
+    assert "web-0, web-5, web-10" in out
+    assert "│ 9 │" in out  # the ninth and last batch
+
+
+def test_table_says_when_the_built_in_defaults_are_used(tmp_path: Path) -> None:
+    result = run(write(tmp_path / "web.yaml", scaleset()))
+    assert result.exit_code == 0, result.output
+    assert "built-in defaults" in result.stdout
+
+
+def test_table_says_when_the_named_policy_is_not_at_hand(tmp_path: Path) -> None:
+    result = run(write(tmp_path / "web.yaml", scaleset(upgradePolicyRef={"name": "elsewhere"})))
+    assert result.exit_code == 0, result.output
+    assert "built-in defaults" in result.stdout and '"elsewhere"' in result.stdout
+
+
+def test_manual_mode_says_which_domains_walk_allows_and_what_waits(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "worker.yaml",
+        scaleset("worker", 6, upgradeDomainCount=3, walkUpgradeDomain=1, upgradePolicyRef={"name": "manual"}),
+        upgrade_policy("manual", mode="Manual"),
+    )
+    table = run(file)
+    assert table.exit_code == 0, table.output
+    assert "allows upgrade domains 0..1" in table.stdout
+    assert "worker-2, worker-5" in table.stdout
+    batches = json.loads(run(file, "-o", "json").stdout)["batches"]
+    assert {batch["upgradeDomain"] for batch in batches} == {0, 1}
+
+
+def test_single_instance_table_warns_of_downtime(tmp_path: Path) -> None:
+    file = write(tmp_path / "one.yaml", scaleset("one", 1))
+    result = run(file)
+    assert result.exit_code == 0, result.output
+    assert "without downtime" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("documents", "extra", "expected"),
+    [
+        (None, [], "no such file"),
+        ([upgrade_policy()], [], "expected a ScaleSet, found an UpgradePolicy"),
+        ([scaleset(replicas=-1)], [], "spec.replicas must be at least 0"),
+        ([scaleset(upgradeDomainCount=21)], [], "spec.upgradeDomainCount must be at most 20"),
+        ([scaleset()], ["-o", "yaml"], "-o/--output must be one of table, json"),
+        ([scaleset(), scaleset("api")], [], "holds 2 ScaleSets"),
+        ([], [], "holds no resource"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_code_two(
+    tmp_path: Path, documents: list[dict[str, Any]] | None, extra: list[str], expected: str
+) -> None:
+    file = tmp_path / "input.yaml"
+    if documents is not None:
+        write(file, *documents)
+    result = run(file, *extra)
+    assert result.exit_code == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+def test_unreadable_yaml_names_the_line(tmp_path: Path) -> None:
+    file = tmp_path / "broken.yaml"
+    file.write_text("kind: ScaleSet\nspec: [unclosed\n")
+    result = run(file)
+    assert result.exit_code == 2
+    assert "not valid YAML" in result.stderr and str(file) in result.stderr
+
+
+def test_policy_file_of_the_wrong_kind_is_refused(tmp_path: Path) -> None:
+    file = write(tmp_path / "web.yaml", scaleset())
+    result = run(file, "--policy", file)
+    assert result.exit_code == 2
+    assert "expected an UpgradePolicy, found a ScaleSet" in result.stderr
+
+
+def test_invalid_policy_field_is_named(tmp_path: Path) -> None:
+    file = write(tmp_path / "web.yaml", scaleset())
+    policy = write(tmp_path / "policy.yaml", upgrade_policy(mode="Sideways"))
+    result = run(file, "--policy", policy)
+    assert result.exit_code == 2
+    assert "spec.mode" in result.stderr and str(policy) in result.stderr
+
+
+def test_demo_prints_the_plan_of_the_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo.main() == 0
+    out = capsys.readouterr().out
+    assert "ScaleSet web" in out
+    assert "Batches, in order" in out
