@@ -206,10 +206,14 @@ def test_unhealthy_limits_stop_the_plan_where_the_policy_says(
     step = decide(replicas, instances, policy, RolloutState())
     timeout = timedelta(seconds=policy.health_check.start_timeout_seconds)
     healthy = {i.ordinal for i in instances if i.running and i.ready}
+    # Every instance of these fleets that exists has an update time.
     failed_upgraded = [
         i
         for i in instances
-        if i.running and i.revision == NEW and i.ordinal not in healthy and i.updated_at + timeout <= T0  # type: ignore[operator]
+        if i.running
+        and i.revision == NEW
+        and i.ordinal not in healthy
+        and (i.updated_at or T0) + timeout <= T0
     ]
     starting_upgraded = [
         i

@@ -1,0 +1,76 @@
+"""The static preview: the planner's own answers on a simulated healthy fleet."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rollout_sim import make_policy
+
+from scaleset_operator.api.models import UpgradePolicySpec
+from scaleset_operator.planning.batches import StepReason
+from scaleset_operator.planning.instances import Batch
+from scaleset_operator.planning.preview import plan_rollout
+
+
+def test_fourteen_instances_with_the_default_policy_take_nine_batches_domain_by_domain() -> None:
+    preview = plan_rollout(replicas=14, upgrade_domain_count=5, policy=UpgradePolicySpec())
+    assert preview.upgrade_domains == [[0, 5, 10], [1, 6, 11], [2, 7, 12], [3, 8, 13], [4, 9]]
+    assert preview.batches == [
+        Batch(0, (0, 5)),
+        Batch(0, (10,)),
+        Batch(1, (1, 6)),
+        Batch(1, (11,)),
+        Batch(2, (2, 7)),
+        Batch(2, (12,)),
+        Batch(3, (3, 8)),
+        Batch(3, (13,)),
+        Batch(4, (4, 9)),
+    ]
+    assert preview.held_by is None
+
+
+def test_minimum_duration_counts_each_stabilization_and_each_pause_between_batches() -> None:
+    policy = make_policy(
+        rollingUpgrade={"pauseTimeBetweenBatches": "1m"}, healthCheck={"stabilizationPeriod": "30s"}
+    )
+    preview = plan_rollout(replicas=5, upgrade_domain_count=5, policy=policy)
+    assert len(preview.batches) == 5
+    assert preview.minimum_duration == 5 * timedelta(seconds=30) + 4 * timedelta(minutes=1)
+
+
+def test_manual_preview_stops_at_walk_upgrade_domain_and_says_why() -> None:
+    preview = plan_rollout(
+        replicas=6, upgrade_domain_count=3, policy=make_policy(mode="Manual"), walk_upgrade_domain=0
+    )
+    assert preview.batches == [Batch(0, (0,)), Batch(0, (3,))]
+    assert preview.held_by is not None
+    assert preview.held_by.reason is StepReason.WAITING_FOR_WALK
+    assert "upgrade domain 1 waits" in preview.held_by.message
+
+
+def test_manual_preview_without_walk_has_no_batches() -> None:
+    preview = plan_rollout(replicas=6, upgrade_domain_count=3, policy=make_policy(mode="Manual"))
+    assert preview.batches == []
+    assert preview.held_by is not None
+
+
+def test_automatic_preview_is_one_batch_of_everything() -> None:
+    preview = plan_rollout(replicas=7, upgrade_domain_count=3, policy=make_policy(mode="Automatic"))
+    assert preview.batches == [Batch(None, tuple(range(7)))]
+
+
+def test_empty_scaleset_previews_empty_domains_and_no_batch() -> None:
+    preview = plan_rollout(replicas=0, upgrade_domain_count=3, policy=UpgradePolicySpec())
+    assert preview.upgrade_domains == [[], [], []]
+    assert preview.batches == []
+
+
+def test_instance_names_appear_in_what_holds_the_rollout() -> None:
+    preview = plan_rollout(
+        replicas=2,
+        upgrade_domain_count=1,
+        policy=make_policy(mode="Manual"),
+        instance_names=lambda ordinal: f"worker-{ordinal}",
+    )
+    assert preview.held_by is not None
+    assert preview.held_by.reason is StepReason.WAITING_FOR_WALK
