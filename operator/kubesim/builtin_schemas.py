@@ -142,7 +142,10 @@ class _Builder:
                 return {"type": "string", "format": "int-or-string", "x-kubernetes-int-or-string": True}
             if bases == {bytes, str}:
                 return {"type": "string", "format": "byte"}
-            return {}
+            if bases == {int, float}:
+                return {"type": "number", "format": "double"}
+            # Either-or of objects, lists and booleans (JSONSchemaPropsOrBool and the like): free-form.
+            return {"x-kubernetes-preserve-unknown-fields": True}
         if origin in (list, typing.List):  # noqa: UP006
             return {"type": "array", "items": self.annotation(args[0], package) if args else {}}
         if origin in (dict, typing.Dict):  # noqa: UP006

@@ -219,6 +219,26 @@ def test_merge_lists_are_marked_as_the_server_merges_them() -> None:
     assert finalizers["x-kubernetes-patch-strategy"] == "merge"
 
 
+def schemas_within(schema: Any, path: str) -> list[tuple[str, Any]]:
+    """Every nested schema of a schema (property values, items, additionalProperties), with its path."""
+    found: list[tuple[str, Any]] = []
+    if not isinstance(schema, dict):
+        return found
+    for name, child in (schema.get("properties") or {}).items():
+        found += [(f"{path}.{name}", child), *schemas_within(child, f"{path}.{name}")]
+    for keyword in ("items", "additionalProperties"):
+        child = schema.get(keyword)
+        if isinstance(child, dict):
+            found += [(f"{path}[{keyword}]", child), *schemas_within(child, f"{path}[{keyword}]")]
+    return found
+
+
+def test_no_schema_is_empty_because_kubectl_explain_cannot_render_one() -> None:
+    for name, definition in builtin_schemas.definitions().items():
+        empty = [path for path, schema in schemas_within(definition, name) if schema == {}]
+        assert not empty, empty
+
+
 def test_int_or_string_fields_are_marked() -> None:
     port = builtin_schemas.definitions()["io.k8s.api.core.v1.ServicePort"]["properties"]["targetPort"]
     assert port["x-kubernetes-int-or-string"] is True
@@ -288,6 +308,13 @@ def test_kubectl_explains_built_in_kinds(gadget_cluster: AnyCluster) -> None:
     output = kubectl(gadget_cluster, "explain", "pods.spec.containers").stdout
     assert "FIELD: containers <[]Container>" in output
     assert re.search(r"image\s+<string>", output)
+
+
+@pytest.mark.kubectl
+def test_kubectl_explains_the_recursive_schema_of_crds(gadget_cluster: AnyCluster) -> None:
+    output = kubectl(gadget_cluster, "explain", "crd.spec.versions.schema.openAPIV3Schema").stdout
+    assert "FIELD: openAPIV3Schema <JSONSchemaProps>" in output
+    assert re.search(r"x-kubernetes-validations\s+<\[\]ValidationRule>", output)
 
 
 @pytest.mark.kubectl
