@@ -538,3 +538,46 @@ def test_apply_keeps_a_list_item_while_another_manager_owns_a_field_in_it() -> N
     result = apply_server_side(live, fewer, "kubectl", False, "Pod")
     assert [c["name"] for c in result["spec"]["containers"]] == ["app", "sidecar"]
     assert result["spec"]["containers"][1]["image"] == "busybox:1.37"
+
+
+container_names = st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f"]), unique=True, max_size=5)
+
+
+@given(container_names, container_names)
+def test_strategic_merge_keeps_every_container_and_appends_new_ones_in_order(
+    before: list[str], patched: list[str]
+) -> None:
+    original = pod(containers=[{"name": n, "image": "old"} for n in before])
+    patch = {"spec": {"containers": [{"name": n, "image": "new"} for n in patched]}}
+    result = apply_strategic_merge_patch(original, patch, "Pod")
+    names = [c["name"] for c in result["spec"]["containers"]]
+    assert names == before + [n for n in patched if n not in before]
+    assert all((c["image"] == "new") == (c["name"] in patched) for c in result["spec"]["containers"])
+
+
+spec_values = st.dictionaries(
+    st.sampled_from(["replicas", "paused", "timeZone", "osContainer"]),
+    st.integers(min_value=0, max_value=9) | st.booleans() | st.sampled_from(["UTC", "app"]),
+    min_size=1,
+    max_size=4,
+)
+
+
+def without_times(obj: dict[str, Any]) -> dict[str, Any]:
+    stripped = copy.deepcopy(obj)
+    for entry in stripped["metadata"].get("managedFields", []):
+        entry.pop("time", None)
+    return stripped
+
+
+@given(spec_values, spec_values)
+def test_applying_the_same_configuration_again_changes_nothing(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    base = {"apiVersion": "fleet.scaleset.dev/v1alpha1", "kind": "ScaleSet", "metadata": {"name": "web"}}
+    live = apply_server_side(None, {**base, "spec": first}, "kubectl", False, "ScaleSet")
+    once = apply_server_side(live, {**base, "spec": second}, "kubectl", False, "ScaleSet")
+    twice = apply_server_side(once, {**base, "spec": second}, "kubectl", False, "ScaleSet")
+    assert without_times(once) == without_times(twice)
+    # A sole applier's object is exactly what it applied last.
+    assert once.get("spec", {}) == second
