@@ -57,6 +57,8 @@ LEASE_RENEW = 10.0
 NODE_STATUS_EVERY = 60.0
 # At most this many status writes are in flight at once.
 WRITE_CONCURRENCY = 16
+# Real seconds before a failed write (binding, status, volume, deletion) is tried again.
+RETRY_SECONDS = 0.2
 
 T = TypeVar("T")
 ContainerKind = Literal["init", "sidecar", "app"]
@@ -106,11 +108,11 @@ class PodIPPool:
 
     def __init__(self, network: ipaddress.IPv4Network = POD_NETWORK) -> None:
         self.network = network
-        # Skip .0 and .255 in the last octet: they read as network and broadcast addresses.
-        self._addresses = [str(a) for a in network.hosts() if a.packed[-1] not in (0, 255)]
+        self._first = int(network.network_address)
+        self._size = network.num_addresses
         self._cursor = 0
-        self._owner_of: dict[str, str] = {}
-        self._ip_of: dict[str, str] = {}
+        self._owner_of: dict[int, str] = {}
+        self._ip_of: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._ip_of)
@@ -118,36 +120,46 @@ class PodIPPool:
     def allocate(self, owner: str, preferred: str | None = None) -> str:
         """An address for `owner` (its previous one, or `preferred` if free); raises when the pool is empty."""
         if owner in self._ip_of:
-            return self._ip_of[owner]
-        if preferred and preferred not in self._owner_of and self._contains(preferred):
-            return self._take(owner, preferred)
+            return str(ipaddress.IPv4Address(self._ip_of[owner]))
+        wanted = self._usable(preferred) if preferred else None
+        if wanted is not None and wanted not in self._owner_of:
+            return self._take(owner, wanted)
         # Hand out addresses in a cycle, so a released address is not reused at once (like real IPAM).
-        for step in range(len(self._addresses)):
-            candidate = self._addresses[(self._cursor + step) % len(self._addresses)]
-            if candidate not in self._owner_of:
-                self._cursor = (self._cursor + step + 1) % len(self._addresses)
-                return self._take(owner, candidate)
+        for step in range(self._size):
+            offset = (self._cursor + step) % self._size
+            candidate = self._first + offset
+            # Skip the network's own first and last address, and .0 and .255 in the last octet:
+            # they read as network and broadcast addresses.
+            edge = offset in (0, self._size - 1)
+            if edge or candidate & 0xFF in (0, 255) or candidate in self._owner_of:
+                continue
+            self._cursor = (offset + 1) % self._size
+            return self._take(owner, candidate)
         raise RuntimeError(f"the pod network {self.network} has no free address left")
 
     def release(self, owner: str) -> None:
-        ip = self._ip_of.pop(owner, None)
-        if ip is not None:
-            del self._owner_of[ip]
+        address = self._ip_of.pop(owner, None)
+        if address is not None:
+            del self._owner_of[address]
 
     def ip_of(self, owner: str) -> str | None:
-        return self._ip_of.get(owner)
+        address = self._ip_of.get(owner)
+        return None if address is None else str(ipaddress.IPv4Address(address))
 
-    def _take(self, owner: str, ip: str) -> str:
-        self._owner_of[ip] = owner
-        self._ip_of[owner] = ip
-        return ip
+    def _take(self, owner: str, address: int) -> str:
+        self._owner_of[address] = owner
+        self._ip_of[owner] = address
+        return str(ipaddress.IPv4Address(address))
 
-    def _contains(self, ip: str) -> bool:
+    def _usable(self, ip: str) -> int | None:
         try:
             address = ipaddress.IPv4Address(ip)
         except ValueError:
-            return False
-        return address in self.network and address.packed[-1] not in (0, 255)
+            return None
+        edges = (self.network.network_address, self.network.broadcast_address)
+        if address not in self.network or address in edges or address.packed[-1] in (0, 255):
+            return None
+        return int(address)
 
 
 def host_ip(index: int) -> str:
@@ -1145,14 +1157,31 @@ class Kubelet:
             "metadata": {"name": name, "labels": self._node_labels(name)},
             "spec": {"providerID": f"kubesim://{name}"},
         }
-        await self._expect("POST", "/api/v1/nodes", node, ok=(409,))
-        await self._expect(
+        await self._persist("POST", "/api/v1/nodes", node, exists_ok=True)
+        await self._persist(
             "PATCH",
             f"/api/v1/nodes/{name}/status",
             {"status": self._node_status(index, name)},
             "application/merge-patch+json",
         )
         await self._renew_lease(name)
+
+    async def _persist(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str = "application/json",
+        exists_ok: bool = False,
+    ) -> None:
+        """A write that must succeed for the kubelet to start: transient failures are retried a few times."""
+        for attempt in range(20):
+            status, answer = await self._request(method, path, body, content_type)
+            if status < 300 or (exists_ok and answer.get("reason") == "AlreadyExists"):
+                return
+            if status not in (409, 429, 500, 503, 504) or attempt == 19:
+                raise KubeletApiError(method, path, status, answer)
+            await asyncio.sleep(RETRY_SECONDS)
 
     async def _renew_lease(self, name: str) -> None:
         if not self._leases_supported:
@@ -1322,9 +1351,15 @@ class Kubelet:
             bound = {"status": {"phase": "Bound", "accessModes": modes, "capacity": {"storage": size}}}
             await self._expect("PATCH", base + "/status", bound, "application/merge-patch+json")
         except (KubeletApiError, aiohttp.ClientError) as exc:
-            log.warning("could not bind claim %s/%s: %s", namespace, name, exc)
+            log.info("could not bind claim %s/%s (%s); retrying", namespace, name, exc)
+            self._later(RETRY_SECONDS, lambda: self._retry_provision(namespace, name, uid))
         finally:
             self._provisioning.discard(uid)
+
+    def _retry_provision(self, namespace: str, name: str, uid: str) -> None:
+        claim = self._claims.get((namespace, name))
+        if claim is not None and (claim.get("metadata") or {}).get("uid") == uid:
+            self._on_claim("MODIFIED", dict(claim))
 
     def _claims_problem(self, namespace: str, claims: Sequence[str]) -> str | None:
         """Why the pod's claims cannot be used yet, or None when all are bound."""
@@ -1457,7 +1492,7 @@ class Kubelet:
             if self._end_binding(uid) and uid in self._unscheduled:
                 log.debug("binding %s/%s to %s failed: %s", namespace, name, node, exc)
                 # The pod may be gone (its deletion is on the way) or changed; try again shortly.
-                self._later(1.0, lambda: self._try_schedule(uid))
+                self._later(RETRY_SECONDS, lambda: self._try_schedule(uid))
 
     def _later(self, seconds: float, callback: Callable[[], None]) -> None:
         if self._loop is not None and not self._stopping:
@@ -1582,12 +1617,19 @@ class Kubelet:
                 "DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", options
             )
         except aiohttp.ClientError as exc:
-            log.warning("deleting pod %s/%s failed: %s", namespace, name, exc)
-            return
-        if status == 404:
+            status, body = 0, {"message": str(exc)}
+        if status == 404 or (status == 409 and "precondition" in str(body.get("message", "")).lower()):
+            # Already gone, or replaced by a new pod of the same name.
             self._forget(uid)
-        elif status >= 300 and status != 409:
-            log.warning("deleting pod %s/%s failed: %s %s", namespace, name, status, body.get("message"))
+        elif status >= 300 or status == 0:
+            log.info(
+                "deleting pod %s/%s failed (%s %s); retrying", namespace, name, status, body.get("message")
+            )
+            self._later(RETRY_SECONDS, lambda: self._retry_delete(uid, namespace, name))
+
+    def _retry_delete(self, uid: str, namespace: str, name: str) -> None:
+        if uid in self._pods:
+            self._spawn(self._delete_pod(uid, namespace, name))
 
     # -- status writes -------------------------------------------------------------------------
 
@@ -1636,14 +1678,18 @@ class Kubelet:
                 runtime.last_sent = status
             elif unscheduled is not None:
                 unscheduled.last_sent = status
-        elif code in (404, 409):
-            # Gone, or replaced by a pod of the same name (uid precondition): the watch will tell.
+        elif code == 404:
+            # Gone: the watch will tell.
             pass
         else:
-            log.warning(
-                "status write for pod %s/%s failed: %s %s", namespace, name, code, body.get("message")
-            )
-            self._later(0.5, lambda: self._mark_dirty(uid))
+            # Conflicts (a pod of the same name replaced this one) end when the watch reports the
+            # deletion and the pod is forgotten; other failures are transient.
+            log.debug("status write for pod %s/%s failed: %s %s", namespace, name, code, body.get("message"))
+            self._later(RETRY_SECONDS, lambda: self._retry_status(uid))
+
+    def _retry_status(self, uid: str) -> None:
+        if uid in self._pods or uid in self._unscheduled:
+            self._mark_dirty(uid)
 
     def _unschedulable_status(self, entry: _Unscheduled) -> dict[str, Any]:
         observed = (entry.pod.get("status") or {}).get("conditions") or []

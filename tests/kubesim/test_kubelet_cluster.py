@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from kubesim.cluster import Cluster
+from kubesim.faults import FaultPlan
 from kubesim.kubelet import Kubelet
 
 T = TypeVar("T")
@@ -34,7 +35,12 @@ class Api:
             return response.status, await response.json(content_type=None)
 
     async def ok(self, method: str, path: str, body: Any = None, patch: bool = False) -> Any:
-        status, answer = await self.request(method, path, body, patch)
+        for _ in range(50):
+            status, answer = await self.request(method, path, body, patch)
+            # Injected faults (see test_the_kubelet_rides_out_api_faults) are retried like a client would.
+            if status not in (429, 500, 503, 504) and "injected fault" not in str(answer):
+                break
+            await asyncio.sleep(0.01)
         assert status < 300, (method, path, status, answer)
         return answer
 
@@ -347,3 +353,26 @@ async def test_many_pods_all_become_ready(api: Api) -> None:
     await eventually(all_ready, f"{count} pods to be Ready", timeout=20)
     pods = (await api.ok("GET", f"/api/v1/namespaces/{NS}/pods"))["items"]
     assert len({p["status"]["podIP"] for p in pods}) == count
+
+
+async def test_the_kubelet_rides_out_api_faults() -> None:
+    faults = FaultPlan(
+        error_rates={"create": 0.25, "patch": 0.25, "delete": 0.25, "list": 0.1},
+        watch_disconnect_every=0.25,
+    )
+    async with Cluster(time_scale=TIME_SCALE, faults=faults) as faulty, aiohttp.ClientSession() as session:
+        api = Api(faulty.url, session)
+        await api.create_claim("data-vm-0")
+        volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "data-vm-0"}}]
+        await api.create_pod("vm-0", volumes=volumes)
+        for i in range(1, 4):
+            await api.create_pod(f"vm-{i}")
+        for i in range(4):
+            await ready_pod(api, f"vm-{i}")
+        await api.ok("DELETE", f"/api/v1/namespaces/{NS}/pods/vm-0")
+
+        async def gone() -> bool:
+            return await api.pod("vm-0") is None
+
+        await eventually(gone, "the deleted pod to go")
+        assert sum(faulty.faults.injected.values()) > 0
