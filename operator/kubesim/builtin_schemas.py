@@ -286,13 +286,24 @@ def unknown_fields(group: str, version: str, kind: str, obj: Mapping[str, Any]) 
 
     Empty for kinds without a schema here (nothing can be said to be unknown then).
     """
+    found: list[str] = []
+    _walk_unknown(group, version, kind, obj, found, prune=False)
+    return found
+
+
+def prune_unknown_fields(group: str, version: str, kind: str, obj: dict[str, Any]) -> list[str]:
+    """Drop, in place, the fields a built-in kind does not have (as decoding into Go types does);
+    returns their paths, for the warnings of fieldValidation=Warn."""
+    found: list[str] = []
+    _walk_unknown(group, version, kind, obj, found, prune=True)
+    return found
+
+
+def _walk_unknown(group: str, version: str, kind: str, obj: Any, found: list[str], *, prune: bool) -> None:
     root = definition_name(group, version, kind)
     defs = definitions()
-    if root is None or root not in defs:
-        return []
-    found: list[str] = []
-    _unknown(defs, defs[root], obj, "", found)
-    return found
+    if root is not None and root in defs:
+        _unknown(defs, defs[root], obj, "", found, prune)
 
 
 def _unknown(
@@ -301,6 +312,7 @@ def _unknown(
     value: Any,
     path: str,
     found: list[str],
+    prune: bool,
 ) -> None:
     if schema is None:
         return
@@ -310,17 +322,19 @@ def _unknown(
     if isinstance(value, dict):
         properties = resolved.get("properties")
         additional = resolved.get("additionalProperties")
-        for key, child in value.items():
+        for key in list(value):
             child_path = f"{path}.{key}" if path else key
             if properties and key in properties:
-                _unknown(defs, properties[key], child, child_path, found)
+                _unknown(defs, properties[key], value[key], child_path, found, prune)
             elif isinstance(additional, dict):
-                _unknown(defs, additional, child, child_path, found)
+                _unknown(defs, additional, value[key], child_path, found, prune)
             elif properties is not None or additional is False:
                 found.append(child_path)
+                if prune:
+                    del value[key]
     elif isinstance(value, list) and isinstance(resolved.get("items"), dict):
         for i, item in enumerate(value):
-            _unknown(defs, resolved["items"], item, f"{path}[{i}]", found)
+            _unknown(defs, resolved["items"], item, f"{path}[{i}]", found, prune)
 
 
 def _fix_meta(defs: dict[str, dict[str, Any]]) -> None:

@@ -255,6 +255,12 @@ def test_unknown_fields_of_built_in_kinds_are_found() -> None:
     assert builtin_schemas.unknown_fields("unknown.group", "v1", "Thing", pod) == []
 
 
+def test_unknown_fields_of_built_in_kinds_can_be_dropped() -> None:
+    service = {"kind": "Service", "spec": {"ports": [{"port": 80, "prot": "TCP"}], "selector": {"app": "x"}}}
+    assert builtin_schemas.prune_unknown_fields("", "v1", "Service", service) == ["spec.ports[0].prot"]
+    assert service["spec"] == {"ports": [{"port": 80}], "selector": {"app": "x"}}
+
+
 # --- Swagger 2.0 ----------------------------------------------------------------------------------------
 
 
