@@ -283,6 +283,42 @@ async def test_pod_waits_for_its_claim_which_is_bound_to_a_new_volume(api: Api, 
     assert kubelet_of(cluster).volume_identities(NS, "vm-0") == {"data": volume_name}
 
 
+async def test_deleting_a_claim_deletes_its_provisioned_volume(api: Api) -> None:
+    claim = await api.create_claim("scratch-claim")
+    volume_path = f"/api/v1/persistentvolumes/pvc-{claim['metadata']['uid']}"
+
+    async def provisioned() -> Any:
+        return (await api.request("GET", volume_path))[0] == 200
+
+    await eventually(provisioned, "the volume to be provisioned")
+    await api.ok("DELETE", f"/api/v1/namespaces/{NS}/persistentvolumeclaims/scratch-claim")
+
+    async def volume_gone() -> bool:
+        return (await api.request("GET", volume_path))[0] == 404
+
+    await eventually(volume_gone, "the volume to be deleted with its claim")
+
+
+async def test_pod_stuck_waiting_for_a_claim_on_its_node_can_still_be_deleted(api: Api) -> None:
+    volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "never-created"}}]
+    await api.create_pod("stuck", nodeName="kubesim-node-0", volumes=volumes)
+
+    async def container_creating() -> dict[str, Any] | None:
+        pod = await api.pod("stuck")
+        waiting = container_status(pod).get("state", {}).get("waiting", {})
+        return pod if waiting.get("reason") == "ContainerCreating" else None
+
+    pod = await eventually(container_creating, "the container to wait for its volume")
+    assert pod["status"]["phase"] == "Pending"
+    assert "podIP" not in pod["status"]
+    await api.ok("DELETE", f"/api/v1/namespaces/{NS}/pods/stuck")
+
+    async def gone() -> bool:
+        return await api.pod("stuck") is None
+
+    await eventually(gone, "the pod to be removed")
+
+
 async def test_reimage_gets_a_new_temp_disk_but_keeps_the_data_disk(api: Api, cluster: Cluster) -> None:
     await api.create_claim("data-vm-0")
     volumes = [
