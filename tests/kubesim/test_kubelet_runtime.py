@@ -418,3 +418,23 @@ def test_long_fast_forward_stays_cheap() -> None:
     )
     status = status_of(runtime, 7 * 24 * 3600)
     assert status["restartCount"] > 2000
+
+
+def test_sidecar_image_change_restarts_the_sidecar_only() -> None:
+    sidecar = container("proxy", "proxy:v1", restartPolicy="Always")
+    runtime = admitted(make_pod(initContainers=[sidecar]))
+    status_of(runtime, 10)
+    changed = make_pod(initContainers=[container("proxy", "proxy:v2", restartPolicy="Always")])
+    runtime.update_spec(changed, 10)
+    status = status_of(runtime, 15, "proxy")
+    assert status["image"] == "proxy:v2" and status["restartCount"] == 1
+    assert status_of(runtime, 15)["restartCount"] == 0
+
+
+def test_completed_init_container_is_not_run_again_for_a_new_image() -> None:
+    runtime = admitted(make_pod(initContainers=[container("migrate", "tool:v1")]))
+    status_of(runtime, 10)
+    runtime.update_spec(make_pod(initContainers=[container("migrate", "tool:v2")]), 10)
+    status = status_of(runtime, 20, "migrate")
+    assert status["restartCount"] == 0 and "terminated" in status["state"]
+    assert status_of(runtime, 20)["restartCount"] == 0
