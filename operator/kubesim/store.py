@@ -49,6 +49,7 @@ PATCH_TYPES = (PATCH_JSON, PATCH_MERGE, PATCH_STRATEGIC, PATCH_APPLY)
 FINALIZER_ORPHAN = "orphan"
 FINALIZER_FOREGROUND = "foregroundDeletion"
 FINALIZER_CRD_CLEANUP = "customresourcecleanup.apiextensions.k8s.io"
+FINALIZER_PVC_PROTECTION = "kubernetes.io/pvc-protection"
 NAMESPACE_FINALIZER = "kubernetes"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
@@ -1376,6 +1377,9 @@ class Store:
             obj.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
             if operation == "create":
                 obj["status"] = {"phase": "Pending"}
+                # The StorageObjectInUseProtection admission plugin: a claim in use outlives its deletion.
+                if FINALIZER_PVC_PROTECTION not in (meta.get("finalizers") or []):
+                    meta["finalizers"] = [*(meta.get("finalizers") or []), FINALIZER_PVC_PROTECTION]
         elif key == ("", "persistentvolumes"):
             spec = obj.setdefault("spec", {})
             spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
@@ -1509,6 +1513,33 @@ class Store:
             self._establish_crd(new)
         if new["metadata"].get("deletionTimestamp"):
             self._queue_finalizer_work(rt, new)
+        if rt.storage_key == ("", "pods") and new.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            self._release_claims_of(new)
+
+    def _release_claims_of(self, pod: dict[str, Any]) -> None:
+        """A pod that stopped using its claims may let claims that wait for deletion go."""
+        namespace = pod["metadata"].get("namespace") or ""
+        for volume in pod.get("spec", {}).get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim:
+                self._defer(
+                    functools.partial(self._reconcile_claim, namespace, claim), once=("pvc", namespace, claim)
+                )
+
+    def _reconcile_claim(self, namespace: str, name: str) -> None:
+        """The pvc-protection controller: a deleted claim goes once no running pod mounts it."""
+        claim = self._objects.get(("", "persistentvolumeclaims"), {}).get((namespace, name))
+        if claim is None or not claim["metadata"].get("deletionTimestamp"):
+            return
+        if FINALIZER_PVC_PROTECTION not in (claim["metadata"].get("finalizers") or []):
+            return
+        for (pod_ns, _), pod in self._objects.get(("", "pods"), {}).items():
+            if pod_ns != namespace or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            for volume in pod.get("spec", {}).get("volumes") or []:
+                if (volume.get("persistentVolumeClaim") or {}).get("claimName") == name:
+                    return
+        self._remove_finalizer(("", "persistentvolumeclaims"), (namespace, name), FINALIZER_PVC_PROTECTION)
 
     def _after_removal(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -1536,6 +1567,8 @@ class Store:
         if rt.crd is not None:
             crd_name = rt.crd["metadata"]["name"]
             self._defer(lambda: self._reconcile_crd_deletion(crd_name), once=("crd", crd_name))
+        if rt.storage_key == ("", "pods"):
+            self._release_claims_of(obj)
 
     def _close_watchers_later(self, predicate: Callable[[Watcher], bool]) -> None:
         def close() -> None:
@@ -1558,6 +1591,8 @@ class Store:
             self._defer(lambda: self._reconcile_namespace(name), once=("namespace", name))
         if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
             self._defer(lambda: self._reconcile_crd_deletion(name), once=("crd", name))
+        if rt.storage_key == ("", "persistentvolumeclaims"):
+            self._defer(lambda: self._reconcile_claim(namespace, name), once=("pvc", namespace, name))
 
     def _lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
         obj = self._objects.get(storage_key, {}).get(key)

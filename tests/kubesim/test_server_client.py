@@ -392,6 +392,25 @@ def test_finalizers_hold_a_deleted_object_until_removed(core: client.CoreV1Api, 
     assert caught.value.status == 404
 
 
+def test_claim_in_use_outlives_its_deletion_until_the_pod_goes(core: client.CoreV1Api, namespace: str) -> None:
+    claim = {
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    created = core.create_namespaced_persistent_volume_claim(namespace, claim)
+    assert created.metadata.finalizers == ["kubernetes.io/pvc-protection"]
+    user = pod("user", namespace)
+    user["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    core.create_namespaced_pod(namespace, user)
+    core.delete_namespaced_persistent_volume_claim("data", namespace)
+    time.sleep(0.1)
+    assert core.read_namespaced_persistent_volume_claim("data", namespace).metadata.deletion_timestamp
+    core.delete_namespaced_pod("user", namespace)
+    wait_until(
+        lambda: not core.list_namespaced_persistent_volume_claim(namespace).items, what="claim released and gone"
+    )
+
+
 def test_delete_preconditions_are_checked(core: client.CoreV1Api, namespace: str) -> None:
     core.create_namespaced_config_map(namespace, config_map("pre", namespace))
     options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid="not-the-uid"))
