@@ -18,7 +18,11 @@ from scaleset_operator.handlers.scalesets import OperatorMemo
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    if not isinstance(memo.get("scaleset"), OperatorMemo):
+        # Started by `kopf run` rather than `scaleset operator`: credentials come from the environment
+        # (in-cluster, then $KUBECONFIG), as for any kopf operator.
+        memo["scaleset"] = OperatorMemo(reconciler=Reconciler(Kube.from_kubeconfig()))
     # The finalizer and kopf's bookkeeping carry the project's own group, not kopf's defaults.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
