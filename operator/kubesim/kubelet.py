@@ -871,6 +871,9 @@ class Kubelet:
         self._timer_seq = 0
         self._timer_wake = asyncio.Event()
         self._dirty: dict[str, None] = {}
+        # One status write per pod at a time, so an older status can never land after a newer one.
+        self._writing: set[str] = set()
+        self._write_again: set[str] = set()
         self._dirty_wake = asyncio.Event()
         self._write_slots = asyncio.Semaphore(WRITE_CONCURRENCY)
         self._leases_supported = True
@@ -1419,6 +1422,8 @@ class Kubelet:
             return
         if not node:
             if meta.get("deletionTimestamp"):
+                # Never scheduled, and now going: the API server removes it without a kubelet.
+                self._forget(uid)
                 return
             entry = self._unscheduled.setdefault(uid, _Unscheduled(pod, since=self.clock.now()))
             entry.pod = pod
@@ -1647,6 +1652,19 @@ class Kubelet:
             await asyncio.gather(*(self._write_status(uid) for uid in batch))
 
     async def _write_status(self, uid: str) -> None:
+        if uid in self._writing:
+            self._write_again.add(uid)
+            return
+        self._writing.add(uid)
+        try:
+            await self._write_status_now(uid)
+        finally:
+            self._writing.discard(uid)
+            if uid in self._write_again:
+                self._write_again.discard(uid)
+                self._mark_dirty(uid)
+
+    async def _write_status_now(self, uid: str) -> None:
         runtime = self._pods.get(uid)
         unscheduled = self._unscheduled.get(uid) if runtime is None else None
         if runtime is not None:
