@@ -1350,12 +1350,16 @@ class Store:
         key = rt.storage_key
         meta = _meta(obj)
         _validate_metadata(rt, obj)
+        if not rt.is_custom:
+            self._drop_unknown_fields(rt, obj, field_validation, warnings)
         if rt.is_custom:
             obj = self._admit_custom(rt, obj, old, operation, field_validation, warnings)
         elif key == ("", "pods"):
-            _default_pod(obj, creating=operation == "create")
             podrules = _optional("podrules")
             if podrules is not None:
+                # Scheme defaults on every write, so that an update compares like with like.
+                obj = podrules.default_pod(obj, creating=operation == "create")
+                meta = _meta(obj)
                 if operation == "create":
                     causes = podrules.validate_pod_create(obj)
                 elif operation == "update" and old is not None:
@@ -1396,6 +1400,23 @@ class Store:
             if operation == "create":
                 obj.pop("status", None)
         return obj
+
+    def _drop_unknown_fields(
+        self, rt: ResourceType, obj: dict[str, Any], field_validation: str | None, warnings: Warnings | None
+    ) -> None:
+        """Built-in kinds lose fields their types lack, as decoding into Go structs does (fieldValidation)."""
+        schemas = _optional("builtin_schemas")
+        if schemas is None or not hasattr(schemas, "prune_unknown_fields"):
+            return
+        if field_validation == "Strict":
+            unknown = schemas.unknown_fields(rt.group, rt.version, rt.kind, obj)
+            if unknown:
+                details = ", ".join(f'unknown field "{p}"' for p in unknown)
+                raise bad_request(f"strict decoding error: {details}")
+            return
+        unknown = schemas.prune_unknown_fields(rt.group, rt.version, rt.kind, obj)
+        if unknown and field_validation != "Ignore" and warnings is not None:
+            warnings.extend(f'unknown field "{p}"' for p in unknown)
 
     def _admit_custom(
         self,
@@ -1903,67 +1924,6 @@ def _validate_metadata(rt: ResourceType, obj: dict[str, Any]) -> None:
         )
     if causes:
         raise invalid(rt.kind, str(meta.get("name", "")), causes, rt.group)
-
-
-def _default_pod(pod: dict[str, Any], *, creating: bool) -> None:
-    """Pod defaults the API server fills in (scheme defaults and the admission plugins that always run)."""
-    spec = pod.setdefault("spec", {})
-    spec.setdefault("restartPolicy", "Always")
-    spec.setdefault("terminationGracePeriodSeconds", 30)
-    spec.setdefault("dnsPolicy", "ClusterFirst")
-    spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("securityContext", {})
-    spec.setdefault("enableServiceLinks", True)
-    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-    spec.setdefault("priority", 0)
-    if creating:
-        spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
-    if spec.get("serviceAccountName"):
-        spec.setdefault("serviceAccount", spec["serviceAccountName"])
-    for group in ("initContainers", "containers"):
-        for container in spec.get(group) or []:
-            _default_container(container)
-    if creating:
-        pod["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
-
-
-def _default_container(container: dict[str, Any]) -> None:
-    image = str(container.get("image", ""))
-    tag = image.rsplit("/", 1)[-1]
-    untagged_or_latest = "@" not in tag and (":" not in tag or tag.endswith(":latest"))
-    container.setdefault("imagePullPolicy", "Always" if untagged_or_latest else "IfNotPresent")
-    container.setdefault("terminationMessagePath", "/dev/termination-log")
-    container.setdefault("terminationMessagePolicy", "File")
-    container.setdefault("resources", {})
-    for port in container.get("ports") or []:
-        port.setdefault("protocol", "TCP")
-    for probe_name in ("readinessProbe", "livenessProbe", "startupProbe"):
-        probe = container.get(probe_name)
-        if isinstance(probe, dict):
-            probe.setdefault("timeoutSeconds", 1)
-            probe.setdefault("periodSeconds", 10)
-            probe.setdefault("successThreshold", 1)
-            probe.setdefault("failureThreshold", 3)
-            if isinstance(probe.get("httpGet"), dict):
-                probe["httpGet"].setdefault("scheme", "HTTP")
-                probe["httpGet"].setdefault("path", "/")
-
-
-def _qos_class(spec: dict[str, Any]) -> str:
-    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
-    requests_any = False
-    guaranteed = bool(containers)
-    for c in containers:
-        resources = c.get("resources") or {}
-        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
-        if limits or requests:
-            requests_any = True
-        for res in ("cpu", "memory"):
-            if res not in limits or requests.get(res, limits.get(res)) != limits.get(res):
-                guaranteed = False
-    if guaranteed and requests_any:
-        return "Guaranteed"
-    return "Burstable" if requests_any else "BestEffort"
 
 
 def _fold_string_data(secret: dict[str, Any]) -> None:
