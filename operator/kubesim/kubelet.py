@@ -276,7 +276,6 @@ class ContainerRuntime:
         self.owner = owner
         self.kind: ContainerKind = kind
         self.image = str(spec.get("image", ""))
-        self.spec = spec
         self._pull_seconds = pull_seconds
         self.own_behaviour, self.config_error = self._resolve(spec)
         self.override: Behaviour | None = None
@@ -466,7 +465,6 @@ class ContainerRuntime:
 
     def change_image(self, spec: Mapping[str, Any], at: float) -> None:
         """The pod's spec names a new image for this container: kill the running one and start the new image."""
-        self.spec = spec
         self.image = str(spec.get("image", ""))
         self.own_behaviour, self.config_error = self._resolve(spec)
         if self.stopping or self.state in ("pending", "terminated"):
@@ -884,7 +882,7 @@ class Kubelet:
         """Register the nodes, then list and watch the cluster; returns once the first lists are in."""
         self._loop = asyncio.get_running_loop()
         self._stopping = False
-        self.clock = SimClock(self.time_scale)
+        # Events and semaphores belong to the loop that uses them: make them on the loop that starts us.
         self._timer_wake = asyncio.Event()
         self._dirty_wake = asyncio.Event()
         self._write_slots = asyncio.Semaphore(WRITE_CONCURRENCY)
@@ -1011,10 +1009,11 @@ class Kubelet:
         path: str,
         body: Any = None,
         content_type: str = "application/json",
-        ok: tuple[int, ...] = (),
+        exists_ok: bool = False,
     ) -> tuple[int, dict[str, Any]]:
+        """A request that raises KubeletApiError unless it succeeds (or finds the object existing)."""
         status, decoded = await self._request(method, path, body, content_type)
-        if status >= 300 and status not in ok:
+        if status >= 300 and not (exists_ok and decoded.get("reason") == "AlreadyExists"):
             raise KubeletApiError(method, path, status, decoded)
         return status, decoded
 
@@ -1331,7 +1330,7 @@ class Kubelet:
                         "hostPath": {"path": f"/var/lib/kubesim/volumes/{volume}"},
                     },
                 }
-                await self._expect("POST", "/api/v1/persistentvolumes", persistent_volume, ok=(409,))
+                await self._expect("POST", "/api/v1/persistentvolumes", persistent_volume, exists_ok=True)
                 await self._request(
                     "PATCH",
                     f"/api/v1/persistentvolumes/{volume}/status",
