@@ -392,7 +392,9 @@ def test_finalizers_hold_a_deleted_object_until_removed(core: client.CoreV1Api, 
     assert caught.value.status == 404
 
 
-def test_claim_in_use_outlives_its_deletion_until_the_pod_goes(core: client.CoreV1Api, namespace: str) -> None:
+def test_claim_in_use_outlives_its_deletion_until_the_pod_goes(
+    core: client.CoreV1Api, namespace: str
+) -> None:
     claim = {
         "metadata": {"name": "data"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
@@ -407,7 +409,8 @@ def test_claim_in_use_outlives_its_deletion_until_the_pod_goes(core: client.Core
     assert core.read_namespaced_persistent_volume_claim("data", namespace).metadata.deletion_timestamp
     core.delete_namespaced_pod("user", namespace)
     wait_until(
-        lambda: not core.list_namespaced_persistent_volume_claim(namespace).items, what="claim released and gone"
+        lambda: not core.list_namespaced_persistent_volume_claim(namespace).items,
+        what="claim released and gone",
     )
 
 
@@ -902,3 +905,62 @@ def test_forced_watch_disconnects_end_streams(fresh_kubesim_cluster: Any) -> Non
         response.read()
     assert time.monotonic() - started < 3
     cluster.faults.reset()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# In-process access, built-in field validation, multi-version CRDs
+
+
+def test_in_process_store_writes_reach_http_watchers(kubesim_cluster: Any, namespace: str) -> None:
+    cluster = require_kubesim(kubesim_cluster)
+    store = cluster.store
+    configmaps = store.type("configmaps")
+    rv = store.list(configmaps, namespace).resource_version
+    store.create(configmaps, namespace, config_map("inproc", namespace))
+    path = f"/api/v1/namespaces/{namespace}/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1"
+    with urllib.request.urlopen(cluster.url + path, timeout=10) as response:
+        lines = [json.loads(line) for line in response.read().splitlines() if line.strip()]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in lines] == [("ADDED", "inproc")]
+    assert (
+        store.get(configmaps, namespace, "inproc")["metadata"]["resourceVersion"]
+        == lines[0]["object"]["metadata"]["resourceVersion"]
+    )
+
+
+def test_unknown_fields_of_built_in_kinds_are_dropped_or_refused(
+    kubesim_cluster: Any, namespace: str
+) -> None:
+    body = pod("typo", namespace)
+    body["spec"]["containers"][0]["imagee"] = "oops"
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    status, _, error = http(kubesim_cluster, "POST", path + "?fieldValidation=Strict", body)
+    assert status == 400 and 'unknown field "spec.containers[0].imagee"' in error["message"]
+    status, headers, created = http(kubesim_cluster, "POST", path, body)
+    assert status == 201 and "imagee" not in created["spec"]["containers"][0]
+    assert "imagee" in headers.get("Warning", "")
+
+
+def test_multi_version_crd_serves_one_object_at_every_version(kubesim_cluster: Any) -> None:
+    crd = json.loads(json.dumps(WIDGET_CRD).replace("widget", "sprocket").replace("Widget", "Sprocket"))
+    crd["spec"]["names"]["shortNames"] = ["spk"]
+    v1 = crd["spec"]["versions"][0]
+    v2 = json.loads(json.dumps(v1))
+    v2.update(name="v2", storage=False)
+    crd["spec"]["versions"] = [v1, v2]
+    assert (
+        http(kubesim_cluster, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)[0]
+        == 201
+    )
+    base = f"/apis/{GROUP}/v2/namespaces/default/sprockets"
+    body = {
+        "apiVersion": f"{GROUP}/v2",
+        "kind": "Sprocket",
+        "metadata": {"name": "s1"},
+        "spec": {"replicas": 2},
+    }
+    status, _, created = wait_until(lambda: (r := http(kubesim_cluster, "POST", base, body))[0] != 404 and r)
+    assert status == 201 and created["apiVersion"] == f"{GROUP}/v2"
+    _, _, as_v1 = http(kubesim_cluster, "GET", f"/apis/{GROUP}/v1/namespaces/default/sprockets/s1")
+    assert as_v1["apiVersion"] == f"{GROUP}/v1" and as_v1["spec"]["replicas"] == 2
+    _, _, group = http(kubesim_cluster, "GET", f"/apis/{GROUP}")
+    assert group["preferredVersion"]["version"] == "v2"
