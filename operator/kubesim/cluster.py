@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import importlib
+import inspect
 import logging
 import os
 import shutil
@@ -110,7 +111,10 @@ class Cluster:
         except ImportError:
             log.info("kubesim runs without a kubelet: kubesim.kubelet is not available")
             return
-        kubelet = module.Kubelet(self.url, nodes=self.nodes, time_scale=self.time_scale)
+        options: dict[str, Any] = {"nodes": self.nodes, "time_scale": self.time_scale}
+        if self.seed is not None and "seed" in inspect.signature(module.Kubelet).parameters:
+            options["seed"] = self.seed  # the same seed makes the whole cluster reproducible
+        kubelet = module.Kubelet(self.url, **options)
         try:
             await kubelet.start()
         except BaseException:

@@ -545,6 +545,10 @@ class ApiServer:
             )
         if route.subresource is not None and route.subresource not in rt.subresources:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if route.subresource is not None and verb not in self._subresource_verbs(route.subresource):
+            raise ApiError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
         delay = self.faults.delay_for(verb, rt.plural)
         if delay > 0:
             await asyncio.sleep(delay)

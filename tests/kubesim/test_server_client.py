@@ -208,6 +208,8 @@ def test_unknown_resource_is_404_and_wrong_method_405(kubesim_cluster: Any) -> N
     assert http(kubesim_cluster, "GET", "/api/v1/namespaces/default/gizmos")[0] == 404
     status, _, body = http(kubesim_cluster, "PUT", "/api/v1/namespaces/default/configmaps", body={})
     assert status == 405 and body["reason"] == "MethodNotAllowed"
+    assert http(kubesim_cluster, "POST", "/api/v1/namespaces/default/pods/x/status", body={})[0] == 405
+    assert http(kubesim_cluster, "GET", "/api/v1/namespaces/default/configmaps/x/status")[0] == 404
 
 
 def test_malformed_body_is_400(kubesim_cluster: Any) -> None:
