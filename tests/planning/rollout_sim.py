@@ -34,8 +34,8 @@ class FleetSim:
     """Instances, the status record and a clock; `reconcile` acts on the planner's steps as the controller does.
 
     An instance taken to a revision goes down until `become_ready`, which never comes on one of the
-    `bad_revisions`; `broken` instances are down for a reason of their own (they were unhealthy before
-    the rollout touched them) and stay down until healed.
+    `bad_revisions`; `broken` instances are down for a reason of their own and stay down until healed,
+    and a healed one stays `recovering` (down through no fault of the rollout) until it is healthy.
     """
 
     replicas: int
@@ -47,6 +47,7 @@ class FleetSim:
     now: datetime = T0
     instances: dict[int, InstanceState] = field(default_factory=dict)
     broken: set[int] = field(default_factory=set)
+    recovering: set[int] = field(default_factory=set)
     bad_revisions: set[str] = field(default_factory=set)
     rollout: RolloutState = field(default_factory=RolloutState)
     started: list[StartBatch] = field(default_factory=list)
@@ -95,6 +96,9 @@ class FleetSim:
 
     def reconcile(self, rounds: int = 4) -> Step:
         """Plan and act until the planner has nothing to start, as the controller re-plans after each write."""
+        self.recovering = {
+            o for o in self.recovering if not self.gate.is_healthy(self.instances[o], self.now)
+        }
         for _ in range(rounds):
             step = self.plan()
             self.steps.append(step)
@@ -114,18 +118,21 @@ class FleetSim:
         self.instances[ordinal] = replace(self.instances[ordinal], ready=False, ready_since=None)
 
     def heal(self, ordinal: int) -> None:
-        self.broken.discard(ordinal)
+        if ordinal in self.broken:
+            self.broken.discard(ordinal)
+            self.recovering.add(ordinal)
         self.become_ready(ordinal)
 
     def advance(self, delta: timedelta) -> None:
         self.now += delta
 
     def down_for_the_rollout(self) -> set[int]:
-        """Instances the rollout took down: not healthy, and not broken of their own accord."""
+        """Instances the rollout took down: not healthy, and not down of their own accord."""
+        own_accord = self.broken | self.recovering
         return {
             o
             for o, i in self.instances.items()
-            if o not in self.broken and not self.gate.is_healthy(i, self.now)
+            if o not in own_accord and not self.gate.is_healthy(i, self.now)
         }
 
     def in_progress(self) -> set[int]:
