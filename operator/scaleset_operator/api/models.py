@@ -414,9 +414,15 @@ class UpgradePhase(StrEnum):
 class BatchStatus(ApiModel):
     """The batch being upgraded now."""
 
-    upgrade_domain: int = Field(description="The upgrade domain the batch belongs to.")
+    upgrade_domain: int | None = Field(
+        default=None,
+        description="The upgrade domain of the batch; absent for Automatic mode's all-at-once batch.",
+    )
     instances: list[str] = Field(default_factory=list, description="Pods of the batch.")
     started_at: str | None = Field(default=None, description="RFC 3339 time the batch started.")
+    finished_at: str | None = Field(
+        default=None, description="RFC 3339 time the operator saw every instance of the batch healthy."
+    )
 
 
 class UpgradeHistoryEntry(ApiModel):
@@ -442,7 +448,9 @@ class UpgradeStatus(ApiModel):
     rollback_allowed: bool = Field(default=False, description="The running upgrade can be rolled back.")
     from_revision: str | None = None
     to_revision: str | None = None
-    reason: str | None = Field(default=None, description="Why the upgrade waits or stopped, as a CamelCase reason.")
+    reason: str | None = Field(
+        default=None, description="Why the upgrade waits or stopped, as a CamelCase reason."
+    )
     message: str | None = Field(default=None, description="The same in words.")
     history: list[UpgradeHistoryEntry] = Field(default_factory=list, description="Recent upgrades.")
 

@@ -52,6 +52,10 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def timestamp_precise(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 @dataclass
 class Outcome:
     """What a pass leaves for the caller: when to look again even if nothing changes."""
@@ -253,7 +257,7 @@ class Reconciler:
             revision = self._revision_for_new_instance(snapshot, ordinal)
             template = snapshot.template_of(revision) or snapshot.spec.template
             pod = manifests.instance_pod(
-                snapshot.scaleset, snapshot.spec, template, revision, ordinal, timestamp(now)
+                snapshot.scaleset, snapshot.spec, template, revision, ordinal, timestamp_precise(now)
             )
             try:
                 created = self.kube.create(core_path("pods", snapshot.namespace), pod)
@@ -361,21 +365,36 @@ class Reconciler:
             states.append(instance_state(snapshot.name, ordinal, pod))
         return states
 
-    def _rollout_state(self, snapshot: Snapshot) -> RolloutState:
+    def _rollout_state(
+        self, snapshot: Snapshot, instances: list[InstanceState], now: datetime
+    ) -> RolloutState:
         upgrade = snapshot.upgrade
         batch = upgrade.get("currentBatch")
+        finished_at = parse_time(batch.get("finishedAt")) if batch else None
+        if batch and finished_at is None and upgrade.get("toRevision") == snapshot.update_revision:
+            # Conditions are stamped to the second; the moment this pass sees the batch healthy is the
+            # precise one, so it is recorded (once) and the pause between batches counts from it.
+            gate = HealthGate.of(snapshot.policy.health_check)
+            members = [i for i in instances if i.ordinal in set(_batch_ordinals(batch))]
+            if members and all(
+                i.revision == snapshot.update_revision and gate.is_healthy(i, now) for i in members
+            ):
+                finished_at = now
+                batch = {**batch, "finishedAt": timestamp_precise(now)}
+                self._patch_status(snapshot, {"upgrade": {"currentBatch": batch}})
         return RolloutState(
             batch=Batch(upgrade_domain=batch.get("upgradeDomain"), ordinals=tuple(_batch_ordinals(batch)))
             if batch
             else None,
             revision=upgrade.get("toRevision"),
             batch_started_at=parse_time(batch.get("startedAt")) if batch else None,
+            batch_finished_at=finished_at,
         )
 
     def _roll(
         self, snapshot: Snapshot, instances: list[InstanceState], now: datetime, outcome: Outcome
     ) -> Any:
-        rollout = self._rollout_state(snapshot)
+        rollout = self._rollout_state(snapshot, instances, now)
         step = next_step(
             replicas=snapshot.spec.replicas,
             upgrade_domain_count=snapshot.spec.upgrade_domain_count,
@@ -531,7 +550,7 @@ class Reconciler:
                 template,
                 snapshot.update_revision,
                 ordinal,
-                timestamp(now),
+                timestamp_precise(now),
                 surge=True,
             )
             try:
@@ -559,7 +578,7 @@ class Reconciler:
                 outcome.notes.append(f"reimaging {name}")
             else:
                 patch = manifests.image_patch(
-                    snapshot.spec.template, snapshot.update_revision, timestamp(now)
+                    snapshot.spec.template, snapshot.update_revision, timestamp_precise(now)
                 )
                 snapshot.pods[ordinal] = self.kube.patch(path, patch, STRATEGIC_MERGE_PATCH)
                 outcome.notes.append(f"updated {name} in place")

@@ -397,6 +397,8 @@ def _batch_finished_at(snapshot: _Snapshot, rollout: RolloutState) -> datetime |
         )
         if moment is not None:
             moments.append(moment)
+    if rollout.batch_finished_at is not None:
+        moments.append(rollout.batch_finished_at)
     return max(moments, default=None)
 
 

@@ -59,11 +59,15 @@ class RolloutState:
     restarted operator needs nothing else to carry on, and the pause between batches is measured from
     the moment the instances show the batch became healthy. Clear the batch when the rollout completes:
     an instance of the last batch failing long afterwards is a health matter, not a start timeout.
+    Kubernetes stamps conditions to the second, so the instances can show the batch healthy up to a
+    second early; `batch_finished_at`, the moment the controller saw the batch finished and recorded,
+    keeps the pause from coming up short.
     """
 
     batch: Batch | None = None
     revision: str | None = None
     batch_started_at: datetime | None = None
+    batch_finished_at: datetime | None = None
 
 
 @dataclass(frozen=True)
