@@ -66,7 +66,9 @@ def not_found(resource: str, name: str, group: str = "") -> ApiError:
 
 def already_exists(resource: str, name: str, group: str = "") -> ApiError:
     what = f"{resource}.{group}" if group else resource
-    return ApiError(409, "AlreadyExists", f'{what} "{name}" already exists', kind=resource, name=name, group=group)
+    return ApiError(
+        409, "AlreadyExists", f'{what} "{name}" already exists', kind=resource, name=name, group=group
+    )
 
 
 def conflict(resource: str, name: str, group: str = "") -> ApiError:
@@ -96,5 +98,11 @@ def invalid(kind: str, name: str, causes: list[Cause], group: str = "") -> ApiEr
     if len(causes) > 1:
         summary = "[" + summary + "]"
     return ApiError(
-        422, "Invalid", f'{kind} "{name}" is invalid: {summary}', kind=kind, name=name, group=group, causes=causes
+        422,
+        "Invalid",
+        f'{kind} "{name}" is invalid: {summary}',
+        kind=kind,
+        name=name,
+        group=group,
+        causes=causes,
     )

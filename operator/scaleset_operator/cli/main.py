@@ -13,19 +13,10 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    # Each subcommand lives in its own module; importing here keeps `scaleset --help` quick
-    # and lets a module fail to import without taking the others down.
-    from scaleset_operator.cli import plan, sim  # noqa: F401
-
-    try:
-        from scaleset_operator.cli import operator  # noqa: F401
-    except ImportError:  # the operator command arrives with the controller
-        pass
-
-
 def main() -> None:
     app()
 
 
-_register()
+# Each subcommand registers itself on `app` from its own module; they import their heavy
+# dependencies inside the command, so `scaleset --help` stays quick.
+from scaleset_operator.cli import operator, plan, sim  # noqa: E402, F401
