@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaleset_operator.control.kube import ApiError, Kube, core_path, fleet_path
+from scaleset_operator.control.kube import MERGE_PATCH, ApiError, Kube, core_path, fleet_path
 from scaleset_operator.identity import LABEL_REVISION, LABEL_SCALESET, LABEL_SURGE
 
 # On kubesim any image "runs"; on kind, point this at an image loaded with tags v1, v2, v3 and v9.
@@ -181,3 +181,20 @@ class PodSampler:
                 if rev == revision and name not in seen:
                     seen[name] = sample.at
         return seen
+
+
+def create(kube: Kube, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    plural = {"ScaleSet": "scalesets", "UpgradePolicy": "upgradepolicies"}[body["kind"]]
+    return kube.create(fleet_path(plural, namespace), body)
+
+
+def set_image(kube: Kube, namespace: str, name: str, image: str) -> None:
+    """Change only the image of the first container, as `kubectl set image` does."""
+    scaleset = kube.get(fleet_path("scalesets", namespace, name))
+    containers = scaleset["spec"]["template"]["spec"]["containers"]
+    containers[0]["image"] = image
+    kube.patch(
+        fleet_path("scalesets", namespace, name),
+        {"spec": {"template": {"spec": {"containers": containers}}}},
+        MERGE_PATCH,
+    )

@@ -14,33 +14,19 @@ from tests.integration.helpers import (
     IMAGE,
     PodSampler,
     condition,
+    create,
     is_ready,
     pods_of,
     policy_body,
     scaleset_body,
     scaleset_ready,
+    set_image,
     wait_for,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 
 TIMEOUT = 60
-
-
-def _create(kube: Kube, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-    plural = {"ScaleSet": "scalesets", "UpgradePolicy": "upgradepolicies"}[body["kind"]]
-    return kube.create(fleet_path(plural, namespace), body)
-
-
-def _set_image(kube: Kube, namespace: str, name: str, image: str) -> None:
-    scaleset = kube.get(fleet_path("scalesets", namespace, name))
-    containers = scaleset["spec"]["template"]["spec"]["containers"]
-    containers[0]["image"] = image
-    kube.patch(
-        fleet_path("scalesets", namespace, name),
-        {"spec": {"template": {"spec": {"containers": containers}}}},
-        MERGE_PATCH,
-    )
 
 
 def _stalled(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
@@ -60,14 +46,14 @@ def _on_revision(kube: Kube, namespace: str, name: str) -> set[str]:
 def test_instance_start_timeout_with_pause_stalls_and_a_newer_template_repairs(
     kube: Kube, namespace: str
 ) -> None:
-    _create(
+    create(
         kube,
         namespace,
         policy_body("strict", healthCheck={"instanceStartTimeout": "2s", "onInstanceStartTimeout": "Pause"}),
     )
-    _create(kube, namespace, scaleset_body("web", 10, policy="strict"))
+    create(kube, namespace, scaleset_body("web", 10, policy="strict"))
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
-    _set_image(kube, namespace, "web", f"{IMAGE}:v2-never-ready")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2-never-ready")
     stalled = wait_for(lambda: _stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
     assert stalled["reason"] == "InstanceStartTimeout"
     # Only the first batch (upgrade domain 0: web-0 and web-5) was touched.
@@ -75,7 +61,7 @@ def test_instance_start_timeout_with_pause_stalls_and_a_newer_template_repairs(
     time.sleep(0.5)
     assert _on_revision(kube, namespace, "web") == {"web-0", "web-5"}, "a stalled rollout does not move on"
 
-    _set_image(kube, namespace, "web", f"{IMAGE}:v3")
+    set_image(kube, namespace, "web", f"{IMAGE}:v3")
     done = wait_for(
         lambda: (
             (s := scaleset_ready(kube, namespace, "web"))
@@ -91,16 +77,16 @@ def test_instance_start_timeout_with_pause_stalls_and_a_newer_template_repairs(
 
 
 def test_proceed_past_timeouts_stops_at_the_upgraded_unhealthy_limit(kube: Kube, namespace: str) -> None:
-    _create(
+    create(
         kube,
         namespace,
         policy_body(
             "lenient", healthCheck={"instanceStartTimeout": "1s", "onInstanceStartTimeout": "Proceed"}
         ),
     )
-    _create(kube, namespace, scaleset_body("web", 10, policy="lenient"))
+    create(kube, namespace, scaleset_body("web", 10, policy="lenient"))
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
-    _set_image(kube, namespace, "web", f"{IMAGE}:v2-never-ready")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2-never-ready")
     stalled = wait_for(lambda: _stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
     # Batch one (2 of 10 = 20 %) is within maxUnhealthyUpgradedInstancePercent; batch two (40 %) is not.
     assert stalled["reason"] == "TooManyUnhealthyUpgraded"
@@ -108,7 +94,7 @@ def test_proceed_past_timeouts_stops_at_the_upgraded_unhealthy_limit(kube: Kube,
 
 
 def test_unhealthy_fleet_is_not_taken_further_down(kube: Kube, namespace: str, kubelet: Any) -> None:
-    _create(kube, namespace, scaleset_body("web", 5))
+    create(kube, namespace, scaleset_body("web", 5))
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
     # Two of five healthy instances fall ill behind the operator's back: 40 % > 20 %.
     kubelet.set_behaviour(namespace, "web-3", "never-ready")
@@ -116,7 +102,7 @@ def test_unhealthy_fleet_is_not_taken_further_down(kube: Kube, namespace: str, k
     wait_for(
         lambda: sum(not is_ready(p) for p in pods_of(kube, namespace, "web")) == 2, TIMEOUT, "two unready"
     )
-    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
     wait_for(
         lambda: (
             kube.get(fleet_path("scalesets", namespace, "web"))["status"]["upgrade"].get("reason")
@@ -131,11 +117,11 @@ def test_unhealthy_fleet_is_not_taken_further_down(kube: Kube, namespace: str, k
 
 
 def test_pause_between_batches_spaces_them(kube: Kube, namespace: str) -> None:
-    _create(kube, namespace, policy_body("spaced", rollingUpgrade={"pauseTimeBetweenBatches": "1s"}))
-    _create(kube, namespace, scaleset_body("web", 3, policy="spaced", upgradeDomainCount=3))
+    create(kube, namespace, policy_body("spaced", rollingUpgrade={"pauseTimeBetweenBatches": "1s"}))
+    create(kube, namespace, scaleset_body("web", 3, policy="spaced", upgradeDomainCount=3))
     before = wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
     with PodSampler(kube, namespace, "web") as sampler:
-        _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+        set_image(kube, namespace, "web", f"{IMAGE}:v2")
         after = wait_for(
             lambda: (
                 (s := scaleset_ready(kube, namespace, "web"))
@@ -153,12 +139,12 @@ def test_pause_between_batches_spaces_them(kube: Kube, namespace: str) -> None:
 
 
 def test_max_surge_keeps_full_capacity(kube: Kube, namespace: str) -> None:
-    _create(kube, namespace, policy_body("surge", rollingUpgrade={"maxSurge": True}))
-    _create(kube, namespace, scaleset_body("web", 4, policy="surge", upgradeDomainCount=4))
+    create(kube, namespace, policy_body("surge", rollingUpgrade={"maxSurge": True}))
+    create(kube, namespace, scaleset_body("web", 4, policy="surge", upgradeDomainCount=4))
     before = wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
     ready_counts: list[int] = []
     done = False
-    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
     deadline = time.monotonic() + TIMEOUT
     while not done and time.monotonic() < deadline:
         everything = kube.list(core_path("pods", namespace), f"{LABEL_SCALESET}=web")
@@ -176,8 +162,8 @@ def test_max_surge_keeps_full_capacity(kube: Kube, namespace: str) -> None:
 
 
 def test_prioritize_unhealthy_instances_upgrades_them_first(kube: Kube, namespace: str, kubelet: Any) -> None:
-    _create(kube, namespace, policy_body("fixfirst", rollingUpgrade={"prioritizeUnhealthyInstances": True}))
-    _create(kube, namespace, scaleset_body("web", 6, policy="fixfirst", upgradeDomainCount=3))
+    create(kube, namespace, policy_body("fixfirst", rollingUpgrade={"prioritizeUnhealthyInstances": True}))
+    create(kube, namespace, scaleset_body("web", 6, policy="fixfirst", upgradeDomainCount=3))
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
     kubelet.set_behaviour(namespace, "web-5", "never-ready")
     wait_for(
@@ -187,7 +173,7 @@ def test_prioritize_unhealthy_instances_upgrades_them_first(kube: Kube, namespac
         TIMEOUT,
         "web-5 unready",
     )
-    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
     first = wait_for(
         lambda: kube.get(fleet_path("scalesets", namespace, "web"))["status"]["upgrade"].get("currentBatch"),
         TIMEOUT,
@@ -199,7 +185,7 @@ def test_prioritize_unhealthy_instances_upgrades_them_first(kube: Kube, namespac
 def test_claims_follow_the_retention_policy(kube: Kube, namespace: str) -> None:
     body = scaleset_body("db", 3, claims=True)
     body["spec"]["persistentVolumeClaimRetentionPolicy"] = {"whenScaled": "Delete", "whenDeleted": "Retain"}
-    _create(kube, namespace, body)
+    create(kube, namespace, body)
     wait_for(lambda: scaleset_ready(kube, namespace, "db"), TIMEOUT, "db Ready")
 
     def claims() -> list[str]:
@@ -216,11 +202,11 @@ def test_claims_follow_the_retention_policy(kube: Kube, namespace: str) -> None:
 
 
 def test_emptydir_survives_in_place_update_but_not_reimage(kube: Kube, namespace: str, kubelet: Any) -> None:
-    _create(kube, namespace, policy_body("inplace"))
-    _create(kube, namespace, scaleset_body("web", 2, policy="inplace", claims=True, upgradeDomainCount=2))
+    create(kube, namespace, policy_body("inplace"))
+    create(kube, namespace, scaleset_body("web", 2, policy="inplace", claims=True, upgradeDomainCount=2))
     before = wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
     disks = kubelet.volume_identities(namespace, "web-0")
-    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
     middle = wait_for(
         lambda: (
             (s := scaleset_ready(kube, namespace, "web"))
@@ -236,7 +222,7 @@ def test_emptydir_survives_in_place_update_but_not_reimage(kube: Kube, namespace
         {"spec": {"updateMethod": "Reimage"}},
         MERGE_PATCH,
     )
-    _set_image(kube, namespace, "web", f"{IMAGE}:v3")
+    set_image(kube, namespace, "web", f"{IMAGE}:v3")
     wait_for(
         lambda: (
             (s := scaleset_ready(kube, namespace, "web"))

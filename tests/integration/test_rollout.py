@@ -13,33 +13,19 @@ from tests.integration.helpers import (
     IMAGE,
     PodSampler,
     condition,
+    create,
     is_ready,
     pods_of,
     policy_body,
     scaleset_body,
     scaleset_ready,
+    set_image,
     wait_for,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 
 TIMEOUT = 60
-
-
-def _create(kube: Kube, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-    plural = {"ScaleSet": "scalesets", "UpgradePolicy": "upgradepolicies"}[body["kind"]]
-    return kube.create(fleet_path(plural, namespace), body)
-
-
-def _set_image(kube: Kube, namespace: str, name: str, image: str) -> None:
-    scaleset = kube.get(fleet_path("scalesets", namespace, name))
-    containers = scaleset["spec"]["template"]["spec"]["containers"]
-    containers[0]["image"] = image
-    kube.patch(
-        fleet_path("scalesets", namespace, name),
-        {"spec": {"template": {"spec": {"containers": containers}}}},
-        MERGE_PATCH,
-    )
 
 
 def _ready_set(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
@@ -52,7 +38,7 @@ def _events(kube: Kube, namespace: str, reason: str) -> list[dict[str, Any]]:
 
 
 def test_fourteen_instances_spread_three_three_three_three_two(kube: Kube, namespace: str) -> None:
-    _create(kube, namespace, scaleset_body("web", 14))
+    create(kube, namespace, scaleset_body("web", 14))
     scaleset = _ready_set(kube, namespace, "web")
     pods = pods_of(kube, namespace, "web")
     assert sorted(p["metadata"]["name"] for p in pods) == sorted(f"web-{i}" for i in range(14))
@@ -65,12 +51,12 @@ def test_fourteen_instances_spread_three_three_three_three_two(kube: Kube, names
 
 def test_rollout_walks_upgrade_domains_in_order_one_batch_at_a_time(kube: Kube, namespace: str) -> None:
     # 10 instances, 20 % batches: two instances a batch, and each UD of 5 holds exactly two.
-    _create(kube, namespace, policy_body("rolling", mode="Rolling"))
-    _create(kube, namespace, scaleset_body("web", 10, policy="rolling", claims=True))
+    create(kube, namespace, policy_body("rolling", mode="Rolling"))
+    create(kube, namespace, scaleset_body("web", 10, policy="rolling", claims=True))
     before = _ready_set(kube, namespace, "web")
     old_revision = before["status"]["currentRevision"]
     with PodSampler(kube, namespace, "web") as sampler:
-        _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+        set_image(kube, namespace, "web", f"{IMAGE}:v2")
         after = wait_for(
             lambda: (
                 (s := scaleset_ready(kube, namespace, "web"))
@@ -96,12 +82,12 @@ def test_rollout_walks_upgrade_domains_in_order_one_batch_at_a_time(kube: Kube, 
 
 
 def test_reimage_keeps_data_disk_and_in_place_keeps_pod(kube: Kube, namespace: str) -> None:
-    _create(
+    create(
         kube,
         namespace,
         policy_body("reimage", updateMethod="Reimage", rollingUpgrade={"maxBatchInstancePercent": 20}),
     )
-    _create(kube, namespace, scaleset_body("db", 4, policy="reimage", claims=True, upgradeDomainCount=2))
+    create(kube, namespace, scaleset_body("db", 4, policy="reimage", claims=True, upgradeDomainCount=2))
     before = _ready_set(kube, namespace, "db")
     claims = {
         c["metadata"]["name"]: c["metadata"]["uid"]
@@ -109,7 +95,7 @@ def test_reimage_keeps_data_disk_and_in_place_keeps_pod(kube: Kube, namespace: s
     }
     assert sorted(claims) == [f"data-db-{i}" for i in range(4)]
     pods_before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(kube, namespace, "db")}
-    _set_image(kube, namespace, "db", f"{IMAGE}:v2")
+    set_image(kube, namespace, "db", f"{IMAGE}:v2")
     wait_for(
         lambda: (
             (s := scaleset_ready(kube, namespace, "db"))
@@ -134,7 +120,7 @@ def test_reimage_keeps_data_disk_and_in_place_keeps_pod(kube: Kube, namespace: s
         MERGE_PATCH,
     )
     middle = _ready_set(kube, namespace, "db")
-    _set_image(kube, namespace, "db", f"{IMAGE}:v3")
+    set_image(kube, namespace, "db", f"{IMAGE}:v3")
     wait_for(
         lambda: (
             (s := scaleset_ready(kube, namespace, "db"))
@@ -152,7 +138,7 @@ def test_reimage_keeps_data_disk_and_in_place_keeps_pod(kube: Kube, namespace: s
 
 
 def test_scale_out_adds_next_ordinals_and_scale_in_removes_highest(kube: Kube, namespace: str) -> None:
-    _create(kube, namespace, scaleset_body("web", 3))
+    create(kube, namespace, scaleset_body("web", 3))
     _ready_set(kube, namespace, "web")
     kube.patch(fleet_path("scalesets", namespace, "web", "scale"), {"spec": {"replicas": 6}}, MERGE_PATCH)
     _ready_set(kube, namespace, "web")
@@ -170,7 +156,7 @@ def test_scale_out_adds_next_ordinals_and_scale_in_removes_highest(kube: Kube, n
 
 
 def test_manual_mode_moves_only_walked_domains(kube: Kube, namespace: str) -> None:
-    _create(
+    create(
         kube,
         namespace,
         policy_body(
@@ -179,9 +165,9 @@ def test_manual_mode_moves_only_walked_domains(kube: Kube, namespace: str) -> No
             rollingUpgrade={"maxBatchInstancePercent": 100, "maxUnhealthyInstancePercent": 100},
         ),
     )
-    _create(kube, namespace, scaleset_body("web", 6, policy="manual", upgradeDomainCount=3))
+    create(kube, namespace, scaleset_body("web", 6, policy="manual", upgradeDomainCount=3))
     before = _ready_set(kube, namespace, "web")
-    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
 
     def updated_domains() -> set[int]:
         new = kube.get(fleet_path("scalesets", namespace, "web"))["status"]["updateRevision"]
@@ -210,10 +196,10 @@ def test_manual_mode_moves_only_walked_domains(kube: Kube, namespace: str) -> No
 
 
 def test_paused_rollout_holds_and_resumes(kube: Kube, namespace: str) -> None:
-    _create(kube, namespace, scaleset_body("web", 5))
+    create(kube, namespace, scaleset_body("web", 5))
     before = _ready_set(kube, namespace, "web")
     kube.patch(fleet_path("scalesets", namespace, "web"), {"spec": {"paused": True}}, MERGE_PATCH)
-    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
     wait_for(
         lambda: (
             kube.get(fleet_path("scalesets", namespace, "web"))["status"]["upgrade"].get("phase") == "Paused"
@@ -235,7 +221,7 @@ def test_paused_rollout_holds_and_resumes(kube: Kube, namespace: str) -> None:
 
 
 def test_deleted_instance_comes_back_and_foreign_image_edit_is_reverted(kube: Kube, namespace: str) -> None:
-    _create(kube, namespace, scaleset_body("web", 3))
+    create(kube, namespace, scaleset_body("web", 3))
     _ready_set(kube, namespace, "web")
     victim = next(p for p in pods_of(kube, namespace, "web") if p["metadata"]["name"] == "web-1")
     kube.delete(core_path("pods", namespace, "web-1"))
@@ -265,7 +251,7 @@ def test_deleted_instance_comes_back_and_foreign_image_edit_is_reverted(kube: Ku
 
 
 def test_missing_policy_is_reported_and_instances_are_kept(kube: Kube, namespace: str) -> None:
-    _create(kube, namespace, scaleset_body("web", 3))
+    create(kube, namespace, scaleset_body("web", 3))
     before = _ready_set(kube, namespace, "web")
     uids = {p["metadata"]["uid"] for p in pods_of(kube, namespace, "web")}
     kube.patch(
@@ -300,16 +286,16 @@ def test_missing_policy_is_reported_and_instances_are_kept(kube: Kube, namespace
 def test_single_instance_scaleset_warns_it_cannot_upgrade_without_downtime(
     kube: Kube, namespace: str
 ) -> None:
-    _create(kube, namespace, scaleset_body("solo", 1))
+    create(kube, namespace, scaleset_body("solo", 1))
     scaleset = _ready_set(kube, namespace, "solo")
     warning = condition(scaleset, "DowntimeOnUpgrade")
     assert warning is not None and warning["status"] == "True" and warning["reason"] == "SingleInstance"
 
 
 def test_revisions_are_recorded_as_controller_revisions(kube: Kube, namespace: str) -> None:
-    _create(kube, namespace, scaleset_body("web", 2))
+    create(kube, namespace, scaleset_body("web", 2))
     first = _ready_set(kube, namespace, "web")
-    _set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
     second = wait_for(
         lambda: (
             (s := scaleset_ready(kube, namespace, "web"))

@@ -76,6 +76,7 @@ class Snapshot:
     pods: dict[int, dict[str, Any]]
     surges: dict[int, dict[str, Any]]
     strays: list[dict[str, Any]]
+    template_checked: bool = False
 
     @property
     def name(self) -> str:
@@ -130,10 +131,18 @@ class Reconciler:
             self._report_invalid(scaleset, problem, now)
             return Outcome(step=problem.reason)
         outcome = Outcome()
-        self._scale(snapshot, now, outcome)
-        self._repair_drift(snapshot, now, outcome)
-        instances = self._instances(snapshot)
-        step = self._roll(snapshot, instances, now, outcome)
+        try:
+            refused = self._refused_change(snapshot)
+            if refused is not None:
+                self._hold(snapshot, now, outcome)
+                raise refused
+            self._scale(snapshot, now, outcome)
+            self._repair_drift(snapshot, now, outcome)
+            instances = self._instances(snapshot)
+            step = self._roll(snapshot, instances, now, outcome)
+        except InvalidInput as problem:
+            self._report_invalid(snapshot.scaleset, problem, now)
+            return Outcome(step=problem.reason)
         self._prune_revisions(snapshot)
         self._write_status(snapshot, instances, step, now)
         return outcome
@@ -189,7 +198,6 @@ class Reconciler:
         snapshot = Snapshot(
             scaleset, spec, policy, revisions, update_revision, current_revision, pods, surges, strays
         )
-        self._check_update_rules(snapshot)
         return snapshot
 
     def _policy(self, namespace: str, spec: ScaleSetSpec) -> UpgradePolicySpec:
@@ -209,8 +217,28 @@ class Reconciler:
                 "InvalidPolicy", f'UpgradePolicy "{ref}": ' + describe_validation_error(error, prefix="spec")
             ) from None
 
+    def _refused_change(self, snapshot: Snapshot) -> InvalidInput | None:
+        """Changes refused while an upgrade runs; the API server checks some too (CEL), not all can."""
+        try:
+            self._check_update_rules(snapshot)
+        except InvalidInput as problem:
+            return problem
+        return None
+
+    def _hold(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
+        """While a change is refused, keep what runs: bring back instances that went missing (a reimage
+        in flight, a deleted pod) on the last accepted revision, and change nothing else."""
+        accepted = snapshot.upgrade.get("toRevision")
+        if accepted in snapshot.revisions:
+            snapshot.update_revision = accepted
+        elif snapshot.current_revision in snapshot.revisions:
+            snapshot.update_revision = snapshot.current_revision
+        else:
+            return
+        kept = min(snapshot.spec.replicas, int((snapshot.scaleset.get("status") or {}).get("replicas") or 0))
+        self._create_missing(snapshot, now, outcome, kept)
+
     def _check_update_rules(self, snapshot: Snapshot) -> None:
-        """Rules the API server checks too (CEL), checked again here: a webhook-less cluster may skip them."""
         if not snapshot.upgrade.get("locked"):
             return
         old_template = snapshot.template_of(snapshot.current_revision)
@@ -250,6 +278,20 @@ class Reconciler:
 
     def _scale(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
         replicas = snapshot.spec.replicas
+        self._create_missing(snapshot, now, outcome, replicas)
+        for ordinal in sorted(snapshot.pods, reverse=True):
+            if ordinal < replicas:
+                continue
+            pod = snapshot.pods[ordinal]
+            if not is_terminating(pod):
+                self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
+                outcome.notes.append(f"removed {pod['metadata']['name']}")
+        for ordinal, pod in list(snapshot.surges.items()):
+            if ordinal >= replicas and not is_terminating(pod):
+                self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
+        self._release_claims(snapshot)
+
+    def _create_missing(self, snapshot: Snapshot, now: datetime, outcome: Outcome, replicas: int) -> None:
         for ordinal in range(replicas):
             if ordinal in snapshot.pods:
                 continue
@@ -271,17 +313,6 @@ class Reconciler:
                 raise
             snapshot.pods[ordinal] = created
             outcome.notes.append(f"created {pod['metadata']['name']}")
-        for ordinal in sorted(snapshot.pods, reverse=True):
-            if ordinal < replicas:
-                continue
-            pod = snapshot.pods[ordinal]
-            if not is_terminating(pod):
-                self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
-                outcome.notes.append(f"removed {pod['metadata']['name']}")
-        for ordinal, pod in list(snapshot.surges.items()):
-            if ordinal >= replicas and not is_terminating(pod):
-                self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
-        self._release_claims(snapshot)
 
     def _ensure_claims(self, snapshot: Snapshot, ordinal: int) -> None:
         for claim in manifests.instance_claims(snapshot.scaleset, snapshot.spec, ordinal):
@@ -452,6 +483,7 @@ class Reconciler:
                 message=step.message or None,
                 reason=str(step.reason),
             )
+            self._check_template(snapshot, now)
             # Record the batch before touching any instance: a restarted operator finishes it.
             self._patch_status(snapshot, {"upgrade": upgrade})
             self.events.normal(
@@ -463,6 +495,14 @@ class Reconciler:
             outcome.requeue_after = 1.0
         elif isinstance(step, Complete):
             if upgrade.get("locked") or snapshot.current_revision != snapshot.update_revision:
+                finished = upgrade.get("currentBatch")
+                if finished:
+                    self.events.normal(
+                        snapshot.scaleset,
+                        "BatchCompleted",
+                        f"Batch in upgrade domain {finished.get('upgradeDomain')} is healthy: "
+                        f"{', '.join(finished.get('instances') or [])}.",
+                    )
                 history = list(upgrade.get("history") or [])
                 history.append(
                     {
@@ -563,9 +603,38 @@ class Reconciler:
             instance_state(snapshot.name, ordinal, pod), now
         )
 
+    def _check_template(self, snapshot: Snapshot, now: datetime) -> None:
+        """Ask the API server (dry run) whether it accepts a pod of the update revision, before any
+        instance is taken down for it: a template it refuses must cost nothing that runs."""
+        if snapshot.template_checked:
+            return
+        probe = manifests.instance_pod(
+            snapshot.scaleset,
+            snapshot.spec,
+            snapshot.spec.template,
+            snapshot.update_revision,
+            0,
+            timestamp(now),
+        )
+        probe["metadata"]["name"] = f"{snapshot.name}-template-check"
+        try:
+            self.kube.request(
+                "POST", core_path("pods", snapshot.namespace), body=probe, query={"dryRun": "All"}
+            )
+        except ApiError as error:
+            if error.status in (400, 422):
+                raise InvalidInput(
+                    "TemplateRejected",
+                    f"spec.template is refused by the API server, so no instance was touched: {error.message}",
+                ) from None
+            if error.status != 409:
+                raise
+        snapshot.template_checked = True
+
     def _update_instance(
         self, snapshot: Snapshot, ordinal: int, pod: dict[str, Any], now: datetime, outcome: Outcome
     ) -> None:
+        self._check_template(snapshot, now)
         name = pod["metadata"]["name"]
         old_template = snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION))
         kind = UpdateKind.REIMAGE
@@ -725,7 +794,7 @@ def describe_validation_error(error: ValidationError, prefix: str) -> str:
     """The first problem of a spec as one sentence naming the field from the top of the resource."""
     first = error.errors()[0]
     sentence = describe_error({**first, "loc": (prefix, *first["loc"])})
-    return sentence[:1].upper() + sentence[1:] + ("" if sentence.endswith(".") else ".")
+    return sentence + ("" if sentence.endswith(".") else ".")
 
 
 def _owned_by(obj: dict[str, Any], uid: str) -> bool:
