@@ -139,7 +139,7 @@ def image_patch(template: dict[str, Any], revision: str, now: str) -> dict[str, 
     metadata = template.get("metadata") or {}
     pod_spec = template.get("spec") or {}
     patch_spec: dict[str, Any] = {}
-    for key in ("containers", "initContainers"):
+    for key in ("containers",):
         if pod_spec.get(key):
             patch_spec[key] = [{"name": c["name"], "image": c["image"]} for c in pod_spec[key]]
     return {

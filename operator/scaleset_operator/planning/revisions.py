@@ -13,10 +13,11 @@ _SAFE_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"
 _FNV32_OFFSET: Final = 0x811C9DC5
 _FNV32_PRIME: Final = 0x01000193
 
-# Fields of a live pod that Kubernetes lets a client change: the image of each container and init container
-# (the kubelet restarts that container; an init container image change restarts the pod in place), and
-# the pod's labels and annotations. Anything else in the template can only reach a pod by recreating it.
-_CONTAINER_LISTS: Final = ("containers", "initContainers")
+# Fields of a live pod that a client can change and the kubelet acts on: the image of each container (the
+# kubelet restarts that container) and the pod's labels and annotations. The API also lets an init
+# container's image change, but the kubelet never re-runs a completed init container, so the new image
+# would not run until the pod is recreated: that is a reimage. Anything else needs a new pod too.
+_CONTAINER_LISTS: Final = ("containers",)
 _MUTABLE_METADATA: Final = frozenset({"labels", "annotations"})
 
 
@@ -78,9 +79,9 @@ def _immutable_part(template: Mapping[str, Any]) -> bytes:
 def classify_update(old_template: Mapping[str, Any], new_template: Mapping[str, Any]) -> UpdateKind:
     """NONE for equal templates; IN_PLACE when a live pod can take the change; REIMAGE otherwise.
 
-    IN_PLACE covers changed container or init container images (matched by name, in the same order) and
-    changed template labels or annotations, since pod metadata is mutable. Any other difference, adding
-    or removing a container included, needs a new pod.
+    IN_PLACE covers changed container images (matched by name, in the same order) and changed template
+    labels or annotations, since pod metadata is mutable. Any other difference, an init container's
+    image or adding and removing a container included, needs a new pod.
     """
     if _canonical(old_template) == _canonical(new_template):
         return UpdateKind.NONE
