@@ -28,7 +28,7 @@ crds: $(STAMP)
 	$(BIN)/python -m scaleset_operator.api.crdgen crds
 
 demo: $(STAMP)
-	$(BIN)/python -m scaleset_operator.livedemo
+	$(BIN)/python -m scaleset_operator.demo
 
 # The same e2e suite against the cluster named by KUBECONFIG (kind, where Docker runs).
 e2e: $(STAMP)

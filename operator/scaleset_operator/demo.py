@@ -1,4 +1,4 @@
-"""`python -m scaleset_operator.demo`: the plan preview of the example ScaleSet and its UpgradePolicy."""
+"""`make demo`: the plan preview of the example ScaleSet, then the same rollout live on kubesim."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from scaleset_operator.cli.plan import PlanError, preview_files, render_table
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def main(examples: Path = EXAMPLES) -> int:
+def print_plan(examples: Path = EXAMPLES) -> int:
     try:
         scaleset, choice, preview = preview_files(examples / "scaleset.yaml", examples / "upgradepolicy.yaml")
     except (InvalidResource, PlanError) as problem:
@@ -22,6 +22,16 @@ def main(examples: Path = EXAMPLES) -> int:
         return 2
     render_table(Console(highlight=False), scaleset, choice, preview)
     return 0
+
+
+def main() -> int:
+    from scaleset_operator import livedemo
+
+    print("The plan (scaleset plan examples/scaleset.yaml --policy examples/upgradepolicy.yaml):\n")
+    if print_plan() != 0:
+        return 2
+    print("\nThe same rollout, live on kubesim with the operator:\n", flush=True)
+    return livedemo.run()
 
 
 if __name__ == "__main__":

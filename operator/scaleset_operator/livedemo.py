@@ -1,4 +1,4 @@
-"""The live demo: kubesim, the operator, the examples, and a rollout walking the upgrade domains."""
+"""The live part of the demo: kubesim, the operator, the examples, and a rollout walking the domains."""
 
 from __future__ import annotations
 
@@ -137,6 +137,16 @@ def run(out: TextIO = sys.stdout, timeout: float = 180.0) -> int:
                     fleet_path("scalesets", NAMESPACE, "web"),
                     {"spec": {"template": {"spec": {"containers": containers}}}},
                     MERGE_PATCH,
+                )
+                # Draw against the new revision only once the operator has named it in status.
+                _wait(
+                    lambda: (
+                        (kube.get(fleet_path("scalesets", NAMESPACE, "web")).get("status") or {}).get(
+                            "updateRevision"
+                        )
+                        not in (None, old)
+                    ),
+                    timeout,
                 )
                 last = ""
                 deadline = time.monotonic() + timeout

@@ -188,7 +188,7 @@ def test_invalid_policy_field_is_named(tmp_path: Path) -> None:
 
 
 def test_demo_prints_the_plan_of_the_examples(capsys: pytest.CaptureFixture[str]) -> None:
-    assert demo.main() == 0
+    assert demo.print_plan() == 0
     out = capsys.readouterr().out
     assert "ScaleSet web" in out
     assert "Batches, in order" in out

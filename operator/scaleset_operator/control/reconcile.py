@@ -485,7 +485,7 @@ class Reconciler:
             )
             self._check_template(snapshot, now)
             # Record the batch before touching any instance: a restarted operator finishes it.
-            self._patch_status(snapshot, {"upgrade": upgrade})
+            self._patch_status(snapshot, {"upgrade": upgrade, "updateRevision": snapshot.update_revision})
             self.events.normal(
                 snapshot.scaleset,
                 "BatchStarted",
