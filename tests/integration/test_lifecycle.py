@@ -154,3 +154,31 @@ def test_kubectl_shows_columns_waits_for_ready_and_scales(own_cluster: tuple[str
         kubectl("wait", "--for=condition=Ready", "scaleset/web", "--timeout=60s")
         pods = kube.list(core_path("pods", "default"))
         assert len([p for p in pods if p["metadata"]["name"].startswith("web-")]) == 4
+
+
+def test_scaleset_operator_command_runs_one_namespace_and_stops_on_sigterm(
+    own_cluster: tuple[str, Kube],
+) -> None:
+    kubeconfig, kube = own_cluster
+    kube.create(
+        core_path("namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "mine"}}
+    )
+    scaleset = shutil.which("scaleset", path=str(Path(sys.executable).parent))
+    assert scaleset, "the scaleset command is installed with the project"
+    process = subprocess.Popen(
+        [scaleset, "operator", "--kubeconfig", kubeconfig, "--namespace", "mine"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        kube.create(fleet_path("scalesets", "mine"), scaleset_body("web", 2))
+        kube.create(fleet_path("scalesets", "default"), scaleset_body("other", 2))
+        wait_for(lambda: scaleset_ready(kube, "mine", "web"), TIMEOUT, "web Ready in the watched namespace")
+        assert pods_of(kube, "default", "other") == [], (
+            "a namespace the operator does not watch is left alone"
+        )
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr[-2000:]
