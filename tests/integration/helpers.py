@@ -198,3 +198,9 @@ def set_image(kube: Kube, namespace: str, name: str, image: str) -> None:
         {"spec": {"template": {"spec": {"containers": containers}}}},
         MERGE_PATCH,
     )
+
+
+def stalled(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Stalled condition of a ScaleSet when it is True."""
+    found = condition(kube.get(fleet_path("scalesets", namespace, name)), "Stalled")
+    return found if found and found["status"] == "True" else None

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from scaleset_operator.control.kube import MERGE_PATCH, ApiError, Kube, core_path, fleet_path
 from tests.integration.helpers import (
     IMAGE,
-    condition,
     pods_of,
     policy_body,
     scaleset_body,
     scaleset_ready,
     set_image,
+    stalled,
     wait_for,
 )
 
@@ -28,11 +26,6 @@ def _fingerprint(kube: Kube, namespace: str, name: str) -> dict[str, tuple[str, 
         p["metadata"]["name"]: (p["metadata"]["uid"], p["spec"]["containers"][0]["image"])
         for p in pods_of(kube, namespace, name)
     }
-
-
-def _stalled(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
-    found = condition(kube.get(fleet_path("scalesets", namespace, name)), "Stalled")
-    return found if found and found["status"] == "True" else None
 
 
 def test_template_the_api_server_refuses_touches_no_instance(kube: Kube, namespace: str) -> None:
@@ -51,9 +44,9 @@ def test_template_the_api_server_refuses_touches_no_instance(kube: Kube, namespa
         {"spec": {"template": {"spec": {"containers": [container]}}}},
         MERGE_PATCH,
     )
-    stalled = wait_for(lambda: _stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
-    assert stalled["reason"] == "TemplateRejected"
-    assert "nowhere" in stalled["message"]
+    report = wait_for(lambda: stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
+    assert report["reason"] == "TemplateRejected"
+    assert "nowhere" in report["message"]
     assert _fingerprint(kube, namespace, "web") == before
 
 
@@ -66,9 +59,9 @@ def test_spec_the_operator_cannot_honour_is_reported_and_instances_kept(kube: Ku
         {"spec": {"osContainer": "missing", "replicas": 5}},
         MERGE_PATCH,
     )
-    stalled = wait_for(lambda: _stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
-    assert stalled["reason"] == "InvalidSpec"
-    assert "spec.osContainer" in stalled["message"]
+    report = wait_for(lambda: stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
+    assert report["reason"] == "InvalidSpec"
+    assert "spec.osContainer" in report["message"]
     assert _fingerprint(kube, namespace, "web") == before, "no scale-out on a spec that cannot be honoured"
 
 
@@ -133,7 +126,7 @@ def test_shrinking_a_temp_disk_during_an_upgrade_is_refused(kube: Kube, namespac
         },
         MERGE_PATCH,
     )
-    stalled = wait_for(lambda: _stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
-    assert stalled["reason"] == "RefusedDuringUpgrade"
-    assert "sizeLimit" in stalled["message"] or "emptyDir" in stalled["message"]
+    report = wait_for(lambda: stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
+    assert report["reason"] == "RefusedDuringUpgrade"
+    assert "sizeLimit" in report["message"] or "emptyDir" in report["message"]
     assert _fingerprint(kube, namespace, "web") == before

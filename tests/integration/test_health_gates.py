@@ -13,7 +13,6 @@ from scaleset_operator.identity import LABEL_REVISION, LABEL_SCALESET
 from tests.integration.helpers import (
     IMAGE,
     PodSampler,
-    condition,
     create,
     is_ready,
     pods_of,
@@ -21,17 +20,13 @@ from tests.integration.helpers import (
     scaleset_body,
     scaleset_ready,
     set_image,
+    stalled,
     wait_for,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 
 TIMEOUT = 60
-
-
-def _stalled(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
-    found = condition(kube.get(fleet_path("scalesets", namespace, name)), "Stalled")
-    return found if found and found["status"] == "True" else None
 
 
 def _on_revision(kube: Kube, namespace: str, name: str) -> set[str]:
@@ -54,8 +49,8 @@ def test_instance_start_timeout_with_pause_stalls_and_a_newer_template_repairs(
     create(kube, namespace, scaleset_body("web", 10, policy="strict"))
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
     set_image(kube, namespace, "web", f"{IMAGE}:v2-never-ready")
-    stalled = wait_for(lambda: _stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
-    assert stalled["reason"] == "InstanceStartTimeout"
+    report = wait_for(lambda: stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
+    assert report["reason"] == "InstanceStartTimeout"
     # Only the first batch (upgrade domain 0: web-0 and web-5) was touched.
     assert _on_revision(kube, namespace, "web") == {"web-0", "web-5"}
     time.sleep(0.5)
@@ -72,7 +67,7 @@ def test_instance_start_timeout_with_pause_stalls_and_a_newer_template_repairs(
         "the newer template to complete the rollout",
     )
     assert all(p["spec"]["containers"][0]["image"] == f"{IMAGE}:v3" for p in pods_of(kube, namespace, "web"))
-    assert not _stalled(kube, namespace, "web")
+    assert not stalled(kube, namespace, "web")
     assert done["status"]["updatedReplicas"] == 10
 
 
@@ -87,9 +82,9 @@ def test_proceed_past_timeouts_stops_at_the_upgraded_unhealthy_limit(kube: Kube,
     create(kube, namespace, scaleset_body("web", 10, policy="lenient"))
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
     set_image(kube, namespace, "web", f"{IMAGE}:v2-never-ready")
-    stalled = wait_for(lambda: _stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
+    report = wait_for(lambda: stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
     # Batch one (2 of 10 = 20 %) is within maxUnhealthyUpgradedInstancePercent; batch two (40 %) is not.
-    assert stalled["reason"] == "TooManyUnhealthyUpgraded"
+    assert report["reason"] == "TooManyUnhealthyUpgraded"
     assert _on_revision(kube, namespace, "web") == {"web-0", "web-5", "web-1", "web-6"}
 
 

@@ -33,7 +33,7 @@ from scaleset_operator.identity import (
     label_selector,
     ordinal_of,
 )
-from scaleset_operator.planning.batches import Complete, StartBatch, Stop, Wait, next_step
+from scaleset_operator.planning.batches import Complete, StartBatch, StepReason, Stop, Wait, next_step
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.instances import Batch, HealthGate, InstanceState, RolloutState
 from scaleset_operator.planning.revisions import UpdateKind, classify_update, revision_name
@@ -463,14 +463,8 @@ class Reconciler:
             upgrade["toRevision"] = snapshot.update_revision
 
         if isinstance(step, StartBatch):
-            finished = upgrade.get("currentBatch")
-            if finished:
-                self.events.normal(
-                    snapshot.scaleset,
-                    "BatchCompleted",
-                    f"Batch in upgrade domain {finished.get('upgradeDomain')} is healthy: "
-                    f"{', '.join(finished.get('instances') or [])}.",
-                )
+            if step.reason == StepReason.BATCH_STARTED:  # not a re-issue of the running batch
+                self._batch_completed(snapshot, upgrade)
             names = [i.name for i in instances if i.ordinal in step.batch.ordinals]
             upgrade.update(
                 phase="RollingForward",
@@ -495,14 +489,7 @@ class Reconciler:
             outcome.requeue_after = 1.0
         elif isinstance(step, Complete):
             if upgrade.get("locked") or snapshot.current_revision != snapshot.update_revision:
-                finished = upgrade.get("currentBatch")
-                if finished:
-                    self.events.normal(
-                        snapshot.scaleset,
-                        "BatchCompleted",
-                        f"Batch in upgrade domain {finished.get('upgradeDomain')} is healthy: "
-                        f"{', '.join(finished.get('instances') or [])}.",
-                    )
+                self._batch_completed(snapshot, upgrade)
                 history = list(upgrade.get("history") or [])
                 history.append(
                     {
@@ -548,6 +535,16 @@ class Reconciler:
         self._carry_out_batch(snapshot, instances, now, outcome)
         outcome.step = type(step).__name__
         return step
+
+    def _batch_completed(self, snapshot: Snapshot, upgrade: dict[str, Any]) -> None:
+        finished = upgrade.get("currentBatch")
+        if finished:
+            self.events.normal(
+                snapshot.scaleset,
+                "BatchCompleted",
+                f"Batch in upgrade domain {finished.get('upgradeDomain')} is healthy: "
+                f"{', '.join(finished.get('instances') or [])}.",
+            )
 
     def _carry_out_batch(
         self, snapshot: Snapshot, instances: list[InstanceState], now: datetime, outcome: Outcome
