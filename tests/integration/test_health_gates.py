@@ -196,6 +196,24 @@ def test_claims_follow_the_retention_policy(kube: Kube, namespace: str) -> None:
     assert claims() == ["data-db-0"], "whenDeleted: Retain keeps the data disks"
 
 
+def test_claims_go_with_the_scaleset_when_deleted_is_delete(kube: Kube, namespace: str) -> None:
+    body = scaleset_body("db", 2, claims=True)
+    body["spec"]["persistentVolumeClaimRetentionPolicy"] = {"whenScaled": "Retain", "whenDeleted": "Delete"}
+    create(kube, namespace, body)
+    wait_for(lambda: scaleset_ready(kube, namespace, "db"), TIMEOUT, "db Ready")
+    kube.patch(fleet_path("scalesets", namespace, "db", "scale"), {"spec": {"replicas": 1}}, MERGE_PATCH)
+    wait_for(lambda: len(pods_of(kube, namespace, "db")) == 1, TIMEOUT, "scale-in to one")
+    assert len(kube.list(core_path("persistentvolumeclaims", namespace))) == 2, (
+        "whenScaled: Retain keeps them"
+    )
+    kube.delete(fleet_path("scalesets", namespace, "db"))
+    wait_for(
+        lambda: not kube.list(core_path("persistentvolumeclaims", namespace)),
+        TIMEOUT,
+        "claims deleted with the set",
+    )
+
+
 def test_emptydir_survives_in_place_update_but_not_reimage(kube: Kube, namespace: str, kubelet: Any) -> None:
     create(kube, namespace, policy_body("inplace"))
     create(kube, namespace, scaleset_body("web", 2, policy="inplace", claims=True, upgradeDomainCount=2))

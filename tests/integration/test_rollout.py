@@ -308,3 +308,25 @@ def test_revisions_are_recorded_as_controller_revisions(kube: Kube, namespace: s
     stored = kube.list(group_path("apps", "v1", "controllerrevisions", namespace))
     names = {r["metadata"]["name"] for r in stored}
     assert {first["status"]["currentRevision"], second["status"]["currentRevision"]} <= names
+
+
+def test_old_revisions_beyond_the_history_limit_are_pruned(kube: Kube, namespace: str) -> None:
+    create(kube, namespace, scaleset_body("web", 2, revisionHistoryLimit=1))
+    seen = [_ready_set(kube, namespace, "web")["status"]["currentRevision"]]
+    for tag in ("v2", "v3", "v4"):
+        set_image(kube, namespace, "web", f"{IMAGE}:{tag}")
+        done = wait_for(
+            lambda: (
+                (s := scaleset_ready(kube, namespace, "web"))
+                and s["status"]["currentRevision"] not in seen
+                and s
+            ),
+            TIMEOUT,
+            f"rollout to {tag}",
+        )
+        seen.append(done["status"]["currentRevision"])
+    stored = {
+        r["metadata"]["name"] for r in kube.list(group_path("apps", "v1", "controllerrevisions", namespace))
+    }
+    # The current revision and one old one (the limit); the two oldest are gone.
+    assert stored == {seen[-1], seen[-2]}
