@@ -32,7 +32,7 @@ demo: $(STAMP)
 
 # The same e2e suite against the cluster named by KUBECONFIG (kind, where Docker runs).
 e2e: $(STAMP)
-	$(BIN)/pytest -q -m e2e tests/integration tests/kubesim
+	$(BIN)/pytest -q tests/integration tests/kubesim
 
 e2e-kind: $(STAMP)
 	kind create cluster --name scaleset-e2e --kubeconfig $(CURDIR)/.kind.kubeconfig

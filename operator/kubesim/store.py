@@ -297,7 +297,7 @@ class Store:
         self._pending: deque[tuple[tuple[Any, ...] | None, Callable[[], None]]] = deque()
         self._pending_once: set[Any] = set()
         self._random = random.Random(seed)
-        self._next_cluster_ip = 1
+        self._next_cluster_ip = 2  # 10.96.0.1 is the default/kubernetes Service
         self.max_watch_backlog = max_watch_backlog
         # Called (from any thread) when background work is queued; without it the work runs inline.
         self.on_background: Callable[[], None] | None = None

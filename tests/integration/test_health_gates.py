@@ -135,7 +135,7 @@ def test_pause_between_batches_spaces_them(kube: Kube, namespace: str) -> None:
 
 def test_max_surge_keeps_full_capacity(kube: Kube, namespace: str) -> None:
     create(kube, namespace, policy_body("surge", rollingUpgrade={"maxSurge": True}))
-    create(kube, namespace, scaleset_body("web", 4, policy="surge", upgradeDomainCount=4))
+    create(kube, namespace, scaleset_body("web", 4, policy="surge", upgradeDomainCount=4, claims=True))
     before = wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
     ready_counts: list[int] = []
     done = False

@@ -77,8 +77,11 @@ def test_rollout_walks_upgrade_domains_in_order_one_batch_at_a_time(kube: Kube, 
     domains = [int(name.rsplit("-", 1)[1]) % 5 for name in order]
     assert domains == sorted(domains), f"domains updated out of order: {order}"
     assert len(_events(kube, namespace, "BatchStarted")) == 5
-    assert after["status"]["upgrade"]["phase"] == "Completed"
-    assert after["status"]["upgrade"]["locked"] is False
+    upgrade = after["status"]["upgrade"]
+    assert upgrade["phase"] == "Completed"
+    assert upgrade["locked"] is False
+    stale = {"currentBatch", "currentUpgradeDomain", "reason", "message"} & set(upgrade)
+    assert not stale, f"a completed upgrade keeps no batch state: {stale}"
 
 
 def test_reimage_keeps_data_disk_and_in_place_keeps_pod(kube: Kube, namespace: str) -> None:

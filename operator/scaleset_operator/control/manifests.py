@@ -61,7 +61,9 @@ def instance_pod(
         labels[LABEL_SURGE] = "true"
     pod_name = surge_instance_name(name, ordinal) if surge else instance_name(name, ordinal)
     pod_spec.setdefault("hostname", pod_name)
-    if not surge:
+    if surge:
+        _scratch_claims(pod_spec, spec)
+    else:
         _mount_claims(pod_spec, spec, name, ordinal)
     return {
         "apiVersion": "v1",
@@ -85,6 +87,16 @@ def _mount_claims(pod_spec: dict[str, Any], spec: ScaleSetSpec, name: str, ordin
         volumes.append(
             {"name": claim, "persistentVolumeClaim": {"claimName": claim_name(claim, name, ordinal)}}
         )
+    if volumes:
+        pod_spec["volumes"] = volumes
+
+
+def _scratch_claims(pod_spec: dict[str, Any], spec: ScaleSetSpec) -> None:
+    # A surge instance only carries capacity for a while; the data disk stays with the instance it
+    # stands in for (a ReadWriteOnce claim cannot be shared), so its claim mounts get scratch space.
+    claims = {c["metadata"]["name"] for c in spec.volume_claim_templates}
+    volumes = [v for v in pod_spec.get("volumes") or [] if v.get("name") not in claims]
+    volumes += [{"name": claim, "emptyDir": {}} for claim in sorted(claims)]
     if volumes:
         pod_spec["volumes"] = volumes
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class Snapshot:
     surges: dict[int, dict[str, Any]]
     strays: list[dict[str, Any]]
     template_checked: bool = False
+    # The status as the API server last returned it: what a merge patch is computed against.
+    stored_status: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -196,7 +199,16 @@ class Reconciler:
                 pods[ordinal] = pod
 
         snapshot = Snapshot(
-            scaleset, spec, policy, revisions, update_revision, current_revision, pods, surges, strays
+            scaleset,
+            spec,
+            policy,
+            revisions,
+            update_revision,
+            current_revision,
+            pods,
+            surges,
+            strays,
+            stored_status=copy.deepcopy(scaleset.get("status") or {}),
         )
         return snapshot
 
@@ -479,12 +491,16 @@ class Reconciler:
             )
             self._check_template(snapshot, now)
             # Record the batch before touching any instance: a restarted operator finishes it.
-            self._patch_status(snapshot, {"upgrade": upgrade, "updateRevision": snapshot.update_revision})
+            self._patch_status(
+                snapshot,
+                merge_patch(
+                    snapshot.stored_status, {"upgrade": upgrade, "updateRevision": snapshot.update_revision}
+                ),
+            )
             self.events.normal(
                 snapshot.scaleset,
                 "BatchStarted",
-                f"Upgrading {', '.join(names)} in upgrade domain {step.batch.upgrade_domain} "
-                f"to {snapshot.update_revision}.",
+                f"Upgrading {', '.join(names)} {_where(step.batch.upgrade_domain)} to {snapshot.update_revision}.",
             )
             outcome.requeue_after = 1.0
         elif isinstance(step, Complete):
@@ -542,7 +558,7 @@ class Reconciler:
             self.events.normal(
                 snapshot.scaleset,
                 "BatchCompleted",
-                f"Batch in upgrade domain {finished.get('upgradeDomain')} is healthy: "
+                f"Batch {_where(finished.get('upgradeDomain'))} is healthy: "
                 f"{', '.join(finished.get('instances') or [])}.",
             )
 
@@ -686,6 +702,7 @@ class Reconciler:
                 return
             raise
         snapshot.scaleset["status"] = updated.get("status") or {}
+        snapshot.stored_status = copy.deepcopy(snapshot.scaleset["status"])
 
     def _write_status(
         self, snapshot: Snapshot, instances: list[InstanceState], step: Any, now: datetime
@@ -705,7 +722,13 @@ class Reconciler:
             and not any(p for o, p in snapshot.pods.items() if o >= spec.replicas)
         )
         stalled = isinstance(step, Stop)
-        if converged:
+        settled_unhealthy = isinstance(step, Complete) and not converged and existing == spec.replicas
+        if settled_unhealthy:
+            # The rollout is done; instances failing past their start timeout are a health matter.
+            message = f"{len(healthy)} of {spec.replicas} instances healthy on {snapshot.update_revision}."
+            ready_condition = ConditionUpdate("Ready", False, "InstancesUnhealthy", message)
+            progressing = ConditionUpdate("Progressing", False, "UpToDate", message)
+        elif converged:
             ready_condition = ConditionUpdate(
                 "Ready",
                 True,
@@ -731,7 +754,7 @@ class Reconciler:
                 "Stalled", stalled, step.reason if stalled else "NotStalled", step.message if stalled else ""
             ),
         ]
-        if spec.replicas == 1:
+        if spec.replicas == 1 and not snapshot.policy.rolling_upgrade.max_surge:
             conditions.append(
                 ConditionUpdate(
                     "DowntimeOnUpgrade",
@@ -755,8 +778,9 @@ class Reconciler:
                 instances, spec.upgrade_domain_count, snapshot.update_revision, healthy
             ),
         }
-        if status != {k: (snapshot.scaleset.get("status") or {}).get(k) for k in status}:
-            self._patch_status(snapshot, _with_nulls(status, snapshot.scaleset.get("status") or {}))
+        patch = merge_patch(snapshot.stored_status, status)
+        if patch:
+            self._patch_status(snapshot, patch)
 
     def _report_invalid(self, scaleset: dict[str, Any], problem: InvalidInput, now: datetime) -> None:
         status = scaleset.get("status") or {}
@@ -807,13 +831,22 @@ def _batch_ordinals(batch: dict[str, Any]) -> list[int]:
     return ordinals
 
 
-def _with_nulls(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
-    """A merge patch that also removes keys of `upgrade` that the new status dropped."""
-    patch = dict(new)
-    old_upgrade = old.get("upgrade") or {}
-    new_upgrade = dict(new.get("upgrade") or {})
-    for key in old_upgrade:
-        if key not in new_upgrade:
-            new_upgrade[key] = None
-    patch["upgrade"] = new_upgrade
+def _where(upgrade_domain: int | None) -> str:
+    return "across all upgrade domains" if upgrade_domain is None else f"in upgrade domain {upgrade_domain}"
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new` for the keys `new` names, nulling
+    the keys of nested objects that `new` dropped (a plain merge would keep stale ones)."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            for gone in before.keys() - value.keys():
+                nested[gone] = None
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = value
     return patch
