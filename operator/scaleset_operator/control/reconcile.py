@@ -76,7 +76,6 @@ class Snapshot:
     current_revision: str
     pods: dict[int, dict[str, Any]]
     surges: dict[int, dict[str, Any]]
-    strays: list[dict[str, Any]]
     template_checked: bool = False
     # The status as the API server last returned it: what a merge patch is computed against.
     stored_status: dict[str, Any] = field(default_factory=dict)
@@ -188,12 +187,11 @@ class Reconciler:
 
         pods: dict[int, dict[str, Any]] = {}
         surges: dict[int, dict[str, Any]] = {}
-        strays: list[dict[str, Any]] = []
         for pod in self.kube.list(core_path("pods", namespace), label_selector(name)):
             ordinal = ordinal_of(pod)
             if not _owned_by(pod, uid) or ordinal is None:
-                strays.append(pod)
-            elif (pod["metadata"].get("labels") or {}).get(LABEL_SURGE) == "true":
+                continue  # not this ScaleSet's instance: never touched
+            if (pod["metadata"].get("labels") or {}).get(LABEL_SURGE) == "true":
                 surges[ordinal] = pod
             else:
                 pods[ordinal] = pod
@@ -207,7 +205,6 @@ class Reconciler:
             current_revision,
             pods,
             surges,
-            strays,
             stored_status=copy.deepcopy(scaleset.get("status") or {}),
         )
         return snapshot
