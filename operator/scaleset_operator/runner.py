@@ -11,8 +11,9 @@ from typing import Any
 import kopf
 
 from scaleset_operator.api.models import GROUP
+from scaleset_operator.control.context import RESYNC_SECONDS
 from scaleset_operator.control.kube import Kube
-from scaleset_operator.control.reconcile import RESYNC_SECONDS, Reconciler
+from scaleset_operator.control.reconcile import Reconciler
 from scaleset_operator.handlers import scalesets  # noqa: F401  (registers the handlers)
 from scaleset_operator.handlers.scalesets import OperatorMemo
 

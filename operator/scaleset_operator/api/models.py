@@ -407,6 +407,7 @@ class UpgradePhase(StrEnum):
     PAUSED = "Paused"
     WAITING_FOR_MAINTENANCE_WINDOW = "WaitingForMaintenanceWindow"
     ROLLING_BACK = "RollingBack"
+    RESTARTING = "Restarting"
     COMPLETED = "Completed"
     FAILED = "Failed"
 
@@ -423,6 +424,32 @@ class BatchStatus(ApiModel):
     finished_at: str | None = Field(
         default=None, description="RFC 3339 time the operator saw every instance of the batch healthy."
     )
+    revision: str | None = Field(default=None, description="The revision the batch moves its instances to.")
+
+
+class RollbackStatus(ApiModel):
+    """A rollback in progress: instances on `fromRevision` go back to `toRevision`."""
+
+    reason: str = Field(description="Requested, or the policy breach that started it.")
+    started_at: str | None = Field(default=None, description="RFC 3339 time the rollback started.")
+    from_revision: str | None = Field(default=None, description="The revision being rolled back.")
+    to_revision: str | None = Field(default=None, description="The revision instances go back to.")
+
+
+class RestartStatus(ApiModel):
+    """A restart in progress: every instance put on its revision before `requestedAt` is recreated."""
+
+    requested_at: str = Field(description="RFC 3339 time (microseconds) the restart was asked for.")
+
+
+class ActionStatus(ApiModel):
+    """The last imperative action asked for with an annotation, and what became of it."""
+
+    action: str = Field(description="Rollback or Restart.")
+    result: str = Field(description="Accepted or Refused.")
+    reason: str = Field(default="", description="Why, as a CamelCase reason.")
+    message: str = Field(default="", description="The same in words.")
+    at: str | None = Field(default=None, description="RFC 3339 time of the decision.")
 
 
 class UpgradeHistoryEntry(ApiModel):
@@ -453,6 +480,15 @@ class UpgradeStatus(ApiModel):
     )
     message: str | None = Field(default=None, description="The same in words.")
     history: list[UpgradeHistoryEntry] = Field(default_factory=list, description="Recent upgrades.")
+    rollback: RollbackStatus | None = Field(default=None, description="The rollback in progress.")
+    restart: RestartStatus | None = Field(default=None, description="The restart in progress.")
+    rolled_back_revision: str | None = Field(
+        default=None,
+        description="The revision last rolled back; not tried again while spec.template asks for it.",
+    )
+    last_action: ActionStatus | None = Field(
+        default=None, description="The last rollback or restart asked for, accepted or refused."
+    )
 
 
 class UpgradeDomainStatus(ApiModel):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,6 +14,21 @@ from pydantic import ValidationError
 from scaleset_operator.api.loading import describe_error, validate_scaleset_update
 from scaleset_operator.api.models import ScaleSetSpec, UpdateMethod, UpgradeMode, UpgradePolicySpec
 from scaleset_operator.control import manifests
+from scaleset_operator.control.actions import ImperativeActions, lock_of, rolled_back_message
+from scaleset_operator.control.context import (
+    HISTORY_KEPT,
+    RESYNC_SECONDS,
+    Conflict,
+    InvalidInput,
+    Outcome,
+    Snapshot,
+    batch_ordinals,
+    merge_patch,
+    owned_by,
+    timestamp,
+    timestamp_precise,
+    utcnow,
+)
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.kube import (
     STRATEGIC_MERGE_PATCH,
@@ -24,8 +39,15 @@ from scaleset_operator.control.kube import (
     group_path,
 )
 from scaleset_operator.control.snapshot import instance_state, is_terminating, parse_time, pod_images
-from scaleset_operator.control.status import ConditionUpdate, merge_conditions, upgrade_domain_summaries
+from scaleset_operator.control.status import (
+    ConditionUpdate,
+    FleetCounts,
+    merge_conditions,
+    scaleset_conditions,
+    upgrade_domain_summaries,
+)
 from scaleset_operator.identity import (
+    ANNOTATION_ROLLBACK,
     LABEL_ORDINAL,
     LABEL_REVISION,
     LABEL_SCALESET,
@@ -34,82 +56,20 @@ from scaleset_operator.identity import (
     label_selector,
     ordinal_of,
 )
-from scaleset_operator.planning.batches import Complete, StartBatch, StepReason, Stop, Wait, next_step
+from scaleset_operator.planning.batches import Complete, StartBatch, Step, StepReason, Stop, Wait, next_step
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.instances import Batch, HealthGate, InstanceState, RolloutState
+from scaleset_operator.planning.restart import restart_revision, restart_step, restart_view, restarted
 from scaleset_operator.planning.revisions import UpdateKind, classify_update, revision_name
+from scaleset_operator.planning.rollback import (
+    Accepted,
+    Action,
+    automatic_rollback_reason,
+    rollback_allowed,
+    rollback_step,
+)
 
 log = logging.getLogger(__name__)
-
-RESYNC_SECONDS = 30.0
-HISTORY_KEPT = 10
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def timestamp_precise(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass
-class Outcome:
-    """What a pass leaves for the caller: when to look again even if nothing changes."""
-
-    requeue_after: float | None = RESYNC_SECONDS
-    step: str = ""
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Snapshot:
-    scaleset: dict[str, Any]
-    spec: ScaleSetSpec
-    policy: UpgradePolicySpec
-    revisions: dict[str, dict[str, Any]]
-    update_revision: str
-    current_revision: str
-    pods: dict[int, dict[str, Any]]
-    surges: dict[int, dict[str, Any]]
-    template_checked: bool = False
-    # The status as the API server last returned it: what a merge patch is computed against.
-    stored_status: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        name: str = self.scaleset["metadata"]["name"]
-        return name
-
-    @property
-    def namespace(self) -> str:
-        namespace: str = self.scaleset["metadata"]["namespace"]
-        return namespace
-
-    @property
-    def upgrade(self) -> dict[str, Any]:
-        upgrade: dict[str, Any] = (self.scaleset.get("status") or {}).get("upgrade") or {}
-        return upgrade
-
-    def template_of(self, revision: str | None) -> dict[str, Any] | None:
-        stored = self.revisions.get(revision or "")
-        if stored is None:
-            return None
-        template: dict[str, Any] = (stored.get("data") or {}).get("template") or {}
-        return template
-
-
-class InvalidInput(Exception):
-    """Input the operator cannot honour; reported in conditions, never acted on."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 class Reconciler:
@@ -119,6 +79,7 @@ class Reconciler:
         self.kube = kube
         self.clock = clock
         self.events = EventRecorder(kube)
+        self.actions = ImperativeActions(kube, self.events)
 
     # ------------------------------------------------------------------ entry point
 
@@ -134,6 +95,8 @@ class Reconciler:
             return Outcome(step=problem.reason)
         outcome = Outcome()
         try:
+            self.actions.consume(snapshot, now)
+            self._choose_target(snapshot)
             refused = self._refused_change(snapshot)
             if refused is not None:
                 self._hold(snapshot, now, outcome)
@@ -142,11 +105,16 @@ class Reconciler:
             self._repair_drift(snapshot, now, outcome)
             instances = self._instances(snapshot)
             step = self._roll(snapshot, instances, now, outcome)
+            self._prune_revisions(snapshot)
+            self._write_status(snapshot, instances, step, now)
         except InvalidInput as problem:
             self._report_invalid(snapshot.scaleset, problem, now)
             return Outcome(step=problem.reason)
-        self._prune_revisions(snapshot)
-        self._write_status(snapshot, instances, step, now)
+        except Conflict:
+            # Another writer (a second operator, a user) changed the ScaleSet since it was read: what this
+            # pass decided may be stale, so nothing more is written and the next pass reads again.
+            log.info("%s/%s changed while it was reconciled; reading it again", namespace, name)
+            return Outcome(requeue_after=0.05, step="Conflict")
         return outcome
 
     # ------------------------------------------------------------------ reading
@@ -164,7 +132,7 @@ class Reconciler:
         for stored in self.kube.list(
             group_path("apps", "v1", "controllerrevisions", namespace), label_selector(name)
         ):
-            if _owned_by(stored, uid):
+            if owned_by(stored, uid):
                 revisions[stored["metadata"]["labels"].get(LABEL_REVISION, "")] = stored
         update_revision = revision_name(name, spec.template)
         if update_revision not in revisions:
@@ -189,7 +157,7 @@ class Reconciler:
         surges: dict[int, dict[str, Any]] = {}
         for pod in self.kube.list(core_path("pods", namespace), label_selector(name)):
             ordinal = ordinal_of(pod)
-            if not _owned_by(pod, uid) or ordinal is None:
+            if not owned_by(pod, uid) or ordinal is None:
                 continue  # not this ScaleSet's instance: never touched
             if (pod["metadata"].get("labels") or {}).get(LABEL_SURGE) == "true":
                 surges[ordinal] = pod
@@ -206,8 +174,29 @@ class Reconciler:
             pods,
             surges,
             stored_status=copy.deepcopy(scaleset.get("status") or {}),
+            template_revision=update_revision,
         )
         return snapshot
+
+    def _choose_target(self, snapshot: Snapshot) -> None:
+        """Which revision instances go to: the template's, except during a rollback (the revision the
+        upgrade came from) and after one while the template still asks for the revision rolled back."""
+        upgrade = snapshot.upgrade
+        rollback = upgrade.get("rollback") if upgrade.get("locked") else None
+        if rollback:
+            asked = snapshot.template_revision in (rollback.get("fromRevision"), rollback.get("toRevision"))
+            if asked and rollback.get("toRevision") in snapshot.revisions:
+                snapshot.update_revision = rollback["toRevision"]
+            return  # a new template supersedes the rollback: _roll rolls forward to it
+        rolled_back = upgrade.get("rolledBackRevision")
+        if upgrade.get("locked") or not rolled_back:
+            return
+        if rolled_back == snapshot.template_revision and snapshot.current_revision != rolled_back:
+            snapshot.update_revision = snapshot.current_revision
+        else:
+            # The template moved on: the revision rolled back may be tried again once asked for again.
+            for key in ("rolledBackRevision", "reason", "message"):
+                upgrade.pop(key, None)
 
     def _policy(self, namespace: str, spec: ScaleSetSpec) -> UpgradePolicySpec:
         if spec.upgrade_policy_ref is None:
@@ -276,7 +265,7 @@ class Reconciler:
         if snapshot.current_revision == snapshot.update_revision:
             return snapshot.update_revision
         batch = snapshot.upgrade.get("currentBatch") or {}
-        in_batch = ordinal in _batch_ordinals(batch)
+        in_batch = ordinal in batch_ordinals(batch)
         domain = upgrade_domain_of(ordinal, snapshot.spec.upgrade_domain_count)
         batch_domain = batch.get("upgradeDomain")
         if in_batch or (isinstance(batch_domain, int) and domain < batch_domain):
@@ -406,56 +395,108 @@ class Reconciler:
         return states
 
     def _rollout_state(
-        self, snapshot: Snapshot, instances: list[InstanceState], now: datetime
+        self, snapshot: Snapshot, view: list[InstanceState], target: str, now: datetime
     ) -> RolloutState:
         upgrade = snapshot.upgrade
         batch = upgrade.get("currentBatch")
+        batch_revision = (batch or {}).get("revision") or upgrade.get("toRevision")
         finished_at = parse_time(batch.get("finishedAt")) if batch else None
-        if batch and finished_at is None and upgrade.get("toRevision") == snapshot.update_revision:
+        if batch and finished_at is None and batch_revision == target:
             # Conditions are stamped to the second; the moment this pass sees the batch healthy is the
             # precise one, so it is recorded (once) and the pause between batches counts from it.
             gate = HealthGate.of(snapshot.policy.health_check)
-            members = [i for i in instances if i.ordinal in set(_batch_ordinals(batch))]
-            if members and all(
-                i.revision == snapshot.update_revision and gate.is_healthy(i, now) for i in members
-            ):
+            members = [i for i in view if i.ordinal in set(batch_ordinals(batch))]
+            if members and all(i.revision == target and gate.is_healthy(i, now) for i in members):
                 finished_at = now
                 batch = {**batch, "finishedAt": timestamp_precise(now)}
                 self._patch_status(snapshot, {"upgrade": {"currentBatch": batch}})
         return RolloutState(
-            batch=Batch(upgrade_domain=batch.get("upgradeDomain"), ordinals=tuple(_batch_ordinals(batch)))
+            batch=Batch(upgrade_domain=batch.get("upgradeDomain"), ordinals=tuple(batch_ordinals(batch)))
             if batch
             else None,
-            revision=upgrade.get("toRevision"),
+            revision=batch_revision,
             batch_started_at=parse_time(batch.get("startedAt")) if batch else None,
             batch_finished_at=finished_at,
         )
 
-    def _roll(
-        self, snapshot: Snapshot, instances: list[InstanceState], now: datetime, outcome: Outcome
-    ) -> Any:
-        rollout = self._rollout_state(snapshot, instances, now)
-        step = next_step(
-            replicas=snapshot.spec.replicas,
-            upgrade_domain_count=snapshot.spec.upgrade_domain_count,
-            walk_upgrade_domain=snapshot.spec.walk_upgrade_domain,
-            paused=snapshot.spec.paused,
+    def _plan(
+        self, snapshot: Snapshot, instances: list[InstanceState], upgrade: dict[str, Any], now: datetime
+    ) -> tuple[Step, str]:
+        """Ask the planner that fits what runs: a rollback, a restart, or the rollout of the template.
+        Returns the step and the revision its batches move instances to."""
+        spec = snapshot.spec
+        restart = upgrade.get("restart") if upgrade.get("locked") else None
+        if restart:
+            requested_at = parse_time(restart.get("requestedAt")) or now
+            target = restart_revision(requested_at)
+            view = restart_view(instances, requested_at)
+            rollout = self._rollout_state(snapshot, view, target, now)
+            return restart_step(
+                replicas=spec.replicas,
+                upgrade_domain_count=spec.upgrade_domain_count,
+                paused=spec.paused,
+                policy=snapshot.policy,
+                instances=instances,
+                rollout=rollout,
+                requested_at=requested_at,
+                now=now,
+            ), target
+        rollout = self._rollout_state(snapshot, instances, snapshot.update_revision, now)
+        if upgrade.get("locked") and upgrade.get("rollback"):
+            return rollback_step(
+                replicas=spec.replicas,
+                upgrade_domain_count=spec.upgrade_domain_count,
+                paused=spec.paused,
+                policy=snapshot.policy,
+                target_revision=snapshot.update_revision,
+                instances=instances,
+                rollout=rollout,
+                now=now,
+            ), snapshot.update_revision
+        return next_step(
+            replicas=spec.replicas,
+            upgrade_domain_count=spec.upgrade_domain_count,
+            walk_upgrade_domain=spec.walk_upgrade_domain,
+            paused=spec.paused,
             policy=snapshot.policy,
             update_revision=snapshot.update_revision,
             instances=instances,
             rollout=rollout,
             now=now,
-        )
-        upgrade = dict(snapshot.upgrade)
+        ), snapshot.update_revision
+
+    def _begin(
+        self, snapshot: Snapshot, upgrade: dict[str, Any], instances: list[InstanceState], now: datetime
+    ) -> dict[str, Any]:
+        """Start, re-target or supersede the upgrade as the template asks; returns status.upgrade."""
+        template = snapshot.template_revision
+        rollback = upgrade.get("rollback") if upgrade.get("locked") else None
+        if rollback and template not in (rollback.get("fromRevision"), rollback.get("toRevision")):
+            # The user applied a new template while the rollback ran: it wins, as any newer template does.
+            self.events.normal(
+                snapshot.scaleset,
+                "RollbackSuperseded",
+                f"spec.template changed during the rollback; rolling forward to {template} instead.",
+            )
+            upgrade = {**upgrade, "rollback": None, "phase": "RollingForward", "currentBatch": None}
+        if upgrade.get("locked") and upgrade.get("restart") and template != snapshot.current_revision:
+            self.events.normal(
+                snapshot.scaleset,
+                "RestartSuperseded",
+                f"spec.template changed during the restart; upgrading to {template} instead.",
+            )
+            upgrade = {**upgrade, "restart": None, "locked": False, "currentBatch": None}
+        if upgrade.get("locked") and (upgrade.get("rollback") or upgrade.get("restart")):
+            return upgrade
         if snapshot.current_revision != snapshot.update_revision and not upgrade.get("locked"):
             upgrade.update(
                 phase="RollingForward",
                 locked=True,
-                rollbackAllowed=True,
                 startedAt=timestamp(now),
                 fromRevision=snapshot.current_revision,
                 toRevision=snapshot.update_revision,
                 currentBatch=None,
+                rolledBackRevision=None,
             )
             self.events.normal(
                 snapshot.scaleset,
@@ -470,66 +511,72 @@ class Reconciler:
                 f"The template changed during the upgrade; now rolling to {snapshot.update_revision}.",
             )
             upgrade["toRevision"] = snapshot.update_revision
+        return upgrade
 
+    def _roll(
+        self, snapshot: Snapshot, instances: list[InstanceState], now: datetime, outcome: Outcome
+    ) -> Step:
+        upgrade = self._begin(snapshot, dict(snapshot.upgrade), instances, now)
+        snapshot.scaleset.setdefault("status", {})["upgrade"] = upgrade
+        step, target = self._plan(snapshot, instances, upgrade, now)
+        upgrade = dict(snapshot.upgrade)  # _plan may have recorded when the last batch finished
+        action = lock_of(upgrade).action
+        phase = {Action.ROLLBACK: "RollingBack", Action.RESTART: "Restarting", None: "RollingForward"}[action]
+
+        if isinstance(step, Stop) and action is None:
+            step, upgrade = self._stopped(snapshot, upgrade, step, now, outcome)
+            if lock_of(upgrade).action is Action.ROLLBACK:
+                outcome.step = "RollbackStarted"
+                return step  # the next pass plans the rollback's first batch
         if isinstance(step, StartBatch):
             if step.reason == StepReason.BATCH_STARTED:  # not a re-issue of the running batch
                 self._batch_completed(snapshot, upgrade)
             names = [i.name for i in instances if i.ordinal in step.batch.ordinals]
             upgrade.update(
-                phase="RollingForward",
+                phase=phase,
                 currentUpgradeDomain=step.batch.upgrade_domain,
                 currentBatch={
                     "upgradeDomain": step.batch.upgrade_domain,
                     "instances": names,
                     "startedAt": timestamp(now),
+                    "revision": target,
                 },
                 message=step.message or None,
                 reason=str(step.reason),
             )
-            self._check_template(snapshot, now)
-            # Record the batch before touching any instance: a restarted operator finishes it.
+            if action is not Action.RESTART:
+                self._check_template(snapshot, now)
+            # Record the batch before touching any instance: a restarted operator finishes it. The write
+            # is guarded by the resourceVersion read, so of two operators only one records a batch.
             self._patch_status(
                 snapshot,
                 merge_patch(
                     snapshot.stored_status, {"upgrade": upgrade, "updateRevision": snapshot.update_revision}
                 ),
+                guarded=True,
             )
+            verb = {Action.ROLLBACK: "Rolling back", Action.RESTART: "Restarting", None: "Upgrading"}[action]
+            goal = "" if action is Action.RESTART else f" to {snapshot.update_revision}"
             self.events.normal(
                 snapshot.scaleset,
                 "BatchStarted",
-                f"Upgrading {', '.join(names)} {_where(step.batch.upgrade_domain)} to {snapshot.update_revision}.",
+                f"{verb} {', '.join(names)} {_where(step.batch.upgrade_domain)}{goal}.",
             )
             outcome.requeue_after = 1.0
         elif isinstance(step, Complete):
-            if upgrade.get("locked") or snapshot.current_revision != snapshot.update_revision:
+            if action is Action.ROLLBACK:
                 self._batch_completed(snapshot, upgrade)
-                history = list(upgrade.get("history") or [])
-                history.append(
-                    {
-                        "fromRevision": upgrade.get("fromRevision") or snapshot.current_revision,
-                        "toRevision": snapshot.update_revision,
-                        "startedAt": upgrade.get("startedAt"),
-                        "finishedAt": timestamp(now),
-                        "result": "Completed",
-                    }
-                )
-                upgrade = {
-                    "phase": "Completed",
-                    "locked": False,
-                    "rollbackAllowed": False,
-                    "history": history[-HISTORY_KEPT:],
-                    "fromRevision": upgrade.get("fromRevision"),
-                    "toRevision": snapshot.update_revision,
-                    "startedAt": upgrade.get("startedAt"),
-                }
-                self.events.normal(
-                    snapshot.scaleset, "UpgradeCompleted", f"Every instance runs {snapshot.update_revision}."
-                )
+                upgrade = self.actions.finish_rollback(snapshot, upgrade, now)
+            elif action is Action.RESTART:
+                self._batch_completed(snapshot, upgrade)
+                upgrade = self.actions.finish_restart(snapshot, upgrade, now)
+            elif upgrade.get("locked") or snapshot.current_revision != snapshot.update_revision:
+                upgrade = self._complete(snapshot, upgrade, now)
             snapshot.current_revision = snapshot.update_revision
         elif isinstance(step, Wait):
-            phase = "Paused" if step.reason in ("Paused", "WaitingForWalk") else "RollingForward"
             if upgrade.get("locked"):
-                upgrade["phase"] = phase
+                held = step.reason in ("Paused", "WaitingForWalk") and action is None
+                upgrade["phase"] = "Paused" if held else phase
             upgrade["message"] = step.message
             if step.until is not None:
                 outcome.requeue_after = max(0.05, min(RESYNC_SECONDS, (step.until - now).total_seconds()))
@@ -549,6 +596,51 @@ class Reconciler:
         outcome.step = type(step).__name__
         return step
 
+    def _stopped(
+        self, snapshot: Snapshot, upgrade: dict[str, Any], step: Stop, now: datetime, outcome: Outcome
+    ) -> tuple[Step, dict[str, Any]]:
+        """A rollout stopped on a breach: roll it back when the policy says so, else say what can be done."""
+        reason = automatic_rollback_reason(snapshot.policy, step)
+        refusal = ""
+        if reason is not None:
+            decision = self.actions.decide_rollback(snapshot)
+            if isinstance(decision, Accepted):
+                upgrade = self.actions.start_rollback(snapshot, upgrade, str(reason), decision.message, now)
+                outcome.requeue_after = 0.05
+                return Wait(StepReason.ROLLBACK_STARTED, f"{step.message}; rolling back"), upgrade
+            refusal = f" The policy's automatic rollback was refused: {decision.message}"
+        remedies = (
+            f"{step.message}.{refusal} To recover, roll back "
+            f"(kubectl annotate scaleset {snapshot.name} {ANNOTATION_ROLLBACK}=true, or scaleset rollback "
+            f"{snapshot.name}) or apply a newer template."
+        )
+        return replace(step, message=remedies), upgrade
+
+    def _complete(self, snapshot: Snapshot, upgrade: dict[str, Any], now: datetime) -> dict[str, Any]:
+        self._batch_completed(snapshot, upgrade)
+        history = list(upgrade.get("history") or [])
+        history.append(
+            {
+                "fromRevision": upgrade.get("fromRevision") or snapshot.current_revision,
+                "toRevision": snapshot.update_revision,
+                "startedAt": upgrade.get("startedAt"),
+                "finishedAt": timestamp(now),
+                "result": "Completed",
+            }
+        )
+        self.events.normal(
+            snapshot.scaleset, "UpgradeCompleted", f"Every instance runs {snapshot.update_revision}."
+        )
+        return {
+            "phase": "Completed",
+            "locked": False,
+            "history": history[-HISTORY_KEPT:],
+            "fromRevision": upgrade.get("fromRevision"),
+            "toRevision": snapshot.update_revision,
+            "startedAt": upgrade.get("startedAt"),
+            "lastAction": upgrade.get("lastAction"),
+        }
+
     def _batch_completed(self, snapshot: Snapshot, upgrade: dict[str, Any]) -> None:
         finished = upgrade.get("currentBatch")
         if finished:
@@ -563,10 +655,13 @@ class Reconciler:
         self, snapshot: Snapshot, instances: list[InstanceState], now: datetime, outcome: Outcome
     ) -> None:
         batch = snapshot.upgrade.get("currentBatch")
+        restart = snapshot.upgrade.get("restart")
         surges_wanted: set[int] = set()
-        if batch and snapshot.upgrade.get("locked"):
+        if batch and snapshot.upgrade.get("locked") and restart:
+            self._restart_batch(snapshot, batch, parse_time(restart.get("requestedAt")) or now, outcome)
+        elif batch and snapshot.upgrade.get("locked"):
             surge = snapshot.policy.rolling_upgrade.max_surge
-            for ordinal in _batch_ordinals(batch):
+            for ordinal in batch_ordinals(batch):
                 pod = snapshot.pods.get(ordinal)
                 if pod is None or is_terminating(pod) or ordinal >= snapshot.spec.replicas:
                     continue
@@ -589,11 +684,28 @@ class Reconciler:
             if (ordinal not in surges_wanted or done) and not is_terminating(pod):
                 self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
 
+    def _restart_batch(
+        self, snapshot: Snapshot, batch: dict[str, Any], requested_at: datetime, outcome: Outcome
+    ) -> None:
+        """Recreate each member not restarted since the restart was asked for; the next pass creates it
+        again (same name, same data disks). Kubernetes has no call that restarts a container in place."""
+        for ordinal in batch_ordinals(batch):
+            pod = snapshot.pods.get(ordinal)
+            if pod is None or is_terminating(pod) or ordinal >= snapshot.spec.replicas:
+                continue
+            if restarted(instance_state(snapshot.name, ordinal, pod), requested_at):
+                continue
+            self.kube.delete(
+                core_path("pods", snapshot.namespace, pod["metadata"]["name"]),
+                preconditions_uid=pod["metadata"].get("uid"),
+            )
+            outcome.notes.append(f"restarting {pod['metadata']['name']}")
+
     def _surge_ready(self, snapshot: Snapshot, ordinal: int, now: datetime) -> bool:
         """maxSurge: the new instance first; True once it is up and the old one may go."""
         pod = snapshot.surges.get(ordinal)
         if pod is None:
-            template = snapshot.spec.template
+            template = snapshot.target_template
             body = manifests.instance_pod(
                 snapshot.scaleset,
                 snapshot.spec,
@@ -621,7 +733,7 @@ class Reconciler:
         probe = manifests.instance_pod(
             snapshot.scaleset,
             snapshot.spec,
-            snapshot.spec.template,
+            snapshot.target_template,
             snapshot.update_revision,
             0,
             timestamp(now),
@@ -649,7 +761,7 @@ class Reconciler:
         old_template = snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION))
         kind = UpdateKind.REIMAGE
         if old_template is not None and snapshot.policy.update_method == UpdateMethod.IN_PLACE_IF_POSSIBLE:
-            kind = classify_update(old_template, snapshot.spec.template)
+            kind = classify_update(old_template, snapshot.target_template)
         path = core_path("pods", snapshot.namespace, name)
         try:
             if kind == UpdateKind.REIMAGE:
@@ -657,7 +769,7 @@ class Reconciler:
                 outcome.notes.append(f"reimaging {name}")
             else:
                 patch = manifests.image_patch(
-                    snapshot.spec.template, snapshot.update_revision, timestamp_precise(now)
+                    snapshot.target_template, snapshot.update_revision, timestamp_precise(now)
                 )
                 snapshot.pods[ordinal] = self.kube.patch(path, patch, STRATEGIC_MERGE_PATCH)
                 outcome.notes.append(f"updated {name} in place")
@@ -689,16 +801,24 @@ class Reconciler:
                 )
             )
 
-    def _patch_status(self, snapshot: Snapshot, status: dict[str, Any]) -> None:
+    def _patch_status(self, snapshot: Snapshot, status: dict[str, Any], guarded: bool = False) -> None:
+        """Merge-patch the status; `guarded` makes it conditional on the resourceVersion this pass read
+        (Conflict when another writer came first)."""
+        body: dict[str, Any] = {"status": status}
+        if guarded:
+            body["metadata"] = {"resourceVersion": snapshot.resource_version}
         try:
             updated = self.kube.patch(
-                fleet_path("scalesets", snapshot.namespace, snapshot.name, "status"), {"status": status}
+                fleet_path("scalesets", snapshot.namespace, snapshot.name, "status"), body
             )
         except ApiError as error:
             if error.status == 404:
                 return
+            if error.status == 409 and guarded:
+                raise Conflict(str(error)) from None
             raise
         snapshot.scaleset["status"] = updated.get("status") or {}
+        snapshot.scaleset["metadata"]["resourceVersion"] = updated["metadata"]["resourceVersion"]
         snapshot.stored_status = copy.deepcopy(snapshot.scaleset["status"])
 
     def _write_status(
@@ -712,54 +832,28 @@ class Reconciler:
         existing = sum(1 for i in instances if i.exists)
         upgrade = (snapshot.scaleset.get("status") or {}).get("upgrade") or {}
         generation = int(snapshot.scaleset["metadata"].get("generation") or 1)
-        converged = (
-            isinstance(step, Complete)
-            and existing == spec.replicas
-            and len(healthy) == spec.replicas
-            and not any(p for o, p in snapshot.pods.items() if o >= spec.replicas)
-        )
-        stalled = isinstance(step, Stop)
-        settled_unhealthy = isinstance(step, Complete) and not converged and existing == spec.replicas
-        if settled_unhealthy:
-            # The rollout is done; instances failing past their start timeout are a health matter.
-            message = f"{len(healthy)} of {spec.replicas} instances healthy on {snapshot.update_revision}."
-            ready_condition = ConditionUpdate("Ready", False, "InstancesUnhealthy", message)
-            progressing = ConditionUpdate("Progressing", False, "UpToDate", message)
-        elif converged:
-            ready_condition = ConditionUpdate(
-                "Ready",
-                True,
-                "AllInstancesHealthy",
-                f"{spec.replicas} of {spec.replicas} instances healthy on {snapshot.update_revision}.",
-            )
-            progressing = ConditionUpdate("Progressing", False, "UpToDate", "Nothing to do.")
-        else:
-            message = (
-                getattr(step, "message", "")
-                or f"{len(healthy)} of {spec.replicas} instances healthy, {updated} updated."
-            )
-            ready_condition = ConditionUpdate(
-                "Ready", False, getattr(step, "reason", "Reconciling") or "Reconciling", message
-            )
-            progressing = ConditionUpdate(
-                "Progressing", not stalled, "RollingUpgrade" if upgrade.get("locked") else "Scaling", message
-            )
-        conditions = [
-            ready_condition,
-            progressing,
-            ConditionUpdate(
-                "Stalled", stalled, step.reason if stalled else "NotStalled", step.message if stalled else ""
+        held_back = snapshot.update_revision != snapshot.template_revision and not upgrade.get("locked")
+        conditions = scaleset_conditions(
+            FleetCounts(
+                replicas=spec.replicas,
+                existing=existing,
+                healthy=len(healthy),
+                updated=updated,
+                extra=sum(1 for o in snapshot.pods if o >= spec.replicas),
             ),
-        ]
-        if spec.replicas == 1 and not snapshot.policy.rolling_upgrade.max_surge:
-            conditions.append(
-                ConditionUpdate(
-                    "DowntimeOnUpgrade",
-                    True,
-                    "SingleInstance",
-                    "A ScaleSet with one instance cannot be upgraded without downtime; use two or more replicas.",
-                )
-            )
+            step,
+            update_revision=snapshot.update_revision,
+            locked=bool(upgrade.get("locked")),
+            action=lock_of(upgrade).action,
+            held_back=rolled_back_message(snapshot.template_revision, snapshot.update_revision)
+            if held_back
+            else None,
+            single_instance_downtime=spec.replicas == 1 and not snapshot.policy.rolling_upgrade.max_surge,
+        )
+        upgrade = {
+            **upgrade,
+            "rollbackAllowed": rollback_allowed(lock_of(upgrade), spec.replicas, instances),
+        }
         previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
         status = {
             "observedGeneration": generation,
@@ -815,35 +909,5 @@ def describe_validation_error(error: ValidationError, prefix: str) -> str:
     return sentence + ("" if sentence.endswith(".") else ".")
 
 
-def _owned_by(obj: dict[str, Any], uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
-
-
-def _batch_ordinals(batch: dict[str, Any]) -> list[int]:
-    ordinals = []
-    for name in batch.get("instances") or []:
-        tail = str(name).rsplit("-", 1)[-1]
-        if tail.isdigit():
-            ordinals.append(int(tail))
-    return ordinals
-
-
 def _where(upgrade_domain: int | None) -> str:
     return "across all upgrade domains" if upgrade_domain is None else f"in upgrade domain {upgrade_domain}"
-
-
-def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The JSON merge patch (RFC 7386) that turns `old` into `new` for the keys `new` names, nulling
-    the keys of nested objects that `new` dropped (a plain merge would keep stale ones)."""
-    patch: dict[str, Any] = {}
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, dict) and isinstance(before, dict):
-            nested = merge_patch(before, value)
-            for gone in before.keys() - value.keys():
-                nested[gone] = None
-            if nested:
-                patch[key] = nested
-        elif value != before:
-            patch[key] = value
-    return patch

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from scaleset_operator.planning.batches import Complete, Step, Stop
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.instances import InstanceState
+from scaleset_operator.planning.rollback import Action
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,81 @@ def upgrade_domain_summaries(
             }
         )
     return domains
+
+
+@dataclass(frozen=True)
+class FleetCounts:
+    """How many instances are wanted, exist, are healthy and are on the update revision; `extra` are
+    instances above `replicas` still being scaled away."""
+
+    replicas: int
+    existing: int
+    healthy: int
+    updated: int
+    extra: int = 0
+
+
+def scaleset_conditions(
+    counts: FleetCounts,
+    step: Step,
+    *,
+    update_revision: str,
+    locked: bool,
+    action: Action | None = None,
+    held_back: str | None = None,
+    single_instance_downtime: bool = False,
+) -> list[ConditionUpdate]:
+    """Ready, Progressing and Stalled (and DowntimeOnUpgrade) for what the pass saw and decided.
+
+    `held_back` is the message when instances are kept off the template's revision because it was
+    rolled back: the ScaleSet is then not Ready and Stalled with reason RolledBack until the template
+    changes, however healthy the instances are.
+    """
+    replicas = counts.replicas
+    converged = (
+        isinstance(step, Complete)
+        and counts.existing == replicas
+        and counts.healthy == replicas
+        and not counts.extra
+    )
+    stalled = isinstance(step, Stop)
+    settled_unhealthy = isinstance(step, Complete) and not converged and counts.existing == replicas
+    doing = {Action.ROLLBACK: "RollingBack", Action.RESTART: "Restarting", None: "RollingUpgrade"}[action]
+    if held_back is not None and not stalled:
+        ready = ConditionUpdate("Ready", False, "RolledBack", held_back)
+        progressing = ConditionUpdate("Progressing", not isinstance(step, Complete), "RolledBack", held_back)
+        stall = ConditionUpdate("Stalled", True, "RolledBack", held_back)
+    else:
+        if settled_unhealthy:
+            # The rollout is done; instances failing past their start timeout are a health matter.
+            message = f"{counts.healthy} of {replicas} instances healthy on {update_revision}."
+            ready = ConditionUpdate("Ready", False, "InstancesUnhealthy", message)
+            progressing = ConditionUpdate("Progressing", False, "UpToDate", message)
+        elif converged:
+            message = f"{replicas} of {replicas} instances healthy on {update_revision}."
+            ready = ConditionUpdate("Ready", True, "AllInstancesHealthy", message)
+            progressing = ConditionUpdate("Progressing", False, "UpToDate", "Nothing to do.")
+        else:
+            message = (
+                getattr(step, "message", "")
+                or f"{counts.healthy} of {replicas} instances healthy, {counts.updated} updated."
+            )
+            reason = getattr(step, "reason", "Reconciling") or "Reconciling"
+            ready = ConditionUpdate("Ready", False, reason, message)
+            progressing = ConditionUpdate("Progressing", not stalled, doing if locked else "Scaling", message)
+        stall = (
+            ConditionUpdate("Stalled", True, str(step.reason), step.message)
+            if isinstance(step, Stop)
+            else ConditionUpdate("Stalled", False, "NotStalled", "")
+        )
+    conditions = [ready, progressing, stall]
+    if single_instance_downtime:
+        conditions.append(
+            ConditionUpdate(
+                "DowntimeOnUpgrade",
+                True,
+                "SingleInstance",
+                "A ScaleSet with one instance cannot be upgraded without downtime; use two or more replicas.",
+            )
+        )
+    return conditions

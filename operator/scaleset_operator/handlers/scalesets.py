@@ -11,7 +11,8 @@ from typing import Any
 import kopf
 
 from scaleset_operator.api.models import GROUP, VERSION
-from scaleset_operator.control.reconcile import RESYNC_SECONDS, Reconciler
+from scaleset_operator.control.context import RESYNC_SECONDS
+from scaleset_operator.control.reconcile import Reconciler
 from scaleset_operator.identity import LABEL_SCALESET
 
 log = logging.getLogger(__name__)

@@ -33,6 +33,7 @@ class StepReason(StrEnum):
     TOO_MANY_UNHEALTHY_UPGRADED = "TooManyUnhealthyUpgraded"
     INSTANCE_START_TIMEOUT = "InstanceStartTimeout"
     ROLLBACK_REQUIRED = "RollbackRequired"
+    ROLLBACK_STARTED = "RollbackStarted"
     ROLLOUT_COMPLETE = "RolloutComplete"
 
 
@@ -190,6 +191,7 @@ def next_step(
     instances: Sequence[InstanceState],
     rollout: RolloutState,
     now: datetime,
+    descending_domains: bool = False,
 ) -> Step:
     """The one next step of the rollout to `update_revision`, decided from this snapshot alone.
 
@@ -200,6 +202,7 @@ def next_step(
     back; the fleet must be healthy enough to lose one more batch (maxUnhealthyInstancePercent; past
     it only instances already down may be updated); and the next batch starts. So at most one batch is
     ever in flight, and beyond instances that were already unhealthy no more than one batch is down.
+    `descending_domains` walks the upgrade domains from the highest down (a rollback's order).
     """
     snapshot = _snapshot(replicas, upgrade_domain_count, policy, update_revision, instances, now)
     if replicas == 0:
@@ -255,7 +258,7 @@ def next_step(
         allowed = down_already
         note = f"; only instances already down, as {unhealthy} of {replicas} are unhealthy"
 
-    batch = _next_batch(snapshot, allowed)
+    batch = _next_batch(snapshot, allowed, descending_domains)
     return snapshot.start(
         batch,
         StepReason.BATCH_STARTED,
@@ -423,8 +426,9 @@ def _waiting_for_walk(snapshot: _Snapshot, outdated: Sequence[int], walk_upgrade
     )
 
 
-def _next_batch(snapshot: _Snapshot, allowed: Sequence[int]) -> Batch:
-    """Upgrade domains in ascending order, lowest ordinals first, never two domains in one batch.
+def _next_batch(snapshot: _Snapshot, allowed: Sequence[int], descending: bool = False) -> Batch:
+    """Upgrade domains in ascending order (descending when asked), lowest ordinals first, never two
+    domains in one batch.
 
     With prioritizeUnhealthyInstances the instances unhealthy now go first (still domain by domain),
     and a batch holds only unhealthy or only healthy ones, so a healthy instance never rides along.
@@ -432,7 +436,8 @@ def _next_batch(snapshot: _Snapshot, allowed: Sequence[int]) -> Batch:
     prioritize = snapshot.policy.rolling_upgrade.prioritize_unhealthy_instances
 
     def order(ordinal: int) -> tuple[bool, int, int]:
-        return (prioritize and ordinal in snapshot.healthy, snapshot.domain(ordinal), ordinal)
+        domain = snapshot.domain(ordinal)
+        return (prioritize and ordinal in snapshot.healthy, -domain if descending else domain, ordinal)
 
     ordered = sorted(allowed, key=order)
     group = order(ordered[0])[:2]

@@ -1,0 +1,131 @@
+"""What one reconcile pass works on: the snapshot it read, the outcome it leaves, and time stamps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from scaleset_operator.api.models import ScaleSetSpec, UpgradePolicySpec
+
+RESYNC_SECONDS = 30.0
+HISTORY_KEPT = 10
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def timestamp_precise(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Outcome:
+    """What a pass leaves for the caller: when to look again even if nothing changes."""
+
+    requeue_after: float | None = RESYNC_SECONDS
+    step: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Snapshot:
+    """A ScaleSet as one pass read it, with its policy, revisions and pods.
+
+    `template_revision` is the revision of `spec.template`; `update_revision` the one instances are
+    moved to now. They differ while a rollback runs and after it, while the template still asks for
+    the revision that was rolled back: then instances go (and stay) on the revision the upgrade came from.
+    """
+
+    scaleset: dict[str, Any]
+    spec: ScaleSetSpec
+    policy: UpgradePolicySpec
+    revisions: dict[str, dict[str, Any]]
+    update_revision: str
+    current_revision: str
+    pods: dict[int, dict[str, Any]]
+    surges: dict[int, dict[str, Any]]
+    template_checked: bool = False
+    # The status as the API server last returned it: what a merge patch is computed against.
+    stored_status: dict[str, Any] = field(default_factory=dict)
+    template_revision: str = ""
+
+    @property
+    def name(self) -> str:
+        name: str = self.scaleset["metadata"]["name"]
+        return name
+
+    @property
+    def namespace(self) -> str:
+        namespace: str = self.scaleset["metadata"]["namespace"]
+        return namespace
+
+    @property
+    def resource_version(self) -> str | None:
+        version: str | None = self.scaleset["metadata"].get("resourceVersion")
+        return version
+
+    @property
+    def upgrade(self) -> dict[str, Any]:
+        upgrade: dict[str, Any] = (self.scaleset.get("status") or {}).get("upgrade") or {}
+        return upgrade
+
+    def template_of(self, revision: str | None) -> dict[str, Any] | None:
+        stored = self.revisions.get(revision or "")
+        if stored is None:
+            return None
+        template: dict[str, Any] = (stored.get("data") or {}).get("template") or {}
+        return template
+
+    @property
+    def target_template(self) -> dict[str, Any]:
+        """The template of the revision instances are moved to."""
+        return self.template_of(self.update_revision) or self.spec.template
+
+
+class InvalidInput(Exception):
+    """Input the operator cannot honour; reported in conditions, never acted on."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class Conflict(Exception):
+    """Another writer changed the ScaleSet since this pass read it; the pass ends and starts again."""
+
+
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def batch_ordinals(batch: dict[str, Any]) -> list[int]:
+    ordinals = []
+    for name in batch.get("instances") or []:
+        tail = str(name).rsplit("-", 1)[-1]
+        if tail.isdigit():
+            ordinals.append(int(tail))
+    return ordinals
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new` for the keys `new` names, nulling
+    the keys of nested objects that `new` dropped (a plain merge would keep stale ones)."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            for gone in before.keys() - value.keys():
+                nested[gone] = None
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = value
+    return patch
