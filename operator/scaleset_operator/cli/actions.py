@@ -1,0 +1,115 @@
+"""`scaleset rollback` and `scaleset restart`: ask the operator for an imperative action and report its answer.
+
+Each sets the action's annotation on the ScaleSet, as `kubectl annotate` would, then waits until the
+operator has consumed it and prints what it decided (status.upgrade.lastAction).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from scaleset_operator.cli.main import app
+from scaleset_operator.identity import ANNOTATION_RESTART, ANNOTATION_ROLLBACK
+
+KUBECONFIG_OPTION = typer.Option(
+    None, "--kubeconfig", help="Kubeconfig file; default $KUBECONFIG or ~/.kube/config."
+)
+CONTEXT_OPTION = typer.Option(None, "--context", help="Kubeconfig context; default the current one.")
+NAMESPACE_OPTION = typer.Option(None, "--namespace", "-n", help="Namespace; default the context's.")
+WAIT_OPTION = typer.Option(True, "--wait/--no-wait", help="Wait for the operator's answer.")
+TIMEOUT_OPTION = typer.Option(30.0, "--timeout", help="Seconds to wait for the operator's answer.")
+
+
+def context_namespace(kubeconfig: Path | None, context: str | None) -> str:
+    """The namespace of the kubeconfig context, as kubectl picks it; `default` when it names none."""
+    import kubernetes
+
+    try:
+        contexts, active = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig) if kubeconfig else None
+        )
+    except (kubernetes.config.ConfigException, OSError):
+        return "default"
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
+
+
+def ask(
+    action: str,
+    annotation: str,
+    name: str,
+    namespace: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    wait: bool,
+    timeout: float,
+) -> None:
+    from scaleset_operator.control.kube import ApiError, Kube, fleet_path
+
+    namespace = namespace or context_namespace(kubeconfig, context)
+    try:
+        kube = Kube.from_kubeconfig(str(kubeconfig) if kubeconfig else None, context)
+    except Exception as error:  # the client's config errors have no common base class
+        typer.echo(f"error: cannot load the kubeconfig: {error}", err=True)
+        raise typer.Exit(2) from None
+    path = fleet_path("scalesets", namespace, name)
+    try:
+        kube.patch(path, {"metadata": {"annotations": {annotation: "true"}}})
+    except ApiError as error:
+        if error.status == 404:
+            typer.echo(f'error: ScaleSet "{name}" not found in namespace "{namespace}".', err=True)
+        else:
+            typer.echo(f"error: {error.message or error.reason}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f'{action} of ScaleSet "{name}" in namespace "{namespace}" asked for ({annotation}=true).')
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        scaleset = kube.get(path)
+        consumed = annotation not in (scaleset["metadata"].get("annotations") or {})
+        answer = _last_action(scaleset)
+        if consumed and answer and answer.get("action") == action:
+            typer.echo(f"{answer.get('result')}: {answer.get('message')}")
+            if answer.get("result") != "Accepted":
+                raise typer.Exit(1)
+            typer.echo(f"Follow it with: kubectl get scaleset {name} -n {namespace} -w")
+            return
+        time.sleep(0.2)
+    typer.echo(f"error: the operator did not answer within {timeout:g}s; is it running?", err=True)
+    raise typer.Exit(1)
+
+
+def _last_action(scaleset: dict[str, Any]) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = ((scaleset.get("status") or {}).get("upgrade") or {}).get("lastAction")
+    return found
+
+
+@app.command("rollback")
+def rollback_command(
+    name: str = typer.Argument(..., help="The ScaleSet whose running upgrade to roll back."),
+    namespace: str | None = NAMESPACE_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
+    wait: bool = WAIT_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+) -> None:
+    """Roll back the running upgrade: updated instances go back to the revision they came from."""
+    ask("Rollback", ANNOTATION_ROLLBACK, name, namespace, kubeconfig, context, wait, timeout)
+
+
+@app.command("restart")
+def restart_command(
+    name: str = typer.Argument(..., help="The ScaleSet whose instances to restart."),
+    namespace: str | None = NAMESPACE_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
+    wait: bool = WAIT_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+) -> None:
+    """Restart every instance, upgrade domain by upgrade domain, under the policy's batch limits."""
+    ask("Restart", ANNOTATION_RESTART, name, namespace, kubeconfig, context, wait, timeout)
