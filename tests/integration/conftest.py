@@ -58,6 +58,12 @@ def kubelet(kubesim: Any) -> Any:
 @pytest.fixture(scope="session")
 def kube(kubeconfig: str) -> Kube:
     kube = Kube.from_kubeconfig(kubeconfig)
+    install_crds(kube)
+    return kube
+
+
+def install_crds(kube: Kube) -> None:
+    """The CRDs of crds/, created (or found) and served."""
     for crd_file in sorted((ROOT / "crds").glob("*.yaml")):
         crd = yaml.safe_load(crd_file.read_text())
         try:
@@ -66,7 +72,6 @@ def kube(kubeconfig: str) -> Kube:
             if error.status != 409:
                 raise
     wait_for(lambda: all(_crd_served(kube, p) for p in ("scalesets", "upgradepolicies")), 10, "CRDs served")
-    return kube
 
 
 def _crd_served(kube: Kube, plural: str) -> bool:

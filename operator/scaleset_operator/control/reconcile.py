@@ -553,7 +553,6 @@ class Reconciler:
                 merge_patch(
                     snapshot.stored_status, {"upgrade": upgrade, "updateRevision": snapshot.update_revision}
                 ),
-                guarded=True,
             )
             verb = {Action.ROLLBACK: "Rolling back", Action.RESTART: "Restarting", None: "Upgrading"}[action]
             goal = "" if action is Action.RESTART else f" to {snapshot.update_revision}"
@@ -801,20 +800,24 @@ class Reconciler:
                 )
             )
 
-    def _patch_status(self, snapshot: Snapshot, status: dict[str, Any], guarded: bool = False) -> None:
-        """Merge-patch the status; `guarded` makes it conditional on the resourceVersion this pass read
-        (Conflict when another writer came first)."""
-        body: dict[str, Any] = {"status": status}
-        if guarded:
-            body["metadata"] = {"resourceVersion": snapshot.resource_version}
+    def _patch_status(self, snapshot: Snapshot, status: dict[str, Any]) -> None:
+        """Merge-patch the status, only if nobody changed the ScaleSet since this pass read it.
+
+        Every status write is guarded by the resourceVersion the pass read (or last wrote): the status
+        holds the rollout's record (the batch in flight is the lock), so a pass that decided from a
+        stale read must write nothing; it ends with Conflict and the next pass reads again. Of two
+        operators running by mistake, only one can record a batch.
+        """
+        body: dict[str, Any] = {
+            "metadata": {"resourceVersion": snapshot.resource_version},
+            "status": status,
+        }
         try:
-            updated = self.kube.patch(
-                fleet_path("scalesets", snapshot.namespace, snapshot.name, "status"), body
-            )
+            updated = self.kube.patch(fleet_path("scalesets", snapshot.namespace, snapshot.name, "status"), body)
         except ApiError as error:
             if error.status == 404:
                 return
-            if error.status == 409 and guarded:
+            if error.status == 409:
                 raise Conflict(str(error)) from None
             raise
         snapshot.scaleset["status"] = updated.get("status") or {}

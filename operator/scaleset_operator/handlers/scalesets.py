@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+import urllib3
 
 from scaleset_operator.api.models import GROUP, VERSION
 from scaleset_operator.control.context import RESYNC_SECONDS
+from scaleset_operator.control.kube import ApiError
 from scaleset_operator.control.reconcile import Reconciler
 from scaleset_operator.identity import LABEL_SCALESET
 
@@ -36,6 +38,13 @@ class OperatorMemo:
             waker.set()
 
 
+def transient(error: BaseException) -> bool:
+    """An error the API server or the network will likely not repeat: retried, logged in one line."""
+    if isinstance(error, ApiError):
+        return error.status in (0, 408, 409, 429) or error.status >= 500
+    return isinstance(error, (urllib3.exceptions.HTTPError, OSError, TimeoutError))
+
+
 def _memo(memo: Any) -> OperatorMemo:
     operator_memo = memo.get("scaleset") if hasattr(memo, "get") else None
     if not isinstance(operator_memo, OperatorMemo):
@@ -56,8 +65,11 @@ async def scaleset_daemon(
             waker.clear()
             try:
                 outcome = await asyncio.to_thread(state.reconciler.reconcile, namespace, name)
-            except Exception:  # one bad pass must not end the daemon; the next wake-up retries
-                log.exception("reconcile of %s/%s failed", namespace, name)
+            except Exception as error:  # one bad pass must not end the daemon; the next wake-up retries
+                if transient(error):
+                    log.warning("reconcile of %s/%s: %s; retrying in 1s", namespace, name, error)
+                else:
+                    log.exception("reconcile of %s/%s failed", namespace, name)
                 outcome = None
             state.passes += 1
             if outcome is not None:
