@@ -13,6 +13,9 @@ from scaleset_operator.api.rules import (
     BATCH_WITHIN_UNHEALTHY_LIMIT,
     MAX_DEFERRAL_AT_MOST_35_DAYS,
     MAX_DEFERRAL_DAYS,
+    MAX_NAME_LENGTH,
+    MAX_REPLICAS,
+    NAME_FITS_IN_LABELS,
     UPGRADE_DOMAIN_COUNT_LOCKED,
     WALK_WITHIN_UPGRADE_DOMAINS,
 )
@@ -318,7 +321,12 @@ class ScaleSetSpec(ApiModel):
         json_schema_extra={"x-kubernetes-validations": [WALK_WITHIN_UPGRADE_DOMAINS.schema()]}
     )
 
-    replicas: int = Field(default=1, ge=0, description="Number of instances.")
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_REPLICAS,
+        description=f"Number of instances (at most {MAX_REPLICAS}, as a VM scale set).",
+    )
     upgrade_domain_count: int = Field(
         default=5, ge=1, le=20, description="Number of upgrade domains; instance N is in domain N mod count."
     )
@@ -537,7 +545,9 @@ class ScaleSet(ApiModel):
     """A fleet of pods upgraded by upgrade domain, like a VM scale set."""
 
     model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": [UPGRADE_DOMAIN_COUNT_LOCKED.schema()]}
+        json_schema_extra={
+            "x-kubernetes-validations": [UPGRADE_DOMAIN_COUNT_LOCKED.schema(), NAME_FITS_IN_LABELS.schema()]
+        }
     )
 
     KIND: ClassVar[str] = "ScaleSet"
@@ -548,6 +558,12 @@ class ScaleSet(ApiModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ScaleSetSpec
     status: ScaleSetStatus | None = None
+
+    @model_validator(mode="after")
+    def _name_fits_in_labels(self) -> ScaleSet:
+        if self.metadata.name and len(self.metadata.name) > MAX_NAME_LENGTH:
+            raise ValueError(f"{NAME_FITS_IN_LABELS.message} (got {len(self.metadata.name)})")
+        return self
 
 
 # --------------------------------------------------------------------------- MaintenanceConfiguration

@@ -26,6 +26,21 @@ class ValidationRule:
 
 
 MAX_DEFERRAL_DAYS: Final = 35
+# The VM scale set limit of one set; a bigger fleet is several ScaleSets. Without a bound a typo
+# (replicas: 1000000000000) would have the operator create pods until the cluster gives out.
+MAX_REPLICAS: Final = 1000
+# Instances carry `<scaleset>-<revision hash>` (up to 11 more characters) in a label value, and a
+# label value has at most 63 characters: StatefulSet names meet the same limit.
+MAX_NAME_LENGTH: Final = 52
+
+NAME_FITS_IN_LABELS: Final = ValidationRule(
+    rule=f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+    message=(
+        f"metadata.name must be at most {MAX_NAME_LENGTH} characters: the instances carry it, with a "
+        "revision hash, in labels of at most 63"
+    ),
+    field_path=".metadata.name",
+)
 
 BATCH_WITHIN_UNHEALTHY_LIMIT: Final = ValidationRule(
     rule="self.maxBatchInstancePercent <= self.maxUnhealthyInstancePercent",

@@ -813,7 +813,9 @@ class Reconciler:
             "status": status,
         }
         try:
-            updated = self.kube.patch(fleet_path("scalesets", snapshot.namespace, snapshot.name, "status"), body)
+            updated = self.kube.patch(
+                fleet_path("scalesets", snapshot.namespace, snapshot.name, "status"), body
+            )
         except ApiError as error:
             if error.status == 404:
                 return
