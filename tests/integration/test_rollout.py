@@ -333,3 +333,41 @@ def test_old_revisions_beyond_the_history_limit_are_pruned(kube: Kube, namespace
     }
     # The current revision and one old one (the limit); the two oldest are gone.
     assert stored == {seen[-1], seen[-2]}
+
+
+def test_template_change_mid_rollout_retargets_without_extra_downtime(kube: Kube, namespace: str) -> None:
+    create(kube, namespace, policy_body("slow", rollingUpgrade={"pauseTimeBetweenBatches": "1s"}))
+    create(kube, namespace, scaleset_body("web", 10, policy="slow"))
+    _ready_set(kube, namespace, "web")
+    with PodSampler(kube, namespace, "web") as sampler:
+        set_image(kube, namespace, "web", f"{IMAGE}:v2-ready-after-20s")
+        wait_for(
+            lambda: (
+                sum(
+                    1
+                    for p in pods_of(kube, namespace, "web")
+                    if p["spec"]["containers"][0]["image"].endswith("v2-ready-after-20s")
+                )
+                >= 3
+            ),
+            TIMEOUT,
+            "the first upgrade under way",
+        )
+        set_image(kube, namespace, "web", f"{IMAGE}:v3")
+        done = wait_for(
+            lambda: (
+                (s := scaleset_ready(kube, namespace, "web"))
+                and all(
+                    p["spec"]["containers"][0]["image"] == f"{IMAGE}:v3"
+                    for p in pods_of(kube, namespace, "web")
+                )
+                and s
+            ),
+            TIMEOUT,
+            "every instance on the newest template",
+        )
+    assert sampler.max_unavailable(10) <= 2, "a re-target took more than one batch down"
+    assert _events(kube, namespace, "UpgradeRetargeted")
+    history = done["status"]["upgrade"]["history"]
+    assert len(history) == 1 and history[0]["result"] == "Completed", "one upgrade, re-targeted, not two"
+    assert history[0]["toRevision"] == done["status"]["currentRevision"]
