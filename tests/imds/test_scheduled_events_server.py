@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from scaleset_operator.control.kube import Kube, core_path
 from scaleset_operator.identity import LABEL_SCALESET
@@ -33,6 +36,7 @@ from scaleset_operator.planning.scheduled_events import (
 from tests.integration.helpers import wait_for
 
 NAMESPACE = "default"
+ROOT = Path(__file__).resolve().parents[2]
 PATH = "/metadata/scheduledevents?api-version=2020-07-01"
 
 
@@ -41,6 +45,7 @@ class Setup:
     kube: Kube
     port: int
     ips: dict[str, str]
+    kubeconfig: Path
 
 
 def _pod(name: str) -> dict[str, Any]:
@@ -88,6 +93,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     path = tmp_path_factory.mktemp("kubesim") / "kubeconfig"
     with ThreadedCluster(nodes=1, time_scale=20.0, kubeconfig_path=str(path)) as cluster:
         kube = Kube.from_kubeconfig(str(cluster.kubeconfig_path))
+        for crd_file in sorted((ROOT / "crds").glob("*.yaml")):
+            kube.create(
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                yaml.safe_load(crd_file.read_text()),
+            )
         for name in ("web-0", "web-1"):
             kube.create(core_path("pods", NAMESPACE), _pod(name))
 
@@ -100,7 +110,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
 
         addresses = wait_for(ips, 20, "pod IPs")
         with ServerThread(KubeInstanceEvents(kube)) as server:
-            yield Setup(kube, server.port, addresses)
+            yield Setup(kube, server.port, addresses, Path(cluster.kubeconfig_path))
 
 
 def events_of(setup: Setup, pod: str) -> EventDocument:
@@ -232,6 +242,17 @@ def test_a_malformed_start_request_is_refused(setup: Setup) -> None:
 
 def test_a_restarted_server_carries_on_from_the_api(setup: Setup, announced: str) -> None:
     with ServerThread(KubeInstanceEvents(setup.kube)) as other:
-        fresh = Setup(setup.kube, other.port, setup.ips)
+        fresh = Setup(setup.kube, other.port, setup.ips, setup.kubeconfig)
         _, document = call(fresh, setup.ips["web-0"])
+    assert announced in [event["EventId"] for event in document["Events"]]
+
+
+def test_the_operator_serves_the_endpoint_beside_itself(setup: Setup, announced: str) -> None:
+    from scaleset_operator.runner import OperatorThread
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with OperatorThread(str(setup.kubeconfig), scheduled_events_address=f"127.0.0.1:{port}"):
+        _, document = call(Setup(setup.kube, port, setup.ips, setup.kubeconfig), setup.ips["web-0"])
     assert announced in [event["EventId"] for event in document["Events"]]

@@ -15,11 +15,15 @@ from typing import Any
 from aiohttp import web
 
 from scaleset_operator.imds.instances import Instance, InstanceEvents
-from scaleset_operator.planning.scheduled_events import API_VERSIONS, UnknownEvent, imds_document
+from scaleset_operator.planning.scheduled_events import (
+    API_VERSIONS,
+    SCHEDULED_EVENTS_PATH,
+    UnknownEvent,
+    imds_document,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEDULED_EVENTS_PATH = "/metadata/scheduledevents"
 DEFAULT_ADDRESS = "0.0.0.0:8090"
 _SOURCE: web.AppKey[InstanceEvents] = web.AppKey("instance_events", InstanceEvents)
 _NEWEST = sorted(API_VERSIONS, reverse=True)[:3]

@@ -25,6 +25,8 @@ from enum import StrEnum
 from typing import Any
 
 EVENTS_ANNOTATION = "fleet.scaleset.dev/scheduled-events"
+SCHEDULED_EVENTS_PATH = "/metadata/scheduledevents"
+ENDPOINT_ENV = "SCHEDULED_EVENTS_ENDPOINT"
 DEFAULT_NOT_BEFORE_TIMEOUT = timedelta(minutes=15)
 # A fixed namespace: the same pod, work and kind of event always give the same EventId.
 _EVENT_ID_NAMESPACE = uuid.UUID("5f0b2c38-1a7e-4d59-9a59-3c1f6f1e8a11")
