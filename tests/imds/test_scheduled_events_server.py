@@ -256,3 +256,57 @@ def test_the_operator_serves_the_endpoint_beside_itself(setup: Setup, announced:
     with OperatorThread(str(setup.kubeconfig), scheduled_events_address=f"127.0.0.1:{port}"):
         _, document = call(Setup(setup.kube, port, setup.ips, setup.kubeconfig), setup.ips["web-0"])
     assert announced in [event["EventId"] for event in document["Events"]]
+
+
+def pods(setup: Setup, *names: str) -> list[dict[str, Any]]:
+    return [setup.kube.get(core_path("pods", NAMESPACE, name)) for name in names]
+
+
+def test_a_batch_whose_instances_approve_early_starts_at_once(setup: Setup) -> None:
+    from scaleset_operator.control.scheduled_events import ScheduledEventsControl, event_id
+
+    control = ScheduledEventsControl(setup.kube)
+    now = datetime.now(UTC)
+    timing = control.prepare(pods(setup, "web-0", "web-1"), EventType.REBOOT, "rev-early", now)
+    assert not timing.ready
+    assert timing.waiting_for == ("web-0", "web-1")
+    for name in ("web-0", "web-1"):
+        (pod,) = pods(setup, name)
+        _, document = call(setup, setup.ips[name])
+        assert event_id(pod, EventType.REBOOT, "rev-early") in [e["EventId"] for e in document["Events"]]
+        status, _ = call(
+            setup,
+            setup.ips[name],
+            "POST",
+            body={"StartRequests": [{"EventId": event_id(pod, EventType.REBOOT, "rev-early")}]},
+        )
+        assert status == 200
+    assert control.prepare(pods(setup, "web-0", "web-1"), EventType.REBOOT, "rev-early", now).ready
+    control.start(pods(setup, "web-0", "web-1"), EventType.REBOOT, "rev-early", now)
+    _, document = call(setup, setup.ips["web-1"])
+    (started,) = [e for e in document["Events"] if e["EventStatus"] == "Started"]
+    assert started["NotBefore"] == ""
+    for pod in pods(setup, "web-0", "web-1"):
+        control.finish(pod, EventType.REBOOT, "rev-early")
+    _, document = call(setup, setup.ips["web-1"])
+    assert document["Events"] == []
+
+
+def test_a_batch_nobody_approves_starts_at_not_before(setup: Setup) -> None:
+    from datetime import timedelta
+
+    from scaleset_operator.control.scheduled_events import ScheduledEventsControl
+
+    control = ScheduledEventsControl(setup.kube)
+    now = datetime.now(UTC)
+    timing = control.prepare(pods(setup, "web-1"), EventType.REDEPLOY, "node-a", now, timedelta(minutes=5))
+    assert not timing.ready
+    assert timing.starts_by == (now + timedelta(minutes=5)).replace(microsecond=0)
+    later = control.prepare(pods(setup, "web-1"), EventType.REDEPLOY, "node-a", now + timedelta(minutes=5))
+    assert later.ready
+    kinds = [
+        event["reason"]
+        for event in setup.kube.list(core_path("events", NAMESPACE))
+        if event["involvedObject"]["name"] == "web-1"
+    ]
+    assert "ScheduledEventAnnounced" in kinds
