@@ -180,7 +180,8 @@ def test_status_names_configurations_and_next_windows() -> None:
     summary = status_summary(
         assign([configuration("weekend"), configuration("hosts", scope="Host")], {}, {}), MONDAY_NOON
     )
-    assert summary == {
+    assert summary is not None
+    assert summary.model_dump(by_alias=True) == {
         "configurations": ["hosts", "weekend"],
         "nextWindows": [
             {"scope": "Host", "start": "2026-11-28T22:00:00-08:00", "end": "2026-11-29T02:00:00-08:00"},
@@ -201,3 +202,7 @@ def test_deferral_never_exceeds_35_days(waited_minutes: int, deferral_minutes: i
     assert anyway == (waited >= min(deferral, timedelta(days=35)))
     if waited >= timedelta(days=35):
         assert anyway
+
+
+def test_status_has_no_maintenance_when_no_configuration_applies() -> None:
+    assert status_summary(assign([], {}, {}), MONDAY_NOON) is None

@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from scaleset_operator.api.durations import format_duration, parse_duration
-from scaleset_operator.api.models import LabelSelector, MaintenanceConfiguration, MaintenanceScope
+from scaleset_operator.api.models import (
+    LabelSelector,
+    MaintenanceConfiguration,
+    MaintenanceScope,
+    MaintenanceStatus,
+    MaintenanceWindowStatus,
+)
 from scaleset_operator.api.rules import MAX_DEFERRAL_DAYS
 from scaleset_operator.planning.windows import Schedule, Window, WindowError, iter_union, parse_window
 
@@ -232,13 +238,17 @@ def gate_batch(
     )
 
 
-def status_summary(assigned: AssignedMaintenance, now: datetime) -> dict[str, object]:
-    """What the ScaleSet's status can show: the configurations that apply and each scope's next window."""
-    windows: list[dict[str, str]] = []
+def status_summary(assigned: AssignedMaintenance, now: datetime) -> MaintenanceStatus | None:
+    """status.maintenance: the configurations that apply and each scope's open or next window; None when none applies."""
+    if not assigned.scopes:
+        return None
+    windows: list[MaintenanceWindowStatus] = []
     for scope, maintenance in sorted(assigned.scopes.items()):
         opening = maintenance.next_window(now)
         if opening is not None:
             windows.append(
-                {"scope": str(scope), "start": opening.start.isoformat(), "end": opening.end.isoformat()}
+                MaintenanceWindowStatus(
+                    scope=str(scope), start=opening.start.isoformat(), end=opening.end.isoformat()
+                )
             )
-    return {"configurations": list(assigned.configurations), "nextWindows": windows}
+    return MaintenanceStatus(configurations=list(assigned.configurations), next_windows=windows)
