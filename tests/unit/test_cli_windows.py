@@ -167,3 +167,17 @@ def test_unknown_name_is_one_line_and_exit_2(cluster_kubeconfig: Path) -> None:
         result.stderr.strip()
         == 'error: NAME|FILE: "nobody" is neither a file nor a MaintenanceConfiguration in the cluster.'
     )
+
+
+def test_a_file_with_several_configurations_needs_name(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.yaml", configuration("a"), configuration("b", recurEvery="Day"))
+    refused = run(path)
+    assert refused.exit_code == 2
+    assert "holds 2 MaintenanceConfigurations (a, b); choose one with --name" in refused.stderr
+    chosen = run(path, "--name", "b", "--from", "2026-11-20T00:00:00Z", "--count", "2", "-o", "json")
+    assert chosen.exit_code == 0, chosen.output
+    assert [w["start"] for w in json.loads(chosen.stdout)] == [
+        "2026-11-19T22:00:00-08:00",
+        "2026-11-20T22:00:00-08:00",
+    ]
+    assert run(path, "--name", "c").exit_code == 2

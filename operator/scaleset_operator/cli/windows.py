@@ -36,17 +36,24 @@ class WindowsError(Exception):
     """Input the listing cannot use; str() is the one line shown to the user."""
 
 
-def load_configuration_file(path: Path) -> MaintenanceConfiguration:
-    """The one MaintenanceConfiguration of a YAML file."""
+def load_configuration_file(path: Path, name: str | None = None) -> MaintenanceConfiguration:
+    """The MaintenanceConfiguration of a YAML file: its only one, or the one called `name`."""
     documents = load_documents(path)
     found = [document for document in documents if document.get("kind") == MaintenanceConfiguration.KIND]
     if not found:
         if not documents:
             raise WindowsError(f"{path}: holds no resource; expected a MaintenanceConfiguration.")
         parse_resource(documents[0], MaintenanceConfiguration, source=path)
-    if len(found) > 1:
+    names = [str((document.get("metadata") or {}).get("name")) for document in found]
+    if name is not None:
+        if name not in names:
+            raise WindowsError(
+                f'--name: {path} holds no MaintenanceConfiguration "{name}" (it holds {", ".join(names)}).'
+            )
+        found = [found[names.index(name)]]
+    elif len(found) > 1:
         raise WindowsError(
-            f"{path}: holds {len(found)} MaintenanceConfigurations; list them one file at a time."
+            f"{path}: holds {len(found)} MaintenanceConfigurations ({', '.join(names)}); choose one with --name."
         )
     return parse_resource(found[0], MaintenanceConfiguration, source=path)
 
@@ -148,6 +155,9 @@ def windows(
         Path | None, typer.Option("--kubeconfig", help="Kubeconfig file, for NAME; default $KUBECONFIG.")
     ] = None,
     context: Annotated[str | None, typer.Option("--context", help="Kubeconfig context, for NAME.")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="The configuration to list, when FILE holds several.")
+    ] = None,
 ) -> None:
     """List the next openings of a maintenance window, in its own time zone and in UTC."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -158,7 +168,7 @@ def windows(
             raise WindowsError(f"--count must be between 1 and {MAX_COUNT} (got {count}).")
         path = Path(target)
         if path.exists() or path.suffix in (".yaml", ".yml", ".json") or not _NAME.match(target):
-            configuration = load_configuration_file(path)
+            configuration = load_configuration_file(path, name)
             source = str(path)
         else:
             configuration = load_configuration_from_cluster(target, kubeconfig, context)

@@ -117,13 +117,13 @@ class Schedule:
 @lru_cache(maxsize=256)
 def resolve_time_zone(name: str, field: str = "spec.window.timeZone") -> ZoneInfo:
     """The zone of an IANA name ("Europe/Berlin") or a Windows name ("W. Europe Standard Time")."""
-    key = win_tz.get(name, name)
-    try:
-        return ZoneInfo(key)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise WindowError(
-            field, f"{name!r} is neither an IANA time zone nor a Windows time zone name."
-        ) from None
+    for key in (name, win_tz.get(name)):
+        if key:
+            try:
+                return ZoneInfo(key)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    raise WindowError(field, f"{name!r} is neither an IANA time zone nor a Windows time zone name.")
 
 
 def parse_local_date_time(text: str, field: str) -> datetime:
