@@ -310,3 +310,21 @@ def test_a_batch_nobody_approves_starts_at_not_before(setup: Setup) -> None:
         if event["involvedObject"]["name"] == "web-1"
     ]
     assert "ScheduledEventAnnounced" in kinds
+
+
+@pytest.mark.parametrize(
+    ("remote", "address"),
+    [
+        ("127.1.0.7", "127.1.0.7"),
+        ("::ffff:10.1.2.3", "10.1.2.3"),
+        ("fd00::5", "fd00::5"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_the_caller_address_is_normalised_as_pods_report_theirs(
+    remote: str | None, address: str | None
+) -> None:
+    from scaleset_operator.imds.server import caller_address
+
+    assert caller_address(remote) == address

@@ -8,6 +8,7 @@ relayed by a proxy cannot be told apart from the proxy's own), as with the cloud
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from typing import Any
@@ -57,9 +58,20 @@ def _refusal(request: web.Request) -> web.Response | None:
     return None
 
 
+def caller_address(remote: str | None) -> str | None:
+    """The caller's IP as pods report theirs: an IPv4 address that came in over IPv6 loses its prefix."""
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
 async def _caller(request: web.Request) -> Instance | None:
-    address = request.remote
-    if not address:
+    address = caller_address(request.remote)
+    if address is None:
         return None
     return await asyncio.to_thread(request.app[_SOURCE].find_instance_by_ip, address)
 
@@ -76,10 +88,16 @@ async def get_scheduled_events(request: web.Request) -> web.Response:
 
 
 def _event_ids(body: Any) -> list[str] | None:
+    """The EventIds of a {"StartRequests": [{"EventId": ...}]} body; None when it is not one."""
     if not isinstance(body, dict) or not isinstance(body.get("StartRequests"), list):
         return None
-    ids = [item.get("EventId") if isinstance(item, dict) else None for item in body["StartRequests"]]
-    return ids if all(isinstance(event_id, str) and event_id for event_id in ids) else None  # type: ignore[return-value]
+    ids: list[str] = []
+    for item in body["StartRequests"]:
+        event_id = item.get("EventId") if isinstance(item, dict) else None
+        if not isinstance(event_id, str) or not event_id:
+            return None
+        ids.append(event_id)
+    return ids
 
 
 async def post_start_requests(request: web.Request) -> web.Response:
