@@ -14,6 +14,7 @@ from scaleset_operator.api.models import MaintenanceWindow
 from scaleset_operator.planning.windows import (
     Window,
     WindowError,
+    localize,
     next_windows,
     parse_window,
     resolve_time_zone,
@@ -284,3 +285,19 @@ def test_union_is_sorted_disjoint_and_covers_every_window(
             if opening.start < horizon:
                 assert any(u.contains(opening.start) for u in united)
                 assert any(u.start_utc < opening.end_utc <= u.end_utc for u in united)
+
+
+@settings(max_examples=60, deadline=None)
+@given(configs(), instants)
+def test_windows_open_at_the_configured_wall_clock_time_unless_it_does_not_exist_that_day(
+    config: MaintenanceWindow, after: datetime
+) -> None:
+    schedule = parse_window(config)
+    for opening in next_windows(config, after, 6):
+        local = opening.start.astimezone(schedule.zone)
+        if local.time() == schedule.first_start.time():
+            continue
+        wanted = datetime.combine(local.date(), schedule.first_start.time())
+        # Only a start that falls in a spring-forward gap moves, and it moves forward by the gap.
+        assert localize(wanted, schedule.zone).replace(tzinfo=None) != wanted
+        assert local.replace(tzinfo=None) > wanted

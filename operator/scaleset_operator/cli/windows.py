@@ -136,7 +136,7 @@ def render_table(
         )
     console.print(table)
     if not openings:
-        console.print("No window opens after this time: expirationDateTime has passed.")
+        console.print("No window opens after this time.")
 
 
 @app.command("windows")
