@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scaleset_operator.planning.host_maintenance import NodeState, PlacedInstance, plan_host_maintenance
 
@@ -50,3 +52,37 @@ def test_node_already_ready_is_not_reported_again() -> None:
 def test_batch_size_must_be_positive() -> None:
     with pytest.raises(ValueError):
         plan_host_maintenance(NODES, [], batch_size=0)
+
+
+node_states = st.builds(
+    NodeState,
+    name=st.sampled_from(["n0", "n1", "n2", "n3"]),
+    cordoned=st.booleans(),
+    maintenance=st.sampled_from([None, "pending", "ready"]),
+)
+
+
+@given(
+    st.lists(node_states, max_size=4, unique_by=lambda node: node.name),
+    st.dictionaries(st.integers(0, 20), st.sampled_from(["n0", "n1", "n2", "n3", None]), max_size=15),
+    st.integers(1, 5),
+    st.integers(1, 5),
+)
+def test_a_host_batch_is_one_domain_lowest_first_and_no_larger_than_the_policy(
+    nodes: list[NodeState], placement: dict[int, str | None], batch_size: int, domains: int
+) -> None:
+    instances = [PlacedInstance(f"web-{o}", o, o % domains, node) for o, node in placement.items()]
+    plan = plan_host_maintenance(nodes, instances, batch_size)
+    affected = {node.name for node in nodes if node.under_maintenance}
+    on_affected = [i for i in instances if i.node in affected]
+    assert len(plan.redeploy) <= batch_size
+    assert set(plan.waiting) == {i.name for i in on_affected}
+    assert bool(plan.redeploy) == bool(on_affected)
+    chosen = [i for i in instances if i.name in plan.redeploy]
+    assert len({i.upgrade_domain for i in chosen}) <= 1
+    if chosen:
+        assert chosen[0].upgrade_domain == min(i.upgrade_domain for i in on_affected)
+    occupied = {i.node for i in on_affected}
+    assert set(plan.nodes_ready) == {
+        n.name for n in nodes if n.maintenance == "pending" and n.name not in occupied
+    }
