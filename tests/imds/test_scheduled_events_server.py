@@ -183,7 +183,11 @@ def test_an_instance_sees_its_own_events_in_the_services_format(setup: Setup, an
 def test_another_instance_sees_none_of_them(setup: Setup, announced: str) -> None:
     status, document = call(setup, setup.ips["web-1"])
     assert status == 200
-    assert document == {"DocumentIncarnation": 0, "Events": []}
+    assert document["DocumentIncarnation"] == events_of(setup, "web-1").incarnation
+    assert announced not in [event["EventId"] for event in document["Events"]]
+    assert all(event["Resources"] == ["web-1"] for event in document["Events"])
+    if not events_of(setup, "web-1").events:
+        assert document["Events"] == []
 
 
 def test_an_instance_approves_its_own_event_and_the_document_changes(setup: Setup, announced: str) -> None:
