@@ -206,3 +206,19 @@ def test_deferral_never_exceeds_35_days(waited_minutes: int, deferral_minutes: i
 
 def test_status_has_no_maintenance_when_no_configuration_applies() -> None:
     assert status_summary(assign([], {}, {}), MONDAY_NOON) is None
+
+
+@pytest.mark.parametrize(
+    ("waited", "deferral", "anyway"),
+    [
+        (timedelta(days=6, hours=23), timedelta(days=7), False),
+        (timedelta(days=7), timedelta(days=7), True),
+        (timedelta(days=35), timedelta(days=40), True),
+        (timedelta(days=34), timedelta(days=40), False),
+    ],
+)
+def test_must_apply_anyway_at_max_deferral_and_never_later_than_35_days(
+    waited: timedelta, deferral: timedelta, anyway: bool
+) -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    assert must_apply_anyway(now - waited, deferral, now) is anyway

@@ -301,3 +301,9 @@ def test_windows_open_at_the_configured_wall_clock_time_unless_it_does_not_exist
         # Only a start that falls in a spring-forward gap moves, and it moves forward by the gap.
         assert localize(wanted, schedule.zone).replace(tzinfo=None) != wanted
         assert local.replace(tzinfo=None) > wanted
+
+
+def test_localize_moves_a_time_in_the_gap_forward_and_takes_the_first_of_a_fold() -> None:
+    new_york = ZoneInfo("America/New_York")
+    assert localize(datetime(2026, 3, 8, 2, 30), new_york).isoformat() == "2026-03-08T03:30:00-04:00"
+    assert localize(datetime(2026, 11, 1, 1, 30), new_york).isoformat() == "2026-11-01T01:30:00-04:00"
