@@ -30,7 +30,7 @@ def pod(name: str, ip: str, **metadata: Any) -> dict[str, Any]:
 
 def test_the_pod_with_the_callers_ip_is_the_instance() -> None:
     kube = ListOnlyKube([pod("web-0", "10.0.0.1"), pod("web-1", "10.0.0.2")])
-    events = KubeInstanceEvents(kube)  # type: ignore[arg-type]
+    events = KubeInstanceEvents(kube)
     assert events.find_instance_by_ip("10.0.0.2") == Instance("shop", "web-1", "10.0.0.2")
     assert kube.queries[0]["fieldSelector"] == "status.podIP=10.0.0.2"
 
@@ -38,11 +38,11 @@ def test_the_pod_with_the_callers_ip_is_the_instance() -> None:
 def test_an_address_no_pod_has_is_no_instance() -> None:
     assert (
         KubeInstanceEvents(ListOnlyKube([pod("web-0", "10.0.0.1")])).find_instance_by_ip("10.0.0.9") is None
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_a_live_pod_wins_over_a_terminating_one_with_the_same_ip() -> None:
     kube = ListOnlyKube(
         [pod("web-0", "10.0.0.1", deletionTimestamp="2026-01-01T00:00:00Z"), pod("web-3", "10.0.0.1")]
     )
-    assert KubeInstanceEvents(kube).find_instance_by_ip("10.0.0.1") == Instance("shop", "web-3", "10.0.0.1")  # type: ignore[arg-type]
+    assert KubeInstanceEvents(kube).find_instance_by_ip("10.0.0.1") == Instance("shop", "web-3", "10.0.0.1")
