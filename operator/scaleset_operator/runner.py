@@ -72,28 +72,47 @@ async def run(
     ready_flag: asyncio.Event | threading.Event | None = None,
     resync_seconds: float = RESYNC_SECONDS,
     liveness_endpoint: str | None = None,
+    scheduled_events_address: str | None = None,
 ) -> None:
-    """Run until `stop_flag` is set (or forever); all namespaces when `namespaces` is empty."""
+    """Run until `stop_flag` is set (or forever); all namespaces when `namespaces` is empty.
+
+    With `scheduled_events_address` ('HOST:PORT'), the scheduled-events endpoint is served beside it.
+    """
     kube = Kube.from_kubeconfig(kubeconfig)
     state = OperatorMemo(reconciler=Reconciler(kube), resync_seconds=resync_seconds)
-    await kopf.operator(
-        clusterwide=not namespaces,
-        namespaces=list(namespaces),
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-        memo=kopf.Memo(scaleset=state),
-        liveness_endpoint=liveness_endpoint,
-        standalone=True,
-    )
+    events_server = None
+    if scheduled_events_address:
+        from scaleset_operator.imds.instances import KubeInstanceEvents
+        from scaleset_operator.imds.server import start_server
+
+        events_server = await start_server(KubeInstanceEvents(kube), scheduled_events_address)
+    try:
+        await kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+            memo=kopf.Memo(scaleset=state),
+            liveness_endpoint=liveness_endpoint,
+            standalone=True,
+        )
+    finally:
+        if events_server is not None:
+            await events_server.cleanup()
 
 
 class OperatorThread:
     """The operator in a background thread with its own event loop: for tests and the demo."""
 
     def __init__(
-        self, kubeconfig: str, namespaces: Sequence[str] = (), resync_seconds: float = RESYNC_SECONDS
+        self,
+        kubeconfig: str,
+        namespaces: Sequence[str] = (),
+        resync_seconds: float = RESYNC_SECONDS,
+        scheduled_events_address: str | None = None,
     ):
         self.kubeconfig = kubeconfig
+        self.scheduled_events_address = scheduled_events_address
         self.namespaces = namespaces
         self.resync_seconds = resync_seconds
         self._stop = threading.Event()
@@ -110,6 +129,7 @@ class OperatorThread:
                     stop_flag=self._stop,
                     ready_flag=self._ready,
                     resync_seconds=self.resync_seconds,
+                    scheduled_events_address=self.scheduled_events_address,
                 )
             )
         except BaseException as error:  # surfaced to the test that started it

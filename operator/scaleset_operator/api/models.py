@@ -519,6 +519,25 @@ class PendingUpdate(ApiModel):
     since: str | None = Field(default=None, description="RFC 3339 time the update became available.")
 
 
+class MaintenanceWindowStatus(ApiModel):
+    """The open or next window of one maintenance scope."""
+
+    scope: str = Field(description="OSImage, Extension, InGuestPatch or Host.")
+    start: str = Field(description="ISO 8601, with the window zone's offset at that instant.")
+    end: str = Field(description="ISO 8601, with the window zone's offset at that instant.")
+
+
+class MaintenanceStatus(ApiModel):
+    """The maintenance configurations that apply to the ScaleSet and when their windows open."""
+
+    configurations: list[str] = Field(
+        default_factory=list, description="Names of the MaintenanceConfigurations that apply."
+    )
+    next_windows: list[MaintenanceWindowStatus] = Field(
+        default_factory=list, description="Per scope, the window open now or else the next one."
+    )
+
+
 class ScaleSetStatus(ApiModel):
     """What the operator observed and is doing."""
 
@@ -539,6 +558,9 @@ class ScaleSetStatus(ApiModel):
     upgrade: UpgradeStatus = Field(default_factory=UpgradeStatus, description="The running or last upgrade.")
     upgrade_domains: list[UpgradeDomainStatus] = Field(default_factory=list)
     pending_updates: list[PendingUpdate] = Field(default_factory=list)
+    maintenance: MaintenanceStatus | None = Field(
+        default=None, description="Maintenance configurations that apply; absent when none does."
+    )
 
 
 class ScaleSet(ApiModel):

@@ -26,14 +26,28 @@ def operator_command(
     liveness: str | None = typer.Option(
         None, "--liveness", help="Serve a health endpoint, e.g. http://0.0.0.0:8080/healthz."
     ),
+    scheduled_events_address: str = typer.Option(
+        "0.0.0.0:8090",
+        "--scheduled-events-address",
+        metavar="HOST:PORT",
+        help="Serve the scheduled-events endpoint here ('off' to not serve it).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each reconcile decision."),
 ) -> None:
     """Run the ScaleSet operator until interrupted (SIGINT or SIGTERM stop it cleanly)."""
     from scaleset_operator import runner
+    from scaleset_operator.imds.server import parse_address
 
     if namespace and all_namespaces:
         typer.echo("error: --namespace and --all-namespaces exclude each other.", err=True)
         raise typer.Exit(2)
+    events_address = None if scheduled_events_address == "off" else scheduled_events_address
+    if events_address is not None:
+        try:
+            parse_address(events_address)
+        except ValueError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -49,6 +63,7 @@ def operator_command(
             namespaces=namespace,
             stop_flag=stop,
             liveness_endpoint=liveness,
+            scheduled_events_address=events_address,
         )
 
     asyncio.run(main())

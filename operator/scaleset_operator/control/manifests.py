@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 from scaleset_operator.api.models import API_VERSION, RetentionAction, ScaleSetSpec
@@ -18,6 +19,7 @@ from scaleset_operator.identity import (
     surge_instance_name,
 )
 from scaleset_operator.planning.domains import upgrade_domain_of
+from scaleset_operator.planning.scheduled_events import ENDPOINT_ENV, SCHEDULED_EVENTS_PATH
 
 
 def owner_reference(scaleset: dict[str, Any]) -> dict[str, Any]:
@@ -48,8 +50,13 @@ def instance_pod(
     ordinal: int,
     now: str,
     surge: bool = False,
+    scheduled_events_endpoint: str | None = None,
 ) -> dict[str, Any]:
-    """The pod of instance `ordinal` on `revision`: template, identity labels, owner, claims."""
+    """The pod of instance `ordinal` on `revision`: template, identity labels, owner, claims.
+
+    With spec.scheduledEvents.enabled, every container gets SCHEDULED_EVENTS_ENDPOINT (see
+    `scheduled_events_endpoint` for the default URL) unless the template sets it already.
+    """
     name = scaleset["metadata"]["name"]
     namespace = scaleset["metadata"]["namespace"]
     template = copy.deepcopy(template)
@@ -65,6 +72,8 @@ def instance_pod(
         _scratch_claims(pod_spec, spec)
     else:
         _mount_claims(pod_spec, spec, name, ordinal)
+    if spec.scheduled_events.enabled:
+        _endpoint_env(pod_spec, scheduled_events_endpoint or default_scheduled_events_endpoint())
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -77,6 +86,23 @@ def instance_pod(
         },
         "spec": pod_spec,
     }
+
+
+def default_scheduled_events_endpoint() -> str:
+    """Where instances reach the endpoint: the operator's own $SCHEDULED_EVENTS_ENDPOINT when set, else
+    the Service of manifests/ in the operator's namespace ($POD_NAMESPACE, default scaleset-system)."""
+    explicit = os.environ.get(ENDPOINT_ENV)
+    if explicit:
+        return explicit
+    namespace = os.environ.get("POD_NAMESPACE") or "scaleset-system"
+    return f"http://scaleset-operator.{namespace}.svc:8090{SCHEDULED_EVENTS_PATH}"
+
+
+def _endpoint_env(pod_spec: dict[str, Any], endpoint: str) -> None:
+    for container in pod_spec.get("containers") or []:
+        env = container.setdefault("env", [])
+        if not any(variable.get("name") == ENDPOINT_ENV for variable in env):
+            env.append({"name": ENDPOINT_ENV, "value": endpoint})
 
 
 def _mount_claims(pod_spec: dict[str, Any], spec: ScaleSetSpec, name: str, ordinal: int) -> None:

@@ -1,0 +1,88 @@
+"""Node maintenance: instances leave cordoned or labelled nodes one batch at a time, UD by UD."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scaleset_operator.planning.host_maintenance import NodeState, PlacedInstance, plan_host_maintenance
+
+
+def fleet(placement: dict[str, str | None], domains: int = 3) -> list[PlacedInstance]:
+    return [
+        PlacedInstance(name, int(name.split("-")[1]), int(name.split("-")[1]) % domains, node)
+        for name, node in placement.items()
+    ]
+
+
+NODES = [NodeState("n1"), NodeState("n2", maintenance="pending"), NodeState("n3", cordoned=True)]
+
+
+def test_instances_on_nodes_under_maintenance_leave_lowest_upgrade_domain_first() -> None:
+    instances = fleet({"web-0": "n1", "web-1": "n2", "web-2": "n3", "web-4": "n2", "web-5": "n3"})
+    plan = plan_host_maintenance(NODES, instances, batch_size=5)
+    assert plan.redeploy == ("web-1", "web-4")  # upgrade domain 1; web-0 is on a healthy node
+    assert plan.waiting == ("web-1", "web-4", "web-2", "web-5")
+    assert plan.nodes_ready == ()
+
+
+def test_batch_never_exceeds_the_policy_batch_size() -> None:
+    instances = fleet({"web-1": "n2", "web-4": "n2", "web-7": "n2"})
+    assert plan_host_maintenance(NODES, instances, batch_size=2).redeploy == ("web-1", "web-4")
+
+
+def test_no_new_batch_while_a_move_is_in_flight() -> None:
+    instances = fleet({"web-1": "n2", "web-2": "n3"})
+    assert plan_host_maintenance(NODES, instances, batch_size=1, moving={"web-4"}).redeploy == ()
+
+
+def test_labelled_node_is_ready_once_empty_but_cordoned_node_gets_no_label() -> None:
+    instances = fleet({"web-0": "n1", "web-2": None})
+    plan = plan_host_maintenance(NODES, instances, batch_size=1)
+    assert plan.redeploy == ()
+    assert plan.nodes_ready == ("n2",)
+
+
+def test_node_already_ready_is_not_reported_again() -> None:
+    plan = plan_host_maintenance([NodeState("n2", maintenance="ready")], fleet({"web-1": "n2"}), batch_size=1)
+    assert plan == plan.__class__((), (), ())
+
+
+def test_batch_size_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        plan_host_maintenance(NODES, [], batch_size=0)
+
+
+node_states = st.builds(
+    NodeState,
+    name=st.sampled_from(["n0", "n1", "n2", "n3"]),
+    cordoned=st.booleans(),
+    maintenance=st.sampled_from([None, "pending", "ready"]),
+)
+
+
+@given(
+    st.lists(node_states, max_size=4, unique_by=lambda node: node.name),
+    st.dictionaries(st.integers(0, 20), st.sampled_from(["n0", "n1", "n2", "n3", None]), max_size=15),
+    st.integers(1, 5),
+    st.integers(1, 5),
+)
+def test_a_host_batch_is_one_domain_lowest_first_and_no_larger_than_the_policy(
+    nodes: list[NodeState], placement: dict[int, str | None], batch_size: int, domains: int
+) -> None:
+    instances = [PlacedInstance(f"web-{o}", o, o % domains, node) for o, node in placement.items()]
+    plan = plan_host_maintenance(nodes, instances, batch_size)
+    affected = {node.name for node in nodes if node.under_maintenance}
+    on_affected = [i for i in instances if i.node in affected]
+    assert len(plan.redeploy) <= batch_size
+    assert set(plan.waiting) == {i.name for i in on_affected}
+    assert bool(plan.redeploy) == bool(on_affected)
+    chosen = [i for i in instances if i.name in plan.redeploy]
+    assert len({i.upgrade_domain for i in chosen}) <= 1
+    if chosen:
+        assert chosen[0].upgrade_domain == min(i.upgrade_domain for i in on_affected)
+    occupied = {i.node for i in on_affected}
+    assert set(plan.nodes_ready) == {
+        n.name for n in nodes if n.maintenance == "pending" and n.name not in occupied
+    }
