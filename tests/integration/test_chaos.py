@@ -183,7 +183,7 @@ def kill_while(operator: OperatorProcess, running: Any, kills: int, seed: int) -
     rng = random.Random(seed)
     deadline = time.monotonic() + TIMEOUT
     while operator.kills < kills and time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.4, 2.5))
+        time.sleep(rng.uniform(0.3, 1.5))
         if not running():
             break
         operator.kill()
@@ -246,7 +246,7 @@ def test_operator_killed_at_random_moments_of_a_rollback_never_breaks_the_policy
         with PodSampler(kube, namespace, "web") as sampler, OrdinalWatch(kube, namespace, "web") as ordinals:
             kube.patch(
                 fleet_path("upgradepolicies", namespace, "tenth"),
-                {"spec": {"rollingUpgrade": {"pauseTimeBetweenBatches": "2s"}}},
+                {"spec": {"rollingUpgrade": {"pauseTimeBetweenBatches": "4s"}}},
                 MERGE_PATCH,
             )
             kube.patch(

@@ -1,0 +1,318 @@
+"""Every write to instances and their disks: create, delete, update in place, restart, surge, repair.
+
+The reconcile pass decides what should happen (from the planner's step and the batch recorded in
+status); this is the one place that touches pods and PVCs to make it so, as StatefulSet keeps its
+pod writes in stateful_pod_control.go.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from scaleset_operator.api.models import UpdateMethod, UpgradeMode
+from scaleset_operator.control import manifests
+from scaleset_operator.control.context import (
+    InvalidInput,
+    Outcome,
+    Snapshot,
+    batch_ordinals,
+    timestamp,
+    timestamp_precise,
+)
+from scaleset_operator.control.events import EventRecorder
+from scaleset_operator.control.kube import STRATEGIC_MERGE_PATCH, ApiError, Kube, core_path
+from scaleset_operator.control.snapshot import instance_state, is_terminating, parse_time, pod_images
+from scaleset_operator.identity import (
+    LABEL_ORDINAL,
+    LABEL_REVISION,
+    LABEL_SCALESET,
+    LABEL_UPGRADE_DOMAIN,
+    label_selector,
+    ordinal_of,
+)
+from scaleset_operator.planning.domains import upgrade_domain_of
+from scaleset_operator.planning.instances import HealthGate, InstanceState
+from scaleset_operator.planning.restart import restarted
+from scaleset_operator.planning.revisions import UpdateKind, classify_update
+
+
+class InstanceControl:
+    """Creates, updates, restarts and deletes the instances of a ScaleSet, and their claims."""
+
+    def __init__(self, kube: Kube, events: EventRecorder) -> None:
+        self.kube = kube
+        self.events = events
+
+    def hold(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
+        """While a change is refused, keep what runs: bring back instances that went missing (a reimage
+        in flight, a deleted pod) on the last accepted revision, and change nothing else."""
+        accepted = snapshot.upgrade.get("toRevision")
+        if accepted in snapshot.revisions:
+            snapshot.update_revision = accepted
+        elif snapshot.current_revision in snapshot.revisions:
+            snapshot.update_revision = snapshot.current_revision
+        else:
+            return
+        kept = min(snapshot.spec.replicas, int((snapshot.scaleset.get("status") or {}).get("replicas") or 0))
+        self._create_missing(snapshot, now, outcome, kept)
+
+    def _revision_for_new_instance(self, snapshot: Snapshot, ordinal: int) -> str:
+        """A missing instance comes back on the revision the rollout has reached for it.
+
+        Recreating it on the new revision everywhere would move instances the rollout has not reached
+        (and, in Manual mode, domains the user has not walked); on the old one everywhere would undo work.
+        """
+        if snapshot.current_revision == snapshot.update_revision:
+            return snapshot.update_revision
+        batch = snapshot.upgrade.get("currentBatch") or {}
+        in_batch = ordinal in batch_ordinals(batch)
+        domain = upgrade_domain_of(ordinal, snapshot.spec.upgrade_domain_count)
+        batch_domain = batch.get("upgradeDomain")
+        if in_batch or (isinstance(batch_domain, int) and domain < batch_domain):
+            return snapshot.update_revision
+        if snapshot.policy.mode == UpgradeMode.AUTOMATIC and snapshot.upgrade.get("locked"):
+            return snapshot.update_revision
+        return snapshot.current_revision
+
+    def scale(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
+        replicas = snapshot.spec.replicas
+        self._create_missing(snapshot, now, outcome, replicas)
+        for ordinal in sorted(snapshot.pods, reverse=True):
+            if ordinal < replicas:
+                continue
+            pod = snapshot.pods[ordinal]
+            if not is_terminating(pod):
+                self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
+                outcome.notes.append(f"removed {pod['metadata']['name']}")
+        for ordinal, pod in list(snapshot.surges.items()):
+            if ordinal >= replicas and not is_terminating(pod):
+                self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
+        self._release_claims(snapshot)
+
+    def _create_missing(self, snapshot: Snapshot, now: datetime, outcome: Outcome, replicas: int) -> None:
+        for ordinal in range(replicas):
+            if ordinal in snapshot.pods:
+                continue
+            self._ensure_claims(snapshot, ordinal)
+            revision = self._revision_for_new_instance(snapshot, ordinal)
+            template = snapshot.template_of(revision) or snapshot.spec.template
+            pod = manifests.instance_pod(
+                snapshot.scaleset, snapshot.spec, template, revision, ordinal, timestamp_precise(now)
+            )
+            try:
+                created = self.kube.create(core_path("pods", snapshot.namespace), pod)
+            except ApiError as error:
+                if error.status == 409:  # a terminating predecessor still holds the name
+                    continue
+                if error.status in (400, 422):
+                    raise InvalidInput(
+                        "TemplateRejected", f"spec.template was refused: {error.message}"
+                    ) from None
+                raise
+            snapshot.pods[ordinal] = created
+            outcome.notes.append(f"created {pod['metadata']['name']}")
+
+    def _ensure_claims(self, snapshot: Snapshot, ordinal: int) -> None:
+        for claim in manifests.instance_claims(snapshot.scaleset, snapshot.spec, ordinal):
+            path = core_path("persistentvolumeclaims", snapshot.namespace, claim["metadata"]["name"])
+            if self.kube.get_or_none(path) is None:
+                try:
+                    self.kube.create(core_path("persistentvolumeclaims", snapshot.namespace), claim)
+                except ApiError as error:
+                    if error.status != 409:
+                        raise
+
+    def _release_claims(self, snapshot: Snapshot) -> None:
+        """whenScaled: Delete removes the claims of instances scaled away, once their pods are gone."""
+        if snapshot.spec.persistent_volume_claim_retention_policy.when_scaled != "Delete":
+            return
+        if not snapshot.spec.volume_claim_templates:
+            return
+        claims = self.kube.list(
+            core_path("persistentvolumeclaims", snapshot.namespace), label_selector(snapshot.name)
+        )
+        for claim in claims:
+            ordinal = ordinal_of(claim)
+            if ordinal is None or ordinal < snapshot.spec.replicas:
+                continue
+            if ordinal in snapshot.pods:
+                continue
+            self.kube.delete(
+                core_path("persistentvolumeclaims", snapshot.namespace, claim["metadata"]["name"])
+            )
+
+    def repair_drift(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
+        """Put back what a foreign edit changed on a managed pod: identity labels and container images."""
+        count = snapshot.spec.upgrade_domain_count
+        locked = bool(snapshot.upgrade.get("locked"))
+        for ordinal, pod in snapshot.pods.items():
+            if is_terminating(pod) or ordinal >= snapshot.spec.replicas:
+                continue
+            labels = pod["metadata"].get("labels") or {}
+            revision = labels.get(LABEL_REVISION)
+            template = snapshot.template_of(revision)
+            patch: dict[str, Any] = {}
+            wanted_labels = {LABEL_SCALESET: snapshot.name, LABEL_ORDINAL: str(ordinal)}
+            if not locked:  # domains follow upgradeDomainCount only between upgrades
+                wanted_labels[LABEL_UPGRADE_DOMAIN] = str(upgrade_domain_of(ordinal, count))
+            changed = {k: v for k, v in wanted_labels.items() if labels.get(k) != v}
+            if changed:
+                patch["metadata"] = {"labels": changed}
+            if template is not None:
+                wanted = {c["name"]: c["image"] for c in (template.get("spec") or {}).get("containers") or []}
+                have = pod_images(pod)
+                wrong = [
+                    {"name": n, "image": image} for n, image in wanted.items() if have.get(n, image) != image
+                ]
+                if wrong:
+                    patch["spec"] = {"containers": wrong}
+            if not patch:
+                continue
+            name = pod["metadata"]["name"]
+            try:
+                snapshot.pods[ordinal] = self.kube.patch(
+                    core_path("pods", snapshot.namespace, name), patch, STRATEGIC_MERGE_PATCH
+                )
+            except ApiError as error:
+                if error.status == 404:
+                    continue
+                raise
+            what = ", ".join(
+                sorted([*changed, *[c["name"] for c in patch.get("spec", {}).get("containers", [])]])
+            )
+            self.events.warning(
+                snapshot.scaleset, "DriftReverted", f"Reverted a foreign edit to {name} ({what})."
+            )
+            outcome.notes.append(f"reverted drift on {name}")
+
+    def carry_out_batch(
+        self, snapshot: Snapshot, instances: list[InstanceState], now: datetime, outcome: Outcome
+    ) -> None:
+        batch = snapshot.upgrade.get("currentBatch")
+        restart = snapshot.upgrade.get("restart")
+        surges_wanted: set[int] = set()
+        if batch and snapshot.upgrade.get("locked") and restart:
+            self._restart_batch(snapshot, batch, parse_time(restart.get("requestedAt")) or now, outcome)
+        elif batch and snapshot.upgrade.get("locked"):
+            surge = snapshot.policy.rolling_upgrade.max_surge
+            for ordinal in batch_ordinals(batch):
+                pod = snapshot.pods.get(ordinal)
+                if pod is None or is_terminating(pod) or ordinal >= snapshot.spec.replicas:
+                    continue
+                revision = (pod["metadata"].get("labels") or {}).get(LABEL_REVISION)
+                if revision == snapshot.update_revision:
+                    if surge:
+                        surges_wanted.add(ordinal)  # kept until the updated instance is healthy
+                    continue
+                if surge:
+                    surges_wanted.add(ordinal)
+                    if not self._surge_ready(snapshot, ordinal, now):
+                        continue
+                self._update_instance(snapshot, ordinal, pod, now, outcome)
+        gate = HealthGate.of(snapshot.policy.health_check)
+        healthy = {
+            i.ordinal for i in instances if i.revision == snapshot.update_revision and gate.is_healthy(i, now)
+        }
+        for ordinal, pod in snapshot.surges.items():
+            done = ordinal in healthy
+            if (ordinal not in surges_wanted or done) and not is_terminating(pod):
+                self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
+
+    def _restart_batch(
+        self, snapshot: Snapshot, batch: dict[str, Any], requested_at: datetime, outcome: Outcome
+    ) -> None:
+        """Recreate each member not restarted since the restart was asked for; the next pass creates it
+        again (same name, same data disks). Kubernetes has no call that restarts a container in place."""
+        for ordinal in batch_ordinals(batch):
+            pod = snapshot.pods.get(ordinal)
+            if pod is None or is_terminating(pod) or ordinal >= snapshot.spec.replicas:
+                continue
+            if restarted(instance_state(snapshot.name, ordinal, pod), requested_at):
+                continue
+            self.kube.delete(
+                core_path("pods", snapshot.namespace, pod["metadata"]["name"]),
+                preconditions_uid=pod["metadata"].get("uid"),
+            )
+            outcome.notes.append(f"restarting {pod['metadata']['name']}")
+
+    def _surge_ready(self, snapshot: Snapshot, ordinal: int, now: datetime) -> bool:
+        """maxSurge: the new instance first; True once it is up and the old one may go."""
+        pod = snapshot.surges.get(ordinal)
+        if pod is None:
+            template = snapshot.target_template
+            body = manifests.instance_pod(
+                snapshot.scaleset,
+                snapshot.spec,
+                template,
+                snapshot.update_revision,
+                ordinal,
+                timestamp_precise(now),
+                surge=True,
+            )
+            try:
+                snapshot.surges[ordinal] = self.kube.create(core_path("pods", snapshot.namespace), body)
+            except ApiError as error:
+                if error.status != 409:
+                    raise
+            return False
+        return HealthGate.of(snapshot.policy.health_check).is_healthy(
+            instance_state(snapshot.name, ordinal, pod), now
+        )
+
+    def check_template(self, snapshot: Snapshot, now: datetime) -> None:
+        """Ask the API server (dry run) whether it accepts a pod of the update revision, before any
+        instance is taken down for it: a template it refuses must cost nothing that runs."""
+        if snapshot.template_checked:
+            return
+        probe = manifests.instance_pod(
+            snapshot.scaleset,
+            snapshot.spec,
+            snapshot.target_template,
+            snapshot.update_revision,
+            0,
+            timestamp(now),
+        )
+        probe["metadata"]["name"] = f"{snapshot.name}-template-check"
+        try:
+            self.kube.request(
+                "POST", core_path("pods", snapshot.namespace), body=probe, query={"dryRun": "All"}
+            )
+        except ApiError as error:
+            if error.status in (400, 422):
+                raise InvalidInput(
+                    "TemplateRejected",
+                    f"spec.template is refused by the API server, so no instance was touched: {error.message}",
+                ) from None
+            if error.status != 409:
+                raise
+        snapshot.template_checked = True
+
+    def _update_instance(
+        self, snapshot: Snapshot, ordinal: int, pod: dict[str, Any], now: datetime, outcome: Outcome
+    ) -> None:
+        self.check_template(snapshot, now)
+        name = pod["metadata"]["name"]
+        old_template = snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION))
+        kind = UpdateKind.REIMAGE
+        if old_template is not None and snapshot.policy.update_method == UpdateMethod.IN_PLACE_IF_POSSIBLE:
+            kind = classify_update(old_template, snapshot.target_template)
+        path = core_path("pods", snapshot.namespace, name)
+        try:
+            if kind == UpdateKind.REIMAGE:
+                self.kube.delete(path, preconditions_uid=pod["metadata"].get("uid"))
+                outcome.notes.append(f"reimaging {name}")
+            else:
+                patch = manifests.image_patch(
+                    snapshot.target_template, snapshot.update_revision, timestamp_precise(now)
+                )
+                snapshot.pods[ordinal] = self.kube.patch(path, patch, STRATEGIC_MERGE_PATCH)
+                outcome.notes.append(f"updated {name} in place")
+        except ApiError as error:
+            if error.status == 404:
+                return
+            if error.status == 422:
+                raise InvalidInput(
+                    "TemplateRejected", f"Updating {name} was refused: {error.message}"
+                ) from None
+            raise
