@@ -216,10 +216,24 @@ def test_names_scopes_and_short_names_follow_the_design() -> None:
     assert crds["ImageCatalog"]["names"]["shortNames"] == ["icat"]
     for spec in crds.values():
         assert spec["group"] == "fleet.scaleset.dev"
-        assert "scaleset" in spec["names"]["categories"]
+        assert "fleet" in spec["names"]["categories"]
         (version,) = spec["versions"]
         assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
         assert version["subresources"]["status"] == {}
+
+
+def test_no_category_equals_a_resource_name_because_kubectl_expands_categories_first() -> None:
+    crds = [crd["spec"]["names"] for crd in crdgen.build_crds()]
+    resource_names = {
+        name
+        for names in crds
+        for name in (names["plural"], names["singular"], names["kind"].lower(), *names["shortNames"])
+    }
+    categories = {category for names in crds for category in names["categories"]}
+    assert categories == {"fleet", "all"}
+    assert not categories & resource_names
+    # `kubectl get all` lists workloads: the ScaleSet is one, its policies and catalogs are not.
+    assert [names["kind"] for names in crds if "all" in names["categories"]] == ["ScaleSet"]
 
 
 def test_scaleset_serves_the_scale_subresource_for_kubectl_scale_and_hpa() -> None:
