@@ -6,15 +6,18 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
+from scaleset_operator import metrics
 from scaleset_operator.api.models import GROUP
 from scaleset_operator.control.kube import Kube
 from scaleset_operator.control.reconcile import RESYNC_SECONDS, Reconciler
-from scaleset_operator.handlers import scalesets  # noqa: F401  (registers the handlers)
+from scaleset_operator.handlers import observe, scalesets  # noqa: F401  (registers the handlers)
 from scaleset_operator.handlers.scalesets import OperatorMemo
+from scaleset_operator.leader import LEADER, Leadership
 
 
 @kopf.on.startup()
@@ -63,6 +66,17 @@ def _memo_of(memo: Any) -> Reconciler:
     return state.reconciler
 
 
+@dataclass(frozen=True)
+class LeaderElection:
+    """Where the replicas' Lease lives and how fast a standby takes over (client-go's defaults)."""
+
+    namespace: str
+    name: str = "scaleset-operator"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+
 async def run(
     *,
     kubeconfig: str | None = None,
@@ -71,30 +85,67 @@ async def run(
     ready_flag: asyncio.Event | threading.Event | None = None,
     resync_seconds: float = RESYNC_SECONDS,
     liveness_endpoint: str | None = None,
+    metrics_address: str | None = None,
+    leader_election: LeaderElection | None = None,
 ) -> None:
-    """Run until `stop_flag` is set (or forever); all namespaces when `namespaces` is empty."""
+    """Run until `stop_flag` is set (or forever); all namespaces when `namespaces` is empty.
+
+    With `leader_election`, every replica watches, serves health and metrics, but only the holder of
+    the Lease reconciles.
+    """
     kube = Kube.from_kubeconfig(kubeconfig)
-    state = OperatorMemo(reconciler=Reconciler(kube), resync_seconds=resync_seconds)
-    await kopf.operator(
-        clusterwide=not namespaces,
-        namespaces=list(namespaces),
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-        memo=kopf.Memo(scaleset=state),
-        liveness_endpoint=liveness_endpoint,
-        standalone=True,
-    )
+    leadership = None
+    if leader_election is not None:
+        leadership = Leadership(
+            kube,
+            leader_election.namespace,
+            leader_election.name,
+            lease_duration=leader_election.lease_duration,
+            renew_deadline=leader_election.renew_deadline,
+            retry_period=leader_election.retry_period,
+        )
+    else:
+        LEADER.set(1)
+    state = OperatorMemo(reconciler=Reconciler(kube), resync_seconds=resync_seconds, leadership=leadership)
+    # Fleet gauges come from the acting replica only, so that a sum over replicas counts each once.
+    metrics.FLEET.enabled = state.is_active
+    stop_metrics = metrics.serve(metrics_address) if metrics_address else None
+    lease_stop = asyncio.Event()
+    lease_task = asyncio.create_task(leadership.run(lease_stop)) if leadership else None
+    try:
+        await kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+            memo=kopf.Memo(scaleset=state),
+            liveness_endpoint=liveness_endpoint,
+            standalone=True,
+        )
+    finally:
+        # The Lease is released only once kopf has stopped every daemon: nothing acts after it.
+        lease_stop.set()
+        if lease_task is not None:
+            await lease_task
+        metrics.FLEET.forget_all()
+        if stop_metrics is not None:
+            stop_metrics()
 
 
 class OperatorThread:
     """The operator in a background thread with its own event loop: for tests and the demo."""
 
     def __init__(
-        self, kubeconfig: str, namespaces: Sequence[str] = (), resync_seconds: float = RESYNC_SECONDS
+        self,
+        kubeconfig: str,
+        namespaces: Sequence[str] = (),
+        resync_seconds: float = RESYNC_SECONDS,
+        metrics_address: str | None = None,
     ):
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.resync_seconds = resync_seconds
+        self.metrics_address = metrics_address
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="scaleset-operator", daemon=True)
@@ -109,6 +160,7 @@ class OperatorThread:
                     stop_flag=self._stop,
                     ready_flag=self._ready,
                     resync_seconds=self.resync_seconds,
+                    metrics_address=self.metrics_address,
                 )
             )
         except BaseException as error:  # surfaced to the test that started it
