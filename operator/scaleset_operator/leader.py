@@ -22,13 +22,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import Gauge
-
 from scaleset_operator.control.kube import ApiError, Kube, group_path
+from scaleset_operator.metrics import LEADER
 
 log = logging.getLogger(__name__)
-
-LEADER = Gauge("scaleset_leader", "1 while this replica holds the Lease and acts; 0 on a standby.")
 
 
 def default_identity() -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -30,6 +30,9 @@ RECONCILE_DURATION = Histogram(
     "scaleset_reconcile_duration_seconds",
     "Wall time of one reconcile pass.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LEADER = Gauge(
+    "scaleset_leader", "1 while this replica acts (holds the Lease, or runs alone); 0 on a standby."
 )
 API_REQUESTS = Counter(
     "scaleset_api_requests_total",

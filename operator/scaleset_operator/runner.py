@@ -17,7 +17,7 @@ from scaleset_operator.control.kube import Kube
 from scaleset_operator.control.reconcile import RESYNC_SECONDS, Reconciler
 from scaleset_operator.handlers import observe, scalesets  # noqa: F401  (registers the handlers)
 from scaleset_operator.handlers.scalesets import OperatorMemo
-from scaleset_operator.leader import LEADER, Leadership
+from scaleset_operator.leader import Leadership
 
 
 @kopf.on.startup()
@@ -105,7 +105,7 @@ async def run(
             retry_period=leader_election.retry_period,
         )
     else:
-        LEADER.set(1)
+        metrics.LEADER.set(1)
     state = OperatorMemo(reconciler=Reconciler(kube), resync_seconds=resync_seconds, leadership=leadership)
     # Fleet gauges come from the acting replica only, so that a sum over replicas counts each once.
     metrics.FLEET.enabled = state.is_active
