@@ -53,6 +53,7 @@ def test_the_installed_commands_run_outside_the_source_tree(installed: Path, tmp
     for command in (
         ["scaleset", "--help"],
         ["scaleset", "operator", "--help"],
+        ["kubectl-scaleset", "--help"],
     ):
         result = subprocess.run(
             [str(installed / command[0]), *command[1:]],
