@@ -16,6 +16,7 @@ import yaml
 from scaleset_operator.control.kube import ApiError, Kube, core_path, fleet_path
 from scaleset_operator.runner import OperatorThread
 from tests.integration.helpers import IMAGE, policy_body, scaleset_body, scaleset_ready, set_image, wait_for
+from tests.unit.test_integrations import argocd_health
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60
@@ -101,6 +102,7 @@ def _upgrade(kube: Kube) -> dict[str, object]:
 
 def test_status_walk_history_pause_and_resume_through_kubectl(manual: tuple[Plugin, Kube, str]) -> None:
     plugin, kube, _ = manual
+    assert argocd_health(kube.get(fleet_path("scalesets", NS, "web")))[0] == "Healthy"
     out = plugin("status", "web", "-n", NS)
     assert f"ScaleSet {NS}/web" in out and "4/4 ready" in out, out
     assert "Upgrade domains" in out
@@ -119,6 +121,8 @@ def test_status_walk_history_pause_and_resume_through_kubectl(manual: tuple[Plug
     wait_for(
         lambda: _upgrade(kube).get("reason") == "WaitingForWalk", TIMEOUT, "the rollout to wait for a walk"
     )
+    # Argo CD's view of the same objects, through the health script of docs/integrations.
+    assert argocd_health(kube.get(fleet_path("scalesets", NS, "web")))[0] == "Suspended"
     waiting = plugin("status", "web", "-n", NS)
     assert f"Rolling {old} ->" in waiting and "0/4" in waiting, waiting
     assert "WaitingForWalk" in waiting
@@ -149,6 +153,7 @@ def test_status_walk_history_pause_and_resume_through_kubectl(manual: tuple[Plug
         TIMEOUT,
         "the walk to finish",
     )
+    assert argocd_health(done)[0] == "Healthy"
     history = plugin("history", "web", "-n", NS)
     assert "Completed" in history and old[:8] in history, history
     assert done["status"]["currentRevision"] in history
