@@ -42,7 +42,7 @@ class Leadership:
 
     def __init__(
         self,
-        kube: Kube,
+        kube: Kube,  # its request timeout should be well under renew_deadline (see runner.run)
         namespace: str,
         name: str = "scaleset-operator",
         identity: str | None = None,
@@ -55,9 +55,7 @@ class Leadership:
             raise ValueError(
                 "--lease-duration must exceed the renew deadline, which must exceed the retry period."
             )
-        # A Lease call must not outlive the renew deadline, or a hung request would keep a
-        # replica acting after its Lease may have passed to another.
-        self.kube = Kube(kube.api_client, request_timeout=max(1.0, renew_deadline / 2))
+        self.kube = kube
         self.path = group_path("coordination.k8s.io", "v1", "leases", namespace)
         self.name = name
         self.identity = identity or default_identity()

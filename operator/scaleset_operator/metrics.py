@@ -34,6 +34,11 @@ RECONCILE_DURATION = Histogram(
 LEADER = Gauge(
     "scaleset_leader", "1 while this replica acts (holds the Lease, or runs alone); 0 on a standby."
 )
+INSTANCE_UPDATES = Counter(
+    "scaleset_instance_updates_total",
+    "Instances put on a new revision, by how (Reimage or InPlace).",
+    ["method"],
+)
 API_REQUESTS = Counter(
     "scaleset_api_requests_total",
     "Requests of the control layer to the Kubernetes API, by verb and HTTP status code.",
@@ -48,6 +53,11 @@ def reconcile_pass(ok: bool, duration_seconds: float | None = None) -> None:
         RECONCILE_ERRORS.inc()
     if duration_seconds is not None:
         RECONCILE_DURATION.observe(duration_seconds)
+
+
+def instance_updated(method: str) -> None:
+    """Count one instance update; the reconciler calls it where it reimages or patches an instance."""
+    INSTANCE_UPDATES.labels(method=method).inc()
 
 
 def api_request(method: str, query: Mapping[str, Any] | None, code: int | str) -> None:

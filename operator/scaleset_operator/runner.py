@@ -97,7 +97,9 @@ async def run(
     leadership = None
     if leader_election is not None:
         leadership = Leadership(
-            kube,
+            # A Lease call must not outlive the renew deadline, or a hung request would keep a
+            # replica acting after its Lease may have passed to another.
+            Kube(kube.api_client, request_timeout=max(1.0, leader_election.renew_deadline / 2)),
             leader_election.namespace,
             leader_election.name,
             lease_duration=leader_election.lease_duration,

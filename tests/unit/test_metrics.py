@@ -164,3 +164,13 @@ def test_json_logs_are_one_object_per_line_with_extras_and_exceptions(capsys: An
         "prod/web",
     )
     assert second["level"] == "error" and "RuntimeError: boom" in second["exception"]
+
+
+def test_a_bad_metrics_address_is_one_sentence_naming_the_option() -> None:
+    from typer.testing import CliRunner
+
+    from scaleset_operator.cli.main import app
+
+    result = CliRunner().invoke(app, ["operator", "--metrics-address", "nine-thousand"])
+    assert result.exit_code == 2
+    assert "--metrics-address must be HOST:PORT or :PORT, not 'nine-thousand'." in result.output

@@ -38,7 +38,10 @@ def operator_command(
     ),
     lease_name: str = typer.Option("scaleset-operator", "--lease-name", help="Name of the Lease."),
     lease_duration: float = typer.Option(
-        15.0, "--lease-duration", help="Seconds a standby waits for a silent leader before taking over."
+        15.0,
+        "--lease-duration",
+        min=1.0,
+        help="Seconds a standby waits for a silent leader before taking over.",
     ),
     log_format: str = typer.Option(
         "text", "--log-format", help="text, or json for one JSON object per line."
@@ -50,6 +53,9 @@ def operator_command(
 
     if namespace and all_namespaces:
         typer.echo("error: --namespace and --all-namespaces exclude each other.", err=True)
+        raise typer.Exit(2)
+    if metrics_address and not _is_address(metrics_address):
+        typer.echo(f"error: --metrics-address must be HOST:PORT or :PORT, not {metrics_address!r}.", err=True)
         raise typer.Exit(2)
     if log_format not in ("text", "json"):
         typer.echo(f"error: --log-format must be text or json, not {log_format!r}.", err=True)
@@ -91,3 +97,8 @@ def _own_namespace() -> str | None:
     """The namespace of the pod this runs in, from its service account; None outside a cluster."""
     path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
     return path.read_text().strip() if path.exists() else None
+
+
+def _is_address(address: str) -> bool:
+    _, colon, port = address.rpartition(":")
+    return bool(colon) and port.isdigit() and int(port) < 65536
