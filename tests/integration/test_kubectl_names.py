@@ -153,6 +153,19 @@ def test_get_fleet_lists_every_kind_and_get_all_lists_the_scaleset(fleet: tuple[
     assert not [name for name in in_all if name.startswith("upgradepolicy")]
 
 
+def test_api_resources_lists_the_four_kinds_in_the_fleet_category(fleet: tuple[Kubectl, Kube]) -> None:
+    kubectl, _ = fleet
+    assert names(kubectl("api-resources", "--categories=fleet", "-o", "name")) == [
+        "imagecatalogs.fleet.scaleset.dev",
+        "maintenanceconfigurations.fleet.scaleset.dev",
+        "scalesets.fleet.scaleset.dev",
+        "upgradepolicies.fleet.scaleset.dev",
+    ]
+    wide = kubectl("api-resources", "--api-group=fleet.scaleset.dev", "-o", "wide").splitlines()
+    scalesets = next(line for line in wide if line.startswith("scalesets "))
+    assert "sset,vmss" in scalesets and "fleet,all" in scalesets, scalesets
+
+
 def test_explain_reads_the_schema_by_any_name(fleet: tuple[Kubectl, Kube]) -> None:
     kubectl, _ = fleet
     for name in ("scaleset.spec", "sset.spec", "vmss.spec.upgradeDomainCount"):
