@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo crds e2e e2e-kind bench clean
+.PHONY: test lint typecheck unit demo crds e2e e2e-kind bench clean wheel image
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -38,8 +38,17 @@ e2e-kind: $(STAMP)
 	kind create cluster --name scaleset-e2e --kubeconfig $(CURDIR)/.kind.kubeconfig
 	KUBESIM_USE_KUBECONFIG=1 KUBECONFIG=$(CURDIR)/.kind.kubeconfig $(MAKE) e2e; rc=$$?; kind delete cluster --name scaleset-e2e; exit $$rc
 
+# The wheel the image installs; `make image` builds both stages of the Dockerfile where Docker runs.
+IMAGE ?= ghcr.io/scaleset-operator/scaleset-operator:0.1.0
+
+wheel: $(STAMP)
+	$(BIN)/pip wheel -q --no-deps --wheel-dir dist .
+
+image:
+	docker build -t $(IMAGE) .
+
 bench: $(STAMP)
 	$(BIN)/python bench/kubesim_scale.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build

@@ -6,16 +6,19 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
+from scaleset_operator import metrics
 from scaleset_operator.api.models import GROUP
 from scaleset_operator.control.context import RESYNC_SECONDS
 from scaleset_operator.control.kube import Kube
 from scaleset_operator.control.reconcile import Reconciler
-from scaleset_operator.handlers import scalesets  # noqa: F401  (registers the handlers)
+from scaleset_operator.handlers import observe, scalesets  # noqa: F401  (registers the handlers)
 from scaleset_operator.handlers.scalesets import OperatorMemo
+from scaleset_operator.leader import Leadership
 
 
 @kopf.on.startup()
@@ -64,6 +67,17 @@ def _memo_of(memo: Any) -> Reconciler:
     return state.reconciler
 
 
+@dataclass(frozen=True)
+class LeaderElection:
+    """Where the replicas' Lease lives and how fast a standby takes over (client-go's defaults)."""
+
+    namespace: str
+    name: str = "scaleset-operator"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+
 async def run(
     *,
     kubeconfig: str | None = None,
@@ -73,13 +87,36 @@ async def run(
     resync_seconds: float = RESYNC_SECONDS,
     liveness_endpoint: str | None = None,
     scheduled_events_address: str | None = None,
+    metrics_address: str | None = None,
+    leader_election: LeaderElection | None = None,
 ) -> None:
     """Run until `stop_flag` is set (or forever); all namespaces when `namespaces` is empty.
 
     With `scheduled_events_address` ('HOST:PORT'), the scheduled-events endpoint is served beside it.
+    With `leader_election`, every replica watches, serves health and metrics, but only the holder of
+    the Lease reconciles.
     """
     kube = Kube.from_kubeconfig(kubeconfig)
-    state = OperatorMemo(reconciler=Reconciler(kube), resync_seconds=resync_seconds)
+    leadership = None
+    if leader_election is not None:
+        leadership = Leadership(
+            # A Lease call must not outlive the renew deadline, or a hung request would keep a
+            # replica acting after its Lease may have passed to another.
+            Kube(kube.api_client, request_timeout=max(1.0, leader_election.renew_deadline / 2)),
+            leader_election.namespace,
+            leader_election.name,
+            lease_duration=leader_election.lease_duration,
+            renew_deadline=leader_election.renew_deadline,
+            retry_period=leader_election.retry_period,
+        )
+    else:
+        metrics.LEADER.set(1)
+    state = OperatorMemo(reconciler=Reconciler(kube), resync_seconds=resync_seconds, leadership=leadership)
+    # Fleet gauges come from the acting replica only, so that a sum over replicas counts each once.
+    metrics.FLEET.enabled = state.is_active
+    stop_metrics = metrics.serve(metrics_address) if metrics_address else None
+    lease_stop = asyncio.Event()
+    lease_task = asyncio.create_task(leadership.run(lease_stop)) if leadership else None
     events_server = None
     if scheduled_events_address:
         from scaleset_operator.imds.instances import KubeInstanceEvents
@@ -99,6 +136,13 @@ async def run(
     finally:
         if events_server is not None:
             await events_server.cleanup()
+        # The Lease is released only once kopf has stopped every daemon: nothing acts after it.
+        lease_stop.set()
+        if lease_task is not None:
+            await lease_task
+        metrics.FLEET.forget_all()
+        if stop_metrics is not None:
+            stop_metrics()
 
 
 class OperatorThread:
@@ -110,11 +154,13 @@ class OperatorThread:
         namespaces: Sequence[str] = (),
         resync_seconds: float = RESYNC_SECONDS,
         scheduled_events_address: str | None = None,
+        metrics_address: str | None = None,
     ):
         self.kubeconfig = kubeconfig
         self.scheduled_events_address = scheduled_events_address
         self.namespaces = namespaces
         self.resync_seconds = resync_seconds
+        self.metrics_address = metrics_address
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="scaleset-operator", daemon=True)
@@ -130,6 +176,7 @@ class OperatorThread:
                     ready_flag=self._ready,
                     resync_seconds=self.resync_seconds,
                     scheduled_events_address=self.scheduled_events_address,
+                    metrics_address=self.metrics_address,
                 )
             )
         except BaseException as error:  # surfaced to the test that started it

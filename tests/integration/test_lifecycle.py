@@ -166,7 +166,15 @@ def test_scaleset_operator_command_runs_one_namespace_and_stops_on_sigterm(
     scaleset = shutil.which("scaleset", path=str(Path(sys.executable).parent))
     assert scaleset, "the scaleset command is installed with the project"
     process = subprocess.Popen(
-        [scaleset, "operator", "--kubeconfig", kubeconfig, "--namespace", "mine"],
+        [
+            scaleset,
+            "operator",
+            "--kubeconfig",
+            kubeconfig,
+            "--namespace",
+            "mine",
+            "--metrics-address=127.0.0.1:0",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

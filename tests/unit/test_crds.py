@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import functools
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,6 @@ from typing import Any
 import celpy
 import jsonschema
 import pytest
-import yaml
 from celpy.adapter import json_to_cel
 
 from kubesim.errors import ApiError
@@ -216,10 +213,24 @@ def test_names_scopes_and_short_names_follow_the_design() -> None:
     assert crds["ImageCatalog"]["names"]["shortNames"] == ["icat"]
     for spec in crds.values():
         assert spec["group"] == "fleet.scaleset.dev"
-        assert "scaleset" in spec["names"]["categories"]
+        assert "fleet" in spec["names"]["categories"]
         (version,) = spec["versions"]
         assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
         assert version["subresources"]["status"] == {}
+
+
+def test_no_category_equals_a_resource_name_because_kubectl_expands_categories_first() -> None:
+    crds = [crd["spec"]["names"] for crd in crdgen.build_crds()]
+    resource_names = {
+        name
+        for names in crds
+        for name in (names["plural"], names["singular"], names["kind"].lower(), *names["shortNames"])
+    }
+    categories = {category for names in crds for category in names["categories"]}
+    assert categories == {"fleet", "all"}
+    assert not categories & resource_names
+    # `kubectl get all` lists workloads: the ScaleSet is one, its policies and catalogs are not.
+    assert [names["kind"] for names in crds if "all" in names["categories"]] == ["ScaleSet"]
 
 
 def test_scaleset_serves_the_scale_subresource_for_kubectl_scale_and_hpa() -> None:
@@ -482,108 +493,6 @@ def test_crd_schema_refuses_unknown_enum_values() -> None:
     policy = {"apiVersion": "fleet.scaleset.dev/v1alpha1", "kind": "UpgradePolicy", "spec": {"mode": "Fast"}}
     with pytest.raises(jsonschema.ValidationError, match="'Fast' is not one of"):
         jsonschema.validate(policy, without_extensions(schema_of(UpgradePolicy)))
-
-
-# --------------------------------------------------------------------------- manifests
-
-
-def render_manifests() -> list[dict[str, Any]]:
-    return copy.deepcopy(_rendered_manifests())
-
-
-@functools.cache
-def _rendered_manifests() -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed")
-    result = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "manifests")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return [document for document in yaml.safe_load_all(result.stdout) if document]
-
-
-@pytest.mark.kubectl
-def test_manifests_render_with_kustomize_into_named_objects() -> None:
-    rendered = render_manifests()
-    for document in rendered:
-        assert document.get("apiVersion") and document.get("kind"), document
-        assert document.get("metadata", {}).get("name"), document
-    kinds = sorted(document["kind"] for document in rendered)
-    assert kinds == sorted(
-        ["CustomResourceDefinition"] * 4
-        + ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
-    )
-    for document in rendered:
-        if document["kind"] in ("ServiceAccount", "Deployment", "Service"):
-            assert document["metadata"]["namespace"] == "scaleset-system"
-
-
-@pytest.mark.kubectl
-def test_manifests_carry_the_generated_crds() -> None:
-    rendered = {
-        d["metadata"]["name"]: d for d in render_manifests() if d["kind"] == "CustomResourceDefinition"
-    }
-    for crd in crdgen.build_crds():
-        assert rendered[crd["metadata"]["name"]]["spec"] == crd["spec"]
-
-
-@pytest.mark.kubectl
-def test_operator_role_covers_every_kind_with_status_and_scale() -> None:
-    rendered = render_manifests()
-    (role,) = [d for d in rendered if d["kind"] == "ClusterRole"]
-    granted = {
-        (group, resource, verb)
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
-    for kind in crdgen.KINDS:
-        for verb in ("get", "list", "watch", "patch"):
-            assert ("fleet.scaleset.dev", kind.plural, verb) in granted
-        assert ("fleet.scaleset.dev", f"{kind.plural}/status", "patch") in granted
-    assert ("fleet.scaleset.dev", "scalesets/scale", "update") in granted
-    for needed in [
-        ("", "pods", "create"),
-        ("", "pods", "delete"),
-        ("", "pods/status", "patch"),
-        ("", "persistentvolumeclaims", "create"),
-        ("apps", "controllerrevisions", "create"),
-        ("", "events", "create"),
-        ("events.k8s.io", "events", "create"),
-        ("", "namespaces", "watch"),
-        ("coordination.k8s.io", "leases", "update"),
-        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
-        ("kopf.dev", "clusterkopfpeerings", "patch"),
-    ]:
-        assert needed in granted, needed
-    (binding,) = [d for d in rendered if d["kind"] == "ClusterRoleBinding"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "scaleset-operator", "namespace": "scaleset-system"}
-    ]
-
-
-@pytest.mark.kubectl
-def test_operator_deployment_watches_all_namespaces_with_a_liveness_probe() -> None:
-    rendered = render_manifests()
-    (deployment,) = [d for d in rendered if d["kind"] == "Deployment"]
-    pod = deployment["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    assert pod["serviceAccountName"] == "scaleset-operator"
-    assert container["command"] + container["args"][:2] == ["scaleset", "operator", "--all-namespaces"]
-    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
-    assert ports["healthz"] == 8080
-    (service,) = [d for d in rendered if d["kind"] == "Service"]
-    served = {port["port"]: ports[port["targetPort"]] for port in service["spec"]["ports"]}
-    assert served == {8090: 8090, 9090: 9090}
-    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
 # --------------------------------------------------------------------------- the embedded API server's admission

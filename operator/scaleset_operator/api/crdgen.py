@@ -148,7 +148,7 @@ KINDS: Final[tuple[CrdKind, ...]] = (
         plural=ScaleSet.PLURAL,
         namespaced=True,
         short_names=("sset", "vmss"),
-        categories=("scaleset", "all"),
+        categories=("fleet", "all"),
         scale=True,
         printer_columns=(
             PrinterColumn("Desired", "integer", ".spec.replicas", "Instances wanted."),
@@ -168,7 +168,7 @@ KINDS: Final[tuple[CrdKind, ...]] = (
         plural=UpgradePolicy.PLURAL,
         namespaced=True,
         short_names=("upol",),
-        categories=("scaleset",),
+        categories=("fleet",),
         printer_columns=(
             PrinterColumn("Mode", "string", ".spec.mode", "Automatic, Rolling or Manual."),
             PrinterColumn(
@@ -186,7 +186,7 @@ KINDS: Final[tuple[CrdKind, ...]] = (
         plural=MaintenanceConfiguration.PLURAL,
         namespaced=False,
         short_names=("mcfg",),
-        categories=("scaleset",),
+        categories=("fleet",),
         printer_columns=(
             PrinterColumn(
                 "Scope", "string", ".spec.maintenanceScope", "The kind of updates the window controls."
@@ -202,7 +202,7 @@ KINDS: Final[tuple[CrdKind, ...]] = (
         plural=ImageCatalog.PLURAL,
         namespaced=False,
         short_names=("icat",),
-        categories=("scaleset",),
+        categories=("fleet",),
         printer_columns=(AGE,),
     ),
 )
@@ -466,7 +466,9 @@ def render_api_reference(crds: Sequence[dict[str, Any]]) -> str:
             schema.get("description", ""),
             "",
             f"- Scope: {crd['spec']['scope']}; plural `{names['plural']}`; short names "
-            + ", ".join(f"`{short}`" for short in names["shortNames"]),
+            + ", ".join(f"`{short}`" for short in names["shortNames"])
+            + "; categories "
+            + ", ".join(f"`{category}`" for category in names["categories"]),
             "- Subresources: " + ", ".join(sorted(version["subresources"])),
             "- `kubectl get` columns: "
             + ", ".join(column["name"] for column in version["additionalPrinterColumns"]),

@@ -1,4 +1,4 @@
-"""The `scaleset` command: plan previews, the embedded cluster and the operator itself."""
+"""The `scaleset` command (also the kubectl plugin `kubectl scaleset`): previews, fleet steering, the operator."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ app = typer.Typer(
     name="scaleset",
     help="Rolling upgrades by upgrade domain for fleets of pods.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -18,5 +18,7 @@ def main() -> None:
 
 
 # Each subcommand registers itself on `app` from its own module; they import their heavy
-# dependencies inside the command, so `scaleset --help` stays quick.
-from scaleset_operator.cli import actions, operator, plan, sim, windows  # noqa: E402, F401
+# dependencies inside the command, so `scaleset --help` stays quick. `kubectl scaleset` (cli/plugin.py)
+# serves the same `app`, so a command added here is a plugin command too; commands that talk to a
+# cluster take -n, --context and --kubeconfig as kubectl does.
+from scaleset_operator.cli import actions, fleet, operator, plan, sim, windows  # noqa: E402, F401

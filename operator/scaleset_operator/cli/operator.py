@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from pathlib import Path
 
@@ -32,10 +31,31 @@ def operator_command(
         metavar="HOST:PORT",
         help="Serve the scheduled-events endpoint here ('off' to not serve it).",
     ),
+    metrics_address: str = typer.Option(
+        ":9090", "--metrics-address", help="Serve Prometheus /metrics on HOST:PORT; empty to turn it off."
+    ),
+    leader_elect: bool = typer.Option(
+        False,
+        "--leader-elect",
+        help="Run as one of several replicas: only the holder of a coordination.k8s.io Lease acts.",
+    ),
+    lease_namespace: str | None = typer.Option(
+        None, "--lease-namespace", help="Namespace of the Lease; default the pod's own namespace."
+    ),
+    lease_name: str = typer.Option("scaleset-operator", "--lease-name", help="Name of the Lease."),
+    lease_duration: float = typer.Option(
+        15.0,
+        "--lease-duration",
+        min=1.0,
+        help="Seconds a standby waits for a silent leader before taking over.",
+    ),
+    log_format: str = typer.Option(
+        "text", "--log-format", help="text, or json for one JSON object per line."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each reconcile decision."),
 ) -> None:
     """Run the ScaleSet operator until interrupted (SIGINT or SIGTERM stop it cleanly)."""
-    from scaleset_operator import runner
+    from scaleset_operator import logs, runner
     from scaleset_operator.imds.server import parse_address
 
     if namespace and all_namespaces:
@@ -48,10 +68,27 @@ def operator_command(
         except ValueError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if metrics_address and not _is_address(metrics_address):
+        typer.echo(f"error: --metrics-address must be HOST:PORT or :PORT, not {metrics_address!r}.", err=True)
+        raise typer.Exit(2)
+    if log_format not in ("text", "json"):
+        typer.echo(f"error: --log-format must be text or json, not {log_format!r}.", err=True)
+        raise typer.Exit(2)
+    election = None
+    if leader_elect:
+        namespace_of_lease = lease_namespace or _own_namespace()
+        if not namespace_of_lease:
+            typer.echo("error: --leader-elect needs --lease-namespace outside a pod.", err=True)
+            raise typer.Exit(2)
+        # client-go's proportions: renew deadline 2/3 and retry period 2/15 of the lease duration.
+        election = runner.LeaderElection(
+            namespace=namespace_of_lease,
+            name=lease_name,
+            lease_duration=lease_duration,
+            renew_deadline=lease_duration * 2 / 3,
+            retry_period=lease_duration * 2 / 15,
+        )
+    logs.configure(verbose=verbose, log_format=log_format)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -64,6 +101,19 @@ def operator_command(
             stop_flag=stop,
             liveness_endpoint=liveness,
             scheduled_events_address=events_address,
+            metrics_address=metrics_address or None,
+            leader_election=election,
         )
 
     asyncio.run(main())
+
+
+def _own_namespace() -> str | None:
+    """The namespace of the pod this runs in, from its service account; None outside a cluster."""
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.exists() else None
+
+
+def _is_address(address: str) -> bool:
+    _, colon, port = address.rpartition(":")
+    return bool(colon) and port.isdigit() and int(port) < 65536

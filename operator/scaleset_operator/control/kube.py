@@ -10,6 +10,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from scaleset_operator import metrics
 from scaleset_operator.api.models import GROUP, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -128,14 +129,23 @@ class Kube:
             )
             response.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:
+            metrics.api_request(method, query, exc.status or "error")
             raise _from_exception(exc) from None
+        except Exception:
+            metrics.api_request(method, query, "error")
+            raise
         raw = response.data
+        metrics.api_request(method, query, response.status)
         if not 200 <= response.status <= 299:
             raise _from_status(response.status, raw)
         if not raw:
             return {}
         result: dict[str, Any] = json.loads(raw)
         return result
+
+    def update(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace an object; 409 when its metadata.resourceVersion is not the stored one."""
+        return self.request("PUT", path, body=body)
 
     def get(self, path: str) -> dict[str, Any]:
         return self.request("GET", path)

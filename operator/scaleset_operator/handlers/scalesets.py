@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,11 +12,13 @@ from typing import Any
 import kopf
 import urllib3
 
+from scaleset_operator import metrics
 from scaleset_operator.api.models import GROUP, VERSION
 from scaleset_operator.control.context import RESYNC_SECONDS
 from scaleset_operator.control.kube import ApiError
 from scaleset_operator.control.reconcile import Reconciler
 from scaleset_operator.identity import LABEL_SCALESET
+from scaleset_operator.leader import Leadership
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,15 @@ class OperatorMemo:
     resync_seconds: float = RESYNC_SECONDS
     wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     passes: int = 0
+    # Set when replicas elect a leader (scaleset_operator.leader); None: this operator always acts.
+    leadership: Leadership | None = None
+
+    def is_active(self) -> bool:
+        return self.leadership is None or self.leadership.is_leader
+
+    async def wait_active(self, timeout: float) -> None:
+        assert self.leadership is not None
+        await self.leadership.wait_until_leader(timeout)
 
     def wake(self, namespace: str, name: str) -> None:
         waker = self.wakers.get((namespace, name))
@@ -63,6 +75,11 @@ async def scaleset_daemon(
     try:
         while not stopped:
             waker.clear()
+            if not state.is_active():
+                # A standby replica watches and serves metrics, but only the Lease holder acts.
+                await state.wait_active(timeout=state.resync_seconds)
+                continue
+            started = time.monotonic()
             try:
                 outcome = await asyncio.to_thread(state.reconciler.reconcile, namespace, name)
             except Exception as error:  # one bad pass must not end the daemon; the next wake-up retries
@@ -71,6 +88,7 @@ async def scaleset_daemon(
                 else:
                     log.exception("reconcile of %s/%s failed", namespace, name)
                 outcome = None
+            metrics.reconcile_pass(outcome is not None, time.monotonic() - started)
             state.passes += 1
             if outcome is not None:
                 log.debug(

@@ -1,0 +1,285 @@
+"""`scaleset status | history | walk | pause | resume`: look at and steer a ScaleSet on a cluster."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from scaleset_operator.cli.main import app
+from scaleset_operator.cli.target import (
+    CONTEXT_OPTION,
+    KUBECONFIG_OPTION,
+    NAMESPACE_OPTION,
+    CommandError,
+    Target,
+    connect,
+    explain,
+)
+from scaleset_operator.control.kube import MERGE_PATCH, ApiError, fleet_path, group_path
+from scaleset_operator.identity import LABEL_SCALESET
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """A user's mistake ends the command with one line and exit code 1; tracebacks are for bugs."""
+    try:
+        yield
+    except CommandError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _condition(scaleset: dict[str, Any], kind: str) -> dict[str, Any]:
+    for item in (scaleset.get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return {}
+
+
+def render_status(scaleset: dict[str, Any]) -> RenderableType:
+    """The ScaleSet's status as the command prints it: summary, rollout progress, upgrade domains."""
+    meta, spec, status = scaleset["metadata"], scaleset.get("spec") or {}, scaleset.get("status") or {}
+    upgrade = status.get("upgrade") or {}
+    desired = int(spec.get("replicas") or 0)
+    updated, ready = int(status.get("updatedReplicas") or 0), int(status.get("readyReplicas") or 0)
+    phase = upgrade.get("phase") or "Idle"
+    lines: list[RenderableType] = [
+        Text.assemble(
+            ("ScaleSet ", "bold"),
+            (f"{meta.get('namespace')}/{meta['name']}", "bold cyan"),
+            f"  {ready}/{desired} ready, {updated}/{desired} updated, phase ",
+            (phase, "bold"),
+            f", revision {status.get('currentRevision') or '-'}",
+        )
+    ]
+    if upgrade.get("locked"):
+        batch = upgrade.get("currentBatch") or {}
+        where = (
+            f"upgrade domain {upgrade['currentUpgradeDomain']}"
+            if upgrade.get("currentUpgradeDomain") is not None
+            else "all domains"
+        )
+        lines.append(
+            Text(
+                f"Rolling {upgrade.get('fromRevision') or '-'} -> {upgrade.get('toRevision') or '-'}, "
+                f"{where}, batch {', '.join(batch.get('instances') or []) or '-'}"
+            )
+        )
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(ProgressBar(total=max(desired, 1), completed=updated, width=40), f"{updated}/{desired}")
+        lines.append(bar)
+    if upgrade.get("reason") and upgrade.get("locked"):
+        lines.append(Text(f"{upgrade['reason']}: {upgrade.get('message') or ''}".rstrip(": ")))
+    for kind in ("Ready", "Progressing", "Stalled"):
+        found = _condition(scaleset, kind)
+        if found:
+            style = "red" if (kind == "Stalled") == (found.get("status") == "True") else "green"
+            if kind == "Progressing":
+                style = "yellow" if found.get("status") == "True" else "green"
+            lines.append(Text(f"{kind}={found.get('status')} {found.get('reason') or ''}", style=style))
+    table = Table(title="Upgrade domains", title_justify="left")
+    for column, justify in (("UD", "right"), ("Instances", "right"), ("Revision", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column("Updated", justify="right")
+    table.add_column("Healthy", justify="right")
+    table.add_column("", justify="left")
+    current = upgrade.get("currentUpgradeDomain") if upgrade.get("locked") else None
+    for domain in status.get("upgradeDomains") or []:
+        count = len(domain.get("instances") or [])
+        table.add_row(
+            str(domain.get("index")),
+            str(count),
+            domain.get("revision") or "(mixed)",
+            f"{domain.get('updated', 0)}/{count}",
+            f"{domain.get('healthy', 0)}/{count}",
+            "<- upgrading" if domain.get("index") == current else "",
+        )
+    lines.append(table)
+    return Group(*lines)
+
+
+def _poll(target: Target, name: str, interval: float) -> Iterator[dict[str, Any]]:
+    while True:
+        yield target.scaleset(name)
+        time.sleep(interval)
+
+
+@app.command()
+def status(
+    name: str = typer.Argument(..., help="The ScaleSet."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Keep showing the status as it changes."),
+    interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between reads with --watch."),
+    namespace: str | None = NAMESPACE_OPTION,
+    context: str | None = CONTEXT_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+) -> None:
+    """Show a ScaleSet's upgrade domains, revisions, health and the running rollout."""
+    with _errors():
+        target = connect(kubeconfig, context, namespace)
+        console = Console()
+        if not watch:
+            console.print(render_status(target.scaleset(name)))
+            return
+        with suppress(KeyboardInterrupt):
+            _watch(console, _poll(target, name, interval))
+
+
+def _watch(console: Console, states: Iterator[dict[str, Any]]) -> None:
+    """On a terminal, redraw in place; otherwise print the status again each time it changes."""
+    if console.is_terminal:
+        with Live(console=console, auto_refresh=False) as live:
+            for scaleset in states:
+                live.update(render_status(scaleset), refresh=True)
+        return
+    last: Any = None
+    for scaleset in states:
+        if scaleset.get("status") != last:
+            last = scaleset.get("status")
+            console.print(render_status(scaleset))
+            console.print()
+
+
+# --------------------------------------------------------------------------- history
+
+
+def render_history(scaleset: dict[str, Any], revisions: list[dict[str, Any]]) -> RenderableType:
+    status = scaleset.get("status") or {}
+    upgrades = Table(title="Upgrades", title_justify="left")
+    for column in ("From", "To", "Started", "Finished", "Result"):
+        upgrades.add_column(column)
+    for entry in (status.get("upgrade") or {}).get("history") or []:
+        upgrades.add_row(
+            entry.get("fromRevision") or "-",
+            entry.get("toRevision") or "-",
+            entry.get("startedAt") or "-",
+            entry.get("finishedAt") or "-",
+            entry.get("result") or "-",
+        )
+    kept = Table(title="Revisions kept (ControllerRevisions)", title_justify="left")
+    kept.add_column("Revision", justify="right")
+    kept.add_column("Name")
+    kept.add_column("Created")
+    kept.add_column("")
+    current, update = status.get("currentRevision"), status.get("updateRevision")
+    for revision in sorted(revisions, key=lambda r: int(r.get("revision") or 0)):
+        revision_name = revision["metadata"]["name"]
+        marks = [m for m, r in (("current", current), ("update", update)) if r == revision_name]
+        kept.add_row(
+            str(revision.get("revision") or "-"),
+            revision_name,
+            revision["metadata"].get("creationTimestamp") or "-",
+            ", ".join(marks),
+        )
+    return Group(upgrades, kept)
+
+
+@app.command()
+def history(
+    name: str = typer.Argument(..., help="The ScaleSet."),
+    namespace: str | None = NAMESPACE_OPTION,
+    context: str | None = CONTEXT_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+) -> None:
+    """List a ScaleSet's recent upgrades and the template revisions kept for rollback."""
+    with _errors():
+        target = connect(kubeconfig, context, namespace)
+        scaleset = target.scaleset(name)
+        try:
+            revisions = target.kube.list(
+                group_path("apps", "v1", "controllerrevisions", target.namespace), f"{LABEL_SCALESET}={name}"
+            )
+        except ApiError as error:
+            raise explain(error, "list the ControllerRevisions") from None
+        Console().print(render_history(scaleset, revisions))
+
+
+# --------------------------------------------------------------------------- walk, pause, resume
+
+
+def _patch_spec(target: Target, name: str, spec: dict[str, Any], what: str) -> dict[str, Any]:
+    target.scaleset(name)
+    try:
+        patched: dict[str, Any] = target.kube.patch(
+            fleet_path("scalesets", target.namespace, name), {"spec": spec}, MERGE_PATCH
+        )
+    except ApiError as error:
+        raise explain(error, what) from None
+    return patched
+
+
+def _policy_mode(target: Target, scaleset: dict[str, Any]) -> str:
+    ref = ((scaleset.get("spec") or {}).get("upgradePolicyRef") or {}).get("name")
+    if not ref:
+        return "Rolling"
+    policy = target.kube.get_or_none(fleet_path("upgradepolicies", target.namespace, ref)) or {}
+    return str((policy.get("spec") or {}).get("mode") or "Rolling")
+
+
+@app.command()
+def walk(
+    name: str = typer.Argument(..., help="The ScaleSet."),
+    upgrade_domain: int = typer.Argument(..., min=0, help="Upgrade domains 0..UD may be upgraded."),
+    namespace: str | None = NAMESPACE_OPTION,
+    context: str | None = CONTEXT_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+) -> None:
+    """Release upgrade domains 0..UD of a Manual-mode ScaleSet (sets spec.walkUpgradeDomain)."""
+    with _errors():
+        target = connect(kubeconfig, context, namespace)
+        scaleset = target.scaleset(name)
+        count = int((scaleset.get("spec") or {}).get("upgradeDomainCount") or 5)
+        if upgrade_domain >= count:
+            raise CommandError(
+                f"upgrade domain {upgrade_domain} does not exist: spec.upgradeDomainCount of "
+                f'ScaleSet "{name}" is {count}, so domains are 0 to {count - 1}.'
+            )
+        mode = _policy_mode(target, scaleset)
+        _patch_spec(target, name, {"walkUpgradeDomain": upgrade_domain}, "set spec.walkUpgradeDomain")
+        typer.echo(f"scaleset.fleet.scaleset.dev/{name} walked to upgrade domain {upgrade_domain}")
+        if mode != "Manual":
+            typer.echo(
+                f"note: its UpgradePolicy is in {mode} mode; spec.walkUpgradeDomain holds back Manual mode only.",
+                err=True,
+            )
+
+
+def _set_paused(name: str, paused: bool, target_of: Callable[[], Target]) -> None:
+    with _errors():
+        target = target_of()
+        _patch_spec(target, name, {"paused": paused}, "set spec.paused")
+        typer.echo(f"scaleset.fleet.scaleset.dev/{name} {'paused' if paused else 'resumed'}")
+
+
+@app.command()
+def pause(
+    name: str = typer.Argument(..., help="The ScaleSet."),
+    namespace: str | None = NAMESPACE_OPTION,
+    context: str | None = CONTEXT_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+) -> None:
+    """Start no new batch (sets spec.paused); the running batch finishes."""
+    _set_paused(name, True, lambda: connect(kubeconfig, context, namespace))
+
+
+@app.command()
+def resume(
+    name: str = typer.Argument(..., help="The ScaleSet."),
+    namespace: str | None = NAMESPACE_OPTION,
+    context: str | None = CONTEXT_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+) -> None:
+    """Let a paused rollout go on (clears spec.paused)."""
+    _set_paused(name, False, lambda: connect(kubeconfig, context, namespace))
