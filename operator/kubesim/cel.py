@@ -200,8 +200,12 @@ def to_cel(value: Any, schema: Mapping[str, Any] | None) -> Any:
     kind = schema.get("type")
     if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
         return celtypes.DoubleType(float(value))
-    if kind == "integer" and isinstance(value, float) and value.is_integer():
+    if kind == "integer" and isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
         return celtypes.IntType(int(value))
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return celtypes.DoubleType(float(value))  # what the API server reads such a number as
+    if isinstance(value, float) and kind == "integer":
+        return celtypes.DoubleType(value)
     if kind == "string" and isinstance(value, str):
         return _formatted_string(value, schema.get("format"))
     if kind == "array" and isinstance(value, list):

@@ -106,6 +106,8 @@ def _in_body(path: str) -> str:
 # Types and formats
 
 _JSON_TYPES = ("object", "array", "string", "integer", "number", "boolean")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_EXACT_FLOAT_INTEGER = 2**53
 
 
 def _type_name(value: Any) -> str:
@@ -114,7 +116,8 @@ def _type_name(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
-        return "integer"
+        # The API server reads a JSON number that does not fit in an int64 as a float.
+        return "integer" if _INT64_MIN <= value <= _INT64_MAX else "number"
     if isinstance(value, float):
         return "number"
     if isinstance(value, str):
@@ -127,7 +130,11 @@ def _type_name(value: Any) -> str:
 def _has_type(value: Any, expected: str) -> bool:
     actual = _type_name(value)
     if expected == "integer":
-        return actual == "integer" or (actual == "number" and float(value).is_integer())
+        # As the API server's validator: a float counts as an integer only when it is whole and exact
+        # (within ±2^53); 9.2e18 is not.
+        return actual == "integer" or (
+            actual == "number" and float(value).is_integer() and abs(float(value)) <= _EXACT_FLOAT_INTEGER
+        )
     if expected == "number":
         return actual in ("integer", "number")
     return actual == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +85,13 @@ def _crd_served(kube: Kube, plural: str) -> bool:
 
 @pytest.fixture(scope="session")
 def operator(kubeconfig: str, kube: Kube) -> Iterator[OperatorThread]:
-    with OperatorThread(kubeconfig, resync_seconds=5.0) as running:
+    """The operator, serving the scheduled-events endpoint on a free loopback port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with OperatorThread(
+        kubeconfig, resync_seconds=5.0, scheduled_events_address=f"127.0.0.1:{port}"
+    ) as running:
         yield running
 
 

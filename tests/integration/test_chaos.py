@@ -100,7 +100,16 @@ class OperatorProcess:
     def __init__(self, kubeconfig: str, namespace: str) -> None:
         command = shutil.which("scaleset", path=str(Path(sys.executable).parent))
         assert command, "the scaleset command is installed with the project"
-        self.args = [command, "operator", "--kubeconfig", kubeconfig, "--namespace", namespace]
+        self.args = [
+            command,
+            "operator",
+            "--kubeconfig",
+            kubeconfig,
+            "--namespace",
+            namespace,
+            "--metrics-address=",
+            "--scheduled-events-address=off",
+        ]
         self.process: subprocess.Popen[bytes] | None = None
         self.kills = 0
 

@@ -51,6 +51,7 @@ class Replica:
                 "--lease-namespace=default",
                 f"--lease-duration={LEASE_SECONDS}",
                 f"--metrics-address=127.0.0.1:{self.port}",
+                f"--scheduled-events-address=127.0.0.1:{free_port()}",
                 "--log-format=json",
             ],
             stdout=subprocess.DEVNULL,

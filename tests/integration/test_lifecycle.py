@@ -174,6 +174,7 @@ def test_scaleset_operator_command_runs_one_namespace_and_stops_on_sigterm(
             "--namespace",
             "mine",
             "--metrics-address=127.0.0.1:0",
+            "--scheduled-events-address=127.0.0.1:0",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

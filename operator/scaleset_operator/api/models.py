@@ -433,6 +433,16 @@ class BatchStatus(ApiModel):
         default=None, description="RFC 3339 time the operator saw every instance of the batch healthy."
     )
     revision: str | None = Field(default=None, description="The revision the batch moves its instances to.")
+    scheduled_events: BatchNotice | None = Field(
+        default=None, description="While the batch waits for its instances' scheduled events."
+    )
+
+
+class BatchNotice(ApiModel):
+    """The instances of a batch that have been told of it and not yet agreed, and when it starts anyway."""
+
+    waiting_for: list[str] = Field(default_factory=list, description="Instances that have not approved.")
+    starts_by: str | None = Field(default=None, description="RFC 3339 time the batch starts at the latest.")
 
 
 class RollbackStatus(ApiModel):

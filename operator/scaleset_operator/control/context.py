@@ -32,6 +32,12 @@ class Outcome:
     step: str = ""
     notes: list[str] = field(default_factory=list)
 
+    def wait_until(self, moment: datetime | None, now: datetime) -> None:
+        """Look again by `moment` at the latest (or soon, when it is unknown)."""
+        seconds = 1.0 if moment is None else max(0.05, (moment - now).total_seconds())
+        if self.requeue_after is not None:
+            self.requeue_after = min(self.requeue_after, seconds)
+
 
 @dataclass
 class Snapshot:

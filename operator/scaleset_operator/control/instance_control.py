@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from scaleset_operator.api.durations import parse_duration
 from scaleset_operator.api.models import UpdateMethod, UpgradeMode
 from scaleset_operator.control import manifests
 from scaleset_operator.control.context import (
@@ -22,6 +23,7 @@ from scaleset_operator.control.context import (
 )
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.kube import STRATEGIC_MERGE_PATCH, ApiError, Kube, core_path
+from scaleset_operator.control.scheduled_events import ScheduledEventsControl, event_id, events_of
 from scaleset_operator.control.snapshot import instance_state, is_terminating, parse_time, pod_images
 from scaleset_operator.identity import (
     LABEL_ORDINAL,
@@ -33,8 +35,9 @@ from scaleset_operator.identity import (
 )
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.instances import HealthGate, InstanceState
-from scaleset_operator.planning.restart import restarted
+from scaleset_operator.planning.restart import restart_revision, restarted
 from scaleset_operator.planning.revisions import UpdateKind, classify_update
+from scaleset_operator.planning.scheduled_events import BatchTiming, EventType
 
 
 class InstanceControl:
@@ -43,6 +46,47 @@ class InstanceControl:
     def __init__(self, kube: Kube, events: EventRecorder) -> None:
         self.kube = kube
         self.events = events
+        self.notices = ScheduledEventsControl(kube, events)
+
+    # ------------------------------------------------------------------ scheduled events
+
+    def notice(
+        self,
+        snapshot: Snapshot,
+        pods_by_type: dict[EventType, list[dict[str, Any]]],
+        work: str,
+        now: datetime,
+    ) -> BatchTiming | None:
+        """Tell each instance of its coming disruption when the ScaleSet asks for scheduled events.
+
+        None when it does not (the work goes ahead); otherwise the work may start once the timing is
+        ready (every instance approved, or its NotBefore passed), and each event is then Started.
+        """
+        wanted = {kind: pods for kind, pods in pods_by_type.items() if pods}
+        if not snapshot.spec.scheduled_events.enabled or not wanted:
+            return None
+        timeout = parse_duration(snapshot.spec.scheduled_events.not_before_timeout)
+        timings = [self.notices.prepare(pods, kind, work, now, timeout) for kind, pods in wanted.items()]
+        waiting = tuple(sorted({name for timing in timings for name in timing.waiting_for}))
+        deadlines = [timing.starts_by for timing in timings if not timing.ready]
+        starts_by = (
+            None if any(d is None for d in deadlines) else max((d for d in deadlines if d), default=None)
+        )
+        timing = BatchTiming(not waiting, waiting, starts_by)
+        if timing.ready:
+            for kind, pods in wanted.items():
+                self.notices.start(pods, kind, work, now)
+        return timing
+
+    def _finish_notices(
+        self, snapshot: Snapshot, done: list[dict[str, Any]], kind: EventType, work: str
+    ) -> None:
+        """Remove the events of instances that are back after work done in place (a deleted pod took its own)."""
+        if not snapshot.spec.scheduled_events.enabled:
+            return
+        for pod in done:
+            if events_of(pod).find(event_id(pod, kind, work)) is not None:
+                self.notices.finish(pod, kind, work)
 
     def hold(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
         """While a change is refused, keep what runs: bring back instances that went missing (a reimage
@@ -78,13 +122,18 @@ class InstanceControl:
     def scale(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
         replicas = snapshot.spec.replicas
         self._create_missing(snapshot, now, outcome, replicas)
-        for ordinal in sorted(snapshot.pods, reverse=True):
-            if ordinal < replicas:
-                continue
-            pod = snapshot.pods[ordinal]
-            if not is_terminating(pod):
-                self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
-                outcome.notes.append(f"removed {pod['metadata']['name']}")
+        leaving = [
+            snapshot.pods[o]
+            for o in sorted(snapshot.pods, reverse=True)
+            if o >= replicas and not is_terminating(snapshot.pods[o])
+        ]
+        timing = self.notice(snapshot, {EventType.TERMINATE: leaving}, "scale-in", now)
+        if timing is not None and not timing.ready:
+            outcome.wait_until(timing.starts_by, now)
+            leaving = []
+        for pod in leaving:
+            self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
+            outcome.notes.append(f"removed {pod['metadata']['name']}")
         for ordinal, pod in list(snapshot.surges.items()):
             if ordinal >= replicas and not is_terminating(pod):
                 self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
@@ -188,14 +237,23 @@ class InstanceControl:
 
     def carry_out_batch(
         self, snapshot: Snapshot, instances: list[InstanceState], now: datetime, outcome: Outcome
-    ) -> None:
+    ) -> BatchTiming | None:
+        """Move the members of the recorded batch that are not there yet; returns the timing of their
+        scheduled events when the batch waits for them."""
         batch = snapshot.upgrade.get("currentBatch")
         restart = snapshot.upgrade.get("restart")
         surges_wanted: set[int] = set()
+        gate = HealthGate.of(snapshot.policy.health_check)
+        healthy = {
+            i.ordinal for i in instances if i.revision == snapshot.update_revision and gate.is_healthy(i, now)
+        }
+        timing = None
         if batch and snapshot.upgrade.get("locked") and restart:
-            self._restart_batch(snapshot, batch, parse_time(restart.get("requestedAt")) or now, outcome)
+            requested_at = parse_time(restart.get("requestedAt")) or now
+            timing = self._restart_batch(snapshot, batch, requested_at, now, outcome)
         elif batch and snapshot.upgrade.get("locked"):
             surge = snapshot.policy.rolling_upgrade.max_surge
+            due: list[tuple[int, dict[str, Any], UpdateKind]] = []
             for ordinal in batch_ordinals(batch):
                 pod = snapshot.pods.get(ordinal)
                 if pod is None or is_terminating(pod) or ordinal >= snapshot.spec.replicas:
@@ -209,32 +267,56 @@ class InstanceControl:
                     surges_wanted.add(ordinal)
                     if not self._surge_ready(snapshot, ordinal, now):
                         continue
-                self._update_instance(snapshot, ordinal, pod, now, outcome)
-        gate = HealthGate.of(snapshot.policy.health_check)
-        healthy = {
-            i.ordinal for i in instances if i.revision == snapshot.update_revision and gate.is_healthy(i, now)
-        }
+                due.append((ordinal, pod, self._update_kind(snapshot, pod)))
+            timing = self.notice(
+                snapshot,
+                {
+                    EventType.REBOOT: [p for _, p, k in due if k == UpdateKind.IN_PLACE],
+                    EventType.REDEPLOY: [p for _, p, k in due if k == UpdateKind.REIMAGE],
+                },
+                snapshot.update_revision,
+                now,
+            )
+            if timing is None or timing.ready:
+                for ordinal, pod, kind in due:
+                    self._update_instance(snapshot, ordinal, pod, kind, now, outcome)
+        # Instances back on their new revision after an update in place: their events are done (the
+        # batch may have moved on already, so every instance is looked at).
+        back = [pod for ordinal, pod in snapshot.pods.items() if ordinal in healthy and events_of(pod).events]
+        self._finish_notices(snapshot, back, EventType.REBOOT, snapshot.update_revision)
         for ordinal, pod in snapshot.surges.items():
             done = ordinal in healthy
             if (ordinal not in surges_wanted or done) and not is_terminating(pod):
                 self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
+        return timing
 
     def _restart_batch(
-        self, snapshot: Snapshot, batch: dict[str, Any], requested_at: datetime, outcome: Outcome
-    ) -> None:
+        self,
+        snapshot: Snapshot,
+        batch: dict[str, Any],
+        requested_at: datetime,
+        now: datetime,
+        outcome: Outcome,
+    ) -> BatchTiming | None:
         """Recreate each member not restarted since the restart was asked for; the next pass creates it
         again (same name, same data disks). Kubernetes has no call that restarts a container in place."""
+        due = []
         for ordinal in batch_ordinals(batch):
             pod = snapshot.pods.get(ordinal)
             if pod is None or is_terminating(pod) or ordinal >= snapshot.spec.replicas:
                 continue
-            if restarted(instance_state(snapshot.name, ordinal, pod), requested_at):
-                continue
+            if not restarted(instance_state(snapshot.name, ordinal, pod), requested_at):
+                due.append(pod)
+        timing = self.notice(snapshot, {EventType.REBOOT: due}, restart_revision(requested_at), now)
+        if timing is not None and not timing.ready:
+            return timing
+        for pod in due:
             self.kube.delete(
                 core_path("pods", snapshot.namespace, pod["metadata"]["name"]),
                 preconditions_uid=pod["metadata"].get("uid"),
             )
             outcome.notes.append(f"restarting {pod['metadata']['name']}")
+        return timing
 
     def _surge_ready(self, snapshot: Snapshot, ordinal: int, now: datetime) -> bool:
         """maxSurge: the new instance first; True once it is up and the old one may go."""
@@ -288,15 +370,24 @@ class InstanceControl:
                 raise
         snapshot.template_checked = True
 
+    def _update_kind(self, snapshot: Snapshot, pod: dict[str, Any]) -> UpdateKind:
+        """In place when only what a live pod may change differs (and the policy allows it), else reimage."""
+        old_template = snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION))
+        if old_template is not None and snapshot.policy.update_method == UpdateMethod.IN_PLACE_IF_POSSIBLE:
+            return classify_update(old_template, snapshot.target_template)
+        return UpdateKind.REIMAGE
+
     def _update_instance(
-        self, snapshot: Snapshot, ordinal: int, pod: dict[str, Any], now: datetime, outcome: Outcome
+        self,
+        snapshot: Snapshot,
+        ordinal: int,
+        pod: dict[str, Any],
+        kind: UpdateKind,
+        now: datetime,
+        outcome: Outcome,
     ) -> None:
         self.check_template(snapshot, now)
         name = pod["metadata"]["name"]
-        old_template = snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION))
-        kind = UpdateKind.REIMAGE
-        if old_template is not None and snapshot.policy.update_method == UpdateMethod.IN_PLACE_IF_POSSIBLE:
-            kind = classify_update(old_template, snapshot.target_template)
         path = core_path("pods", snapshot.namespace, name)
         try:
             if kind == UpdateKind.REIMAGE:

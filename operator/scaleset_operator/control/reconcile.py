@@ -66,6 +66,7 @@ from scaleset_operator.planning.rollback import (
     rollback_allowed,
     rollback_step,
 )
+from scaleset_operator.planning.scheduled_events import BatchTiming
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +386,11 @@ class Reconciler:
             if lock_of(upgrade).action is Action.ROLLBACK:
                 outcome.step = "RollbackStarted"
                 return step  # the next pass plans the rollback's first batch
-        if isinstance(step, StartBatch):
+        if isinstance(step, StartBatch) and _is_recorded(upgrade, step, target):
+            # The recorded batch, not carried out yet (its instances wait for their scheduled events, or
+            # the operator stopped before touching them): it keeps its record and its start time.
+            step = Wait(StepReason.BATCH_IN_PROGRESS, step.message)
+        elif isinstance(step, StartBatch):
             if step.reason == StepReason.BATCH_STARTED:  # not a re-issue of the running batch
                 self._batch_completed(snapshot, upgrade)
             names = [i.name for i in instances if i.ordinal in step.batch.ordinals]
@@ -448,9 +453,41 @@ class Reconciler:
 
         # Whatever the planner said, the recorded batch must be carried out (the operator may have died
         # between recording it and acting on it, or the template may have changed under it).
-        self.instance_control.carry_out_batch(snapshot, instances, now, outcome)
+        timing = self.instance_control.carry_out_batch(snapshot, instances, now, outcome)
+        if upgrade.get("currentBatch") and timing is not None:
+            step = self._waiting_for_notices(snapshot, upgrade, step, timing, now, outcome)
         outcome.step = type(step).__name__
         return step
+
+    def _waiting_for_notices(
+        self,
+        snapshot: Snapshot,
+        upgrade: dict[str, Any],
+        step: Step,
+        timing: BatchTiming,
+        now: datetime,
+        outcome: Outcome,
+    ) -> Step:
+        """The batch's timing in status while its instances have been told and not all have agreed."""
+        batch = dict(upgrade["currentBatch"])
+        if timing.ready:
+            batch.pop("scheduledEvents", None)
+            upgrade["currentBatch"] = batch
+            return step
+        when = timing.starts_by.isoformat() if timing.starts_by else "once every instance has been told"
+        message = (
+            f"{', '.join(timing.waiting_for)} {'has' if len(timing.waiting_for) == 1 else 'have'} been told "
+            f"of the coming update by a scheduled event; it starts when each approves it, or at {when}"
+        )
+        batch["scheduledEvents"] = {
+            "waitingFor": list(timing.waiting_for),
+            "startsBy": timestamp(timing.starts_by) if timing.starts_by else None,
+        }
+        if upgrade.get("reason") != StepReason.WAITING_FOR_APPROVAL:
+            self.events.normal(snapshot.scaleset, StepReason.WAITING_FOR_APPROVAL, message)
+        upgrade.update(currentBatch=batch, reason=str(StepReason.WAITING_FOR_APPROVAL), message=message)
+        outcome.wait_until(timing.starts_by, now)
+        return Wait(StepReason.WAITING_FOR_APPROVAL, message, timing.starts_by)
 
     def _stopped(
         self, snapshot: Snapshot, upgrade: dict[str, Any], step: Stop, now: datetime, outcome: Outcome
@@ -642,3 +679,15 @@ def describe_validation_error(error: ValidationError, prefix: str) -> str:
 
 def _where(upgrade_domain: int | None) -> str:
     return "across all upgrade domains" if upgrade_domain is None else f"in upgrade domain {upgrade_domain}"
+
+
+def _is_recorded(upgrade: dict[str, Any], step: StartBatch, target: str) -> bool:
+    """The step starts the very batch status already records, unfinished, for the same revision."""
+    recorded = upgrade.get("currentBatch") or {}
+    return (
+        step.reason == StepReason.BATCH_STARTED
+        and bool(recorded)
+        and not recorded.get("finishedAt")
+        and sorted(batch_ordinals(recorded)) == sorted(step.batch.ordinals)
+        and (recorded.get("revision") or upgrade.get("toRevision")) == target
+    )

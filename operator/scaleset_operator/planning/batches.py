@@ -34,6 +34,7 @@ class StepReason(StrEnum):
     INSTANCE_START_TIMEOUT = "InstanceStartTimeout"
     ROLLBACK_REQUIRED = "RollbackRequired"
     ROLLBACK_STARTED = "RollbackStarted"
+    WAITING_FOR_APPROVAL = "WaitingForApproval"
     ROLLOUT_COMPLETE = "RolloutComplete"
 
 

@@ -1,0 +1,153 @@
+"""Scheduled events in a rollout and a scale-in: announced before the work, approved by the instance alone.
+
+The instances call the endpoint as the cloud service's documentation shows: plain HTTP, the header
+`Metadata: true`, `StartRequests` to approve, from their own address (kubesim's pods have loopback
+addresses, so a client binds its source address to the pod's IP).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from typing import Any
+
+import pytest
+
+from scaleset_operator.control.kube import Kube, core_path, fleet_path
+from scaleset_operator.runner import OperatorThread
+from tests.integration.helpers import (
+    IMAGE,
+    create,
+    pods_of,
+    scaleset_body,
+    scaleset_ready,
+    set_image,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.e2e]
+
+TIMEOUT = 60
+PATH = "/metadata/scheduledevents?api-version=2020-07-01"
+
+
+@pytest.fixture(autouse=True)
+def needs_kubesim(kubesim: Any) -> None:
+    if kubesim is None:
+        pytest.skip("calls the endpoint from pod IPs, which only kubesim's loopback pod addresses allow here")
+
+
+def call(operator: OperatorThread, source_ip: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+    host, port = str(operator.scheduled_events_address).rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source_ip, 0))
+    try:
+        connection.request(
+            method, PATH, body=None if body is None else json.dumps(body), headers={"Metadata": "true"}
+        )
+        response = connection.getresponse()
+        raw = response.read()
+        return response.status, json.loads(raw) if raw else None
+    finally:
+        connection.close()
+
+
+def ip_of(kube: Kube, namespace: str, pod: str) -> str:
+    return str(kube.get(core_path("pods", namespace, pod))["status"]["podIP"])
+
+
+def image_of(kube: Kube, namespace: str, pod: str) -> str:
+    return str(kube.get(core_path("pods", namespace, pod))["spec"]["containers"][0]["image"])
+
+
+def events_seen_by(operator: OperatorThread, kube: Kube, namespace: str, pod: str) -> list[dict[str, Any]]:
+    status, document = call(operator, ip_of(kube, namespace, pod))
+    assert status == 200, document
+    return list(document["Events"])
+
+
+def upgrade_of(kube: Kube, namespace: str) -> dict[str, Any]:
+    return dict(
+        (kube.get(fleet_path("scalesets", namespace, "web")).get("status") or {}).get("upgrade") or {}
+    )
+
+
+def fleet(kube: Kube, namespace: str, timeout: str) -> None:
+    create(
+        kube,
+        namespace,
+        scaleset_body("web", 4, scheduledEvents={"enabled": True, "notBeforeTimeout": timeout}),
+    )
+    wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
+
+
+def test_an_instance_that_approves_its_reboot_is_updated_at_once(
+    kube: Kube, namespace: str, operator: OperatorThread
+) -> None:
+    fleet(kube, namespace, "10m")
+    assert all(
+        any(e.get("name") == "SCHEDULED_EVENTS_ENDPOINT" for e in p["spec"]["containers"][0].get("env") or [])
+        for p in pods_of(kube, namespace, "web")
+    ), "every instance is told where the endpoint is"
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    (event,) = wait_for(
+        lambda: events_seen_by(operator, kube, namespace, "web-0"), TIMEOUT, "web-0 told of its reboot"
+    )
+    assert event["EventType"] == "Reboot" and event["Resources"] == ["web-0"]
+    assert event["EventStatus"] == "Scheduled" and event["NotBefore"].endswith("GMT")
+    upgrade = wait_for(
+        lambda: (u := upgrade_of(kube, namespace)).get("reason") == "WaitingForApproval" and u,
+        TIMEOUT,
+        "the wait",
+    )
+    assert upgrade["currentBatch"]["scheduledEvents"]["waitingFor"] == ["web-0"]
+    time.sleep(1.0)
+    assert image_of(kube, namespace, "web-0") == f"{IMAGE}:v1", "nothing is touched before the event is due"
+
+    # Another instance neither sees the event nor may approve it.
+    assert events_seen_by(operator, kube, namespace, "web-1") == []
+    refused, _ = call(
+        operator, ip_of(kube, namespace, "web-1"), "POST", {"StartRequests": [{"EventId": event["EventId"]}]}
+    )
+    assert refused == 403
+    time.sleep(0.5)
+    assert image_of(kube, namespace, "web-0") == f"{IMAGE}:v1"
+
+    approved, _ = call(
+        operator, ip_of(kube, namespace, "web-0"), "POST", {"StartRequests": [{"EventId": event["EventId"]}]}
+    )
+    assert approved == 200
+    wait_for(
+        lambda: image_of(kube, namespace, "web-0") == f"{IMAGE}:v2",
+        10,
+        "the approved update to start at once",
+    )
+    # Once the instance is back, its event is gone.
+    wait_for(
+        lambda: events_seen_by(operator, kube, namespace, "web-0") == [], TIMEOUT, "the event to disappear"
+    )
+
+
+def test_an_instance_that_does_not_approve_is_updated_at_not_before(
+    kube: Kube, namespace: str, operator: OperatorThread
+) -> None:
+    fleet(kube, namespace, "4s")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    wait_for(lambda: events_seen_by(operator, kube, namespace, "web-0"), TIMEOUT, "web-0 told of its reboot")
+    told = time.monotonic()
+    wait_for(lambda: image_of(kube, namespace, "web-0") == f"{IMAGE}:v2", 20, "the update at NotBefore")
+    waited = time.monotonic() - told
+    # NotBefore is stamped to the second, so the wait is between 3 and 4 seconds, plus reaction time.
+    assert waited >= 2.5, f"the update started {waited:.1f}s after the notice, before NotBefore"
+
+
+def test_scale_in_announces_a_terminate_and_waits_for_it(
+    kube: Kube, namespace: str, operator: OperatorThread
+) -> None:
+    fleet(kube, namespace, "4s")
+    kube.patch(fleet_path("scalesets", namespace, "web"), {"spec": {"replicas": 3}})
+    (event,) = wait_for(lambda: events_seen_by(operator, kube, namespace, "web-3"), TIMEOUT, "web-3 told")
+    told = time.monotonic()
+    assert event["EventType"] == "Terminate" and event["Resources"] == ["web-3"]
+    wait_for(lambda: len(pods_of(kube, namespace, "web")) == 3, 20, "web-3 removed at NotBefore")
+    assert time.monotonic() - told >= 2.5
