@@ -187,6 +187,7 @@ def test_status_names_configurations_and_next_windows() -> None:
             {"scope": "Host", "start": "2026-11-28T22:00:00-08:00", "end": "2026-11-29T02:00:00-08:00"},
             {"scope": "OSImage", "start": "2026-11-28T22:00:00-08:00", "end": "2026-11-29T02:00:00-08:00"},
         ],
+        "problems": [],
     }
 
 

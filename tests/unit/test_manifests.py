@@ -33,6 +33,9 @@ CLUSTER_CALLS = {
     ("fleet.scaleset.dev", "upgradepolicies", "get"),
     ("fleet.scaleset.dev", "upgradepolicies", "list"),
     ("fleet.scaleset.dev", "upgradepolicies", "watch"),
+    ("fleet.scaleset.dev", "maintenanceconfigurations", "list"),  # windows, read each pass
+    ("fleet.scaleset.dev", "maintenanceconfigurations", "watch"),  # kopf wakes the ScaleSets
+    ("", "pods", "get"),  # a scheduled-event annotation re-read after a conflict
     ("", "pods", "list"),
     ("", "pods", "watch"),
     ("", "pods", "create"),  # also the dry run of each new template
@@ -47,6 +50,10 @@ CLUSTER_CALLS = {
     ("apps", "controllerrevisions", "create"),
     ("apps", "controllerrevisions", "delete"),
     ("", "events", "create"),
+    ("", "nodes", "list"),  # Host maintenance: cordoned and labelled nodes
+    ("", "nodes", "watch"),
+    ("", "nodes", "patch"),  # the maintenance label set to ready
+    ("", "namespaces", "get"),  # namespace labels select maintenance configurations
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),  # kopf's resource observer
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
 }

@@ -546,6 +546,20 @@ class MaintenanceStatus(ApiModel):
     next_windows: list[MaintenanceWindowStatus] = Field(
         default_factory=list, description="Per scope, the window open now or else the next one."
     )
+    problems: list[str] = Field(
+        default_factory=list, description="Configurations whose window cannot be scheduled, and why."
+    )
+
+
+class HostMaintenanceStatus(ApiModel):
+    """Instances being moved off nodes under maintenance (cordoned, or labelled for maintenance)."""
+
+    batch: list[str] = Field(default_factory=list, description="The instances of the running Host batch.")
+    started_at: str | None = Field(default=None, description="RFC 3339 time the batch started.")
+    pending_since: str | None = Field(default=None, description="Since when instances wait to be moved.")
+    waiting: list[str] = Field(default_factory=list, description="Instances still on such nodes, in order.")
+    reason: str | None = Field(default=None, description="Why the work waits or goes, as a CamelCase reason.")
+    message: str | None = Field(default=None, description="The same in words.")
 
 
 class ScaleSetStatus(ApiModel):
@@ -570,6 +584,9 @@ class ScaleSetStatus(ApiModel):
     pending_updates: list[PendingUpdate] = Field(default_factory=list)
     maintenance: MaintenanceStatus | None = Field(
         default=None, description="Maintenance configurations that apply; absent when none does."
+    )
+    host_maintenance: HostMaintenanceStatus | None = Field(
+        default=None, description="Instances being moved off nodes under maintenance; absent when none is."
     )
 
 

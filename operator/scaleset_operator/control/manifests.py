@@ -19,6 +19,7 @@ from scaleset_operator.identity import (
     surge_instance_name,
 )
 from scaleset_operator.planning.domains import upgrade_domain_of
+from scaleset_operator.planning.host_maintenance import MAINTENANCE_LABEL, MAINTENANCE_PENDING
 from scaleset_operator.planning.scheduled_events import ENDPOINT_ENV, SCHEDULED_EVENTS_PATH
 
 
@@ -68,6 +69,7 @@ def instance_pod(
         labels[LABEL_SURGE] = "true"
     pod_name = surge_instance_name(name, ordinal) if surge else instance_name(name, ordinal)
     pod_spec.setdefault("hostname", pod_name)
+    _avoid_nodes_under_maintenance(pod_spec)
     if surge:
         _scratch_claims(pod_spec, spec)
     else:
@@ -187,3 +189,19 @@ def image_patch(template: dict[str, Any], revision: str, now: str) -> dict[str, 
         },
         "spec": patch_spec,
     }
+
+
+def _avoid_nodes_under_maintenance(pod_spec: dict[str, Any]) -> None:
+    """Never schedule an instance onto a node labelled for maintenance (it is being emptied): a required
+    node affinity term, added to each of the template's own terms (they are ORed) or as the only one."""
+    avoid = {"key": MAINTENANCE_LABEL, "operator": "NotIn", "values": [MAINTENANCE_PENDING]}
+    affinity = pod_spec.setdefault("affinity", {})
+    node_affinity = affinity.setdefault("nodeAffinity", {})
+    required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.setdefault("nodeSelectorTerms", [])
+    if not terms:
+        terms.append({})
+    for term in terms:
+        expressions = term.setdefault("matchExpressions", [])
+        if avoid not in expressions:
+            expressions.append(avoid)

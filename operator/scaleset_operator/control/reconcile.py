@@ -38,6 +38,7 @@ from scaleset_operator.control.kube import (
     fleet_path,
     group_path,
 )
+from scaleset_operator.control.maintenance import MaintenanceActor
 from scaleset_operator.control.snapshot import instance_state, parse_time
 from scaleset_operator.control.status import (
     ConditionUpdate,
@@ -80,6 +81,7 @@ class Reconciler:
         self.events = EventRecorder(kube)
         self.actions = ImperativeActions(kube, self.events)
         self.instance_control = InstanceControl(kube, self.events)
+        self.maintenance = MaintenanceActor(kube, self.events, self.instance_control)
 
     # ------------------------------------------------------------------ entry point
 
@@ -105,8 +107,13 @@ class Reconciler:
             self.instance_control.repair_drift(snapshot, now, outcome)
             instances = self._instances(snapshot)
             step = self._roll(snapshot, instances, now, outcome)
+            assigned = self.maintenance.assigned(snapshot)
+            maintenance = {
+                "maintenance": self.maintenance.summary(assigned, now),
+                "hostMaintenance": self.maintenance.host(snapshot, assigned, now, outcome),
+            }
             self._prune_revisions(snapshot)
-            self._write_status(snapshot, instances, step, now)
+            self._write_status(snapshot, instances, step, now, maintenance)
         except InvalidInput as problem:
             self._report_invalid(snapshot.scaleset, problem, now)
             return Outcome(step=problem.reason)
@@ -590,7 +597,12 @@ class Reconciler:
         snapshot.stored_status = copy.deepcopy(snapshot.scaleset["status"])
 
     def _write_status(
-        self, snapshot: Snapshot, instances: list[InstanceState], step: Any, now: datetime
+        self,
+        snapshot: Snapshot,
+        instances: list[InstanceState],
+        step: Any,
+        now: datetime,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         spec = snapshot.spec
         gate = HealthGate.of(snapshot.policy.health_check)
@@ -636,6 +648,7 @@ class Reconciler:
             "upgradeDomains": upgrade_domain_summaries(
                 instances, spec.upgrade_domain_count, snapshot.update_revision, healthy
             ),
+            **(extra or {}),
         }
         patch = merge_patch(snapshot.stored_status, status)
         if patch:

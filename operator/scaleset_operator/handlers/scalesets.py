@@ -134,3 +134,18 @@ def policy_changed(namespace: str | None, memo: Any, **_: Any) -> None:
     for ns, scaleset in list(state.wakers):
         if ns == namespace:
             state.wake(ns, scaleset)
+
+
+@kopf.on.event("", "v1", "nodes")
+def node_changed(memo: Any, **_: Any) -> None:
+    # A node cordoned or labelled for maintenance may hold instances of any ScaleSet: wake them all.
+    state = _memo(memo)
+    for namespace, scaleset in list(state.wakers):
+        state.wake(namespace, scaleset)
+
+
+@kopf.on.event(GROUP, VERSION, "maintenanceconfigurations")
+def maintenance_changed(memo: Any, **_: Any) -> None:
+    state = _memo(memo)
+    for namespace, scaleset in list(state.wakers):
+        state.wake(namespace, scaleset)

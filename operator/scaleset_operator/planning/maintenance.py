@@ -251,4 +251,6 @@ def status_summary(assigned: AssignedMaintenance, now: datetime) -> MaintenanceS
                     scope=str(scope), start=opening.start.isoformat(), end=opening.end.isoformat()
                 )
             )
-    return MaintenanceStatus(configurations=list(assigned.configurations), next_windows=windows)
+    return MaintenanceStatus(
+        configurations=list(assigned.configurations), next_windows=windows, problems=list(assigned.problems)
+    )
