@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo crds e2e e2e-kind bench clean
+.PHONY: test lint typecheck unit demo crds e2e e2e-kind e2e-real testbed bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -37,6 +37,21 @@ e2e: $(STAMP)
 e2e-kind: $(STAMP)
 	kind create cluster --name scaleset-e2e --kubeconfig $(CURDIR)/.kind.kubeconfig
 	KUBESIM_USE_KUBECONFIG=1 KUBECONFIG=$(CURDIR)/.kind.kubeconfig $(MAKE) e2e; rc=$$?; kind delete cluster --name scaleset-e2e; exit $$rc
+
+# A real control plane built from its Go modules (testbed/), cached by the versions in go.sum.
+TESTBED_KEY := $(shell cat testbed/go.sum testbed/go.mod 2>/dev/null | sha256sum | cut -c1-16)
+TESTBED_BIN := .cache/testbed/$(TESTBED_KEY)/testbed
+
+$(TESTBED_BIN): testbed/go.mod testbed/go.sum $(wildcard testbed/*.go)
+	mkdir -p $(dir $@)
+	cd testbed && GOTOOLCHAIN=local go build -o ../$@ .
+
+testbed: $(TESTBED_BIN)
+	@echo $(TESTBED_BIN)
+
+# The integration suite against the testbed: the operator under manifests/rbac.yaml's ServiceAccount.
+e2e-real: $(STAMP) $(TESTBED_BIN)
+	TESTBED_BIN=$(CURDIR)/$(TESTBED_BIN) KUBESIM_TESTBED=1 $(BIN)/pytest -q -p no:cacheprovider tests/integration
 
 bench: $(STAMP)
 	$(BIN)/python bench/kubesim_scale.py
