@@ -41,10 +41,11 @@ e2e-kind: $(STAMP)
 # A real control plane built from its Go modules (testbed/), cached by the versions in go.sum.
 TESTBED_KEY := $(shell cat testbed/go.sum testbed/go.mod 2>/dev/null | sha256sum | cut -c1-16)
 TESTBED_BIN := .cache/testbed/$(TESTBED_KEY)/testbed
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 
 $(TESTBED_BIN): testbed/go.mod testbed/go.sum $(wildcard testbed/*.go)
 	mkdir -p $(dir $@)
-	cd testbed && GOTOOLCHAIN=local go build -o ../$@ .
+	cd testbed && GOTOOLCHAIN=local $(GO) build -o ../$@ .
 
 testbed: $(TESTBED_BIN)
 	@echo $(TESTBED_BIN)
