@@ -9,6 +9,7 @@ import importlib
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -177,16 +178,19 @@ class ApiServer:
         self.host = "127.0.0.1"
         self.port = 0
         self.requests = 0
+        self.scheme = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     # -----------------------------------------------------------------------------------------------------
     # Lifecycle
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on host:port (0 picks a free port); returns the base URL."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
+        """Listen on host:port (0 picks a free port), HTTPS with `ssl_context`; returns the base URL."""
         self._loop = asyncio.get_running_loop()
         self._background_wakeup = asyncio.Event()
         self.store.on_background = self._wake_background
@@ -194,7 +198,8 @@ class ApiServer:
         self._tasks.append(asyncio.create_task(self._run_disconnects(), name="kubesim-watch-disconnects"))
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        self._site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        self.scheme = "https" if ssl_context is not None else "http"
         await self._site.start()
         server = self._site._server
         assert server is not None and isinstance(server, asyncio.base_events.Server)

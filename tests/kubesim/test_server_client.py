@@ -33,7 +33,7 @@ def http(
         all_headers.setdefault("Content-Type", "application/json")
     request = urllib.request.Request(cluster.url + path, data=data, method=method, headers=all_headers)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=cluster.ssl_context) as response:
             raw = response.read()
             return response.status, dict(response.headers), json.loads(raw) if raw else None
     except urllib.error.HTTPError as error:
@@ -726,7 +726,9 @@ def test_watch_sends_bookmarks_when_allowed(kubesim_cluster: Any, namespace: str
         "resourceVersion"
     ]
     path = f"/api/v1/namespaces/{namespace}/configmaps?watch=true&allowWatchBookmarks=true&timeoutSeconds=1&resourceVersion={rv}"
-    with urllib.request.urlopen(kubesim_cluster.url + path, timeout=10) as response:
+    with urllib.request.urlopen(
+        kubesim_cluster.url + path, timeout=10, context=kubesim_cluster.ssl_context
+    ) as response:
         lines = [json.loads(line) for line in response.read().splitlines() if line.strip()]
     bookmarks = [e for e in lines if e["type"] == "BOOKMARK"]
     assert bookmarks, lines
@@ -737,7 +739,9 @@ def test_watch_sends_bookmarks_when_allowed(kubesim_cluster: Any, namespace: str
 def test_watch_ends_at_the_server_side_timeout(kubesim_cluster: Any, namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps?watch=1&timeoutSeconds=1&resourceVersion=0"
     started = time.monotonic()
-    with urllib.request.urlopen(kubesim_cluster.url + path, timeout=10) as response:
+    with urllib.request.urlopen(
+        kubesim_cluster.url + path, timeout=10, context=kubesim_cluster.ssl_context
+    ) as response:
         response.read()
     assert 0.9 <= time.monotonic() - started < 5
 
@@ -748,7 +752,9 @@ def test_send_initial_events_ends_with_an_annotated_bookmark(kubesim_cluster: An
         f"/api/v1/namespaces/{namespace}/configmaps?watch=true&sendInitialEvents=true"
         "&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
     )
-    with urllib.request.urlopen(kubesim_cluster.url + path, timeout=10) as response:
+    with urllib.request.urlopen(
+        kubesim_cluster.url + path, timeout=10, context=kubesim_cluster.ssl_context
+    ) as response:
         lines = [json.loads(line) for line in response.read().splitlines() if line.strip()]
     assert lines[0]["type"] == "ADDED" and lines[0]["object"]["metadata"]["name"] == "init"
     assert lines[1]["type"] == "BOOKMARK"
@@ -764,7 +770,7 @@ def test_watch_from_an_expired_version_is_410_gone(fresh_kubesim_cluster: Any) -
     for i in range(10):
         core.create_namespaced_config_map("default", config_map(f"churn-{i}", "default"))
     path = f"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={start}"
-    with urllib.request.urlopen(cluster.url + path, timeout=10) as response:
+    with urllib.request.urlopen(cluster.url + path, timeout=10, context=cluster.ssl_context) as response:
         assert response.status == 200
         lines = [json.loads(line) for line in response.read().splitlines() if line.strip()]
     assert [e["type"] for e in lines] == ["ERROR"]
@@ -782,9 +788,9 @@ def test_slow_watcher_does_not_hold_up_a_fast_one(kubesim_cluster: Any, namespac
     cluster = require_kubesim(kubesim_cluster)
     path = f"/api/v1/namespaces/{namespace}/configmaps?watch=true&resourceVersion=0&timeoutSeconds=10"
     # The slow watcher connects and then never reads.
-    slow = urllib.request.urlopen(cluster.url + path, timeout=10)
+    slow = urllib.request.urlopen(cluster.url + path, timeout=10, context=cluster.ssl_context)
     try:
-        fast = urllib.request.urlopen(cluster.url + path, timeout=10)
+        fast = urllib.request.urlopen(cluster.url + path, timeout=10, context=cluster.ssl_context)
         api_client = cluster.api_client()
         core = client.CoreV1Api(api_client)
         big = {"blob": "x" * 50_000}
@@ -903,7 +909,7 @@ def test_forced_watch_disconnects_end_streams(fresh_kubesim_cluster: Any) -> Non
     cluster.faults.configure(watch_disconnect_every=0.5)
     path = "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&timeoutSeconds=30"
     started = time.monotonic()
-    with urllib.request.urlopen(cluster.url + path, timeout=10) as response:
+    with urllib.request.urlopen(cluster.url + path, timeout=10, context=cluster.ssl_context) as response:
         response.read()
     assert time.monotonic() - started < 3
     cluster.faults.reset()
@@ -920,7 +926,7 @@ def test_in_process_store_writes_reach_http_watchers(kubesim_cluster: Any, names
     rv = store.list(configmaps, namespace).resource_version
     store.create(configmaps, namespace, config_map("inproc", namespace))
     path = f"/api/v1/namespaces/{namespace}/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1"
-    with urllib.request.urlopen(cluster.url + path, timeout=10) as response:
+    with urllib.request.urlopen(cluster.url + path, timeout=10, context=cluster.ssl_context) as response:
         lines = [json.loads(line) for line in response.read().splitlines() if line.strip()]
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in lines] == [("ADDED", "inproc")]
     assert (
