@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo crds e2e e2e-kind bench clean wheel image
+.PHONY: test lint typecheck unit demo crds e2e e2e-kind e2e-real testbed bench clean wheel image
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -46,6 +46,22 @@ wheel: $(STAMP)
 
 image:
 	docker build -t $(IMAGE) .
+
+# A real control plane built from its Go modules (testbed/), cached by the versions in go.sum.
+TESTBED_KEY := $(shell cat testbed/go.sum testbed/go.mod 2>/dev/null | sha256sum | cut -c1-16)
+TESTBED_BIN := .cache/testbed/$(TESTBED_KEY)/testbed
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+
+$(TESTBED_BIN): testbed/go.mod testbed/go.sum $(wildcard testbed/*.go)
+	mkdir -p $(dir $@)
+	cd testbed && GOTOOLCHAIN=local $(GO) build -o ../$@ .
+
+testbed: $(TESTBED_BIN)
+	@echo $(TESTBED_BIN)
+
+# The integration suite against the testbed: the operator under manifests/rbac.yaml's ServiceAccount.
+e2e-real: $(STAMP) $(TESTBED_BIN)
+	TESTBED_BIN=$(CURDIR)/$(TESTBED_BIN) KUBESIM_TESTBED=1 $(BIN)/pytest -q -p no:cacheprovider tests/integration
 
 bench: $(STAMP)
 	$(BIN)/python bench/kubesim_scale.py

@@ -20,6 +20,7 @@ async def serve(
     nodes: int = 3,
     time_scale: float = 1.0,
     kubelet: bool = True,
+    tls: bool = True,
 ) -> None:
     """Start a cluster, announce it on stdout, and stop it cleanly when the process is signalled."""
     stop = asyncio.Event()
@@ -27,7 +28,13 @@ async def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     cluster = Cluster(
-        host=host, port=port, kubeconfig_path=kubeconfig, nodes=nodes, time_scale=time_scale, kubelet=kubelet
+        host=host,
+        port=port,
+        kubeconfig_path=kubeconfig,
+        nodes=nodes,
+        time_scale=time_scale,
+        kubelet=kubelet,
+        tls=tls,
     )
     await cluster.start()
     try:
@@ -51,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-kubelet", action="store_true", help="serve the API only, with no simulated nodes"
     )
+    parser.add_argument(
+        "--plain-http", action="store_true", help="serve plain HTTP instead of HTTPS with a generated CA"
+    )
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
@@ -62,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             nodes=args.nodes,
             time_scale=args.time_scale,
             kubelet=not args.no_kubelet,
+            tls=not args.plain_http,
         )
     )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import importlib
@@ -10,6 +11,7 @@ import inspect
 import logging
 import os
 import shutil
+import ssl
 import tempfile
 import threading
 from collections.abc import Callable, Coroutine
@@ -19,9 +21,11 @@ from typing import Any, TypeVar
 
 import yaml
 
+from kubesim.connection import Connection
 from kubesim.faults import FaultInjector, FaultPlan
 from kubesim.server import ApiServer
 from kubesim.store import Store
+from kubesim.tls import Certificates
 
 log = logging.getLogger("kubesim.cluster")
 T = TypeVar("T")
@@ -29,14 +33,20 @@ T = TypeVar("T")
 CONTEXT = "kubesim"
 
 
-def kubeconfig_for(url: str, *, context: str = CONTEXT, namespace: str = "default") -> dict[str, Any]:
-    """A kubeconfig naming a plain-HTTP server with no credentials (kubesim does not authenticate)."""
+def kubeconfig_for(
+    url: str, *, context: str = CONTEXT, namespace: str = "default", ca_pem: bytes | None = None
+) -> dict[str, Any]:
+    """A kubeconfig naming the server (and its CA, for HTTPS) with no credentials (kubesim does not authenticate)."""
+    cluster: dict[str, Any] = {"server": url}
+    if ca_pem is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "preferences": {},
-        "clusters": [{"name": context, "cluster": {"server": url}}],
-        "users": [{"name": context, "user": {}}],
+        "clusters": [{"name": context, "cluster": cluster}],
+        # kubectl asks for a password when an HTTPS server's user has no credentials: kubesim takes any token.
+        "users": [{"name": context, "user": {"token": "kubesim"} if ca_pem is not None else {}}],
         "contexts": [
             {"name": context, "context": {"cluster": context, "user": context, "namespace": namespace}}
         ],
@@ -44,10 +54,12 @@ def kubeconfig_for(url: str, *, context: str = CONTEXT, namespace: str = "defaul
     }
 
 
-def write_kubeconfig(path: str | os.PathLike[str], url: str, *, context: str = CONTEXT) -> Path:
+def write_kubeconfig(
+    path: str | os.PathLike[str], url: str, *, context: str = CONTEXT, ca_pem: bytes | None = None
+) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(yaml.safe_dump(kubeconfig_for(url, context=context), sort_keys=False))
+    target.write_text(yaml.safe_dump(kubeconfig_for(url, context=context, ca_pem=ca_pem), sort_keys=False))
     return target
 
 
@@ -72,8 +84,11 @@ class Cluster:
         bookmark_interval: float = 60.0,
         event_window: int = 50_000,
         store: Store | None = None,
+        tls: bool = True,
     ) -> None:
         self.host = host
+        # HTTPS with a CA made for this cluster (in the kubeconfig), as a real API server; tls=False: plain HTTP.
+        self.certificates = Certificates.generate((host, "localhost")) if tls else None
         self.port = port
         self.nodes = nodes
         self.time_scale = time_scale
@@ -93,14 +108,24 @@ class Cluster:
     def url(self) -> str:
         return self.server.url
 
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client TLS context trusting this cluster's CA; None when it serves plain HTTP."""
+        return self.certificates.client_context() if self.certificates is not None else None
+
     async def start(self) -> Cluster:
-        await self.server.start(self.host, self.port)
+        server_context = self.certificates.server_context() if self.certificates is not None else None
+        await self.server.start(self.host, self.port, server_context)
         if self._requested_kubeconfig is None:
             self._own_dir = tempfile.mkdtemp(prefix="kubesim-")
             self.kubeconfig_path = Path(self._own_dir) / "kubeconfig"
         else:
             self.kubeconfig_path = self._requested_kubeconfig
-        write_kubeconfig(self.kubeconfig_path, self.url)
+        write_kubeconfig(
+            self.kubeconfig_path,
+            self.url,
+            ca_pem=self.certificates.ca_pem if self.certificates is not None else None,
+        )
         if self.kubelet_enabled:
             await self._start_kubelet()
         return self
@@ -114,7 +139,7 @@ class Cluster:
         options: dict[str, Any] = {"nodes": self.nodes, "time_scale": self.time_scale}
         if self.seed is not None and "seed" in inspect.signature(module.Kubelet).parameters:
             options["seed"] = self.seed  # the same seed makes the whole cluster reproducible
-        kubelet = module.Kubelet(self.url, **options)
+        kubelet = module.Kubelet(Connection(self.url, self.ssl_context), **options)
         try:
             await kubelet.start()
         except BaseException:
@@ -246,6 +271,10 @@ class ThreadedCluster:
         return self._require().faults
 
     @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self._require().ssl_context
+
+    @property
     def kubelet(self) -> Any:
         return self._require().kubelet
 
@@ -269,8 +298,8 @@ class ThreadedCluster:
 
     def api_client(self) -> Any:
         """A `kubernetes.client.ApiClient` talking to this cluster."""
-        from kubernetes import client
 
-        configuration = client.Configuration()
-        configuration.host = self.url
-        return client.ApiClient(configuration)
+        from kubernetes import config
+
+        new_client: Any = config.new_client_from_config
+        return new_client(config_file=str(self.kubeconfig_path))

@@ -42,6 +42,8 @@ from kubesim.behaviour import (
     startup_outcome,
     value_at,
 )
+from kubesim.connection import Connection
+from kubesim.images import image_reference_problem
 
 log = logging.getLogger("kubesim.kubelet")
 
@@ -59,6 +61,10 @@ NODE_STATUS_EVERY = 60.0
 WRITE_CONCURRENCY = 16
 # Real seconds before a failed write (binding, status, volume, deletion) is tried again.
 RETRY_SECONDS = 0.2
+# The provisioner name of the simulated storage, and the default StorageClass that uses it, when the
+# kubelet leaves binding claims to a real PV controller and acts only as an external provisioner.
+PROVISIONER = "kubesim.dev/simulated"
+STORAGE_CLASS = "standard"
 
 T = TypeVar("T")
 ContainerKind = Literal["init", "sidecar", "app"]
@@ -276,6 +282,7 @@ class ContainerRuntime:
         self.owner = owner
         self.kind: ContainerKind = kind
         self.image = str(spec.get("image", ""))
+        self.image_error = image_reference_problem(self.image)
         self._pull_seconds = pull_seconds
         self.own_behaviour, self.config_error = self._resolve(spec)
         self.override: Behaviour | None = None
@@ -336,6 +343,14 @@ class ContainerRuntime:
     def begin_pull(self, at: float) -> None:
         """The kubelet starts creating this container at `at`: pull its image, then run it."""
         if self.stopping:
+            return
+        if self.image_error:
+            # A name that does not parse is never pulled: the container waits until the spec changes.
+            self.state, self.waiting_reason, self.waiting_message = (
+                "stuck",
+                "InvalidImageName",
+                self.image_error,
+            )
             return
         if self.config_error:
             self.state, self.waiting_reason, self.waiting_message = (
@@ -466,6 +481,7 @@ class ContainerRuntime:
     def change_image(self, spec: Mapping[str, Any], at: float) -> None:
         """The pod's spec names a new image for this container: kill the running one and start the new image."""
         self.image = str(spec.get("image", ""))
+        self.image_error = image_reference_problem(self.image)
         self.own_behaviour, self.config_error = self._resolve(spec)
         if self.stopping or self.state in ("pending", "terminated"):
             # Not started yet (the new image is used when it is), or done for good under its restart policy.
@@ -837,12 +853,30 @@ class Kubelet:
 
     `time_scale` divides every simulated duration (probe periods, pulls, back-offs, grace periods):
     with 60, a simulated minute passes in a real second. `seed` fixes all simulated randomness.
+
+    `base_url` may be a `Connection` (TLS and credentials, from a kubeconfig). Against kubesim the
+    kubelet also schedules pods and binds claims; against a real control plane (`schedule_pods` and
+    `bind_claims` False) kube-scheduler binds pods, and the kubelet is only the external provisioner of
+    the default StorageClass `standard`: it creates a volume pre-bound to each claim waiting for it,
+    and the PV controller binds the claim.
     """
 
-    def __init__(self, base_url: str, nodes: int = 3, time_scale: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        base_url: str | Connection,
+        nodes: int = 3,
+        time_scale: float = 1.0,
+        seed: int = 0,
+        *,
+        schedule_pods: bool = True,
+        bind_claims: bool = True,
+    ) -> None:
         if nodes < 1:
             raise ValueError("a kubesim cluster needs at least one node")
-        self.base_url = base_url.rstrip("/")
+        self.connection = base_url if isinstance(base_url, Connection) else Connection(base_url)
+        self.base_url = self.connection.url.rstrip("/")
+        self.schedule_pods = schedule_pods
+        self.bind_claims = bind_claims
         self.node_names = [f"{NODE_PREFIX}{i}" for i in range(nodes)]
         self.time_scale = float(time_scale)
         self.seed = seed
@@ -886,8 +920,14 @@ class Kubelet:
         self._timer_wake = asyncio.Event()
         self._dirty_wake = asyncio.Event()
         self._write_slots = asyncio.Semaphore(WRITE_CONCURRENCY)
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=10),
+            headers=self.connection.headers,
+            connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context or True),
+        )
         try:
+            if not self.bind_claims:
+                await self._register_storage_class()
             for index, name in enumerate(self.node_names):
                 await self._register_node(index, name)
             synced = [asyncio.Event() for _ in range(3)]
@@ -1152,6 +1192,20 @@ class Kubelet:
             },
         }
 
+    async def _register_storage_class(self) -> None:
+        storage_class = {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": STORAGE_CLASS,
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": PROVISIONER,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+        }
+        await self._persist("POST", "/apis/storage.k8s.io/v1/storageclasses", storage_class, exists_ok=True)
+
     async def _register_node(self, index: int, name: str) -> None:
         node = {
             "apiVersion": "v1",
@@ -1291,12 +1345,19 @@ class Kubelet:
         for uid in list(self._claim_waiters.get(key, ())):
             self._claim_changed(uid)
 
-    @staticmethod
-    def _claim_needs_volume(claim: Mapping[str, Any]) -> bool:
+    def _claim_needs_volume(self, claim: Mapping[str, Any]) -> bool:
         meta, spec, status = claim.get("metadata") or {}, claim.get("spec") or {}, claim.get("status") or {}
-        return not meta.get("deletionTimestamp") and (
-            not spec.get("volumeName") or status.get("phase") != "Bound"
-        )
+        if meta.get("deletionTimestamp"):
+            return False
+        if not self.bind_claims:
+            # As an external provisioner: only claims the PV controller handed to us, not yet bound.
+            annotations = meta.get("annotations") or {}
+            ours = PROVISIONER in (
+                annotations.get("volume.kubernetes.io/storage-provisioner"),
+                annotations.get("volume.beta.kubernetes.io/storage-provisioner"),
+            )
+            return ours and not spec.get("volumeName")
+        return not spec.get("volumeName") or status.get("phase") != "Bound"
 
     async def _provision(self, claim: Mapping[str, Any]) -> None:
         """Act as the dynamic provisioner: a new PersistentVolume per claim, then bind the claim to it."""
@@ -1312,7 +1373,9 @@ class Kubelet:
                     "kind": "PersistentVolume",
                     "metadata": {
                         "name": volume,
-                        "annotations": {"pv.kubernetes.io/provisioned-by": "kubesim"},
+                        "annotations": {
+                            "pv.kubernetes.io/provisioned-by": "kubesim" if self.bind_claims else PROVISIONER
+                        },
                     },
                     "spec": {
                         "capacity": {"storage": size},
@@ -1331,6 +1394,8 @@ class Kubelet:
                     },
                 }
                 await self._expect("POST", "/api/v1/persistentvolumes", persistent_volume, exists_ok=True)
+                if not self.bind_claims:
+                    return  # the PV controller binds the claim to its pre-bound volume
                 await self._request(
                     "PATCH",
                     f"/api/v1/persistentvolumes/{volume}/status",
@@ -1420,6 +1485,8 @@ class Kubelet:
                 self._spawn(self._delete_pod(uid, str(meta.get("namespace")), str(meta.get("name"))))
             return
         if not node:
+            if not self.schedule_pods:
+                return  # the scheduler's
             if meta.get("deletionTimestamp"):
                 # Never scheduled, and now going: the API server removes it without a kubelet.
                 self._forget(uid)

@@ -173,9 +173,10 @@ def _pod_status(pod: dict[str, Any]) -> str:
     return reason
 
 
-def _pod_restarts(pod: dict[str, Any]) -> int:
-    return sum(
-        int(s.get("restartCount", 0)) for s in pod.get("status", {}).get("containerStatuses", []) or []
+def _pod_restarts(pod: dict[str, Any]) -> str:
+    # A string, as the API server's column is ("3", or "3 (2m ago)" when it knows the last restart).
+    return str(
+        sum(int(s.get("restartCount", 0)) for s in pod.get("status", {}).get("containerStatuses", []) or [])
     )
 
 

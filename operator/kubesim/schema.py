@@ -897,3 +897,9 @@ def _structural_node(node: Any, path: str, *, in_validation: bool, root: bool = 
         checker.validate(default, node, "")
         for cause in checker.causes:
             yield _invalid(f"{path}.default", node["default"], cause.message)
+        # The API server judges a default by its node's CEL rules too, as written: the defaults of
+        # the fields inside it are not filled in first.
+        rules = _RuleChecker()
+        rules.check(default, node, "")
+        for cause in rules.causes:
+            yield _invalid(f"{path}.default", node.get("type") or "object", cause.message)

@@ -9,6 +9,7 @@ import importlib
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -70,7 +71,8 @@ def _negotiate(accept: str) -> Negotiated:
         )
         as_kind = params.get("as")
         if as_kind == "Table" and params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
-            return Negotiated("Table", f"application/json;as=Table;v={params['v']};g=meta.k8s.io")
+            # The API server answers a Table as plain application/json (the body's kind says Table).
+            return Negotiated("Table", "application/json")
         if as_kind in (PARTIAL_METADATA, PARTIAL_METADATA + "List") and params.get("g") == "meta.k8s.io":
             return Negotiated(
                 as_kind, f"application/json;as={as_kind};v={params.get('v', 'v1')};g=meta.k8s.io"
@@ -177,16 +179,19 @@ class ApiServer:
         self.host = "127.0.0.1"
         self.port = 0
         self.requests = 0
+        self.scheme = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     # -----------------------------------------------------------------------------------------------------
     # Lifecycle
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on host:port (0 picks a free port); returns the base URL."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
+        """Listen on host:port (0 picks a free port), HTTPS with `ssl_context`; returns the base URL."""
         self._loop = asyncio.get_running_loop()
         self._background_wakeup = asyncio.Event()
         self.store.on_background = self._wake_background
@@ -194,7 +199,8 @@ class ApiServer:
         self._tasks.append(asyncio.create_task(self._run_disconnects(), name="kubesim-watch-disconnects"))
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        self._site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        self.scheme = "https" if ssl_context is not None else "http"
         await self._site.start()
         server = self._site._server
         assert server is not None and isinstance(server, asyncio.base_events.Server)
@@ -397,7 +403,9 @@ class ApiServer:
                         entry["subresources"] = subresources
                     resources.append(entry)
                 versions.append({"version": v, "resources": resources, "freshness": "Current"})
-            items.append({"metadata": {"name": group.name, "creationTimestamp": None}, "versions": versions})
+            # The core group has no name, and the API server then leaves metadata empty.
+            metadata = {"name": group.name, "creationTimestamp": None} if group.name else {}
+            items.append({"metadata": metadata, "versions": versions})
         return {
             "kind": "APIGroupDiscoveryList",
             "apiVersion": f"apidiscovery.k8s.io/{version}",
@@ -932,6 +940,12 @@ class ApiServer:
         if force and content_type != PATCH_APPLY:
             raise bad_request("force may only be specified with the apply patch type")
         warnings: list[str] = []
+        # An apply patch may create the object, and then the answer is 201 Created, as from a create.
+        creates = (
+            content_type == PATCH_APPLY
+            and not route.subresource
+            and not self.store.exists(rt, self._namespace_for(route), route.name)
+        )
         obj = self.store.patch(
             rt,
             self._namespace_for(route),
@@ -943,7 +957,7 @@ class ApiServer:
             warnings=warnings,
             **options,
         )
-        return self._respond(rt, obj, negotiated, 200, warnings, request)
+        return self._respond(rt, obj, negotiated, 201 if creates else 200, warnings, request)
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         query = request.query

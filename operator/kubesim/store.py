@@ -385,7 +385,8 @@ class Store:
             }
         for name in sorted(selector.fields()):
             if name not in allowed:
-                raise bad_request(f"field label not supported: {name}")
+                known = ", ".join(f'"{field}"' for field in sorted(allowed))
+                raise bad_request(f'"{name}" is not a known field selector: only {known}')
 
     # -----------------------------------------------------------------------------------------------------
     # Reads

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from kubesim.cluster import ThreadedCluster
+from kubesim.connection import connection_from_kubeconfig
 
 KUBECTL = os.environ.get("KUBECTL", shutil.which("kubectl") or "/usr/bin/kubectl")
 
@@ -44,6 +45,7 @@ class ExternalCluster:
         client = api_client_for(self.kubeconfig_path)
         self.url = str(client.configuration.host)
         client.close()
+        self.ssl_context = connection_from_kubeconfig(self.kubeconfig_path).ssl_context
 
     def api_client(self) -> Any:
         return api_client_for(self.kubeconfig_path)

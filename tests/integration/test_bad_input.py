@@ -130,3 +130,21 @@ def test_shrinking_a_temp_disk_during_an_upgrade_is_refused(kube: Kube, namespac
     assert report["reason"] == "RefusedDuringUpgrade"
     assert "sizeLimit" in report["message"] or "emptyDir" in report["message"]
     assert _fingerprint(kube, namespace, "web") == before
+
+
+def _waiting_reasons(kube: Kube, namespace: str, name: str) -> set[str]:
+    return {
+        str(((status.get("state") or {}).get("waiting") or {}).get("reason"))
+        for pod in pods_of(kube, namespace, name)
+        for status in (pod.get("status") or {}).get("containerStatuses") or []
+    }
+
+
+def test_image_name_that_does_not_parse_never_comes_up_ready(kube: Kube, namespace: str) -> None:
+    # As a real kubelet does: the name is refused before any pull, and the container never starts.
+    kube.create(fleet_path("scalesets", namespace), scaleset_body("web", 2, image="bad image name"))
+    wait_for(
+        lambda: _waiting_reasons(kube, namespace, "web") == {"InvalidImageName"}, TIMEOUT, "InvalidImageName"
+    )
+    assert all(p["status"]["phase"] == "Pending" for p in pods_of(kube, namespace, "web"))
+    assert scaleset_ready(kube, namespace, "web") is None

@@ -29,8 +29,14 @@ def own_cluster(tmp_path: Path) -> Iterator[tuple[str, Kube]]:
     if os.environ.get("KUBESIM_USE_KUBECONFIG") == "1":
         pytest.skip("needs a cluster with no operator running; run it on kubesim")
     from kubesim.cluster import ThreadedCluster
+    from kubesim.testbed import Testbed
 
-    with ThreadedCluster(nodes=2, time_scale=20.0, kubeconfig_path=str(tmp_path / "kubeconfig")) as cluster:
+    cluster: ThreadedCluster | Testbed
+    if os.environ.get("KUBESIM_TESTBED") == "1":
+        cluster = Testbed(nodes=2, time_scale=20.0, state_dir=tmp_path / "testbed")
+    else:
+        cluster = ThreadedCluster(nodes=2, time_scale=20.0, kubeconfig_path=str(tmp_path / "kubeconfig"))
+    with cluster:
         kubeconfig = str(cluster.kubeconfig_path)
         kube = Kube.from_kubeconfig(kubeconfig)
         for crd_file in sorted((ROOT / "crds").glob("*.yaml")):

@@ -104,7 +104,9 @@ async def cluster() -> AsyncIterator[Cluster]:
 
 @pytest.fixture
 async def api(cluster: Cluster) -> AsyncIterator[Api]:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=cluster.ssl_context or True)
+    ) as session:
         yield Api(cluster.url, session)
 
 
@@ -397,7 +399,10 @@ async def test_the_kubelet_rides_out_api_faults() -> None:
         error_rates={"create": 0.25, "patch": 0.25, "delete": 0.25, "list": 0.1},
         watch_disconnect_every=0.25,
     )
-    async with Cluster(time_scale=TIME_SCALE, faults=faults) as faulty, aiohttp.ClientSession() as session:
+    async with (
+        Cluster(time_scale=TIME_SCALE, faults=faults) as faulty,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=faulty.ssl_context or True)) as session,
+    ):
         api = Api(faulty.url, session)
         await api.create_claim("data-vm-0")
         volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "data-vm-0"}}]

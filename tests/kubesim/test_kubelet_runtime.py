@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from kubesim.behaviour import DEFAULT_SHUTDOWN
+from kubesim.images import image_reference_problem
 from kubesim.kubelet import ContainerRuntime, PodRuntime, SimClock
 
 WALL0 = 1_700_000_000.0
@@ -190,6 +191,39 @@ def test_pull_error_image_waits_in_image_pull_backoff() -> None:
         "message": 'Back-off pulling image "app:v6-pull-error"',
     }
     assert runtime.phase() == "Pending"
+
+
+def test_image_name_that_does_not_parse_is_never_started() -> None:
+    runtime = admitted(make_pod(container(image="bad image name")))
+    status = status_of(runtime, 600)
+    assert status["state"]["waiting"]["reason"] == "InvalidImageName"
+    assert (
+        'couldn\'t parse image name "bad image name": invalid reference format'
+        in status["state"]["waiting"]["message"]
+    )
+    assert not status["ready"] and not status["started"] and status["restartCount"] == 0
+    assert runtime.phase() == "Pending"
+    assert condition(runtime, 600, "Ready")["status"] == "False"
+
+
+def test_fixing_an_invalid_image_name_starts_the_container() -> None:
+    runtime = admitted(make_pod(container(image="App:v1")))
+    assert status_of(runtime, 10)["state"]["waiting"]["reason"] == "InvalidImageName"
+    runtime.update_spec(make_pod(container(image="app:v1")), 20)
+    assert status_of(runtime, 30)["ready"]
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["nginx", "app:v1", "registry:5000/app:v4-ready-after-30s", "ghcr.io/org/app@sha256:" + "a" * 64],
+)
+def test_valid_image_references_parse(image: str) -> None:
+    assert image_reference_problem(image) is None
+
+
+@pytest.mark.parametrize("image", ["bad image name", "App:v1", "app:", "a:b:c", "app:v1 ", "-app"])
+def test_invalid_image_references_are_refused(image: str) -> None:
+    assert image_reference_problem(image) is not None
 
 
 def test_in_place_image_change_restarts_only_that_container() -> None:

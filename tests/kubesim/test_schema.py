@@ -546,6 +546,28 @@ def test_crd_default_must_fit_its_schema() -> None:
     assert error.causes[0].field.endswith("properties[upgradeDomainCount].default")
 
 
+def test_crd_default_must_pass_its_rules_before_nested_defaults_apply() -> None:
+    crd = copy.deepcopy(CRD)
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    rolling: dict[str, Any] = {
+        "type": "object",
+        "default": {},
+        "properties": {
+            "batch": {"type": "integer", "default": 20},
+            "unhealthy": {"type": "integer", "default": 20},
+        },
+        "x-kubernetes-validations": [{"rule": "self.batch <= self.unhealthy"}],
+    }
+    spec["properties"]["rolling"] = rolling
+    error = crd_error(crd)
+    assert error.causes[0].field.endswith("properties[rolling].default")
+    assert "evaluating rule: self.batch <= self.unhealthy" in error.causes[0].message
+    rolling["x-kubernetes-validations"] = [
+        {"rule": "!has(self.batch) || !has(self.unhealthy) || self.batch <= self.unhealthy"}
+    ]
+    validate_crd(crd)
+
+
 def test_crd_map_list_needs_keys() -> None:
     crd = copy.deepcopy(CRD)
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]

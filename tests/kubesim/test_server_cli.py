@@ -18,15 +18,13 @@ pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl is 
 SCALESET = [sys.executable, "-c", "from scaleset_operator.cli.main import main; main()"]
 
 
-def run_until_ready(command: list[str], kubeconfig: Path) -> None:
+def run_until_ready(command: list[str], kubeconfig: Path, scheme: str = "https") -> None:
     """Start the cluster, use it with kubectl, then stop it with SIGTERM and expect a clean exit."""
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()
-            assert line.startswith("kubesim ready at http://127.0.0.1:"), line + (
-                proc.stderr.read() if proc.stderr else ""
-            )
+            assert line.startswith(f"kubesim ready at {scheme}://127.0.0.1:"), line
             assert line.strip().endswith(f"export KUBECONFIG={kubeconfig}")
             url = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
             assert url in line
@@ -58,4 +56,13 @@ def test_python_m_kubesim_serves_until_terminated(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     run_until_ready(
         [sys.executable, "-m", "kubesim", "--kubeconfig", str(kubeconfig), "--no-kubelet"], kubeconfig
+    )
+
+
+def test_python_m_kubesim_serves_plain_http_by_option(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    run_until_ready(
+        [sys.executable, "-m", "kubesim", "--kubeconfig", str(kubeconfig), "--no-kubelet", "--plain-http"],
+        kubeconfig,
+        scheme="http",
     )

@@ -373,6 +373,12 @@ def test_rules_sit_where_they_can_see_their_fields() -> None:
     assert deferral["x-kubernetes-validations"] == [MAX_DEFERRAL_AT_MOST_35_DAYS.schema()]
 
 
+def test_schema_defaults_pass_their_own_rules() -> None:
+    # A real API server judges a default by the rules of its schema before nested defaults apply.
+    rolling = schema_of(UpgradePolicy)["properties"]["spec"]["properties"]["rollingUpgrade"]
+    assert evaluate(BATCH_WITHIN_UNHEALTHY_LIMIT.rule, rolling["default"]) is True
+
+
 @pytest.mark.parametrize(
     "batch,unhealthy,allowed",
     [(20, 20, True), (10, 50, True), (30, 20, False), (100, 99, False)],

@@ -42,8 +42,13 @@ NAME_FITS_IN_LABELS: Final = ValidationRule(
     field_path=".metadata.name",
 )
 
+# The API server also judges the schema's own default (`rollingUpgrade: {}`) by this rule, before
+# the fields' defaults are filled in: without the has() guards it refuses the whole CRD.
 BATCH_WITHIN_UNHEALTHY_LIMIT: Final = ValidationRule(
-    rule="self.maxBatchInstancePercent <= self.maxUnhealthyInstancePercent",
+    rule=(
+        "!has(self.maxBatchInstancePercent) || !has(self.maxUnhealthyInstancePercent)"
+        " || self.maxBatchInstancePercent <= self.maxUnhealthyInstancePercent"
+    ),
     message=(
         "spec.rollingUpgrade.maxBatchInstancePercent must not exceed "
         "spec.rollingUpgrade.maxUnhealthyInstancePercent"

@@ -20,6 +20,7 @@ def sim(
     nodes: int = typer.Option(3, min=1, help="Number of simulated nodes."),
     time_scale: float = typer.Option(1.0, min=0.001, help="Simulated seconds per real second."),
     kubelet: bool = typer.Option(True, help="Run the kubelet simulator beside the API server."),
+    plain_http: bool = typer.Option(False, help="Serve plain HTTP instead of HTTPS with a generated CA."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the cluster does."),
 ) -> None:
     """Run an embedded Kubernetes cluster until interrupted (Ctrl-C or SIGTERM)."""
@@ -27,4 +28,13 @@ def sim(
     from kubesim.__main__ import serve
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
-    asyncio.run(serve(port=port, kubeconfig=kubeconfig, nodes=nodes, time_scale=time_scale, kubelet=kubelet))
+    asyncio.run(
+        serve(
+            port=port,
+            kubeconfig=kubeconfig,
+            nodes=nodes,
+            time_scale=time_scale,
+            kubelet=kubelet,
+            tls=not plain_http,
+        )
+    )
