@@ -26,6 +26,7 @@ NAMESPACE = "demo"
 NEW_IMAGE = "nginx:1.28"
 # The example policy pauses 10 s between batches and wants 10 s of stable readiness; the demo keeps
 # the policy's shape but shortens both so the whole walk fits in well under a minute.
+DEMO_NOTICE = "1s"
 DEMO_TIMINGS = {
     "rollingUpgrade": {"pauseTimeBetweenBatches": "1s"},
     "healthCheck": {"stabilizationPeriod": "1s"},
@@ -75,6 +76,9 @@ def _apply(kube: Kube, path: Path) -> None:
         if document["kind"] == "UpgradePolicy":
             for key, value in DEMO_TIMINGS.items():
                 document.setdefault("spec", {}).setdefault(key, {}).update(value)
+        if document["kind"] == "ScaleSet" and (document["spec"].get("scheduledEvents") or {}).get("enabled"):
+            # Each batch is announced to its instances first; nobody approves here, so the notice runs out.
+            document["spec"]["scheduledEvents"]["notBeforeTimeout"] = DEMO_NOTICE
         kube.create(fleet_path(plural, NAMESPACE), document)
 
 
@@ -126,7 +130,7 @@ def run(out: TextIO = sys.stdout, timeout: float = 180.0) -> int:
                 say("the operator is running")
                 _apply(kube, ROOT / "examples" / "upgradepolicy.yaml")
                 _apply(kube, ROOT / "examples" / "scaleset.yaml")
-                say("applied examples/upgradepolicy.yaml and examples/scaleset.yaml (pauses shortened to 1s)")
+                say("applied examples/upgradepolicy.yaml and examples/scaleset.yaml (pauses and scheduled-event notices shortened to 1s)")
                 scaleset = _wait(lambda: _is_ready(kube), timeout)
                 domains = scaleset["spec"]["upgradeDomainCount"]
                 old = scaleset["status"]["currentRevision"]
