@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaleset_operator.api.models import (
@@ -272,6 +272,7 @@ overlays = st.builds(
 )
 
 
+@settings(deadline=None)
 @given(written_images, overlays)
 def test_reapplying_the_same_manifest_never_undoes_an_automatic_upgrade(
     written: str, overlay: AutomaticUpdatesStatus
@@ -287,6 +288,7 @@ def test_reapplying_the_same_manifest_never_undoes_an_automatic_upgrade(
     )
 
 
+@settings(deadline=None)
 @given(written_images, overlays)
 def test_the_effective_os_image_is_never_older_than_the_template_in_the_same_repository(
     written: str, overlay: AutomaticUpdatesStatus
@@ -303,6 +305,7 @@ def test_the_effective_os_image_is_never_older_than_the_template_in_the_same_rep
     assert after.version.newer_than(before.version)
 
 
+@settings(deadline=None)
 @given(written_images, overlays)
 def test_the_effective_template_differs_only_in_images_and_annotations(
     written: str, overlay: AutomaticUpdatesStatus

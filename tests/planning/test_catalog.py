@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaleset_operator.api.models import ImageCatalog, RolledBackVersion, ScaleSetSpec
@@ -193,6 +193,7 @@ releases = st.lists(
 )
 
 
+@settings(deadline=None)
 @given(tags, releases, st.sets(tags, max_size=3))
 def test_the_choice_is_newer_published_not_rolled_back_and_newest(
     running: str, offered: list[tuple[str, int]], rolled_back: set[str]

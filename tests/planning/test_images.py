@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaleset_operator.planning.images import (
@@ -107,6 +107,7 @@ def test_a_variant_only_moves_to_the_same_variant() -> None:
 versions = st.tuples(st.integers(0, 50), st.integers(0, 50), st.integers(0, 50))
 
 
+@settings(deadline=None)
 @given(versions, versions)
 def test_tag_order_is_numeric_not_textual(a: tuple[int, int, int], b: tuple[int, int, int]) -> None:
     left, right = tag_version(".".join(map(str, a))), tag_version(".".join(map(str, b)))

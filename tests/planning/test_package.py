@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaleset_operator.api.models import (
@@ -296,6 +296,7 @@ def acyclic(draw: st.DrawFn) -> list[Extension]:
     return result
 
 
+@settings(deadline=None)
 @given(acyclic())
 def test_provision_order_respects_every_constraint_and_keeps_an_order_that_holds(
     items: list[Extension],

@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaleset_operator.api.models import ImageCatalog, InstallPatches, MaintenanceConfiguration
@@ -211,6 +211,7 @@ zones = st.sampled_from(
 )
 
 
+@settings(deadline=None)
 @given(instants, zones)
 def test_off_peak_agrees_with_the_wall_clock(now: datetime, zone: str | None) -> None:
     local = now.astimezone(ZoneInfo(zone or "UTC"))
@@ -218,6 +219,7 @@ def test_off_peak_agrees_with_the_wall_clock(now: datetime, zone: str | None) ->
     assert in_off_peak(now, zone) is wall_inside
 
 
+@settings(deadline=None)
 @given(instants, zones)
 def test_next_off_peak_is_later_starts_a_night_and_none_starts_between(
     now: datetime, zone: str | None

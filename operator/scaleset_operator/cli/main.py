@@ -19,4 +19,4 @@ def main() -> None:
 
 # Each subcommand registers itself on `app` from its own module; they import their heavy
 # dependencies inside the command, so `scaleset --help` stays quick.
-from scaleset_operator.cli import actions, operator, plan, sim, windows  # noqa: E402, F401
+from scaleset_operator.cli import actions, operator, plan, sim, updates, windows  # noqa: E402, F401
