@@ -308,3 +308,81 @@ def test_provision_order_respects_every_constraint_and_keeps_an_order_that_holds
             assert order.index(before) < order.index(item.name)
     by_name = {item.name: item for item in items}
     assert provision_order([by_name[name] for name in order]) == order
+
+
+def test_an_extension_upgrade_changes_only_its_sidecar() -> None:
+    spec = scaleset(os_image=f"{OS}:22.4.2")
+    policy = UpgradePolicySpec.model_validate({"automaticExtensionUpgrade": {"enabled": True}})
+    package = plan_package(spec, policy, index_catalogs([CATALOG]), None, NOON)
+    changed = [
+        (old["name"], new["image"])
+        for old, new in zip(
+            spec.template["spec"]["containers"], package.template["spec"]["containers"], strict=True
+        )
+        if old != new
+    ]
+    assert changed == [("log", "registry.example/ext/log:2.1.0")]
+    assert classify_update(spec.template, package.template) == UpdateKind.IN_PLACE
+
+
+os_versions = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(1, 40)),
+    min_size=0,
+    max_size=6,
+    unique_by=lambda t: t[:2],
+)
+patch_days = st.lists(
+    st.tuples(st.integers(1, 40), st.booleans(), st.sampled_from(["Critical", "Security", "Other"])),
+    max_size=4,
+)
+
+
+@settings(deadline=None, max_examples=60)
+@given(os_versions, patch_days, st.integers(0, 3), st.integers(0, 48))
+def test_a_stored_package_leaves_nothing_to_do_and_never_downgrades(
+    versions: list[tuple[int, int, int]], patches: list[tuple[int, bool, str]], running_minor: int, hours: int
+) -> None:
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    now = start + timedelta(days=20, hours=hours)
+    catalog = ImageCatalog.model_validate(
+        {
+            "metadata": {"name": "random"},
+            "spec": {
+                "images": [
+                    {
+                        "repository": OS,
+                        "versions": [
+                            {
+                                "version": f"22.{minor}.{patch}",
+                                "publishedAt": (start + timedelta(days=day)).isoformat(),
+                            }
+                            for minor, patch, day in versions
+                        ],
+                    }
+                ],
+                "patches": [
+                    {
+                        "id": f"P{index}",
+                        "classification": classification,
+                        "appliesTo": [OS],
+                        **({"image": f"{OS}:patched-{index}"} if with_image else {"hotpatch": True}),
+                        "publishedAt": (start + timedelta(days=day)).isoformat(),
+                    }
+                    for index, (day, with_image, classification) in enumerate(patches)
+                ],
+            },
+        }
+    )
+    spec = scaleset(os_image=f"{OS}:22.{running_minor}.0")
+    indexed = index_catalogs([catalog])
+    package = plan_package(spec, ALL_ON, indexed, None, now)
+    again = plan_package(spec, ALL_ON, indexed, package.overlay, now)
+    assert again.included == ()
+    assert again.template == package.template
+    # an OS image chosen by version is never older than the template's
+    chosen = package.overlay.os_image
+    if chosen is not None:
+        assert tuple(int(part) for part in chosen.version.split(".")) > (22, running_minor, 0)
+    # outside off-peak hours no patch is applied
+    if not (now.hour >= 22 or now.hour < 6):
+        assert package.overlay.patches is None

@@ -37,6 +37,7 @@ from scaleset_operator.planning.updates import (
     extension_policy,
     find_pending,
     gate_scope,
+    patch_update,
     scope_of,
 )
 
@@ -148,10 +149,11 @@ def plan_package(
     current = prune(overlay or AutomaticUpdatesStatus(), spec.template)
     found = find_pending(spec, policy, catalog, current, now, settings)
     pending = found.updates()
-    gates = {
-        scope: gate_scope(assigned, scope, spec.time_zone, now, pending)
-        for scope in sorted({scope_of(update) for update in pending})
-    }
+    scopes = {scope_of(update) for update in pending}
+    # Patches newer than an OS image this package moves to can be due although none is pending now.
+    if patches_for(catalog, found.os_repository, None):
+        scopes.add(MaintenanceScope.IN_GUEST_PATCH)
+    gates = {scope: gate_scope(assigned, scope, spec.time_zone, now, pending) for scope in sorted(scopes)}
     open_scopes = {scope for scope, gate in gates.items() if may_start(gate)}
     resolutions = []
     if found.os_image is not None and MaintenanceScope.OS_IMAGE in open_scopes:
@@ -187,10 +189,7 @@ def plan_package(
                 [patch.id for patch in selection.hotpatches],
                 now,
             )
-            due = {patch.id for patch in selection.due}
-            included.extend(
-                update for update in pending if update.kind == UpdateKind.PATCH and update.name in due
-            )
+            included.extend(patch_update(patch) for patch in selection.due)
             restart = selection.restart
     included_keys = {(update.kind, update.name) for update in included}
     waiting = tuple(

@@ -26,6 +26,7 @@ from scaleset_operator.api.models import (
 from scaleset_operator.planning.automatic import base_template, prune
 from scaleset_operator.planning.catalog import (
     Catalog,
+    Patch,
     Resolution,
     container_image,
     format_time,
@@ -93,18 +94,20 @@ class Pending:
         result.extend(
             _update(UpdateKind.EXTENSION, item) for item in self.extensions if item.release is not None
         )
-        for patch in self.patches.due:
-            result.append(
-                PendingUpdate(
-                    kind=str(UpdateKind.PATCH),
-                    name=patch.id,
-                    classification=str(patch.classification),
-                    version="hotpatch" if patch in self.patches.hotpatches else patch.image,
-                    since=None if patch.published_at is None else format_time(patch.published_at),
-                    scope=str(MaintenanceScope.IN_GUEST_PATCH),
-                )
-            )
+        result.extend(patch_update(patch) for patch in self.patches.due)
         return result
+
+
+def patch_update(patch: Patch) -> PendingUpdate:
+    """A guest patch as a pending update: its version is the patched image, or ``hotpatch``."""
+    return PendingUpdate(
+        kind=str(UpdateKind.PATCH),
+        name=patch.id,
+        classification=str(patch.classification),
+        version=patch.image if patch.restarts and patch.image else ("hotpatch" if patch.hotpatch else None),
+        since=None if patch.published_at is None else format_time(patch.published_at),
+        scope=str(MaintenanceScope.IN_GUEST_PATCH),
+    )
 
 
 def _update(kind: UpdateKind, resolution: Resolution) -> PendingUpdate:
@@ -149,7 +152,9 @@ def find_pending(
         else ()
     )
     os_running = container_image(running, spec.os_container_name) or ""
-    repository = parse_image(os_running, "spec.template").repository
+    repository = parse_image(
+        os_running, f"spec.template.spec.containers[{spec.os_container_name}].image"
+    ).repository
     applied = [] if current.patches is None else current.patches.patch_ids + current.patches.hotpatch_ids
     patches = select_patches(
         patches_for(catalog, repository, base_published_at(catalog, os_running)),
