@@ -23,6 +23,7 @@ from scaleset_operator.planning.catalog import index_catalogs
 from scaleset_operator.planning.maintenance import AssignedMaintenance, Closed, Open, assign
 from scaleset_operator.planning.package import (
     ExtensionOrderError,
+    automatic_scopes,
     gate_package_batch,
     instance_template,
     order_sidecars,
@@ -386,3 +387,16 @@ def test_a_stored_package_leaves_nothing_to_do_and_never_downgrades(
     # outside off-peak hours no patch is applied
     if not (now.hour >= 22 or now.hour < 6):
         assert package.overlay.patches is None
+
+
+def test_the_scopes_of_a_roll_out_are_read_from_its_revisions() -> None:
+    spec = scaleset()
+    package = plan_package(spec, ALL_ON, index_catalogs([CATALOG]), None, NIGHT)
+    assert automatic_scopes(spec.template, package.template) == {
+        MaintenanceScope.OS_IMAGE,
+        MaintenanceScope.EXTENSION,
+        MaintenanceScope.IN_GUEST_PATCH,
+    }
+    assert automatic_scopes(package.template, package.template) == frozenset()
+    # a template change of the user alone carries no automatic scope
+    assert automatic_scopes(spec.template, scaleset(os_image=f"{OS}:23.0.0").template) == frozenset()

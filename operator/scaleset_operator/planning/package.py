@@ -27,7 +27,7 @@ from scaleset_operator.api.models import (
     ScaleSetSpec,
     UpgradePolicySpec,
 )
-from scaleset_operator.planning.automatic import choose, effective_template, prune, record_patches
+from scaleset_operator.planning.automatic import choose, effective_template, overlay_of, prune, record_patches
 from scaleset_operator.planning.catalog import Catalog, container_image
 from scaleset_operator.planning.maintenance import AssignedMaintenance, GateDecision, may_start
 from scaleset_operator.planning.patches import patches_for, select_patches
@@ -127,7 +127,7 @@ class Package:
 
     @property
     def scopes(self) -> frozenset[MaintenanceScope]:
-        """The scopes whose gate each batch of this package must pass (gate_package_batch)."""
+        """The scopes of what this package adds; on later passes use automatic_scopes of the revisions."""
         return frozenset(scope_of(update) for update in self.included)
 
 
@@ -208,6 +208,25 @@ def plan_package(
         restart=restart or any(update.kind == UpdateKind.OS_IMAGE for update in included),
         gates=gates,
     )
+
+
+def automatic_scopes(
+    from_template: Mapping[str, Any], to_template: Mapping[str, Any]
+) -> frozenset[MaintenanceScope]:
+    """The scopes of the automatic updates that a roll-out from one revision to another carries.
+
+    Read from the revisions' own records (overlay_of), so it holds on every pass of a roll-out, after
+    the package's overlay is stored and plan_package has nothing new to include.
+    """
+    before, after = overlay_of(from_template), overlay_of(to_template)
+    scopes: set[MaintenanceScope] = set()
+    if before.os_image != after.os_image:
+        scopes.add(MaintenanceScope.OS_IMAGE)
+    if before.extensions != after.extensions:
+        scopes.add(MaintenanceScope.EXTENSION)
+    if before.patches != after.patches:
+        scopes.add(MaintenanceScope.IN_GUEST_PATCH)
+    return frozenset(scopes)
 
 
 def gate_package_batch(
