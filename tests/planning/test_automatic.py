@@ -315,3 +315,10 @@ def test_the_effective_template_differs_only_in_images_and_annotations(
     assert [c["name"] for c in result["spec"]["containers"]] == ["app", "log"]
     assert result["metadata"]["labels"] == user["metadata"]["labels"]
     assert set(result["metadata"].get("annotations") or {}) <= {APPLIED_ANNOTATION, HOTPATCHES_ANNOTATION}
+
+
+def test_the_revision_does_not_depend_on_when_a_version_was_chosen() -> None:
+    early = choose(None, template(), [resolution("1.27")], NOW)
+    late = choose(None, template(), [resolution("1.27")], NOW.replace(year=2027))
+    assert early != late
+    assert effective_template(template(), early) == effective_template(template(), late)

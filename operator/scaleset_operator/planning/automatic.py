@@ -91,11 +91,22 @@ def applied_record(overlay: AutomaticUpdatesStatus, template: Mapping[str, Any])
     """What of the overlay applies to `template`, as the JSON written in APPLIED_ANNOTATION.
 
     It is the overlay itself, pruned and without what was rolled back, so that the overlay of any
-    stored revision can be read back (:func:`overlay_of`) when a rollback returns to it.
+    stored revision can be read back (:func:`overlay_of`) when a rollback returns to it. The times
+    entries were chosen are left out: the revision is a function of what runs, not of when the
+    choice was made, so a choice made again after a lost status write names the same revision.
     """
     pruned = prune(overlay, template)
     return pruned.model_dump(
-        by_alias=True, exclude_none=True, exclude_defaults=True, exclude={"rolled_back", "failed_patch_ids"}
+        by_alias=True,
+        exclude_none=True,
+        exclude_defaults=True,
+        exclude={
+            "rolled_back": True,
+            "failed_patch_ids": True,
+            "os_image": {"since"},
+            "extensions": {"__all__": {"since"}},
+            "patches": {"since"},
+        },
     )
 
 
