@@ -401,12 +401,43 @@ class ScaleSetSpec(ApiModel):
                     raise ValueError(
                         f"spec.extensions[{extension.name}].provisionAfterExtensions names unknown extension {after!r}"
                     )
+        cycle = _provision_cycle({e.name: e.provision_after_extensions for e in self.extensions})
+        if cycle:
+            raise ValueError(
+                f"spec.extensions[{cycle[0]}].provisionAfterExtensions: the extensions wait for each other "
+                f"in a cycle ({' -> '.join([*cycle, cycle[0]])})"
+            )
         return self
 
     @property
     def os_container_name(self) -> str:
         first: str = self.template["spec"]["containers"][0]["name"]
         return self.os_container or first
+
+
+def _provision_cycle(waits_for: dict[str, list[str]]) -> list[str]:
+    """A cycle of extensions that wait for each other, in order, or [] when there is none."""
+    done: set[str] = set()
+    for start in sorted(waits_for):
+        path: list[str] = []
+        stack = [(start, iter(sorted(waits_for[start])))]
+        on_path = {start}
+        path.append(start)
+        while stack:
+            name, following = stack[-1]
+            step = next(following, None)
+            if step is None:
+                stack.pop()
+                path.pop()
+                on_path.discard(name)
+                done.add(name)
+            elif step in on_path:
+                return path[path.index(step) :]
+            elif step not in done and step in waits_for:
+                stack.append((step, iter(sorted(waits_for[step]))))
+                path.append(step)
+                on_path.add(step)
+    return []
 
 
 class UpgradePhase(StrEnum):
