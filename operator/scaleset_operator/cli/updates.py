@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -22,11 +22,12 @@ from scaleset_operator.api.models import (
 )
 from scaleset_operator.cli.main import app
 from scaleset_operator.cli.plan import PlanError, PolicyChoice, choose_policy, load_scaleset
-from scaleset_operator.planning.catalog import Resolution, container_image, index_catalogs
 from scaleset_operator.planning.maintenance import Closed, GateDecision, applies_to, assign
-from scaleset_operator.planning.package import Package, plan_package
-from scaleset_operator.planning.patches import install_settings
-from scaleset_operator.planning.updates import Pending, find_pending
+
+if TYPE_CHECKING:
+    from scaleset_operator.planning.catalog import Resolution
+    from scaleset_operator.planning.package import Package
+    from scaleset_operator.planning.updates import Pending
 
 OUTPUT_FORMATS = ("table", "json")
 
@@ -72,7 +73,6 @@ def _resolution_json(resolution: Resolution) -> dict[str, Any]:
 
 
 def updates_json(scaleset: ScaleSet, now: datetime, found: Pending, package: Package) -> dict[str, Any]:
-    containers = [c["name"] for c in package.template["spec"]["containers"]]
     return {
         "scaleSet": scaleset.metadata.name,
         "now": now.isoformat(),
@@ -83,7 +83,7 @@ def updates_json(scaleset: ScaleSet, now: datetime, found: Pending, package: Pac
         "pendingUpdates": [update.model_dump(by_alias=True, exclude_none=True) for update in package.pending],
         "package": {
             "updates": [update.model_dump(by_alias=True, exclude_none=True) for update in package.included],
-            "images": {name: container_image(package.template, name) for name in containers},
+            "images": {c["name"]: c["image"] for c in package.template["spec"]["containers"]},
             "hotpatches": [] if package.overlay.patches is None else package.overlay.patches.hotpatch_ids,
             "restart": package.restart,
             "maxBatchInstancePercent": package.policy.rolling_upgrade.max_batch_instance_percent,
@@ -175,6 +175,12 @@ def updates(
     output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
 ) -> None:
     """Show what automatic OS image, extension and patch updates would choose now, and what waits for a window."""
+    # The image-reference grammar and semver load here, so that other commands start without them.
+    from scaleset_operator.planning.catalog import index_catalogs
+    from scaleset_operator.planning.package import plan_package
+    from scaleset_operator.planning.patches import install_settings
+    from scaleset_operator.planning.updates import find_pending
+
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         if output not in OUTPUT_FORMATS:
