@@ -322,3 +322,22 @@ def test_the_revision_does_not_depend_on_when_a_version_was_chosen() -> None:
     late = choose(None, template(), [resolution("1.27")], NOW.replace(year=2027))
     assert early != late
     assert effective_template(template(), early) == effective_template(template(), late)
+
+
+@settings(deadline=None)
+@given(written_images, overlays, overlays)
+def test_after_a_rollback_the_instances_already_run_the_effective_template(
+    written: str, before: AutomaticUpdatesStatus, after: AutomaticUpdatesStatus
+) -> None:
+    user = template(written)
+    restored, undone = effective_template(user, before), effective_template(user, after)
+    overlay = overlay_after_rollback(after, user, undone, restored, NOW)
+    assert effective_template(user, overlay) == restored
+
+    # every version the rollback undid is remembered, and none it kept
+    def versions(chosen: AutomaticUpdatesStatus) -> set[tuple[str, str]]:
+        entries = [*chosen.extensions, *([chosen.os_image] if chosen.os_image else [])]
+        return {(entry.repository, entry.version) for entry in entries}
+
+    remembered = {(item.repository, item.version) for item in overlay.rolled_back}
+    assert remembered == versions(overlay_of(undone)) - versions(overlay_of(restored))

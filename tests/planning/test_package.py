@@ -400,3 +400,19 @@ def test_the_scopes_of_a_roll_out_are_read_from_its_revisions() -> None:
     assert automatic_scopes(package.template, package.template) == frozenset()
     # a template change of the user alone carries no automatic scope
     assert automatic_scopes(spec.template, scaleset(os_image=f"{OS}:23.0.0").template) == frozenset()
+
+
+@settings(deadline=None)
+@given(acyclic(), st.data())
+def test_order_sidecars_is_a_permutation_that_respects_the_order(
+    items: list[Extension], data: st.DataObject
+) -> None:
+    names = [item.name for item in items]
+    placed = data.draw(st.permutations([*names, "app", "other"]))
+    template = {"spec": {"containers": [{"name": name, "image": f"{name}:1"} for name in placed]}}
+    ordered = [c["name"] for c in order_sidecars(template, items)["spec"]["containers"]]
+    assert sorted(ordered) == sorted(placed)
+    assert ordered.index("app") == placed.index("app") and ordered.index("other") == placed.index("other")
+    for item in items:
+        for before in item.provision_after_extensions:
+            assert ordered.index(before) < ordered.index(item.name)
