@@ -32,7 +32,7 @@ from scaleset_operator.planning.catalog import Catalog, container_image
 from scaleset_operator.planning.maintenance import AssignedMaintenance, GateDecision, may_start
 from scaleset_operator.planning.patches import patches_for, select_patches
 from scaleset_operator.planning.updates import (
-    UpdateKind,
+    PendingKind,
     base_published_at,
     extension_policy,
     find_pending,
@@ -162,7 +162,7 @@ def plan_package(
         resolutions.extend(found.extensions)
     chosen = choose(current, spec.template, resolutions, now)
     included = [
-        update for update in pending if scope_of(update) in open_scopes and update.kind != UpdateKind.PATCH
+        update for update in pending if scope_of(update) in open_scopes and update.kind != PendingKind.PATCH
     ]
     restart = False
     if MaintenanceScope.IN_GUEST_PATCH in open_scopes:
@@ -197,7 +197,7 @@ def plan_package(
         for update in pending
         if (update.kind, update.name) not in included_keys and not may_start(gates[scope_of(update)])
     )
-    uses_extensions = any(update.kind == UpdateKind.EXTENSION for update in included)
+    uses_extensions = any(update.kind == PendingKind.EXTENSION for update in included)
     return Package(
         overlay=chosen,
         template=instance_template(spec, chosen),
@@ -205,7 +205,7 @@ def plan_package(
         waiting=waiting,
         pending=tuple(pending),
         policy=extension_policy(policy) if uses_extensions else policy,
-        restart=restart or any(update.kind == UpdateKind.OS_IMAGE for update in included),
+        restart=restart or any(update.kind == PendingKind.OS_IMAGE for update in included),
         gates=gates,
     )
 

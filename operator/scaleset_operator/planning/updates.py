@@ -42,22 +42,24 @@ from scaleset_operator.planning.patches import PatchSelection, gate_patches, pat
 EXTENSION_BATCH_PERCENT: Final = 20
 
 
-class UpdateKind(StrEnum):
+class PendingKind(StrEnum):
+    """The kind of a pending update, as status.pendingUpdates[].kind says it."""
+
     OS_IMAGE = "OSImage"
     EXTENSION = "Extension"
     PATCH = "Patch"
 
 
 SCOPE_OF_KIND: Final = {
-    UpdateKind.OS_IMAGE: MaintenanceScope.OS_IMAGE,
-    UpdateKind.EXTENSION: MaintenanceScope.EXTENSION,
-    UpdateKind.PATCH: MaintenanceScope.IN_GUEST_PATCH,
+    PendingKind.OS_IMAGE: MaintenanceScope.OS_IMAGE,
+    PendingKind.EXTENSION: MaintenanceScope.EXTENSION,
+    PendingKind.PATCH: MaintenanceScope.IN_GUEST_PATCH,
 }
 
 
 def scope_of(update: PendingUpdate) -> MaintenanceScope:
     """The maintenance scope whose window an update waits for."""
-    return SCOPE_OF_KIND[UpdateKind(update.kind)]
+    return SCOPE_OF_KIND[PendingKind(update.kind)]
 
 
 def extension_policy(policy: UpgradePolicySpec) -> UpgradePolicySpec:
@@ -90,9 +92,9 @@ class Pending:
         """status.pendingUpdates: OS image, then extensions, then patches, each with its scope."""
         result = []
         if self.os_image is not None and self.os_image.release is not None:
-            result.append(_update(UpdateKind.OS_IMAGE, self.os_image))
+            result.append(_update(PendingKind.OS_IMAGE, self.os_image))
         result.extend(
-            _update(UpdateKind.EXTENSION, item) for item in self.extensions if item.release is not None
+            _update(PendingKind.EXTENSION, item) for item in self.extensions if item.release is not None
         )
         result.extend(patch_update(patch) for patch in self.patches.due)
         return result
@@ -101,7 +103,7 @@ class Pending:
 def patch_update(patch: Patch) -> PendingUpdate:
     """A guest patch as a pending update: its version is the patched image, or ``hotpatch``."""
     return PendingUpdate(
-        kind=str(UpdateKind.PATCH),
+        kind=str(PendingKind.PATCH),
         name=patch.id,
         classification=str(patch.classification),
         version=patch.image if patch.restarts and patch.image else ("hotpatch" if patch.hotpatch else None),
@@ -110,7 +112,7 @@ def patch_update(patch: Patch) -> PendingUpdate:
     )
 
 
-def _update(kind: UpdateKind, resolution: Resolution) -> PendingUpdate:
+def _update(kind: PendingKind, resolution: Resolution) -> PendingUpdate:
     assert resolution.release is not None
     return PendingUpdate(
         kind=str(kind),
