@@ -130,7 +130,9 @@ def run(out: TextIO = sys.stdout, timeout: float = 180.0) -> int:
                 say("the operator is running")
                 _apply(kube, ROOT / "examples" / "upgradepolicy.yaml")
                 _apply(kube, ROOT / "examples" / "scaleset.yaml")
-                say("applied examples/upgradepolicy.yaml and examples/scaleset.yaml (pauses and scheduled-event notices shortened to 1s)")
+                say(
+                    "applied examples/upgradepolicy.yaml and examples/scaleset.yaml (pauses and scheduled-event notices shortened to 1s)"
+                )
                 scaleset = _wait(lambda: _is_ready(kube), timeout)
                 domains = scaleset["spec"]["upgradeDomainCount"]
                 old = scaleset["status"]["currentRevision"]

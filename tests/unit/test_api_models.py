@@ -131,6 +131,31 @@ def test_extensions_must_be_named_once_and_ordered_after_known_extensions() -> N
         scaleset_spec(extensions=[{**agent, "provisionAfterExtensions": ["monitor"]}])
 
 
+@pytest.mark.parametrize(
+    ("waits", "cycle"),
+    [
+        ({"a": ["b"], "b": ["a"]}, "a -> b -> a"),
+        ({"a": ["a"]}, "a -> a"),
+        ({"a": ["b"], "b": ["c"], "c": ["b"]}, "b -> c -> b"),
+    ],
+)
+def test_extensions_that_wait_for_each_other_are_refused(waits: dict[str, list[str]], cycle: str) -> None:
+    extensions = [
+        {"name": name, "container": "agent", "provisionAfterExtensions": after}
+        for name, after in waits.items()
+    ]
+    first = cycle.split(" ")[0]
+    with pytest.raises(
+        ValidationError, match=rf"spec.extensions\[{first}\].provisionAfterExtensions: .*\({cycle}\)"
+    ):
+        scaleset_spec(extensions=extensions)
+    chain = [
+        {"name": "a", "container": "agent"},
+        {"name": "b", "container": "agent", "provisionAfterExtensions": ["a"]},
+    ]
+    assert [e.name for e in scaleset_spec(extensions=chain).extensions] == ["a", "b"]
+
+
 def test_max_deferral_over_35_days_is_refused() -> None:
     with pytest.raises(ValidationError, match=r"spec.maxDeferral must be at most 35 days \(got 36d\)"):
         MaintenanceConfigurationSpec.model_validate(

@@ -401,12 +401,43 @@ class ScaleSetSpec(ApiModel):
                     raise ValueError(
                         f"spec.extensions[{extension.name}].provisionAfterExtensions names unknown extension {after!r}"
                     )
+        cycle = _provision_cycle({e.name: e.provision_after_extensions for e in self.extensions})
+        if cycle:
+            raise ValueError(
+                f"spec.extensions[{cycle[0]}].provisionAfterExtensions: the extensions wait for each other "
+                f"in a cycle ({' -> '.join([*cycle, cycle[0]])})"
+            )
         return self
 
     @property
     def os_container_name(self) -> str:
         first: str = self.template["spec"]["containers"][0]["name"]
         return self.os_container or first
+
+
+def _provision_cycle(waits_for: dict[str, list[str]]) -> list[str]:
+    """A cycle of extensions that wait for each other, in order, or [] when there is none."""
+    done: set[str] = set()
+    for start in sorted(waits_for):
+        path: list[str] = []
+        stack = [(start, iter(sorted(waits_for[start])))]
+        on_path = {start}
+        path.append(start)
+        while stack:
+            name, following = stack[-1]
+            step = next(following, None)
+            if step is None:
+                stack.pop()
+                path.pop()
+                on_path.discard(name)
+                done.add(name)
+            elif step in on_path:
+                return path[path.index(step) :]
+            elif step not in done and step in waits_for:
+                stack.append((step, iter(sorted(waits_for[step]))))
+                path.append(step)
+                on_path.add(step)
+    return []
 
 
 class UpgradePhase(StrEnum):
@@ -527,6 +558,67 @@ class PendingUpdate(ApiModel):
     classification: str | None = None
     version: str | None = None
     since: str | None = Field(default=None, description="RFC 3339 time the update became available.")
+    scope: str | None = Field(
+        default=None,
+        description="The maintenance scope whose window it waits for: OSImage, Extension or InGuestPatch.",
+    )
+
+
+class AutomaticImage(ApiModel):
+    """An image chosen for a container by an automatic (or asked-for) upgrade, over the one spec.template names."""
+
+    container: str = Field(description="The container of spec.template that runs it.")
+    repository: str = Field(description="The normalised image repository, e.g. docker.io/library/nginx.")
+    version: str = Field(description="The tag chosen.")
+    image: str = Field(description="The image the container runs.")
+    reason: str = Field(description="AutomaticOSUpgrade, AutomaticExtensionUpgrade or ManualUpgrade.")
+    since: str | None = Field(default=None, description="RFC 3339 time the version was chosen.")
+    published_at: str | None = Field(default=None, description="RFC 3339 time the version was published.")
+
+
+class AutomaticExtensionImage(AutomaticImage):
+    """An extension's sidecar image chosen by an automatic extension upgrade."""
+
+    name: str = Field(description="The extension, as in spec.extensions[].name.")
+
+
+class AppliedPatches(ApiModel):
+    """Guest patches applied to the OS image the instances run."""
+
+    container: str = Field(description="The OS container of spec.template.")
+    base_image: str = Field(
+        description="The OS image the patches were applied to; they lapse when it changes."
+    )
+    image: str | None = Field(default=None, description="The patched image the OS container runs, if any.")
+    patch_ids: list[str] = Field(default_factory=list, description="Patches applied with a restart (image).")
+    hotpatch_ids: list[str] = Field(default_factory=list, description="Patches applied with no restart.")
+    since: str | None = Field(default=None, description="RFC 3339 time of the last patch.")
+
+
+class RolledBackVersion(ApiModel):
+    """A version an automatic upgrade rolled back; it is not chosen again."""
+
+    repository: str = Field(description="The normalised image repository.")
+    version: str = Field(description="The tag that was rolled back.")
+    at: str | None = Field(default=None, description="RFC 3339 time of the rollback.")
+
+
+class AutomaticUpdatesStatus(ApiModel):
+    """What automatic updates chose: the instances run spec.template with these images and patches."""
+
+    os_image: AutomaticImage | None = Field(
+        default=None, description="The OS image chosen over spec.template's."
+    )
+    extensions: list[AutomaticExtensionImage] = Field(
+        default_factory=list, description="Extension images chosen over spec.template's."
+    )
+    patches: AppliedPatches | None = Field(default=None, description="Guest patches applied.")
+    rolled_back: list[RolledBackVersion] = Field(
+        default_factory=list, description="Versions rolled back, never chosen again."
+    )
+    failed_patch_ids: list[str] = Field(
+        default_factory=list, description="Patches whose roll-out was rolled back, never applied again."
+    )
 
 
 class MaintenanceWindowStatus(ApiModel):
@@ -582,6 +674,9 @@ class ScaleSetStatus(ApiModel):
     upgrade: UpgradeStatus = Field(default_factory=UpgradeStatus, description="The running or last upgrade.")
     upgrade_domains: list[UpgradeDomainStatus] = Field(default_factory=list)
     pending_updates: list[PendingUpdate] = Field(default_factory=list)
+    automatic_updates: AutomaticUpdatesStatus | None = Field(
+        default=None, description="Images and patches chosen by automatic updates; absent when none was."
+    )
     maintenance: MaintenanceStatus | None = Field(
         default=None, description="Maintenance configurations that apply; absent when none does."
     )

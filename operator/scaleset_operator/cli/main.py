@@ -21,4 +21,4 @@ def main() -> None:
 # dependencies inside the command, so `scaleset --help` stays quick. `kubectl scaleset` (cli/plugin.py)
 # serves the same `app`, so a command added here is a plugin command too; commands that talk to a
 # cluster take -n, --context and --kubeconfig as kubectl does.
-from scaleset_operator.cli import actions, fleet, operator, plan, sim, testbed, windows  # noqa: E402, F401
+from scaleset_operator.cli import actions, fleet, operator, plan, sim, testbed, updates, windows  # noqa: E402, F401
