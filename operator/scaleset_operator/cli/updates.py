@@ -20,8 +20,10 @@ from scaleset_operator.api.models import (
     MaintenanceScope,
     ScaleSet,
 )
+
+# `plan` imports `main`, which imports this module: the module, not its names, so either may load first.
+from scaleset_operator.cli import plan as plan_command
 from scaleset_operator.cli.main import app
-from scaleset_operator.cli.plan import PlanError, PolicyChoice, choose_policy, load_scaleset
 from scaleset_operator.planning.maintenance import Closed, GateDecision, applies_to, assign
 
 if TYPE_CHECKING:
@@ -102,7 +104,7 @@ def _short(name: str) -> str:
 def render_table(
     console: Console,
     scaleset: ScaleSet,
-    choice: PolicyChoice,
+    choice: plan_command.PolicyChoice,
     now: datetime,
     found: Pending,
     package: Package,
@@ -186,8 +188,8 @@ def updates(
         if output not in OUTPUT_FORMATS:
             raise UpdatesError(f"-o/--output must be one of {', '.join(OUTPUT_FORMATS)} (got {output!r}).")
         now = parse_now(now_text)
-        scaleset, documents = load_scaleset(file)
-        choice = choose_policy(scaleset, file, documents, policy_file)
+        scaleset, documents = plan_command.load_scaleset(file)
+        choice = plan_command.choose_policy(scaleset, file, documents, policy_file)
         catalogs = load_resources(catalog, ImageCatalog, skip_other_kinds=True)
         if not catalogs:
             raise UpdatesError(f"--catalog: {catalog} holds no ImageCatalog.")
@@ -210,7 +212,7 @@ def updates(
             package = plan_package(scaleset.spec, choice.spec, indexed, overlay, now, assigned, settings)
         except ValueError as error:
             raise UpdatesError(f'{file}: ScaleSet "{scaleset.metadata.name}": {error}') from None
-    except (InvalidResource, PlanError, UpdatesError) as problem:
+    except (InvalidResource, plan_command.PlanError, UpdatesError) as problem:
         err.print(f"error: {problem}", markup=False)
         raise typer.Exit(2) from None
     if output == "json":
