@@ -130,6 +130,8 @@ def service_account_kubeconfig(kube: Kube, admin_kubeconfig: str, path: Path) ->
         "ServiceAccount": core_path("serviceaccounts", OPERATOR_NAMESPACE),
         "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
         "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        "Role": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/roles",
+        "RoleBinding": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/rolebindings",
     }
     for document in documents:
         try:

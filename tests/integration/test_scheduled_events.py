@@ -151,3 +151,28 @@ def test_scale_in_announces_a_terminate_and_waits_for_it(
     assert event["EventType"] == "Terminate" and event["Resources"] == ["web-3"]
     wait_for(lambda: len(pods_of(kube, namespace, "web")) == 3, 20, "web-3 removed at NotBefore")
     assert time.monotonic() - told >= 2.5
+
+
+def test_scaleset_approve_approves_an_instances_event_on_its_behalf(
+    kube: Kube, namespace: str, operator: OperatorThread, kubeconfig: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from scaleset_operator.cli.main import app
+
+    fleet(kube, namespace, "10m")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    wait_for(lambda: events_seen_by(operator, kube, namespace, "web-0"), TIMEOUT, "web-0 told of its reboot")
+    args = ["-n", namespace, "--kubeconfig", kubeconfig]
+    unknown = CliRunner().invoke(app, ["approve", "web-0", "--event", "NO-SUCH-EVENT", *args])
+    assert unknown.exit_code == 2 and "no scheduled event NO-SUCH-EVENT" in unknown.output
+    missing = CliRunner().invoke(app, ["approve", "web-99", *args])
+    assert missing.exit_code == 2 and 'instance "web-99" not found' in missing.output
+    approved = CliRunner().invoke(app, ["approve", "web-0", *args])
+    assert approved.exit_code == 0, approved.output
+    assert "Approved event" in approved.output
+    wait_for(
+        lambda: image_of(kube, namespace, "web-0") == f"{IMAGE}:v2",
+        10,
+        "the approved update to start at once",
+    )

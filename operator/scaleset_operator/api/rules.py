@@ -39,7 +39,6 @@ NAME_FITS_IN_LABELS: Final = ValidationRule(
         f"metadata.name must be at most {MAX_NAME_LENGTH} characters: the instances carry it, with a "
         "revision hash, in labels of at most 63"
     ),
-    field_path=".metadata.name",
 )
 
 # The API server also judges the schema's own default (`rollingUpgrade: {}`) by this rule, before

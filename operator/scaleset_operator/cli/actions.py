@@ -113,3 +113,46 @@ def restart_command(
 ) -> None:
     """Restart every instance, upgrade domain by upgrade domain, under the policy's batch limits."""
     ask("Restart", ANNOTATION_RESTART, name, namespace, kubeconfig, context, wait, timeout)
+
+
+@app.command("approve")
+def approve_command(
+    instance: str = typer.Argument(..., help="The instance (pod) whose scheduled events to approve."),
+    event: list[str] = typer.Option(
+        [], "--event", help="EventId to approve (repeatable); default every event."
+    ),
+    namespace: str | None = NAMESPACE_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
+) -> None:
+    """Approve an instance's scheduled events on its behalf, as a POST of StartRequests from it would."""
+    from scaleset_operator.control.kube import ApiError, Kube, core_path
+    from scaleset_operator.imds.instances import Instance, KubeInstanceEvents
+    from scaleset_operator.planning.scheduled_events import EventStatus, UnknownEvent
+
+    namespace = namespace or context_namespace(kubeconfig, context)
+    try:
+        kube = Kube.from_kubeconfig(str(kubeconfig) if kubeconfig else None, context)
+    except Exception as error:  # the client's config errors have no common base class
+        typer.echo(f"error: cannot load the kubeconfig: {error}", err=True)
+        raise typer.Exit(2) from None
+    events = KubeInstanceEvents(kube)
+    target = Instance(namespace, instance, "")
+    try:
+        if kube.get_or_none(core_path("pods", namespace, instance)) is None:
+            typer.echo(f'error: instance "{instance}" not found in namespace "{namespace}".', err=True)
+            raise typer.Exit(2)
+        document = events.read_events(target)
+        wanted = event or [e.event_id for e in document.events if e.status == EventStatus.SCHEDULED]
+        if not wanted:
+            typer.echo(f'Instance "{instance}" in namespace "{namespace}" has no scheduled event to approve.')
+            return
+        for event_id in wanted:
+            events.approve(target, event_id)
+            typer.echo(f"Approved event {event_id} of {instance}: its work starts at once.")
+    except UnknownEvent as error:
+        typer.echo(f'error: instance "{instance}" has no scheduled event {error.args[0]}.', err=True)
+        raise typer.Exit(2) from None
+    except ApiError as error:
+        typer.echo(f"error: {error.message or error.reason}", err=True)
+        raise typer.Exit(2) from None
