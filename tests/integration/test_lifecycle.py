@@ -67,7 +67,7 @@ def test_operator_killed_mid_rollout_is_carried_on_by_the_next(own_cluster: tupl
     kubeconfig, kube = own_cluster
     kube.create(
         fleet_path("upgradepolicies", "default"),
-        policy_body("slow", rollingUpgrade={"pauseTimeBetweenBatches": "2s"}),
+        policy_body("slow", rollingUpgrade={"pauseTimeBetweenBatches": "10s"}),
     )
     kube.create(fleet_path("scalesets", "default"), scaleset_body("web", 5, policy="slow"))
     with OperatorThread(kubeconfig, resync_seconds=2.0):

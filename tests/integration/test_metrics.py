@@ -73,7 +73,8 @@ def test_metrics_follow_a_rollout_by_domain_revision_and_phase(cluster: tuple[st
     port = free_port()
     kube.create(
         fleet_path("upgradepolicies", "default"),
-        policy_body("slow", rollingUpgrade={"pauseTimeBetweenBatches": "1s"}),
+        # Long enough between batches that a scrape surely lands while both revisions run.
+        policy_body("slow", rollingUpgrade={"pauseTimeBetweenBatches": "3s"}),
     )
     kube.create(fleet_path("scalesets", "default"), scaleset_body("web", 5, policy="slow"))
     with OperatorThread(kubeconfig, resync_seconds=2.0, metrics_address=f"127.0.0.1:{port}"):
@@ -106,13 +107,14 @@ def test_metrics_follow_a_rollout_by_domain_revision_and_phase(cluster: tuple[st
                 and value(s, "scaleset_upgrade_phase", scaleset="web", phase="RollingForward") == 1
                 and value(s, "scaleset_instances", revision=old) > 0
                 and len({labels["revision"] for labels, _ in s["scaleset_instances"]}) == 2
+                # The batch record and the conditions are two status writes: wait for both.
+                and value(s, "scaleset_status_condition", condition="Progressing", status="true") == 1
                 and s
             ),
             TIMEOUT,
             "a scrape mid-rollout with instances on both revisions",
         )
         assert value(rolling, "scaleset_upgrade_phase", scaleset="web", phase="Idle") == 0
-        assert value(rolling, "scaleset_status_condition", condition="Progressing", status="true") == 1
 
         after = wait_for(
             lambda: (
