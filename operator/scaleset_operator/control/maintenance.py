@@ -191,7 +191,7 @@ class MaintenanceActor:
                 ).get("items")
                 or []
             )
-            if any(not is_terminating(p) for p in left):
+            if left:  # a pod on its way out is still there, and its successor must not find the node ready
                 continue
             try:
                 self.kube.patch(

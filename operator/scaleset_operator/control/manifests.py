@@ -19,7 +19,11 @@ from scaleset_operator.identity import (
     surge_instance_name,
 )
 from scaleset_operator.planning.domains import upgrade_domain_of
-from scaleset_operator.planning.host_maintenance import MAINTENANCE_LABEL, MAINTENANCE_PENDING
+from scaleset_operator.planning.host_maintenance import (
+    MAINTENANCE_LABEL,
+    MAINTENANCE_PENDING,
+    MAINTENANCE_READY,
+)
 from scaleset_operator.planning.scheduled_events import ENDPOINT_ENV, SCHEDULED_EVENTS_PATH
 
 
@@ -192,9 +196,15 @@ def image_patch(template: dict[str, Any], revision: str, now: str) -> dict[str, 
 
 
 def _avoid_nodes_under_maintenance(pod_spec: dict[str, Any]) -> None:
-    """Never schedule an instance onto a node labelled for maintenance (it is being emptied): a required
-    node affinity term, added to each of the template's own terms (they are ORed) or as the only one."""
-    avoid = {"key": MAINTENANCE_LABEL, "operator": "NotIn", "values": [MAINTENANCE_PENDING]}
+    """Never schedule an instance onto a node labelled for maintenance, `pending` (being emptied) or
+    `ready` (emptied, its maintenance about to run; the node tool removes the label when done): a
+    required node affinity term, added to each of the template's own terms (they are ORed) or as the
+    only one."""
+    avoid = {
+        "key": MAINTENANCE_LABEL,
+        "operator": "NotIn",
+        "values": [MAINTENANCE_PENDING, MAINTENANCE_READY],
+    }
     affinity = pod_spec.setdefault("affinity", {})
     node_affinity = affinity.setdefault("nodeAffinity", {})
     required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
