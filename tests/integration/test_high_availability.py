@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from scaleset_operator.control.kube import ApiError, Kube, fleet_path, group_path
+from scaleset_operator.control.kube import Kube, fleet_path, group_path
+from tests.integration.conftest import install_crds
 from tests.integration.helpers import (
     IMAGE,
     PodSampler,
@@ -79,21 +79,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, Kube]]:
     with ThreadedCluster(nodes=2, time_scale=20.0, kubeconfig_path=str(tmp_path / "kubeconfig")) as running:
         kubeconfig = str(running.kubeconfig_path)
         kube = Kube.from_kubeconfig(kubeconfig)
-        for crd_file in sorted((ROOT / "crds").glob("*.yaml")):
-            kube.create(
-                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                yaml.safe_load(crd_file.read_text()),
-            )
-        wait_for(lambda: _served(kube), 10, "CRDs served")
+        install_crds(kube)
         yield kubeconfig, kube
-
-
-def _served(kube: Kube) -> bool:
-    try:
-        kube.list(fleet_path("scalesets", "default"))
-        return True
-    except ApiError:
-        return False
 
 
 def leaders(replicas: list[Replica]) -> list[Replica]:

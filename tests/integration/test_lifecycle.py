@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scaleset_operator.control.kube import MERGE_PATCH, ApiError, Kube, core_path, fleet_path
+from scaleset_operator.control.kube import MERGE_PATCH, Kube, core_path, fleet_path
 from scaleset_operator.identity import LABEL_REVISION
 from scaleset_operator.runner import OperatorThread
+from tests.integration.conftest import install_crds
 from tests.integration.helpers import IMAGE, pods_of, policy_body, scaleset_body, scaleset_ready, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,21 +40,8 @@ def own_cluster(tmp_path: Path) -> Iterator[tuple[str, Kube]]:
     with cluster:
         kubeconfig = str(cluster.kubeconfig_path)
         kube = Kube.from_kubeconfig(kubeconfig)
-        for crd_file in sorted((ROOT / "crds").glob("*.yaml")):
-            kube.create(
-                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                yaml.safe_load(crd_file.read_text()),
-            )
-        wait_for(lambda: _served(kube), 10, "CRDs served")
+        install_crds(kube)
         yield kubeconfig, kube
-
-
-def _served(kube: Kube) -> bool:
-    try:
-        kube.list(fleet_path("scalesets", "default"))
-        return True
-    except ApiError:
-        return False
 
 
 def _revisions(kube: Kube) -> dict[str, str]:

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from scaleset_operator.control.kube import MERGE_PATCH, ApiError, Kube, fleet_path
+from scaleset_operator.control.kube import MERGE_PATCH, Kube, fleet_path
 from scaleset_operator.runner import OperatorThread
+from tests.integration.conftest import install_crds
 from tests.integration.helpers import IMAGE, policy_body, scaleset_body, scaleset_ready, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,21 +56,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, Kube]]:
     with ThreadedCluster(nodes=2, time_scale=20.0, kubeconfig_path=str(tmp_path / "kubeconfig")) as running:
         kubeconfig = str(running.kubeconfig_path)
         kube = Kube.from_kubeconfig(kubeconfig)
-        for crd_file in sorted((ROOT / "crds").glob("*.yaml")):
-            kube.create(
-                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                yaml.safe_load(crd_file.read_text()),
-            )
-        wait_for(lambda: _served(kube), 10, "CRDs served")
+        install_crds(kube)
         yield kubeconfig, kube
-
-
-def _served(kube: Kube) -> bool:
-    try:
-        kube.list(fleet_path("scalesets", "default"))
-        return True
-    except ApiError:
-        return False
 
 
 def test_metrics_follow_a_rollout_by_domain_revision_and_phase(cluster: tuple[str, Kube]) -> None:
