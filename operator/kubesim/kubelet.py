@@ -1417,7 +1417,16 @@ class Kubelet:
             base = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
             bound = {"status": {"phase": "Bound", "accessModes": modes, "capacity": {"storage": size}}}
             await self._expect("PATCH", base + "/status", bound, "application/merge-patch+json")
-        except (KubeletApiError, aiohttp.ClientError) as exc:
+        except KubeletApiError as exc:
+            if exc.status == 404 and not spec.get("volumeName") and self.bind_claims:
+                # The claim went before it was bound, so its deletion named no volume: the volume
+                # provisioned for it goes now, as the reclaim policy Delete asks.
+                log.info("claim %s/%s is gone before binding; deleting %s", namespace, name, volume)
+                self._spawn(self._request("DELETE", f"/api/v1/persistentvolumes/{volume}"))
+                return
+            log.info("could not bind claim %s/%s (%s); retrying", namespace, name, exc)
+            self._later(RETRY_SECONDS, lambda: self._retry_provision(namespace, name, uid))
+        except aiohttp.ClientError as exc:
             log.info("could not bind claim %s/%s (%s); retrying", namespace, name, exc)
             self._later(RETRY_SECONDS, lambda: self._retry_provision(namespace, name, uid))
         finally:
