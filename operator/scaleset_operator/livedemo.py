@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import tempfile
 import time
@@ -108,9 +107,6 @@ def run(out: TextIO = sys.stdout, timeout: float = 180.0) -> int:
     from kubesim.cluster import ThreadedCluster
     from scaleset_operator.runner import OperatorThread
 
-    logging.basicConfig(level=logging.ERROR)
-    # kopf warns when it cancels the daemon at shutdown; stopping is what the demo asks for.
-    logging.getLogger("kopf.objects").setLevel(logging.CRITICAL)
     started = time.monotonic()
 
     def say(text: str) -> None:

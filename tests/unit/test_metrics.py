@@ -145,6 +145,10 @@ def test_api_requests_are_counted_by_kubernetes_verb() -> None:
 
 
 def test_json_logs_are_one_object_per_line_with_extras_and_exceptions(capsys: Any) -> None:
+    root = logging.getLogger()
+    # configure() binds a handler to this test's captured stderr: it must not outlive the test, or the
+    # suite's operator threads log into a closed stream once the capture ends.
+    handlers, level = list(root.handlers), root.level
     logs.configure(log_format="json")
     try:
         log = logging.getLogger("scaleset.test")
@@ -155,7 +159,8 @@ def test_json_logs_are_one_object_per_line_with_extras_and_exceptions(capsys: An
             log.exception("pass failed")
         lines = capsys.readouterr().err.strip().splitlines()
     finally:
-        logs.configure(log_format="text")
+        root.handlers[:] = handlers
+        root.setLevel(level)
     first, second = (json.loads(line) for line in lines)
     assert (first["level"], first["logger"], first["message"], first["scaleset"]) == (
         "info",
