@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from scaleset_operator.control.kube import Kube, core_path, fleet_path
-from tests.integration.helpers import PodSampler, create, pods_of, scaleset_body, scaleset_ready, wait_for
+from tests.integration.helpers import (
+    PodSampler,
+    create,
+    is_ready,
+    pods_of,
+    scaleset_body,
+    scaleset_ready,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 
@@ -110,7 +118,15 @@ def test_instances_leave_a_cordoned_node_one_batch_at_a_time_keeping_names_and_d
     with PodSampler(kube, namespace, "web") as sampler:
         kube.patch(core_path("nodes", name=node), {"spec": {"unschedulable": True}})
         wait_for(lambda: not on_node(kube, namespace, node), TIMEOUT, f"every instance off {node}")
-        wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready again")
+        # Ready alone may still be the status written in the pass that deleted the last batch.
+        wait_for(
+            lambda: (
+                scaleset_ready(kube, namespace, "web")
+                and sum(is_ready(p) for p in pods_of(kube, namespace, "web")) == 6
+            ),
+            TIMEOUT,
+            "web Ready again with six ready instances",
+        )
     assert sorted(p["metadata"]["name"] for p in pods_of(kube, namespace, "web")) == sorted(
         f"web-{o}" for o in range(6)
     )
