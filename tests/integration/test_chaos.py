@@ -44,6 +44,8 @@ pytestmark = pytest.mark.e2e
 TIMEOUT = 120
 # Simulated seconds before an instance of the new image is Ready: 3 real seconds at time scale 20.
 SLOW = f"{IMAGE}:v2-ready-after-60s"
+# 1.5 real seconds: ten batches of it outlast the ten kills (about 7 s at seed 7) at least twice over.
+SLOW_BATCH = f"{IMAGE}:v2-ready-after-30s"
 
 
 class RetryingKube(Kube):
@@ -214,7 +216,7 @@ def test_operator_killed_at_random_moments_of_a_rollout_never_breaks_the_policy(
         claims = claim_uids(kube, namespace)
         assert len(claims) == 30
         with PodSampler(kube, namespace, "web") as sampler, OrdinalWatch(kube, namespace, "web") as ordinals:
-            set_image(kube, namespace, "web", SLOW)
+            set_image(kube, namespace, "web", SLOW_BATCH)
             wait_for(lambda: locked(kube, namespace), TIMEOUT, "the upgrade to start")
             kill_while(operator, lambda: locked(kube, namespace), kills=10, seed=7)
             kills_during_rollout = operator.kills
