@@ -19,8 +19,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two pytest workers, each with its own session kubesim and operator (pytest-xdist); with worksteal
+# a worker that runs dry takes tests still queued for the other. More workers than cores make the timing
+# of the live tests flaky, so the count is fixed rather than `auto` (which counts a container's host).
+TEST_WORKERS ?= 2
+
 unit: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal
 
 test: lint typecheck unit
 
