@@ -16,6 +16,8 @@ LABEL_SURGE: Final = f"{GROUP}/surge"
 ANNOTATION_UPDATED_AT: Final = f"{GROUP}/updated-at"
 ANNOTATION_ROLLBACK: Final = f"{GROUP}/rollback"
 ANNOTATION_RESTART: Final = f"{GROUP}/restart"
+# The node whose freeze the instance has agreed to (approved, or its notice ran out); see host_maintenance.
+ANNOTATION_FROZEN_ON: Final = f"{GROUP}/frozen-on"
 
 FIELD_MANAGER: Final = "scaleset-operator"
 

@@ -1,4 +1,5 @@
-"""Scheduled events in a rollout and a scale-in: announced before the work, approved by the instance alone.
+"""Scheduled events in a rollout, a scale-in and a node freeze: announced before the work, approved by the
+instance alone.
 
 The instances call the endpoint as the cloud service's documentation shows: plain HTTP, the header
 `Metadata: true`, `StartRequests` to approve, from their own address (kubesim's pods have loopback
@@ -10,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -176,3 +178,99 @@ def test_scaleset_approve_approves_an_instances_event_on_its_behalf(
         10,
         "the approved update to start at once",
     )
+
+
+MAINTENANCE = "fleet.scaleset.dev/maintenance"
+
+
+@pytest.fixture
+def frozen_nodes(kube: Kube) -> Iterator[list[str]]:
+    """Nodes a test labels for a freeze lose the label at its end: nodes are shared by the session."""
+    labelled: list[str] = []
+    yield labelled
+    for node in labelled:
+        kube.patch(core_path("nodes", name=node), {"metadata": {"labels": {MAINTENANCE: None}}})
+
+
+def freeze_node_of(kube: Kube, namespace: str, pod: str, labelled: list[str]) -> tuple[str, list[str]]:
+    """Label the node of `pod` for a freeze; (the node, the instances of web on it)."""
+    node = str(kube.get(core_path("pods", namespace, pod))["spec"]["nodeName"])
+    on_node = sorted(
+        p["metadata"]["name"] for p in pods_of(kube, namespace, "web") if p["spec"].get("nodeName") == node
+    )
+    labelled.append(node)
+    kube.patch(core_path("nodes", name=node), {"metadata": {"labels": {MAINTENANCE: "freeze"}}})
+    return node, on_node
+
+
+def maintenance_label(kube: Kube, node: str) -> str | None:
+    return (kube.get(core_path("nodes", name=node))["metadata"].get("labels") or {}).get(MAINTENANCE)
+
+
+def placement(kube: Kube, namespace: str) -> dict[str, tuple[str, str]]:
+    return {
+        p["metadata"]["name"]: (p["metadata"]["uid"], p["spec"]["nodeName"])
+        for p in pods_of(kube, namespace, "web")
+    }
+
+
+def test_a_node_freeze_is_announced_to_its_instances_and_answered_when_they_approve(
+    kube: Kube, namespace: str, operator: OperatorThread, frozen_nodes: list[str]
+) -> None:
+    fleet(kube, namespace, "10m")
+    before = placement(kube, namespace)
+    node, on_node = freeze_node_of(kube, namespace, "web-0", frozen_nodes)
+    told = {
+        name: wait_for(lambda n=name: events_seen_by(operator, kube, namespace, n), TIMEOUT, f"{name} told")
+        for name in on_node
+    }
+    for name, events in told.items():
+        (event,) = events
+        assert (event["EventType"], event["Resources"], event["EventStatus"]) == (
+            "Freeze",
+            [name],
+            "Scheduled",
+        )
+    elsewhere = sorted(set(before) - set(on_node))
+    assert all(events_seen_by(operator, kube, namespace, name) == [] for name in elsewhere)
+    time.sleep(1.0)
+    assert maintenance_label(kube, node) == "freeze", "the node waits while an instance has not agreed"
+
+    for name, (event,) in told.items():
+        status, _ = call(
+            operator, ip_of(kube, namespace, name), "POST", {"StartRequests": [{"EventId": event["EventId"]}]}
+        )
+        assert status == 200
+    wait_for(lambda: maintenance_label(kube, node) == "ready", TIMEOUT, f"{node} labelled ready")
+    for name in on_node:
+        (event,) = events_seen_by(operator, kube, namespace, name)
+        assert event["EventStatus"] == "Started", "the freeze is under way while the node tool works"
+    assert placement(kube, namespace) == before, "a freeze moves no instance"
+    reasons = {
+        e["reason"] for e in kube.list(core_path("events", namespace)) if e["involvedObject"]["name"] == "web"
+    }
+    assert {"HostFreeze", "HostFreezeReady"} <= reasons
+
+    # The node tool is done: it takes the label away, and the events go.
+    kube.patch(core_path("nodes", name=node), {"metadata": {"labels": {MAINTENANCE: None}}})
+    for name in on_node:
+        wait_for(
+            lambda n=name: events_seen_by(operator, kube, namespace, n) == [],
+            TIMEOUT,
+            f"{name}'s event to go",
+        )
+    assert placement(kube, namespace) == before
+
+
+def test_a_node_freeze_goes_ahead_at_not_before_when_no_instance_approves(
+    kube: Kube, namespace: str, operator: OperatorThread, frozen_nodes: list[str]
+) -> None:
+    fleet(kube, namespace, "4s")
+    before = placement(kube, namespace)
+    node, on_node = freeze_node_of(kube, namespace, "web-0", frozen_nodes)
+    wait_for(lambda: events_seen_by(operator, kube, namespace, on_node[0]), TIMEOUT, f"{on_node[0]} told")
+    told = time.monotonic()
+    wait_for(lambda: maintenance_label(kube, node) == "ready", 20, f"{node} labelled ready at NotBefore")
+    # NotBefore is stamped to the second, so the wait is between 3 and 4 seconds, plus reaction time.
+    assert time.monotonic() - told >= 2.5
+    assert placement(kube, namespace) == before

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaleset_operator.planning.host_maintenance import NodeState, PlacedInstance, plan_host_maintenance
+from scaleset_operator.planning.host_maintenance import (
+    FreezingInstance,
+    NodeState,
+    PlacedInstance,
+    freeze_may_proceed,
+    plan_freeze,
+    plan_host_maintenance,
+)
 
 
 def fleet(placement: dict[str, str | None], domains: int = 3) -> list[PlacedInstance]:
@@ -86,3 +93,97 @@ def test_a_host_batch_is_one_domain_lowest_first_and_no_larger_than_the_policy(
     assert set(plan.nodes_ready) == {
         n.name for n in nodes if n.maintenance == "pending" and n.name not in occupied
     }
+
+
+# --------------------------------------------------------------------------- freeze
+
+FREEZE_NODES = [
+    NodeState("n1"),
+    NodeState("n2", maintenance="freeze"),
+    NodeState("n3", maintenance="ready"),
+    NodeState("n4", maintenance="freeze", cordoned=True),
+    NodeState("n5", maintenance="pending"),
+]
+
+
+def test_instances_on_a_freezing_node_are_told_and_nothing_else_is() -> None:
+    plan = plan_freeze(
+        FREEZE_NODES,
+        [
+            FreezingInstance("web-0", "n1"),
+            FreezingInstance("web-1", "n2"),
+            FreezingInstance("web-2", "n2"),
+            FreezingInstance("web-3", "n4"),  # cordoned: moved, not frozen
+            FreezingInstance("web-4", "n5"),  # pending: moved, not frozen
+            FreezingInstance("web-5", None),
+        ],
+    )
+    assert plan.announce == {"n2": ("web-1", "web-2")}
+    assert plan.finished == {}
+
+
+def test_an_instance_that_agreed_is_not_told_again_while_the_node_freezes_or_the_tool_works() -> None:
+    plan = plan_freeze(
+        FREEZE_NODES,
+        [FreezingInstance("web-1", "n2", frozen_on="n2"), FreezingInstance("web-2", "n3", frozen_on="n3")],
+    )
+    assert plan.announce == {} and plan.finished == {}
+
+
+@pytest.mark.parametrize(
+    ("node", "frozen_on"),
+    [
+        ("n1", "n1"),  # the tool took the label away: the freeze is over
+        ("n5", "n5"),  # now pending: the instance will be moved
+        ("n4", "n4"),  # cordoned
+        ("n1", "n3"),  # no longer on the node it agreed for
+        ("n1", "gone"),  # the node is gone
+    ],
+)
+def test_a_freeze_is_over_when_the_node_no_longer_freezes_or_the_instance_left_it(
+    node: str, frozen_on: str
+) -> None:
+    plan = plan_freeze(FREEZE_NODES, [FreezingInstance("web-0", node, frozen_on=frozen_on)])
+    assert plan.finished == {frozen_on: ("web-0",)}
+    assert plan.announce == {}
+
+
+def test_a_freezing_node_proceeds_only_when_every_instance_on_it_agreed() -> None:
+    assert freeze_may_proceed("n2", ["n2", "n2"])
+    assert freeze_may_proceed("n2", [])
+    assert not freeze_may_proceed("n2", ["n2", None])
+    assert not freeze_may_proceed("n2", ["n2", "n3"])
+
+
+LABELS = st.sampled_from([None, "freeze", "ready", "pending", "other"])
+
+
+@given(
+    nodes=st.lists(st.tuples(LABELS, st.booleans()), min_size=1, max_size=4),
+    placement=st.lists(
+        st.tuples(st.integers(0, 4), st.one_of(st.none(), st.integers(0, 4))), min_size=0, max_size=8
+    ),
+)
+def test_freeze_tells_only_instances_on_freezing_nodes_and_ends_only_freezes_no_longer_held(
+    nodes: list[tuple[str | None, bool]], placement: list[tuple[int, int | None]]
+) -> None:
+    states = [NodeState(f"n{i}", cordoned=c, maintenance=label) for i, (label, c) in enumerate(nodes)]
+    by_name = {node.name: node for node in states}
+    instances = [
+        FreezingInstance(f"web-{i}", f"n{on}", None if mark is None else f"n{mark}")
+        for i, (on, mark) in enumerate(placement)
+    ]
+    plan = plan_freeze(states, instances)
+    told = {name for names in plan.announce.values() for name in names}
+    over = {name for names in plan.finished.values() for name in names}
+    assert not told & over
+    for instance in instances:
+        node = by_name.get(instance.node or "")
+        if instance.name in told:
+            assert node is not None and node.freezing and instance.frozen_on != node.name
+        if instance.name in over:
+            assert instance.frozen_on is not None
+            still_held = node is not None and not node.cordoned and node.maintenance in ("freeze", "ready")
+            assert instance.frozen_on != instance.node or not still_held
+        if instance.frozen_on is None and node is not None and node.freezing:
+            assert instance.name in told, "an instance on a freezing node is told"

@@ -52,7 +52,7 @@ CLUSTER_CALLS = {
     ("", "events", "create"),
     ("", "nodes", "list"),  # Host maintenance: cordoned and labelled nodes
     ("", "nodes", "watch"),
-    ("", "nodes", "patch"),  # the maintenance label set to ready
+    ("", "nodes", "patch"),  # the maintenance label set to ready (after pending or freeze)
     ("", "namespaces", "get"),  # namespace labels select maintenance configurations
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),  # kopf's resource observer
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),

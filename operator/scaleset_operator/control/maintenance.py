@@ -1,10 +1,13 @@
-"""Maintenance in the reconcile pass: the windows that apply, and moving instances off nodes under maintenance.
+"""Maintenance in the reconcile pass: the windows that apply, moving instances off nodes under maintenance,
+and telling instances of a node's freeze.
 
 The decisions are in planning/maintenance.py (assignment, the gate, deferral) and
-planning/host_maintenance.py (which instances leave which nodes, one batch at a time); this actor
-reads what they need (MaintenanceConfigurations, the namespace's labels, nodes), records the Host
-batch in `status.hostMaintenance` before touching any instance (so a restarted operator finishes it),
-and deletes the batch's pods so that the pass creates them again on other nodes.
+planning/host_maintenance.py (which instances leave which nodes, one batch at a time; which are told
+of a freeze); this actor reads what they need (MaintenanceConfigurations, the namespace's labels,
+nodes), records the Host batch in `status.hostMaintenance` before touching any instance (so a
+restarted operator finishes it), and deletes the batch's pods so that the pass creates them again on
+other nodes. A freeze moves nothing: each instance's agreement is an annotation on its pod, so the
+node is labelled `ready` only when every instance on it, of every ScaleSet, has agreed.
 """
 
 from __future__ import annotations
@@ -20,16 +23,20 @@ from scaleset_operator.api.models import MaintenanceConfiguration, MaintenanceSc
 from scaleset_operator.control.context import Conflict, Outcome, Snapshot, timestamp
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.instance_control import InstanceControl
-from scaleset_operator.control.kube import ApiError, Kube, core_path, fleet_path
+from scaleset_operator.control.kube import JSON_PATCH, ApiError, Kube, core_path, fleet_path
 from scaleset_operator.control.snapshot import instance_state, is_terminating, parse_time
-from scaleset_operator.identity import LABEL_SCALESET
+from scaleset_operator.identity import ANNOTATION_FROZEN_ON, LABEL_SCALESET
 from scaleset_operator.planning.batches import batch_size
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.host_maintenance import (
+    MAINTENANCE_FREEZE,
     MAINTENANCE_LABEL,
     MAINTENANCE_READY,
+    FreezingInstance,
     NodeState,
     PlacedInstance,
+    freeze_may_proceed,
+    plan_freeze,
     plan_host_maintenance,
 )
 from scaleset_operator.planning.instances import HealthGate
@@ -92,11 +99,10 @@ class MaintenanceActor:
         """One step of moving this ScaleSet's instances off nodes under maintenance.
 
         Returns status.hostMaintenance (None when no instance is on such a node and none is moving).
-        Runs only between upgrades: an upgrade, rollback or restart holds the instances first.
+        Moves run only between upgrades: an upgrade, rollback or restart holds the instances first. A
+        freeze moves nothing and is answered whatever else runs (see `freeze`).
         """
         record: dict[str, Any] = dict((snapshot.scaleset.get("status") or {}).get("hostMaintenance") or {})
-        if snapshot.upgrade.get("locked"):
-            return record or None
         nodes = [
             NodeState(
                 node["metadata"]["name"],
@@ -105,6 +111,9 @@ class MaintenanceActor:
             )
             for node in self.kube.list(core_path("nodes"))
         ]
+        self.freeze(snapshot, nodes, now, outcome)
+        if snapshot.upgrade.get("locked"):
+            return record or None
         affected = {node.name for node in nodes if node.under_maintenance}
         count = snapshot.spec.upgrade_domain_count
         placed = [
@@ -171,6 +180,98 @@ class MaintenanceActor:
         outcome.wait_until(None, now)
         return record
 
+    # ------------------------------------------------------------------ freeze
+
+    def freeze(self, snapshot: Snapshot, nodes: list[NodeState], now: datetime, outcome: Outcome) -> None:
+        """Tell the instances on nodes labelled `freeze` (a Freeze scheduled event), mark each that agreed
+        (approved, or its NotBefore passed) and label a node `ready` once every instance on it has; when
+        the node tool takes the label away, the events and marks go."""
+        own = {
+            pod["metadata"]["name"]: pod
+            for pod in snapshot.pods.values()
+            if not is_terminating(pod) and (pod.get("spec") or {}).get("nodeName")
+        }
+        plan = plan_freeze(
+            nodes,
+            [
+                FreezingInstance(name, pod["spec"]["nodeName"], _frozen_on(pod))
+                for name, pod in sorted(own.items())
+            ],
+        )
+        for node, names in plan.finished.items():
+            for name in names:
+                self.instance_control.notices.finish(own[name], EventType.FREEZE, _freeze_work(node))
+                self._mark_frozen(own[name], None)
+            self.events.normal(
+                snapshot.scaleset,
+                "HostFreezeFinished",
+                f"The freeze of node {node} is over for {', '.join(names)}.",
+            )
+        for node, names in plan.announce.items():
+            pods = [own[name] for name in names]
+            timing = self.instance_control.notice(snapshot, {EventType.FREEZE: pods}, _freeze_work(node), now)
+            if timing is not None and not timing.ready:
+                outcome.wait_until(timing.starts_by, now)
+                continue
+            for pod in pods:
+                self._mark_frozen(pod, node)
+            self.events.normal(
+                snapshot.scaleset,
+                "HostFreeze",
+                f"{', '.join(names)} on node {node} agreed to its freeze (approved, or the notice ran out); "
+                "nothing is moved, and the node is labelled ready once every instance on it has agreed.",
+            )
+        for state in nodes:
+            if state.freezing:
+                self._release_frozen(snapshot, state.name)
+
+    def _mark_frozen(self, pod: dict[str, Any], node: str | None) -> None:
+        try:
+            self.kube.patch(
+                core_path("pods", pod["metadata"]["namespace"], pod["metadata"]["name"]),
+                {"metadata": {"annotations": {ANNOTATION_FROZEN_ON: node}}},
+            )
+        except ApiError as error:
+            if error.status != 404:  # a pod gone is no longer on the node
+                raise
+
+    def _release_frozen(self, snapshot: Snapshot, node: str) -> None:
+        """`freeze` -> `ready` once every instance on the node, of every ScaleSet, has agreed."""
+        on_node = [
+            pod
+            for pod in self.kube.request(
+                "GET",
+                core_path("pods"),
+                query={"labelSelector": LABEL_SCALESET, "fieldSelector": f"spec.nodeName={node}"},
+            ).get("items")
+            or []
+            if not is_terminating(pod)
+        ]
+        if not freeze_may_proceed(node, (_frozen_on(pod) for pod in on_node)):
+            return
+        label = "/metadata/labels/" + MAINTENANCE_LABEL.replace("~", "~0").replace("/", "~1")
+        try:
+            # Only a node still asking for a freeze: the tool may have taken the label away meanwhile.
+            self.kube.patch(
+                core_path("nodes", name=node),
+                [
+                    {"op": "test", "path": label, "value": MAINTENANCE_FREEZE},
+                    {"op": "replace", "path": label, "value": MAINTENANCE_READY},
+                ],
+                JSON_PATCH,
+            )
+        except ApiError as error:
+            if error.status in (404, 409, 422):
+                return
+            raise
+        log.info("every instance on node %s agreed to its freeze; labelled %s", node, MAINTENANCE_READY)
+        self.events.normal(
+            snapshot.scaleset,
+            "HostFreezeReady",
+            f"Every instance on node {node} agreed to its freeze: the node is labelled "
+            f"{MAINTENANCE_LABEL}={MAINTENANCE_READY}.",
+        )
+
     def _moved(
         self, snapshot: Snapshot, name: str, affected: set[str], gate: HealthGate, now: datetime
     ) -> bool:
@@ -220,3 +321,12 @@ class MaintenanceActor:
         snapshot.scaleset["status"] = updated.get("status") or {}
         snapshot.stored_status = copy.deepcopy(snapshot.scaleset["status"])
         snapshot.scaleset["metadata"]["resourceVersion"] = updated["metadata"]["resourceVersion"]
+
+
+def _frozen_on(pod: dict[str, Any]) -> str | None:
+    return ((pod.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_FROZEN_ON) or None
+
+
+def _freeze_work(node: str) -> str:
+    """The work a Freeze event names, so that its EventId is the same on every pass."""
+    return f"freeze@{node}"

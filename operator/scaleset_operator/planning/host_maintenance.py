@@ -1,13 +1,17 @@
-"""Node (Host) maintenance: which instances must leave nodes under maintenance, one batch at a time, UD by UD."""
+"""Node (Host) maintenance: which instances must leave nodes under maintenance, one batch at a time, UD by UD;
+and which instances are told of a node's freeze, work on the node that moves no instance."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 MAINTENANCE_LABEL = "fleet.scaleset.dev/maintenance"
 MAINTENANCE_PENDING = "pending"
 MAINTENANCE_READY = "ready"
+# Work on the node that needs no move (a firmware or kernel live patch, a short pause): the instances
+# on it are told (a Freeze scheduled event) and the node tool waits for `ready` as after `pending`.
+MAINTENANCE_FREEZE = "freeze"
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,11 @@ class NodeState:
     @property
     def under_maintenance(self) -> bool:
         return self.cordoned or self.maintenance == MAINTENANCE_PENDING
+
+    @property
+    def freezing(self) -> bool:
+        """The node tool asked for a freeze and the operator has not answered `ready` yet."""
+        return self.maintenance == MAINTENANCE_FREEZE and not self.cordoned
 
 
 @dataclass(frozen=True)
@@ -84,3 +93,69 @@ def plan_host_maintenance(
     domain = on_affected[0].upgrade_domain
     batch = [instance.name for instance in on_affected if instance.upgrade_domain == domain][:batch_size]
     return HostPlan(tuple(batch), waiting, nodes_ready)
+
+
+# --------------------------------------------------------------------------- freeze
+
+
+@dataclass(frozen=True)
+class FreezingInstance:
+    """An instance, its node, and the node whose freeze it has agreed to (approved, or its notice ran out)."""
+
+    name: str
+    node: str | None
+    frozen_on: str | None = None
+
+
+@dataclass(frozen=True)
+class FreezePlan:
+    """What the controller does next about node freezes, for the instances of one ScaleSet.
+
+    `announce`: per freezing node, the instances on it not yet frozen for it (each gets a Freeze
+    scheduled event; once every one of them is approved or due they count as frozen).
+    `finished`: per node, the instances frozen for it whose freeze is over (the node tool took the
+    label away, or the instance is no longer on the node): their events and marks go.
+    """
+
+    announce: Mapping[str, tuple[str, ...]]
+    finished: Mapping[str, tuple[str, ...]]
+
+
+def plan_freeze(nodes: Iterable[NodeState], instances: Iterable[FreezingInstance]) -> FreezePlan:
+    """Which instances to tell of a freeze and whose freeze is over.
+
+    A node labelled `freeze` is freezing until the operator labels it `ready`; while it is `ready`,
+    the instances frozen for it stay frozen (the node tool is at work); any other label, none, or a
+    cordon ends the freeze (a cordoned node's instances are moved instead, see plan_host_maintenance).
+    """
+    by_name = {node.name: node for node in nodes}
+
+    def held(name: str) -> bool:
+        node = by_name.get(name)
+        return (
+            node is not None
+            and not node.cordoned
+            and node.maintenance in (MAINTENANCE_FREEZE, MAINTENANCE_READY)
+        )
+
+    announce: dict[str, list[str]] = {}
+    finished: dict[str, list[str]] = {}
+    for instance in sorted(instances, key=lambda item: item.name):
+        if instance.frozen_on is not None and (
+            instance.frozen_on != instance.node or not held(instance.frozen_on)
+        ):
+            finished.setdefault(instance.frozen_on, []).append(instance.name)
+            continue
+        node = by_name.get(instance.node or "")
+        if node is not None and node.freezing and instance.frozen_on != node.name:
+            announce.setdefault(node.name, []).append(instance.name)
+    return FreezePlan(
+        {node: tuple(names) for node, names in sorted(announce.items())},
+        {node: tuple(names) for node, names in sorted(finished.items())},
+    )
+
+
+def freeze_may_proceed(node: str, frozen_on: Iterable[str | None]) -> bool:
+    """Whether a freezing node may be labelled `ready`: every instance on it (of every ScaleSet) is frozen
+    for it. `frozen_on`: the mark of each instance pod on the node. An empty node may proceed."""
+    return all(mark == node for mark in frozen_on)
