@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from scaleset_operator.control.kube import Kube, core_path, fleet_path
+from scaleset_operator.control.snapshot import parse_time
 from tests.integration.helpers import (
     PodSampler,
     create,
@@ -155,34 +156,36 @@ def test_a_node_labelled_for_maintenance_is_emptied_then_labelled_ready(
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready again")
 
 
-def test_host_work_waits_for_its_window(
-    kube: Kube, namespace: str, configurations: list[str], restore_nodes: None
-) -> None:
+def host_reason(kube: Kube, namespace: str) -> str | None:
+    status = kube.get(fleet_path("scalesets", namespace, "web")).get("status") or {}
+    return (status.get("hostMaintenance") or {}).get("reason")
+
+
+def cordon_under_a_distant_host_window(
+    kube: Kube, namespace: str, configurations: list[str], **spec: Any
+) -> tuple[str, str, list[str]]:
+    """A ScaleSet under a Host window two days away, and the node of web-0 cordoned: (tag, node, instances on it)."""
     tag = uuid.uuid4().hex[:8]
-    kube.create(
-        fleet_path("maintenanceconfigurations"),
-        configuration(f"host-{tag}", "Host", {"window": tag}, datetime.now(UTC) + timedelta(days=2)),
-    )
+    body = configuration(f"host-{tag}", "Host", {"window": tag}, datetime.now(UTC) + timedelta(days=2))
+    body["spec"].update(spec)
+    kube.create(fleet_path("maintenanceconfigurations"), body)
     configurations.append(f"host-{tag}")
-    body = scaleset_body("web", 4)
-    body["metadata"]["labels"] = {"window": tag}
-    create(kube, namespace, body)
+    scaleset = scaleset_body("web", 4)
+    scaleset["metadata"]["labels"] = {"window": tag}
+    create(kube, namespace, scaleset)
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
     node = node_of(kube, namespace, "web-0")
     staying = on_node(kube, namespace, node)
     kube.patch(core_path("nodes", name=node), {"spec": {"unschedulable": True}})
-    host = wait_for(
-        lambda: (kube.get(fleet_path("scalesets", namespace, "web")).get("status") or {}).get(
-            "hostMaintenance"
-        ),
-        TIMEOUT,
-        "status.hostMaintenance",
-    )
+    return tag, node, staying
+
+
+def test_host_work_waits_for_its_window(
+    kube: Kube, namespace: str, configurations: list[str], restore_nodes: None
+) -> None:
+    tag, node, staying = cordon_under_a_distant_host_window(kube, namespace, configurations)
     wait_for(
-        lambda: (
-            (kube.get(fleet_path("scalesets", namespace, "web"))["status"]["hostMaintenance"]).get("reason")
-            == "WaitingForMaintenanceWindow"
-        ),
+        lambda: host_reason(kube, namespace) == "WaitingForMaintenanceWindow",
         TIMEOUT,
         "the wait for the Host window",
     )
@@ -190,3 +193,31 @@ def test_host_work_waits_for_its_window(
     assert f"host-{tag}" in host["message"]
     assert sorted(host["waiting"]) == staying
     assert on_node(kube, namespace, node) == staying, "nothing moves outside the window"
+
+
+def test_host_work_pending_past_max_deferral_goes_ahead_outside_the_window_with_a_warning(
+    kube: Kube, namespace: str, configurations: list[str], restore_nodes: None
+) -> None:
+    tag, node, staying = cordon_under_a_distant_host_window(kube, namespace, configurations, maxDeferral="3s")
+    wait_for(
+        lambda: host_reason(kube, namespace) == "WaitingForMaintenanceWindow",
+        TIMEOUT,
+        "the wait for the Host window",
+    )
+    pending_since = kube.get(fleet_path("scalesets", namespace, "web"))["status"]["hostMaintenance"][
+        "pendingSince"
+    ]
+    assert on_node(kube, namespace, node) == staying, "within maxDeferral nothing moves outside the window"
+    wait_for(lambda: not on_node(kube, namespace, node), TIMEOUT, f"every instance off {node}")
+    warning = next(
+        e
+        for e in kube.list(core_path("events", namespace))
+        if e["reason"] == "MaxDeferralExceeded" and e["involvedObject"]["name"] == "web"
+    )
+    assert warning["type"] == "Warning"
+    # Both are stamped to the second, and the gate counts from the stamped pendingSince.
+    waited = parse_time(warning["firstTimestamp"]) - parse_time(pending_since)
+    assert waited >= timedelta(seconds=3), f"the move started {waited} after the work became pending"
+    assert "has waited longer than the maxDeferral of 3s" in warning["message"]
+    assert f"host-{tag}" in warning["message"] and "outside a maintenance window" in warning["message"]
+    wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready again")
