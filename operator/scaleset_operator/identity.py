@@ -16,6 +16,11 @@ LABEL_SURGE: Final = f"{GROUP}/surge"
 ANNOTATION_UPDATED_AT: Final = f"{GROUP}/updated-at"
 ANNOTATION_ROLLBACK: Final = f"{GROUP}/rollback"
 ANNOTATION_RESTART: Final = f"{GROUP}/restart"
+# `scaleset upgrade`: move the OS container to the newest published version now, or to the one named.
+ANNOTATION_OS_UPGRADE: Final = f"{GROUP}/os-upgrade"
+# On a ControllerRevision: the revision name of the user's spec.template it was made from (the
+# revision's own template has automatic updates laid over it).
+ANNOTATION_SPEC_REVISION: Final = f"{GROUP}/spec-revision"
 
 FIELD_MANAGER: Final = "scaleset-operator"
 

@@ -36,15 +36,6 @@ def configuration(name: str, scope: str, selector: dict[str, str], start: dateti
     }
 
 
-@pytest.fixture
-def configurations(kube: Kube) -> Iterator[list[str]]:
-    """MaintenanceConfigurations are cluster-scoped: whatever a test creates goes at its end."""
-    created: list[str] = []
-    yield created
-    for name in created:
-        kube.delete(fleet_path("maintenanceconfigurations", name=name))
-
-
 def node_of(kube: Kube, namespace: str, pod: str) -> str:
     return str(kube.get(core_path("pods", namespace, pod))["spec"]["nodeName"])
 

@@ -35,6 +35,8 @@ CLUSTER_CALLS = {
     ("fleet.scaleset.dev", "upgradepolicies", "watch"),
     ("fleet.scaleset.dev", "maintenanceconfigurations", "list"),  # windows, read each pass
     ("fleet.scaleset.dev", "maintenanceconfigurations", "watch"),  # kopf wakes the ScaleSets
+    ("fleet.scaleset.dev", "imagecatalogs", "list"),  # published versions, read each pass
+    ("fleet.scaleset.dev", "imagecatalogs", "watch"),  # kopf wakes the ScaleSets
     ("", "pods", "get"),  # a scheduled-event annotation re-read after a conflict
     ("", "pods", "list"),
     ("", "pods", "watch"),

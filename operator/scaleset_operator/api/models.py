@@ -562,6 +562,10 @@ class PendingUpdate(ApiModel):
         default=None,
         description="The maintenance scope whose window it waits for: OSImage, Extension or InGuestPatch.",
     )
+    waiting_for: str | None = Field(
+        default=None,
+        description="Why it is not rolling out yet (its window, off-peak hours); absent when it is.",
+    )
 
 
 class AutomaticImage(ApiModel):

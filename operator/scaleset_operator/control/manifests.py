@@ -8,6 +8,7 @@ from typing import Any
 
 from scaleset_operator.api.models import API_VERSION, RetentionAction, ScaleSetSpec
 from scaleset_operator.identity import (
+    ANNOTATION_SPEC_REVISION,
     ANNOTATION_UPDATED_AT,
     LABEL_ORDINAL,
     LABEL_REVISION,
@@ -161,8 +162,9 @@ def instance_claims(scaleset: dict[str, Any], spec: ScaleSetSpec, ordinal: int) 
 
 
 def controller_revision(
-    scaleset: dict[str, Any], revision: str, template: dict[str, Any], number: int
+    scaleset: dict[str, Any], revision: str, template: dict[str, Any], number: int, spec_revision: str
 ) -> dict[str, Any]:
+    """The stored template of a revision; `spec_revision` names the user's template it was made from."""
     name = scaleset["metadata"]["name"]
     return {
         "apiVersion": "apps/v1",
@@ -171,6 +173,7 @@ def controller_revision(
             "name": revision,
             "namespace": scaleset["metadata"]["namespace"],
             "labels": {LABEL_SCALESET: name, LABEL_REVISION: revision},
+            "annotations": {ANNOTATION_SPEC_REVISION: spec_revision},
             "ownerReferences": [owner_reference(scaleset)],
         },
         "data": {"template": template},

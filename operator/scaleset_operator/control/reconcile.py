@@ -15,6 +15,7 @@ from scaleset_operator.api.loading import describe_error, validate_scaleset_upda
 from scaleset_operator.api.models import ScaleSetSpec, UpgradePolicySpec
 from scaleset_operator.control import manifests
 from scaleset_operator.control.actions import ImperativeActions, lock_of, rolled_back_message
+from scaleset_operator.control.automatic import AutomaticUpdates, stored_overlay
 from scaleset_operator.control.context import (
     HISTORY_KEPT,
     RESYNC_SECONDS,
@@ -58,6 +59,8 @@ from scaleset_operator.identity import (
 from scaleset_operator.planning.batches import Complete, StartBatch, Step, StepReason, Stop, Wait, next_step
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.instances import Batch, HealthGate, InstanceState, RolloutState
+from scaleset_operator.planning.maintenance import Closed, Deferred, GateDecision
+from scaleset_operator.planning.package import instance_template
 from scaleset_operator.planning.restart import restart_revision, restart_step, restart_view
 from scaleset_operator.planning.revisions import revision_name
 from scaleset_operator.planning.rollback import (
@@ -82,6 +85,7 @@ class Reconciler:
         self.actions = ImperativeActions(kube, self.events)
         self.instance_control = InstanceControl(kube, self.events)
         self.maintenance = MaintenanceActor(kube, self.events, self.instance_control)
+        self.automatic = AutomaticUpdates(kube, self.events)
 
     # ------------------------------------------------------------------ entry point
 
@@ -98,22 +102,38 @@ class Reconciler:
         outcome = Outcome()
         try:
             self.actions.consume(snapshot, now)
+            if self.automatic.consume_upgrade_request(snapshot, now, self._patch_status):
+                return Outcome(requeue_after=0.05, step="OSUpgradeRequested")
             self._choose_target(snapshot)
+            self._remember_rolled_back(snapshot, now)
             refused = self._refused_change(snapshot)
             if refused is not None:
                 self.instance_control.hold(snapshot, now, outcome)
                 raise refused
+            assigned = self.maintenance.assigned(snapshot)
+            package = self.automatic.plan(snapshot, assigned, now)
+            if package is not None and self.automatic.store(snapshot, package, self._patch_status):
+                # The next pass makes the revision from the stored overlay (and rolls it out).
+                return Outcome(requeue_after=0.05, step="UpdatesPackaged")
+            scopes = self.automatic.rollout_scopes(snapshot)
+            self.automatic.adjust_policy(snapshot, scopes)
             self.instance_control.scale(snapshot, now, outcome)
             self.instance_control.repair_drift(snapshot, now, outcome)
             instances = self._instances(snapshot)
-            step = self._roll(snapshot, instances, now, outcome)
-            assigned = self.maintenance.assigned(snapshot)
-            maintenance = {
+            step = self._roll(
+                snapshot,
+                instances,
+                now,
+                outcome,
+                lambda: self.automatic.gate(snapshot, scopes, assigned, now),
+            )
+            extra = {
                 "maintenance": self.maintenance.summary(assigned, now),
                 "hostMaintenance": self.maintenance.host(snapshot, assigned, now, outcome),
+                "pendingUpdates": self.automatic.pending(package) or None,
             }
             self._prune_revisions(snapshot)
-            self._write_status(snapshot, instances, step, now, maintenance)
+            self._write_status(snapshot, instances, step, now, extra)
         except InvalidInput as problem:
             self._report_invalid(snapshot.scaleset, problem, now)
             return Outcome(step=problem.reason)
@@ -141,10 +161,17 @@ class Reconciler:
         ):
             if owned_by(stored, uid):
                 revisions[stored["metadata"]["labels"].get(LABEL_REVISION, "")] = stored
-        update_revision = revision_name(name, spec.template)
+        try:
+            # What instances run: the user's template with what automatic updates chose laid over it.
+            template = instance_template(spec, stored_overlay(scaleset))
+        except ValueError as error:
+            raise InvalidInput("InvalidSpec", str(error)) from None
+        update_revision = revision_name(name, template)
         if update_revision not in revisions:
             number = max((int(r.get("revision") or 0) for r in revisions.values()), default=0) + 1
-            body = manifests.controller_revision(scaleset, update_revision, spec.template, number)
+            body = manifests.controller_revision(
+                scaleset, update_revision, template, number, revision_name(name, spec.template)
+            )
             try:
                 revisions[update_revision] = self.kube.create(
                     group_path("apps", "v1", "controllerrevisions", namespace), body
@@ -204,6 +231,21 @@ class Reconciler:
             # The template moved on: the revision rolled back may be tried again once asked for again.
             for key in ("rolledBackRevision", "reason", "message"):
                 upgrade.pop(key, None)
+
+    def _remember_rolled_back(self, snapshot: Snapshot, now: datetime) -> None:
+        """While a rollback undoes automatic updates, status.automaticUpdates holds the restored
+        revision's choices and remembers what was undone, never chosen again (written once)."""
+        rollback = snapshot.upgrade.get("rollback") if snapshot.upgrade.get("locked") else None
+        if not rollback:
+            return
+        overlay = self.automatic.after_rollback(
+            snapshot, rollback.get("toRevision"), rollback.get("fromRevision"), now
+        )
+        stored = (snapshot.scaleset.get("status") or {}).get("automaticUpdates")
+        if overlay is not None and overlay != stored:
+            self._patch_status(
+                snapshot, merge_patch({"automaticUpdates": stored}, {"automaticUpdates": overlay})
+            )
 
     def _policy(self, namespace: str, spec: ScaleSetSpec) -> UpgradePolicySpec:
         if spec.upgrade_policy_ref is None:
@@ -379,7 +421,12 @@ class Reconciler:
         return upgrade
 
     def _roll(
-        self, snapshot: Snapshot, instances: list[InstanceState], now: datetime, outcome: Outcome
+        self,
+        snapshot: Snapshot,
+        instances: list[InstanceState],
+        now: datetime,
+        outcome: Outcome,
+        gate: Callable[[], GateDecision | None] = lambda: None,
     ) -> Step:
         upgrade = self._begin(snapshot, dict(snapshot.upgrade), instances, now)
         snapshot.scaleset.setdefault("status", {})["upgrade"] = upgrade
@@ -393,6 +440,18 @@ class Reconciler:
             if lock_of(upgrade).action is Action.ROLLBACK:
                 outcome.step = "RollbackStarted"
                 return step  # the next pass plans the rollback's first batch
+        if (
+            isinstance(step, StartBatch)
+            and action is None
+            and step.reason == StepReason.BATCH_STARTED
+            and not _is_recorded(upgrade, step, target)
+        ):
+            decision = gate()  # automatic work starts a new batch only inside its window
+            if isinstance(decision, Closed):
+                phase = "WaitingForMaintenanceWindow"
+                step = Wait(StepReason(decision.reason), decision.message, decision.next_start)
+            elif isinstance(decision, Deferred):
+                self.events.warning(snapshot.scaleset, decision.reason, decision.message)
         if isinstance(step, StartBatch) and _is_recorded(upgrade, step, target):
             # The recorded batch, not carried out yet (its instances wait for their scheduled events, or
             # the operator stopped before touching them): it keeps its record and its start time.
@@ -500,7 +559,10 @@ class Reconciler:
         self, snapshot: Snapshot, upgrade: dict[str, Any], step: Stop, now: datetime, outcome: Outcome
     ) -> tuple[Step, dict[str, Any]]:
         """A rollout stopped on a breach: roll it back when the policy says so, else say what can be done."""
-        reason = automatic_rollback_reason(snapshot.policy, step)
+        automatic = self.automatic.rollback_wanted(
+            snapshot, upgrade.get("fromRevision"), upgrade.get("toRevision")
+        )
+        reason = automatic_rollback_reason(snapshot.policy, step, automatic_os_upgrade=automatic)
         refusal = ""
         if reason is not None:
             decision = self.actions.decide_rollback(snapshot)

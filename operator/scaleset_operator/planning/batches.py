@@ -35,6 +35,8 @@ class StepReason(StrEnum):
     ROLLBACK_REQUIRED = "RollbackRequired"
     ROLLBACK_STARTED = "RollbackStarted"
     WAITING_FOR_APPROVAL = "WaitingForApproval"
+    WAITING_FOR_MAINTENANCE_WINDOW = "WaitingForMaintenanceWindow"
+    WAITING_FOR_OFF_PEAK_HOURS = "WaitingForOffPeakHours"
     ROLLOUT_COMPLETE = "RolloutComplete"
 
 
