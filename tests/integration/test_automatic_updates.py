@@ -6,6 +6,7 @@ publishes a repository of its own.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,10 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from scaleset_operator.cli.main import app
-from scaleset_operator.control.kube import Kube, fleet_path
+from scaleset_operator.control.kube import Kube, core_path, fleet_path
 from tests.integration.helpers import (
     PodSampler,
     create,
+    maintenance_configuration,
     pods_of,
     policy_body,
     scaleset_body,
@@ -142,6 +144,13 @@ def test_a_published_os_image_rolls_out_by_itself_and_survives_a_reapplied_manif
     domain_1 = [first_moved[f"web-{o}"] for o in (1, 3)]
     assert max(domain_0) <= min(domain_1)
     assert sampler.max_unavailable(4) <= 2
+    # Each instance says when it was last updated, and with what.
+    for pod in pods_of(kube, namespace, "web"):
+        annotations = pod["metadata"]["annotations"]
+        assert (
+            json.loads(annotations["fleet.scaleset.dev/automatic-updates"])["osImage"]["version"] == "1.1.0"
+        )
+        assert annotations["fleet.scaleset.dev/updated-at"] > chosen["since"][:19]
 
     # GitOps: applying the same manifest again, and a change of something else, keep the OS image.
     revision = status["updateRevision"]
@@ -168,21 +177,7 @@ def test_a_window_gates_the_os_image_and_a_closing_window_holds_the_next_batch(
 ) -> None:
     tag = catalog_name(repository)
     closed = datetime.now(UTC) + timedelta(days=2)
-    window = {
-        "apiVersion": "fleet.scaleset.dev/v1alpha1",
-        "kind": "MaintenanceConfiguration",
-        "metadata": {"name": tag},
-        "spec": {
-            "maintenanceScope": "OSImage",
-            "window": {
-                "startDateTime": closed.strftime("%Y-%m-%d %H:%M"),
-                "duration": "02:00",
-                "timeZone": "UTC",
-                "recurEvery": "Week",
-            },
-            "assignment": {"scaleSetSelector": {"matchLabels": {"fleet": tag}}},
-        },
-    }
+    window = maintenance_configuration(tag, "OSImage", {"fleet": tag}, closed)
     kube.create(fleet_path("maintenanceconfigurations"), window)
     configurations.append(tag)
     start(kube, namespace, repository)
@@ -318,24 +313,9 @@ def test_a_hotpatch_restarts_nothing_and_is_recorded_on_each_pod(
 ) -> None:
     tag = catalog_name(repository)
     opened = datetime.now(UTC) - timedelta(hours=1)
-    kube.create(
-        fleet_path("maintenanceconfigurations"),
-        {
-            "apiVersion": "fleet.scaleset.dev/v1alpha1",
-            "kind": "MaintenanceConfiguration",
-            "metadata": {"name": tag},
-            "spec": {
-                "maintenanceScope": "InGuestPatch",
-                "window": {
-                    "startDateTime": opened.strftime("%Y-%m-%d %H:%M"),
-                    "duration": "04:00",
-                    "timeZone": "UTC",
-                    "recurEvery": "Day",
-                },
-                "assignment": {"scaleSetSelector": {"matchLabels": {"fleet": tag}}},
-            },
-        },
-    )
+    window = maintenance_configuration(tag, "InGuestPatch", {"fleet": tag}, opened)
+    window["spec"]["window"].update(duration="04:00", recurEvery="Day")
+    kube.create(fleet_path("maintenanceconfigurations"), window)
     configurations.append(tag)
     start(kube, namespace, repository)
     pods = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(kube, namespace, "web")}
@@ -413,3 +393,58 @@ def test_an_os_image_and_an_extension_published_together_update_each_instance_on
     assert {name: restarts(kube, namespace, name, "os")[0] for name in seen} == dict.fromkeys(seen, 1)
     history = status_of(kube, namespace)["upgrade"]["history"]
     assert (history[-1]["fromRevision"], history[-1]["toRevision"]) == (before, after)
+
+
+def test_an_update_pending_longer_than_max_deferral_goes_outside_its_window(
+    kube: Kube, namespace: str, repository: str, configurations: list[str]
+) -> None:
+    tag = catalog_name(repository)
+    later = datetime.now(UTC) + timedelta(days=2)
+    kube.create(
+        fleet_path("maintenanceconfigurations"),
+        maintenance_configuration(tag, "OSImage", {"fleet": tag}, later, maxDeferral="7d"),
+    )
+    configurations.append(tag)
+    start(kube, namespace, repository)
+    publish(kube, repository, version("1.1.0"))  # published 30 days ago: past the 7 days
+    wait_for(lambda: all_run(kube, namespace, f"{repository}:1.1.0"), TIMEOUT, "1.1.0 despite the window")
+    events = kube.list(core_path("events", namespace))
+    warnings = [e for e in events if e.get("reason") == "MaxDeferralExceeded" and e.get("type") == "Warning"]
+    assert warnings and "7" in warnings[0]["message"], [e.get("reason") for e in events]
+
+
+def test_a_patched_image_that_leaves_instances_unhealthy_is_rolled_back_and_not_applied_again(
+    kube: Kube, namespace: str, repository: str, configurations: list[str], kubelet: Any
+) -> None:
+    tag = catalog_name(repository)
+    opened = datetime.now(UTC) - timedelta(hours=1)
+    kube.create(
+        fleet_path("maintenanceconfigurations"),
+        maintenance_configuration(tag, "InGuestPatch", {"fleet": tag}, opened),
+    )
+    configurations.append(tag)
+    kubelet.script_image(f"{repository}:1.0.0-kb1", "never-ready")
+    create(
+        kube,
+        namespace,
+        automatic_policy({"instanceStartTimeout": "3s"}, maxUnhealthyUpgradedInstancePercent=20),
+    )
+    body = scaleset_body("web", 4, image=f"{repository}:1.0.0", policy="auto", upgrade_domain_count=2)
+    body["metadata"]["labels"] = {"fleet": tag}
+    create(kube, namespace, body)
+    wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
+    patch = {"id": "KB1", "classification": "Security", "appliesTo": [repository], "rebootRequired": True}
+    publish(kube, repository, patches=[{**patch, "image": f"{repository}:1.0.0-kb1", "publishedAt": RECENT}])
+    failed = wait_for(
+        lambda: (status_of(kube, namespace).get("automaticUpdates") or {}).get("failedPatchIds"),
+        TIMEOUT,
+        "KB1 rolled back",
+    )
+    assert failed == ["KB1"]
+    wait_for(lambda: all_run(kube, namespace, f"{repository}:1.0.0"), TIMEOUT, "every instance back on 1.0.0")
+    assert status_of(kube, namespace)["upgrade"]["history"][-1]["result"] == "RolledBack"
+    # Not applied again: it is held, not pending, and no upgrade follows the rollback.
+    status = status_of(kube, namespace)
+    assert "KB1" not in [update["name"] for update in status.get("pendingUpdates") or []]
+    assert status["updateRevision"] == status["currentRevision"]
+    assert status["upgrade"]["phase"] == "Failed" and not status["upgrade"].get("locked")

@@ -5,35 +5,24 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from scaleset_operator.control.kube import Kube, core_path, fleet_path
-from tests.integration.helpers import PodSampler, create, pods_of, scaleset_body, scaleset_ready, wait_for
+from tests.integration.helpers import (
+    PodSampler,
+    create,
+    maintenance_configuration,
+    pods_of,
+    scaleset_body,
+    scaleset_ready,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 
 TIMEOUT = 60
 LABEL = "fleet.scaleset.dev/maintenance"
-
-
-def configuration(name: str, scope: str, selector: dict[str, str], start: datetime) -> dict[str, Any]:
-    return {
-        "apiVersion": "fleet.scaleset.dev/v1alpha1",
-        "kind": "MaintenanceConfiguration",
-        "metadata": {"name": name},
-        "spec": {
-            "maintenanceScope": scope,
-            "window": {
-                "startDateTime": start.strftime("%Y-%m-%d %H:%M"),
-                "duration": "02:00",
-                "timeZone": "UTC",
-                "recurEvery": "Week",
-            },
-            "assignment": {"scaleSetSelector": {"matchLabels": selector}},
-        },
-    }
 
 
 def node_of(kube: Kube, namespace: str, pod: str) -> str:
@@ -65,12 +54,13 @@ def test_status_names_the_configurations_that_apply_and_the_next_window(
     start = datetime.now(UTC) + timedelta(days=2)
     for name, scope in ((f"os-{tag}", "OSImage"), (f"host-{tag}", "Host")):
         kube.create(
-            fleet_path("maintenanceconfigurations"), configuration(name, scope, {"window": tag}, start)
+            fleet_path("maintenanceconfigurations"),
+            maintenance_configuration(name, scope, {"window": tag}, start),
         )
         configurations.append(name)
     kube.create(
         fleet_path("maintenanceconfigurations"),
-        configuration(f"other-{tag}", "OSImage", {"window": "nope"}, start),
+        maintenance_configuration(f"other-{tag}", "OSImage", {"window": "nope"}, start),
     )
     configurations.append(f"other-{tag}")
     body = scaleset_body("web", 2)
@@ -136,7 +126,9 @@ def test_host_work_waits_for_its_window(
     tag = uuid.uuid4().hex[:8]
     kube.create(
         fleet_path("maintenanceconfigurations"),
-        configuration(f"host-{tag}", "Host", {"window": tag}, datetime.now(UTC) + timedelta(days=2)),
+        maintenance_configuration(
+            f"host-{tag}", "Host", {"window": tag}, datetime.now(UTC) + timedelta(days=2)
+        ),
     )
     configurations.append(f"host-{tag}")
     body = scaleset_body("web", 4)

@@ -66,7 +66,8 @@ def ask(
         else:
             typer.echo(f"error: {error.message or error.reason}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f'{action} of ScaleSet "{name}" in namespace "{namespace}" asked for ({annotation}={value}).')
+    title = {"OSUpgrade": "OS upgrade"}.get(action, action)
+    typer.echo(f'{title} of ScaleSet "{name}" in namespace "{namespace}" asked for ({annotation}={value}).')
     if not wait:
         return
     deadline = time.monotonic() + timeout
