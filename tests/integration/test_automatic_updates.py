@@ -448,3 +448,40 @@ def test_a_patched_image_that_leaves_instances_unhealthy_is_rolled_back_and_not_
     assert "KB1" not in [update["name"] for update in status.get("pendingUpdates") or []]
     assert status["updateRevision"] == status["currentRevision"]
     assert status["upgrade"]["phase"] == "Failed" and not status["upgrade"].get("locked")
+
+
+def test_a_patch_that_requires_a_reboot_restarts_each_instance_once(
+    kube: Kube, namespace: str, repository: str, configurations: list[str]
+) -> None:
+    tag = catalog_name(repository)
+    opened = datetime.now(UTC) - timedelta(hours=1)
+    kube.create(
+        fleet_path("maintenanceconfigurations"),
+        maintenance_configuration(tag, "InGuestPatch", {"fleet": tag}, opened),
+    )
+    configurations.append(tag)
+    start(kube, namespace, repository)
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(kube, namespace, "web")}
+    old = status_of(kube, namespace)["currentRevision"]
+    patch = {"id": "KB2", "classification": "Critical", "appliesTo": [repository], "hotpatch": True}
+    with PodSampler(kube, namespace, "web") as sampler:
+        publish(kube, repository, patches=[{**patch, "rebootRequired": True, "publishedAt": RECENT}])
+        wait_for(
+            lambda: (
+                (s := status_of(kube, namespace))["currentRevision"] not in (old, None)
+                and s["currentRevision"] == s["updateRevision"]
+                and scaleset_ready(kube, namespace, "web")
+            ),
+            TIMEOUT,
+            "every instance restarted for KB2",
+        )
+    assert status_of(kube, namespace)["automaticUpdates"]["patches"]["patchIds"] == ["KB2"]
+    uids: dict[str, set[str | None]] = {}
+    for sample in sampler.samples:
+        for name, (_revision, _ready, uid) in sample.pods.items():
+            uids.setdefault(name, set()).add(uid)
+    # Each instance restarted once (a new pod, same name): its old uid and one new one.
+    assert set(uids) == set(before) and all(
+        len(seen) == 2 and before[n] in seen for n, seen in uids.items()
+    ), uids
+    assert set(images(kube, namespace).values()) == {f"{repository}:1.0.0"}

@@ -35,6 +35,7 @@ from scaleset_operator.identity import (
 )
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.instances import HealthGate, InstanceState
+from scaleset_operator.planning.package import restart_due
 from scaleset_operator.planning.restart import restart_revision, restarted
 from scaleset_operator.planning.revisions import UpdateKind, classify_update
 from scaleset_operator.planning.scheduled_events import BatchTiming, EventType
@@ -374,7 +375,14 @@ class InstanceControl:
         """In place when only what a live pod may change differs (and the policy allows it), else reimage."""
         old_template = snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION))
         if old_template is not None and snapshot.policy.update_method == UpdateMethod.IN_PLACE_IF_POSSIBLE:
-            return classify_update(old_template, snapshot.target_template)
+            kind = classify_update(old_template, snapshot.target_template)
+            if kind == UpdateKind.IN_PLACE and restart_due(
+                old_template, snapshot.target_template, snapshot.spec.os_container_name
+            ):
+                # A guest patch that needs a restart and brings no image: Kubernetes restarts a
+                # container in place only for a new image, so the pod is created again (as a restart is).
+                return UpdateKind.REIMAGE
+            return kind
         return UpdateKind.REIMAGE
 
     def _update_instance(
