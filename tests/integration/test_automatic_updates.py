@@ -311,12 +311,7 @@ def restarts(kube: Kube, namespace: str, pod: str, container: str) -> tuple[int,
 def test_a_hotpatch_restarts_nothing_and_is_recorded_on_each_pod(
     kube: Kube, namespace: str, repository: str, configurations: list[str]
 ) -> None:
-    tag = catalog_name(repository)
-    opened = datetime.now(UTC) - timedelta(hours=1)
-    window = maintenance_configuration(tag, "InGuestPatch", {"fleet": tag}, opened)
-    window["spec"]["window"].update(duration="04:00", recurEvery="Day")
-    kube.create(fleet_path("maintenanceconfigurations"), window)
-    configurations.append(tag)
+    open_patch_window(kube, repository, configurations)
     start(kube, namespace, repository)
     pods = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(kube, namespace, "web")}
     before = {name: restarts(kube, namespace, name, "os") for name in pods}
@@ -413,9 +408,8 @@ def test_an_update_pending_longer_than_max_deferral_goes_outside_its_window(
     assert warnings and "7" in warnings[0]["message"], [e.get("reason") for e in events]
 
 
-def test_a_patched_image_that_leaves_instances_unhealthy_is_rolled_back_and_not_applied_again(
-    kube: Kube, namespace: str, repository: str, configurations: list[str], kubelet: Any
-) -> None:
+def open_patch_window(kube: Kube, repository: str, configurations: list[str]) -> str:
+    """An InGuestPatch window open now for the ScaleSets labelled fleet=<repository's name>; that name."""
     tag = catalog_name(repository)
     opened = datetime.now(UTC) - timedelta(hours=1)
     kube.create(
@@ -423,6 +417,13 @@ def test_a_patched_image_that_leaves_instances_unhealthy_is_rolled_back_and_not_
         maintenance_configuration(tag, "InGuestPatch", {"fleet": tag}, opened),
     )
     configurations.append(tag)
+    return tag
+
+
+def test_a_patched_image_that_leaves_instances_unhealthy_is_rolled_back_and_not_applied_again(
+    kube: Kube, namespace: str, repository: str, configurations: list[str], kubelet: Any
+) -> None:
+    tag = open_patch_window(kube, repository, configurations)
     kubelet.script_image(f"{repository}:1.0.0-kb1", "never-ready")
     create(
         kube,
@@ -453,13 +454,7 @@ def test_a_patched_image_that_leaves_instances_unhealthy_is_rolled_back_and_not_
 def test_a_patch_that_requires_a_reboot_restarts_each_instance_once(
     kube: Kube, namespace: str, repository: str, configurations: list[str]
 ) -> None:
-    tag = catalog_name(repository)
-    opened = datetime.now(UTC) - timedelta(hours=1)
-    kube.create(
-        fleet_path("maintenanceconfigurations"),
-        maintenance_configuration(tag, "InGuestPatch", {"fleet": tag}, opened),
-    )
-    configurations.append(tag)
+    open_patch_window(kube, repository, configurations)
     start(kube, namespace, repository)
     before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(kube, namespace, "web")}
     old = status_of(kube, namespace)["currentRevision"]
