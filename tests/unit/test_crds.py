@@ -321,7 +321,7 @@ def test_descriptions_and_bounds_come_from_the_model_fields() -> None:
         100,
     )
     mode = schema_of(UpgradePolicy)["properties"]["spec"]["properties"]["mode"]
-    assert mode["enum"] == ["Automatic", "Rolling", "Manual"]
+    assert mode["enum"] == ["Automatic", "Rolling", "Manual", "Staged"]
 
 
 # --------------------------------------------------------------------------- defaults

@@ -170,7 +170,7 @@ KINDS: Final[tuple[CrdKind, ...]] = (
         short_names=("upol",),
         categories=("fleet",),
         printer_columns=(
-            PrinterColumn("Mode", "string", ".spec.mode", "Automatic, Rolling or Manual."),
+            PrinterColumn("Mode", "string", ".spec.mode", "Automatic, Rolling, Manual or Staged."),
             PrinterColumn(
                 "Batch%",
                 "integer",

@@ -36,6 +36,13 @@ class StepReason(StrEnum):
     ROLLBACK_STARTED = "RollbackStarted"
     WAITING_FOR_APPROVAL = "WaitingForApproval"
     ROLLOUT_COMPLETE = "RolloutComplete"
+    # Staged mode (planning/staged.py)
+    STAGING = "StagingInstances"
+    WAITING_FOR_STAGED_SET = "WaitingForStagedSet"
+    STAGED_CAPACITY = "StagedCapacity"
+    STAGED_SET_UNHEALTHY = "StagedSetUnhealthy"
+    SWAPPING = "Swapping"
+    SWAPPED_BACK = "SwappedBack"
 
 
 @dataclass(frozen=True)
