@@ -394,7 +394,12 @@ def test_an_operator_killed_at_every_step_of_a_swap_leaves_one_set_in_production
     for service in ("web", "web-admin"):
         kube.create(
             core_path("services", namespace),
-            {"metadata": {"name": service}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}},
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": service},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+            },
         )
     reconciler = Reconciler(kube)
 

@@ -189,6 +189,10 @@ def test_a_staged_upgrade_swaps_every_service_at_once_and_swaps_back(
     claims = sorted(c["metadata"]["name"] for c in kube.list(core_path("persistentvolumeclaims", namespace)))
     assert claims == ["data-web-0", "data-web-1", "data-web-green-0", "data-web-green-1"]
     assert done["status"]["upgrade"]["history"][-1]["result"] == "Swapped"
+    shown = CliRunner().invoke(app, ["status", "web", "-n", namespace, "--kubeconfig", kubeconfig])
+    assert f"Production slot green ({second}); previous blue ({first}) kept until" in " ".join(
+        shown.output.split()
+    ), shown.output
 
     asked = time.monotonic()
     result = CliRunner().invoke(app, ["swap-back", "web", "-n", namespace, "--kubeconfig", kubeconfig])
