@@ -324,6 +324,13 @@ def test_a_service_moves_with_one_change_of_its_selectors_slot_key() -> None:
     assert selector_patch({"app": "web", LABEL_SLOT: "green"}, Slot.GREEN) is None
 
 
+def test_pinning_only_adds_a_missing_slot_key() -> None:
+    # Outside a recorded swap nothing moves a Service between slots: not even an operator that read
+    # the ScaleSet before another one swapped it.
+    assert selector_patch({"app": "web"}, Slot.BLUE, pin=True) == {"spec": {"selector": {LABEL_SLOT: "blue"}}}
+    assert selector_patch({"app": "web", LABEL_SLOT: "green"}, Slot.BLUE, pin=True) is None
+
+
 def template(ports: list[dict[str, Any]] | None = None, size_limit: str = "2Gi") -> dict[str, Any]:
     container: dict[str, Any] = {"name": "os", "image": "app:v1"}
     if ports is not None:
@@ -402,8 +409,7 @@ class World:
             writes += 1
             return stop_after is not None and writes > stop_after
 
-        if self.record.swap is None:
-            self.selected = [self.record.production] * self.services  # pinning
+        # The Services were pinned to blue before the first staging; pinning never changes a key after.
         result = plan_staged(
             record=self.record,
             policy=STAGED,

@@ -84,7 +84,7 @@ class StagedControl:
         record = StagedRecord.from_status(stored, snapshot.current_revision)
         self.instances.label_slot(snapshot)
         if record.swap is None:
-            self._select(snapshot, record.production)  # new Services, and any moved by hand
+            self._select(snapshot, record.production, pin=True)  # Services without the slot key
         standby_base = slot_base(snapshot.name, record.standby)
         standby = {o: instance_state(standby_base, o, pod) for o, pod in snapshot.standby.items()}
         plan = plan_staged(
@@ -176,8 +176,9 @@ class StagedControl:
         snapshot.current_revision = swap.revision
         outcome.wait_until(now + keep, now)
 
-    def _select(self, snapshot: Snapshot, slot: Any) -> list[str]:
-        """Make every Service that selects the ScaleSet's instances select `slot`; returns their names."""
+    def _select(self, snapshot: Snapshot, slot: Any, pin: bool = False) -> list[str]:
+        """Make every Service that selects the ScaleSet's instances select `slot` (with `pin`, only those
+        that select no slot yet); returns their names."""
         labels = [
             p["metadata"].get("labels") or {} for p in [*snapshot.pods.values(), *snapshot.standby.values()]
         ]
@@ -190,7 +191,7 @@ class StagedControl:
                 continue
             name = service["metadata"]["name"]
             names.append(name)
-            patch = selector_patch(selector, slot)
+            patch = selector_patch(selector, slot, pin=pin)
             if patch is None:
                 continue
             try:

@@ -394,10 +394,17 @@ def selects_instances(
     return any(all(labels.get(key) == value for key, value in rest.items()) for labels in instance_labels)
 
 
-def selector_patch(selector: Mapping[str, str] | None, slot: Slot) -> dict[str, Any] | None:
+def selector_patch(
+    selector: Mapping[str, str] | None, slot: Slot, *, pin: bool = False
+) -> dict[str, Any] | None:
     """The one update that makes a Service select `slot` (None when it already does): the slot key is
-    added to, or changed in, its selector, so it never selects both sets nor neither."""
-    if (selector or {}).get(LABEL_SLOT) == str(slot):
+    added to, or changed in, its selector, so it never selects both sets nor neither.
+
+    `pin` only adds a missing key (a new Service, one made before the first staging): outside a
+    recorded swap no slot is ever replaced, so an operator acting on a stale read cannot move a
+    Service back from the slot a swap moved it to."""
+    current = (selector or {}).get(LABEL_SLOT)
+    if current == str(slot) or (pin and current is not None):
         return None
     return {"spec": {"selector": {LABEL_SLOT: str(slot)}}}
 
