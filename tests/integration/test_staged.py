@@ -255,6 +255,13 @@ def test_max_extra_instances_waits_without_creating_part_of_the_set(kube: Kube, 
     wait_for(lambda: production_on(kube, namespace, "green"), TIMEOUT, "production on green")
     # keepPreviousFor 1s: the blue set goes, and then there is nothing to swap back to.
     wait_for(lambda: len(pods_of(kube, namespace, "web")) == 2, TIMEOUT, "the previous set removed")
+    claims = sorted(c["metadata"]["name"] for c in kube.list(core_path("persistentvolumeclaims", namespace)))
+    assert claims == [
+        "data-web-0",
+        "data-web-1",
+        "data-web-green-0",
+        "data-web-green-1",
+    ]  # whenScaled: Retain
     kube.patch(
         fleet_path("scalesets", namespace, "web"),
         {"metadata": {"annotations": {ANNOTATION_SWAP_BACK: "true"}}},
