@@ -324,11 +324,23 @@ def test_a_service_moves_with_one_change_of_its_selectors_slot_key() -> None:
     assert selector_patch({"app": "web", LABEL_SLOT: "green"}, Slot.GREEN) is None
 
 
-def test_pinning_only_adds_a_missing_slot_key() -> None:
-    # Outside a recorded swap nothing moves a Service between slots: not even an operator that read
-    # the ScaleSet before another one swapped it.
-    assert selector_patch({"app": "web"}, Slot.BLUE, pin=True) == {"spec": {"selector": {LABEL_SLOT: "blue"}}}
-    assert selector_patch({"app": "web", LABEL_SLOT: "green"}, Slot.BLUE, pin=True) is None
+@pytest.mark.parametrize(
+    ("selector", "occupied", "pinned"),
+    [
+        ({"app": "web"}, {"blue"}, "blue"),  # a new Service
+        ({"app": "web", LABEL_SLOT: "blue"}, {"blue", "green"}, None),
+        # Another operator swapped to green meanwhile: a stale pin must not move the Service back.
+        ({"app": "web", LABEL_SLOT: "green"}, {"blue", "green"}, None),
+        ({"app": "web", LABEL_SLOT: "green"}, {"green"}, None),
+        # Left by a deleted ScaleSet of the same name whose green set served: nothing is green now.
+        ({"app": "web", LABEL_SLOT: "green"}, {"blue"}, "blue"),
+    ],
+)
+def test_pinning_adds_a_missing_slot_key_and_never_moves_a_service_off_a_slot_with_instances(
+    selector: dict[str, str], occupied: set[str], pinned: str | None
+) -> None:
+    expected = {"spec": {"selector": {LABEL_SLOT: pinned}}} if pinned else None
+    assert selector_patch(selector, Slot.BLUE, pin=True, occupied=occupied) == expected
 
 
 def template(ports: list[dict[str, Any]] | None = None, size_limit: str = "2Gi") -> dict[str, Any]:

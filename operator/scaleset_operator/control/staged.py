@@ -19,6 +19,7 @@ from scaleset_operator.control.context import (
     HISTORY_KEPT,
     Outcome,
     Snapshot,
+    merge_patch,
     patch_status,
     timestamp,
 )
@@ -27,7 +28,7 @@ from scaleset_operator.control.instance_control import InstanceControl
 from scaleset_operator.control.kube import ApiError, Kube, core_path
 from scaleset_operator.control.snapshot import instance_state
 from scaleset_operator.identity import ANNOTATION_SWAP_BACK, slot_base, slot_of
-from scaleset_operator.planning.batches import Complete, Step, Stop
+from scaleset_operator.planning.batches import Complete, Step, StepReason, Stop
 from scaleset_operator.planning.staged import (
     StagedPlan,
     StagedRecord,
@@ -102,8 +103,9 @@ class StagedControl:
         upgrade = self._upgrade(snapshot, record, plan, now) if staged_mode else dict(snapshot.upgrade)
         if asked:
             upgrade["lastAction"] = _last_action(plan, now)
-        if stored is None or plan.record.to_status() != stored or upgrade != snapshot.upgrade:
-            patch_status(self.kube, snapshot, {"staged": plan.record.to_status(), "upgrade": upgrade})
+        patch = merge_patch(snapshot.stored_status, {"staged": plan.record.to_status(), "upgrade": upgrade})
+        if patch:
+            patch_status(self.kube, snapshot, patch)
         if asked:
             self._answered(snapshot, plan)
         self.instances.remove_standby(snapshot, plan.remove, outcome)
@@ -178,12 +180,12 @@ class StagedControl:
 
     def _select(self, snapshot: Snapshot, slot: Any, pin: bool = False) -> list[str]:
         """Make every Service that selects the ScaleSet's instances select `slot` (with `pin`, only those
-        that select no slot yet); returns their names."""
-        labels = [
-            p["metadata"].get("labels") or {} for p in [*snapshot.pods.values(), *snapshot.standby.values()]
-        ]
+        whose slot key is missing or names a slot without instances); returns their names."""
+        instances = [*snapshot.pods.values(), *snapshot.standby.values()]
+        labels = [p["metadata"].get("labels") or {} for p in instances]
         if not labels:
             return []
+        occupied = {slot_of(p) for p in instances}
         names = []
         for service in self.kube.list(core_path("services", snapshot.namespace)):
             selector = (service.get("spec") or {}).get("selector") or {}
@@ -191,7 +193,7 @@ class StagedControl:
                 continue
             name = service["metadata"]["name"]
             names.append(name)
-            patch = selector_patch(selector, slot, pin=pin)
+            patch = selector_patch(selector, slot, pin=pin, occupied=occupied)
             if patch is None:
                 continue
             try:
@@ -215,6 +217,8 @@ class StagedControl:
             if plan.swap
             else (plan.record.staging.revision if plan.record.staging else None)
         )
+        if reason == StepReason.STAGED_CAPACITY:
+            target = snapshot.template_revision  # an upgrade waits to start: it is locked, not idle
         if target is None:
             if upgrade.get("locked"):
                 upgrade.update(locked=False, phase="Completed")

@@ -11,7 +11,7 @@ up where it stopped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -395,16 +395,18 @@ def selects_instances(
 
 
 def selector_patch(
-    selector: Mapping[str, str] | None, slot: Slot, *, pin: bool = False
+    selector: Mapping[str, str] | None, slot: Slot, *, pin: bool = False, occupied: Collection[str] = ()
 ) -> dict[str, Any] | None:
     """The one update that makes a Service select `slot` (None when it already does): the slot key is
     added to, or changed in, its selector, so it never selects both sets nor neither.
 
-    `pin` only adds a missing key (a new Service, one made before the first staging): outside a
-    recorded swap no slot is ever replaced, so an operator acting on a stale read cannot move a
-    Service back from the slot a swap moved it to."""
+    `pin` (outside a recorded swap) adds a missing key (a new Service, one made before the first
+    staging) and replaces only a key naming a slot none of the instances is in (`occupied`: the slots
+    that have instances), as one left by a deleted ScaleSet of the same name. A slot that has
+    instances is never replaced, so an operator acting on a stale read cannot move a Service back
+    from the slot a swap moved it to."""
     current = (selector or {}).get(LABEL_SLOT)
-    if current == str(slot) or (pin and current is not None):
+    if current == str(slot) or (pin and current is not None and current in occupied):
         return None
     return {"spec": {"selector": {LABEL_SLOT: str(slot)}}}
 
