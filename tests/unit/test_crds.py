@@ -253,6 +253,7 @@ def test_scaleset_columns_show_desired_ready_updated_phase_and_domain() -> None:
         "Updated": ".status.updatedReplicas",
         "Phase": ".status.upgrade.phase",
         "UD": ".status.upgrade.currentUpgradeDomain",
+        "Slot": ".status.staged.production",
         "Age": ".metadata.creationTimestamp",
     }
 

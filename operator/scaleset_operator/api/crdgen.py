@@ -160,6 +160,13 @@ KINDS: Final[tuple[CrdKind, ...]] = (
             PrinterColumn(
                 "UD", "integer", ".status.upgrade.currentUpgradeDomain", "The upgrade domain being upgraded."
             ),
+            PrinterColumn(
+                "Slot",
+                "string",
+                ".status.staged.production",
+                "Staged mode: the slot in production.",
+                priority=1,
+            ),
             AGE,
         ),
     ),
