@@ -13,7 +13,12 @@ from typer.testing import CliRunner
 
 from scaleset_operator.cli.main import app
 from scaleset_operator.control.kube import MERGE_PATCH, Kube, core_path, fleet_path
-from scaleset_operator.identity import ANNOTATION_ROLLBACK, ANNOTATION_SWAP_BACK, LABEL_SLOT
+from scaleset_operator.identity import (
+    ANNOTATION_RESTART,
+    ANNOTATION_ROLLBACK,
+    ANNOTATION_SWAP_BACK,
+    LABEL_SLOT,
+)
 from tests.integration.helpers import (
     IMAGE,
     condition,
@@ -280,3 +285,15 @@ def test_a_single_instance_is_upgraded_without_downtime(kube: Kube, namespace: s
         wait_for(lambda: production_on(kube, namespace, "green"), TIMEOUT, "production on green")
     pinned = [o for o in watch.observations if o.slot is not None]
     assert pinned and all(sum(len(p) for p in o.selected.values()) == 1 for o in pinned), pinned
+
+
+def test_a_restart_in_staged_mode_restarts_the_production_instances(kube: Kube, namespace: str) -> None:
+    staged_fleet(kube, namespace, 2)
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(kube, namespace, "web")}
+    kube.patch(
+        fleet_path("scalesets", namespace, "web"), {"metadata": {"annotations": {ANNOTATION_RESTART: "true"}}}
+    )
+    wait_for(lambda: events(kube, namespace, "RestartCompleted"), TIMEOUT, "the restart to complete")
+    after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(kube, namespace, "web")}
+    assert after.keys() == before.keys() and not set(after.values()) & set(before.values())
+    assert staged_of(kube, namespace)["production"] == "blue"

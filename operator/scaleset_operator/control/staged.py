@@ -86,6 +86,10 @@ class StagedControl:
         self.instances.label_slot(snapshot)
         if record.swap is None:
             self._select(snapshot, record.production, pin=True)  # Services without the slot key
+        if staged_mode and snapshot.upgrade.get("locked") and snapshot.upgrade.get("restart"):
+            if snapshot.template_revision == record.production_revision and not asked:
+                return None  # a restart of the production instances runs as in every mode
+            self._supersede_restart(snapshot)
         standby_base = slot_base(snapshot.name, record.standby)
         standby = {o: instance_state(standby_base, o, pod) for o, pod in snapshot.standby.items()}
         plan = plan_staged(
@@ -204,6 +208,18 @@ class StagedControl:
         return names
 
     # ------------------------------------------------------------------ status.upgrade and answers
+
+    def _supersede_restart(self, snapshot: Snapshot) -> None:
+        """A new template (or a swap back) during a restart wins, as a new template does in Rolling mode."""
+        self.events.normal(
+            snapshot.scaleset,
+            "RestartSuperseded",
+            "spec.template changed during the restart; staging it instead."
+            if snapshot.template_revision != snapshot.current_revision
+            else "A swap back was asked for during the restart; swapping instead.",
+        )
+        upgrade = {**snapshot.upgrade, "restart": None, "locked": False, "currentBatch": None}
+        snapshot.scaleset.setdefault("status", {})["upgrade"] = upgrade
 
     def _upgrade(
         self, snapshot: Snapshot, record: StagedRecord, plan: StagedPlan, now: datetime
