@@ -115,6 +115,9 @@ class EndpointWatch:
                     _preload_content=False,
                 ):
                     service = event["raw_object"]
+                    if event["type"] == "ERROR":  # expired: list again from now
+                        version = None
+                        break
                     version = service["metadata"]["resourceVersion"]
                     self._observe(service)
                     if self._stop.is_set():
