@@ -300,3 +300,24 @@ def test_a_restart_in_staged_mode_restarts_the_production_instances(kube: Kube, 
     after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(kube, namespace, "web")}
     assert after.keys() == before.keys() and not set(after.values()) & set(before.values())
     assert staged_of(kube, namespace)["production"] == "blue"
+
+
+def test_when_scaled_delete_removes_the_claims_of_the_set_once_it_is_gone(kube: Kube, namespace: str) -> None:
+    create(kube, namespace, policy_body("staged", mode="Staged", staged={"keepPreviousFor": "1s"}))
+    body = scaleset_body("web", 2, policy="staged", claims=True)
+    body["spec"]["persistentVolumeClaimRetentionPolicy"] = {"whenScaled": "Delete"}
+    create(kube, namespace, body)
+    wait_for(lambda: production_on(kube, namespace, "blue"), TIMEOUT, "web Ready on slot blue")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    wait_for(lambda: production_on(kube, namespace, "green"), TIMEOUT, "production on green")
+
+    def claims() -> list[str]:
+        return sorted(
+            c["metadata"]["name"] for c in kube.list(core_path("persistentvolumeclaims", namespace))
+        )
+
+    wait_for(lambda: claims() == ["data-web-green-0", "data-web-green-1"], TIMEOUT, "the blue claims deleted")
+    assert sorted(p["metadata"]["name"] for p in pods_of(kube, namespace, "web")) == [
+        "web-green-0",
+        "web-green-1",
+    ]
