@@ -47,6 +47,9 @@ CLUSTER_CALLS = {
     ("", "persistentvolumeclaims", "list"),
     ("", "persistentvolumeclaims", "create"),
     ("", "persistentvolumeclaims", "delete"),
+    ("", "services", "list"),  # Staged mode: the Services that select the instances
+    ("", "services", "patch"),  # the slot key of their selector: pinned, then swapped
+    ("", "resourcequotas", "list"),  # the pods a staged set may add
     ("apps", "controllerrevisions", "get"),
     ("apps", "controllerrevisions", "list"),
     ("apps", "controllerrevisions", "create"),

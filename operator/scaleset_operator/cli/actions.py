@@ -1,4 +1,4 @@
-"""`scaleset rollback`, `restart` and `upgrade`: ask the operator for an imperative action and report its answer.
+"""`scaleset rollback`, `restart`, `upgrade` and `swap-back`: ask the operator for an imperative action and report its answer.
 
 Each sets the action's annotation on the ScaleSet, as `kubectl annotate` would, then waits until the
 operator has consumed it and prints what it decided (status.upgrade.lastAction).
@@ -13,7 +13,12 @@ from typing import Any
 import typer
 
 from scaleset_operator.cli.main import app
-from scaleset_operator.identity import ANNOTATION_OS_UPGRADE, ANNOTATION_RESTART, ANNOTATION_ROLLBACK
+from scaleset_operator.identity import (
+    ANNOTATION_OS_UPGRADE,
+    ANNOTATION_RESTART,
+    ANNOTATION_ROLLBACK,
+    ANNOTATION_SWAP_BACK,
+)
 
 KUBECONFIG_OPTION = typer.Option(
     None, "--kubeconfig", help="Kubeconfig file; default $KUBECONFIG or ~/.kube/config."
@@ -141,6 +146,19 @@ def upgrade_command(
         timeout,
         to or "latest",
     )
+
+
+@app.command("swap-back")
+def swap_back_command(
+    name: str = typer.Argument(..., help="The ScaleSet (Staged mode) whose Services to swap back."),
+    namespace: str | None = NAMESPACE_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
+    wait: bool = WAIT_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+) -> None:
+    """Swap every Service back to the set the last staged upgrade swapped away from, while it is kept."""
+    ask("SwapBack", ANNOTATION_SWAP_BACK, name, namespace, kubeconfig, context, wait, timeout)
 
 
 @app.command("approve")

@@ -66,7 +66,10 @@ def render_status(scaleset: dict[str, Any]) -> RenderableType:
             f", revision {status.get('currentRevision') or '-'}",
         )
     ]
-    if upgrade.get("locked"):
+    staged = status.get("staged")
+    if staged:
+        lines.append(Text(_staged_line(staged)))
+    if upgrade.get("locked") and phase not in ("Staging", "Swapping"):  # a staged set has no batches
         batch = upgrade.get("currentBatch") or {}
         where = (
             f"upgrade domain {upgrade['currentUpgradeDomain']}"
@@ -173,6 +176,21 @@ def status_json(scaleset: dict[str, Any]) -> dict[str, Any]:
         "pendingUpdates": status.get("pendingUpdates") or [],
         "nextWindows": (status.get("maintenance") or {}).get("nextWindows") or [],
     }
+
+
+def _staged_line(staged: dict[str, Any]) -> str:
+    """Staged mode: which slot serves, and what runs beside it."""
+    parts = [f"Production slot {staged.get('production')} ({staged.get('productionRevision') or '-'})"]
+    if staged.get("swap"):
+        parts.append(f"swapping to {staged['swap']['toSlot']} ({staged['swap']['revision']})")
+    elif staged.get("staging"):
+        parts.append(f"staging {staged['staging']['revision']} in slot {staged['staging']['slot']}")
+    if staged.get("previous"):
+        previous = staged["previous"]
+        parts.append(
+            f"previous {previous['slot']} ({previous['revision']}) kept until {previous.get('keptUntil') or '-'}"
+        )
+    return "; ".join(parts)
 
 
 def _poll(target: Target, name: str, interval: float) -> Iterator[dict[str, Any]]:

@@ -26,6 +26,7 @@ from scaleset_operator.control.context import (
     batch_ordinals,
     merge_patch,
     owned_by,
+    patch_status,
     timestamp,
     timestamp_precise,
     utcnow,
@@ -40,7 +41,8 @@ from scaleset_operator.control.kube import (
     group_path,
 )
 from scaleset_operator.control.maintenance import MaintenanceActor
-from scaleset_operator.control.snapshot import instance_state, parse_time
+from scaleset_operator.control.snapshot import instance_state
+from scaleset_operator.control.staged import StagedControl, partition, production_slot
 from scaleset_operator.control.status import (
     ConditionUpdate,
     FleetCounts,
@@ -51,6 +53,7 @@ from scaleset_operator.control.status import (
 from scaleset_operator.identity import (
     ANNOTATION_ROLLBACK,
     LABEL_REVISION,
+    LABEL_SLOT,
     LABEL_SURGE,
     LABEL_UPGRADE_DOMAIN,
     label_selector,
@@ -58,7 +61,7 @@ from scaleset_operator.identity import (
 )
 from scaleset_operator.planning.batches import Complete, StartBatch, Step, StepReason, Stop, Wait, next_step
 from scaleset_operator.planning.domains import upgrade_domain_of
-from scaleset_operator.planning.instances import Batch, HealthGate, InstanceState, RolloutState
+from scaleset_operator.planning.instances import Batch, HealthGate, InstanceState, RolloutState, parse_time
 from scaleset_operator.planning.maintenance import Closed, Deferred, GateDecision
 from scaleset_operator.planning.package import instance_template
 from scaleset_operator.planning.restart import restart_revision, restart_step, restart_view
@@ -71,6 +74,7 @@ from scaleset_operator.planning.rollback import (
     rollback_step,
 )
 from scaleset_operator.planning.scheduled_events import BatchTiming
+from scaleset_operator.planning.staged import is_staged, staged_refusal
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ class Reconciler:
         self.instance_control = InstanceControl(kube, self.events)
         self.maintenance = MaintenanceActor(kube, self.events, self.instance_control)
         self.automatic = AutomaticUpdates(kube, self.events)
+        self.staged = StagedControl(kube, self.events, self.instance_control)
 
     # ------------------------------------------------------------------ entry point
 
@@ -119,8 +124,9 @@ class Reconciler:
             self.automatic.adjust_policy(snapshot, scopes)
             self.instance_control.scale(snapshot, now, outcome)
             self.instance_control.repair_drift(snapshot, now, outcome)
+            staged_step = self.staged.reconcile(snapshot, now, outcome)  # may swap the production set
             instances = self._instances(snapshot)
-            step = self._roll(
+            step = staged_step or self._roll(
                 snapshot,
                 instances,
                 now,
@@ -187,8 +193,8 @@ class Reconciler:
         if current_revision not in revisions:
             current_revision = update_revision
 
-        pods: dict[int, dict[str, Any]] = {}
         surges: dict[int, dict[str, Any]] = {}
+        instances = []
         for pod in self.kube.list(core_path("pods", namespace), label_selector(name)):
             ordinal = ordinal_of(pod)
             if not owned_by(pod, uid) or ordinal is None:
@@ -196,7 +202,10 @@ class Reconciler:
             if (pod["metadata"].get("labels") or {}).get(LABEL_SURGE) == "true":
                 surges[ordinal] = pod
             else:
-                pods[ordinal] = pod
+                instances.append(pod)
+        slot = production_slot(status, is_staged(policy))
+        production, standby = partition(instances, slot)
+        pods: dict[int, dict[str, Any]] = {ordinal_of(pod) or 0: pod for pod in production}
 
         snapshot = Snapshot(
             scaleset,
@@ -209,6 +218,8 @@ class Reconciler:
             surges,
             stored_status=copy.deepcopy(scaleset.get("status") or {}),
             template_revision=update_revision,
+            slot=slot,
+            standby={ordinal_of(pod) or 0: pod for pod in standby},
         )
         return snapshot
 
@@ -273,6 +284,15 @@ class Reconciler:
         return None
 
     def _check_update_rules(self, snapshot: Snapshot) -> None:
+        if is_staged(snapshot.policy):
+            # A staged set takes what an in-place update refuses (a shrunk emptyDir), not a port change.
+            production = snapshot.template_of(snapshot.current_revision)
+            swapping = (snapshot.stored_status.get("staged") or {}).get("swap")
+            refusal = (
+                None if production is None or swapping else staged_refusal(production, snapshot.spec.template)
+            )
+            if refusal is not None:
+                raise InvalidInput("RefusedInStagedMode", refusal)
         if not snapshot.upgrade.get("locked"):
             return
         old_template = snapshot.template_of(snapshot.current_revision)
@@ -284,7 +304,7 @@ class Reconciler:
                     "UpgradeDomainCountLocked",
                     "spec.upgradeDomainCount cannot change while an upgrade is in progress.",
                 )
-        if old_template is not None:
+        if old_template is not None and not is_staged(snapshot.policy):
             old_spec = snapshot.spec.model_copy(update={"template": old_template})
             problems = validate_scaleset_update(old_spec, snapshot.spec, upgrade_in_progress=True)
             if problems:
@@ -298,7 +318,7 @@ class Reconciler:
         states = []
         for ordinal in range(snapshot.spec.replicas):
             pod = snapshot.pods.get(ordinal)
-            states.append(instance_state(snapshot.name, ordinal, pod))
+            states.append(instance_state(snapshot.instance_base, ordinal, pod))
         return states
 
     def _rollout_state(
@@ -618,7 +638,8 @@ class Reconciler:
     def _prune_revisions(self, snapshot: Snapshot) -> None:
         keep = {snapshot.current_revision, snapshot.update_revision}
         keep.update(
-            (p["metadata"].get("labels") or {}).get(LABEL_REVISION, "") for p in snapshot.pods.values()
+            (p["metadata"].get("labels") or {}).get(LABEL_REVISION, "")
+            for p in [*snapshot.pods.values(), *snapshot.standby.values()]
         )
         old = sorted(
             (r for h, r in snapshot.revisions.items() if h not in keep),
@@ -633,30 +654,7 @@ class Reconciler:
             )
 
     def _patch_status(self, snapshot: Snapshot, status: dict[str, Any]) -> None:
-        """Merge-patch the status, only if nobody changed the ScaleSet since this pass read it.
-
-        Every status write is guarded by the resourceVersion the pass read (or last wrote): the status
-        holds the rollout's record (the batch in flight is the lock), so a pass that decided from a
-        stale read must write nothing; it ends with Conflict and the next pass reads again. Of two
-        operators running by mistake, only one can record a batch.
-        """
-        body: dict[str, Any] = {
-            "metadata": {"resourceVersion": snapshot.resource_version},
-            "status": status,
-        }
-        try:
-            updated = self.kube.patch(
-                fleet_path("scalesets", snapshot.namespace, snapshot.name, "status"), body
-            )
-        except ApiError as error:
-            if error.status == 404:
-                return
-            if error.status == 409:
-                raise Conflict(str(error)) from None
-            raise
-        snapshot.scaleset["status"] = updated.get("status") or {}
-        snapshot.scaleset["metadata"]["resourceVersion"] = updated["metadata"]["resourceVersion"]
-        snapshot.stored_status = copy.deepcopy(snapshot.scaleset["status"])
+        patch_status(self.kube, snapshot, status)
 
     def _write_status(
         self,
@@ -691,10 +689,12 @@ class Reconciler:
             if held_back
             else None,
             single_instance_downtime=spec.replicas == 1 and not snapshot.policy.rolling_upgrade.max_surge,
+            staged=is_staged(snapshot.policy),
         )
         upgrade = {
             **upgrade,
-            "rollbackAllowed": rollback_allowed(lock_of(upgrade), spec.replicas, instances),
+            "rollbackAllowed": not is_staged(snapshot.policy)
+            and rollback_allowed(lock_of(upgrade), spec.replicas, instances),
         }
         previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
         status = {
@@ -702,7 +702,8 @@ class Reconciler:
             "replicas": existing,
             "readyReplicas": ready,
             "updatedReplicas": updated,
-            "labelSelector": label_selector(snapshot.name),
+            "labelSelector": label_selector(snapshot.name)
+            + (f",{LABEL_SLOT}={snapshot.slot}" if snapshot.slot else ""),
             "currentRevision": snapshot.current_revision,
             "updateRevision": snapshot.update_revision,
             "conditions": merge_conditions(previous, conditions, generation, timestamp(now)),

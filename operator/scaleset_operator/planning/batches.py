@@ -38,6 +38,13 @@ class StepReason(StrEnum):
     WAITING_FOR_MAINTENANCE_WINDOW = "WaitingForMaintenanceWindow"
     WAITING_FOR_OFF_PEAK_HOURS = "WaitingForOffPeakHours"
     ROLLOUT_COMPLETE = "RolloutComplete"
+    # Staged mode (planning/staged.py)
+    STAGING = "StagingInstances"
+    WAITING_FOR_STAGED_SET = "WaitingForStagedSet"
+    STAGED_CAPACITY = "StagedCapacity"
+    STAGED_SET_UNHEALTHY = "StagedSetUnhealthy"
+    SWAPPING = "Swapping"
+    SWAPPED_BACK = "SwappedBack"
 
 
 @dataclass(frozen=True)
