@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -93,7 +94,8 @@ class EndpointWatch:
     def __enter__(self) -> EndpointWatch:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-        time.sleep(0.2)  # the watch is established before anything changes
+        # The watch is established before anything changes: it opens with each Service as it is.
+        wait_for(lambda: self.observations, TIMEOUT, "the Service watch to start")
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -321,3 +323,93 @@ def test_when_scaled_delete_removes_the_claims_of_the_set_once_it_is_gone(kube: 
         "web-green-0",
         "web-green-1",
     ]
+
+
+@dataclass
+class SliceWatch:
+    """Watches the EndpointSlices of a namespace (those the endpoint controller keeps for Services) and
+    records, after each change, the ready pods behind each Service, as a load balancer would see them."""
+
+    kube: Kube
+    namespace: str
+    seen: list[tuple[str, frozenset[str]]] = field(default_factory=list)  # (service, ready pods)
+    _slices: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> SliceWatch:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        wait_for(lambda: self.seen, TIMEOUT, "the EndpointSlice watch to start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        api = kubernetes.client.DiscoveryV1Api(self.kube.api_client)
+        version = None
+        while not self._stop.is_set():
+            try:
+                for event in kubernetes.watch.Watch().stream(
+                    api.list_namespaced_endpoint_slice,
+                    self.namespace,
+                    resource_version=version,
+                    timeout_seconds=2,
+                    _preload_content=False,
+                ):
+                    item = event["raw_object"]
+                    if event["type"] == "ERROR":
+                        version = None
+                        break
+                    version = item["metadata"]["resourceVersion"]
+                    self._record(event["type"], item)
+                    if self._stop.is_set():
+                        break
+            except Exception:  # a dropped watch is resumed from the last version seen
+                time.sleep(0.05)
+
+    def _record(self, kind: str, item: dict[str, Any]) -> None:
+        name = item["metadata"]["name"]
+        service = (item["metadata"].get("labels") or {}).get("kubernetes.io/service-name", "")
+        if kind == "DELETED":
+            self._slices.pop(name, None)
+        else:
+            ready = frozenset(
+                (endpoint.get("targetRef") or {}).get("name", "")
+                for endpoint in item.get("endpoints") or []
+                if (endpoint.get("conditions") or {}).get("ready")
+            )
+            self._slices[name] = (service, ready)
+        behind = frozenset().union(*(pods for owner, pods in self._slices.values() if owner == service))
+        self.seen.append((service, behind))
+
+    def history(self, service: str) -> list[frozenset[str]]:
+        """The ready pods behind the Service after each change, repeats folded."""
+        states: list[frozenset[str]] = []
+        for owner, pods in self.seen:
+            if owner == service and (not states or states[-1] != pods):
+                states.append(pods)
+        return states
+
+
+def test_the_endpoint_slices_move_from_one_set_to_the_other_in_one_step(kube: Kube, namespace: str) -> None:
+    if os.environ.get("KUBESIM_USE_KUBECONFIG") != "1":
+        # kubesim runs no endpoint controller; on the testbed the real one does, but the simulated pods'
+        # loopback addresses are refused in EndpointSlices ("may not be in the loopback range").
+        pytest.skip("needs pods with routable addresses behind an endpoint controller; runs on kind")
+    create_service(kube, namespace, "web")
+    staged_fleet(kube, namespace, 2)
+    blue = frozenset({"web-0", "web-1"})
+    with SliceWatch(kube, namespace) as watch:
+        wait_for(lambda: watch.history("web")[-1:] == [blue], TIMEOUT, "the blue set behind the Service")
+        set_image(kube, namespace, "web", f"{IMAGE}:v2")
+        wait_for(lambda: production_on(kube, namespace, "green"), TIMEOUT, "production on green")
+        green = frozenset({"web-green-0", "web-green-1"})
+        wait_for(lambda: watch.history("web")[-1:] == [green], TIMEOUT, "the green set behind the Service")
+    states = watch.history("web")
+    start = states.index(blue)
+    # From the blue set straight to the green one: never both sets, never none, never half of one.
+    assert states[start:] == [blue, green], states
