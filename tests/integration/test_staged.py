@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scaleset_operator.cli.main import app
-from scaleset_operator.control.kube import MERGE_PATCH, Kube, core_path, fleet_path
+from scaleset_operator.control.kube import MERGE_PATCH, ApiError, Kube, core_path, fleet_path
 from scaleset_operator.identity import (
     ANNOTATION_RESTART,
     ANNOTATION_ROLLBACK,
@@ -413,3 +413,34 @@ def test_the_endpoint_slices_move_from_one_set_to_the_other_in_one_step(kube: Ku
     start = states.index(blue)
     # From the blue set straight to the green one: never both sets, never none, never half of one.
     assert states[start:] == [blue, green], states
+
+
+def test_a_resource_quota_too_small_for_a_second_set_waits_without_creating_part_of_it(
+    kube: Kube, namespace: str
+) -> None:
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "pods"},
+        "spec": {"hard": {"pods": "3"}},
+    }
+    try:
+        kube.create(core_path("resourcequotas", namespace), quota)
+    except ApiError as error:
+        if error.status == 404:
+            pytest.skip("this API server serves no ResourceQuotas (kubesim); runs on the testbed and kind")
+        raise
+    # The quota's usage is the API server's to count (a real one does it in the background).
+    wait_for(
+        lambda: (kube.get(core_path("resourcequotas", namespace, "pods")).get("status") or {}).get("used"),
+        TIMEOUT,
+        "the quota's usage counted",
+    )
+    staged_fleet(kube, namespace, 2)
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    found = wait_for_reason(kube, namespace, "Ready", "StagedCapacity")
+    assert "ResourceQuota" in found["message"] or "quota" in found["message"].lower(), found
+    time.sleep(0.5)
+    assert len(pods_of(kube, namespace, "web")) == 2
+    kube.patch(core_path("resourcequotas", namespace, "pods"), {"spec": {"hard": {"pods": "4"}}})
+    wait_for(lambda: production_on(kube, namespace, "green"), TIMEOUT, "production on green")
