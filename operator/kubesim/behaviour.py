@@ -174,8 +174,11 @@ def behaviour_from_image(image: str) -> Behaviour | None:
     return behaviour
 
 
-def container_behaviour(container: Mapping[str, Any]) -> Behaviour:
-    """A container's behaviour: its KUBESIM_BEHAVIOUR env var if set, else its image tag, else healthy.
+def container_behaviour(
+    container: Mapping[str, Any], scripts: Mapping[str, Behaviour] | None = None
+) -> Behaviour:
+    """A container's behaviour: its KUBESIM_BEHAVIOUR env var if set, else what `scripts` (image ->
+    behaviour, Kubelet.script_image) says of its image, else its image tag, else healthy.
 
     Raises BehaviourError when the env var does not parse, which the kubelet reports the way it
     reports a bad container config.
@@ -183,7 +186,11 @@ def container_behaviour(container: Mapping[str, Any]) -> Behaviour:
     for env in container.get("env") or []:
         if env.get("name") == BEHAVIOUR_ENV and env.get("value") is not None:
             return parse_behaviour(str(env["value"]))
-    return behaviour_from_image(str(container.get("image", ""))) or HEALTHY
+    image = str(container.get("image", ""))
+    scripted = (scripts or {}).get(image)
+    if scripted is not None:
+        return scripted
+    return behaviour_from_image(image) or HEALTHY
 
 
 @dataclass(frozen=True)

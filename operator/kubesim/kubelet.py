@@ -277,8 +277,10 @@ class ContainerRuntime:
         kind: ContainerKind,
         owner: str,
         pull_seconds: Callable[[ContainerRuntime], float],
+        scripts: Mapping[str, Behaviour] | None = None,
     ) -> None:
         self.name = str(spec.get("name", ""))
+        self.scripts = scripts or {}
         self.owner = owner
         self.kind: ContainerKind = kind
         self.image = str(spec.get("image", ""))
@@ -316,10 +318,9 @@ class ContainerRuntime:
         self.terminated: dict[str, Any] | None = None
         self.last_terminated: dict[str, Any] | None = None
 
-    @staticmethod
-    def _resolve(spec: Mapping[str, Any]) -> tuple[Behaviour, str | None]:
+    def _resolve(self, spec: Mapping[str, Any]) -> tuple[Behaviour, str | None]:
         try:
-            return container_behaviour(spec), None
+            return container_behaviour(spec, self.scripts), None
         except BehaviourError as exc:
             return Behaviour(), f"KUBESIM_BEHAVIOUR of container {spec.get('name')!r}: {exc}"
 
@@ -585,7 +586,15 @@ _OWN_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "Contain
 class PodRuntime:
     """One pod admitted to a simulated node: its sandbox, containers and conditions."""
 
-    def __init__(self, pod: Mapping[str, Any], node: str, node_ip: str, at: float, seed: int) -> None:
+    def __init__(
+        self,
+        pod: Mapping[str, Any],
+        node: str,
+        node_ip: str,
+        at: float,
+        seed: int,
+        scripts: Mapping[str, Behaviour] | None = None,
+    ) -> None:
         meta = pod.get("metadata") or {}
         spec = pod.get("spec") or {}
         self.uid = str(meta.get("uid", ""))
@@ -604,12 +613,17 @@ class PodRuntime:
         owner = f"{self.namespace}/{self.name}/{self.uid}"
         self.inits = [
             ContainerRuntime(
-                c, "sidecar" if c.get("restartPolicy") == "Always" else "init", owner, self._pull_seconds
+                c,
+                "sidecar" if c.get("restartPolicy") == "Always" else "init",
+                owner,
+                self._pull_seconds,
+                scripts,
             )
             for c in spec.get("initContainers") or []
         ]
         self.apps = [
-            ContainerRuntime(c, "app", owner, self._pull_seconds) for c in spec.get("containers") or []
+            ContainerRuntime(c, "app", owner, self._pull_seconds, scripts)
+            for c in spec.get("containers") or []
         ]
         if self.inits:
             for app in self.apps:
@@ -877,6 +891,8 @@ class Kubelet:
         self.base_url = self.connection.url.rstrip("/")
         self.schedule_pods = schedule_pods
         self.bind_claims = bind_claims
+        # script_image: behaviours by image reference, read when a container starts or changes image.
+        self.image_behaviours: dict[str, Behaviour] = {}
         self.node_names = [f"{NODE_PREFIX}{i}" for i in range(nodes)]
         self.time_scale = float(time_scale)
         self.seed = seed
@@ -967,6 +983,11 @@ class Kubelet:
         """
         parsed = parse_behaviour(behaviour) if isinstance(behaviour, str) else behaviour
         self._call_in_loop(self._set_behaviour, namespace, name, parsed, container)
+
+    def script_image(self, image: str, behaviour: Behaviour | str) -> None:
+        """Make every container that runs `image` (from now on, on any pod) behave so, as a tag clause
+        would: for a version that must fail while its tag stays a plain version. Its env still wins."""
+        self.image_behaviours[image] = parse_behaviour(behaviour) if isinstance(behaviour, str) else behaviour
 
     def volume_identities(self, namespace: str, name: str) -> dict[str, str]:
         """Volume name -> identity of the storage behind it, for a pod on a simulated node.
@@ -1584,7 +1605,9 @@ class Kubelet:
         meta = pod.get("metadata") or {}
         uid = str(meta.get("uid", ""))
         now = self.clock.now()
-        runtime = PodRuntime(pod, node, host_ip(self.node_names.index(node)), now, self.seed)
+        runtime = PodRuntime(
+            pod, node, host_ip(self.node_names.index(node)), now, self.seed, self.image_behaviours
+        )
         self._pods[uid] = runtime
         self._node_load[node] += 1
         self._by_name[(runtime.namespace, runtime.name)] = uid

@@ -12,12 +12,19 @@ LABEL_ORDINAL: Final = f"{GROUP}/ordinal"
 LABEL_UPGRADE_DOMAIN: Final = f"{GROUP}/upgrade-domain"
 LABEL_REVISION: Final = f"{GROUP}/revision"
 LABEL_SURGE: Final = f"{GROUP}/surge"
+LABEL_SLOT: Final = f"{GROUP}/slot"
 
 ANNOTATION_UPDATED_AT: Final = f"{GROUP}/updated-at"
 ANNOTATION_ROLLBACK: Final = f"{GROUP}/rollback"
 ANNOTATION_RESTART: Final = f"{GROUP}/restart"
 # The node whose freeze the instance has agreed to (approved, or its notice ran out); see host_maintenance.
 ANNOTATION_FROZEN_ON: Final = f"{GROUP}/frozen-on"
+# `scaleset upgrade`: move the OS container to the newest published version now, or to the one named.
+ANNOTATION_OS_UPGRADE: Final = f"{GROUP}/os-upgrade"
+# On a ControllerRevision: the revision name of the user's spec.template it was made from (the
+# revision's own template has automatic updates laid over it).
+ANNOTATION_SPEC_REVISION: Final = f"{GROUP}/spec-revision"
+ANNOTATION_SWAP_BACK: Final = f"{GROUP}/swap-back"
 
 FIELD_MANAGER: Final = "scaleset-operator"
 
@@ -26,6 +33,18 @@ _INSTANCE_NAME = re.compile(r"^(?P<scaleset>.+)-(?P<ordinal>\d+)$")
 
 def instance_name(scaleset: str, ordinal: int) -> str:
     return f"{scaleset}-{ordinal}"
+
+
+def slot_base(scaleset: str, slot: str | None) -> str:
+    """What the instances of a slot are named after: the blue slot (and a ScaleSet that has never been
+    staged) keeps `<scaleset>-<ordinal>`; the green slot's instances are `<scaleset>-green-<ordinal>`,
+    and their claims `<claim>-<scaleset>-green-<ordinal>`."""
+    return scaleset if slot in (None, "blue") else f"{scaleset}-{slot}"
+
+
+def slot_of(obj: dict[str, Any]) -> str:
+    """The slot a pod or claim belongs to; one without the label is blue (made before any staging)."""
+    return str((obj.get("metadata", {}).get("labels") or {}).get(LABEL_SLOT) or "blue")
 
 
 def surge_instance_name(scaleset: str, ordinal: int) -> str:

@@ -1,10 +1,12 @@
-"""The live part of the demo: kubesim, the operator, the examples, and a rollout walking the domains."""
+"""The live part of the demo: kubesim, the operator, the examples; a rollout walking the domains, then
+an OS image published in a catalog that the fleet takes by itself once its maintenance window opens."""
 
 from __future__ import annotations
 
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,6 +25,8 @@ from scaleset_operator.identity import (
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "demo"
 NEW_IMAGE = "nginx:1.28"
+# The second scene: a publisher releases this version of the OS image; the fleet takes it by itself.
+PUBLISHED = "1.28.1"
 # The example policy pauses 10 s between batches and wants 10 s of stable readiness; the demo keeps
 # the policy's shape but shortens both so the whole walk fits in well under a minute.
 DEMO_NOTICE = "1s"
@@ -142,33 +146,8 @@ def run(out: TextIO = sys.stdout, timeout: float = 180.0) -> int:
                     {"spec": {"template": {"spec": {"containers": containers}}}},
                     MERGE_PATCH,
                 )
-                # Draw against the new revision only once the operator has named it in status.
-                _wait(
-                    lambda: (
-                        (kube.get(fleet_path("scalesets", NAMESPACE, "web")).get("status") or {}).get(
-                            "updateRevision"
-                        )
-                        not in (None, old)
-                    ),
-                    timeout,
-                )
-                last = ""
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    current = kube.get(fleet_path("scalesets", NAMESPACE, "web"))
-                    status = current.get("status") or {}
-                    upgrade = status.get("upgrade") or {}
-                    new = status.get("updateRevision") or ""
-                    view = _domain_view(_pods(kube), new, domains)
-                    line = f"{upgrade.get('phase', 'Idle'):<15} {view}"
-                    if line != last:
-                        say(line)
-                        last = line
-                    if new != old and status.get("currentRevision") == new and _is_ready(kube):
-                        break
-                    time.sleep(0.05)
-                else:
-                    say("the rollout did not finish in time")
+                new = _follow(kube, old, domains, timeout, say)
+                if new is None:
                     return 1
                 batches = sum(
                     1 for e in kube.list(core_path("events", NAMESPACE)) if e.get("reason") == "BatchStarted"
@@ -176,7 +155,112 @@ def run(out: TextIO = sys.stdout, timeout: float = 180.0) -> int:
                 say(
                     f"rollout complete: 14 instances on {new}, {batches} batches, one upgrade domain at a time"
                 )
+                if not _automatic_scene(kube, new, domains, timeout, say):
+                    return 1
     return 0
+
+
+def _follow(kube: Kube, old: str, domains: int, timeout: float, say: Any) -> str | None:
+    """Draw the walk from revision `old` until every instance is ready on the new one; its name, or None."""
+    # Draw against the new revision only once the operator has named it in status.
+    _wait(
+        lambda: (
+            (kube.get(fleet_path("scalesets", NAMESPACE, "web")).get("status") or {}).get("updateRevision")
+            not in (None, old)
+        ),
+        timeout,
+    )
+    last = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = kube.get(fleet_path("scalesets", NAMESPACE, "web"))
+        status = current.get("status") or {}
+        upgrade = status.get("upgrade") or {}
+        new = status.get("updateRevision") or ""
+        view = _domain_view(_pods(kube), new, domains)
+        line = f"{upgrade.get('phase', 'Idle'):<15} {view}"
+        if line != last:
+            say(line)
+            last = line
+        if new != old and status.get("currentRevision") == new and _is_ready(kube):
+            return str(new)
+        time.sleep(0.05)
+    say("the rollout did not finish in time")
+    return None
+
+
+def _automatic_scene(kube: Kube, old: str, domains: int, timeout: float, say: Any) -> bool:
+    """A new OS image is published; an OSImage window holds it until the window opens; the fleet
+    then upgrades itself, upgrade domain by upgrade domain, with spec.template untouched."""
+    window = next(yaml.safe_load_all((ROOT / "examples" / "maintenanceconfiguration.yaml").read_text()))
+    kube.create(fleet_path("maintenanceconfigurations"), window)
+    kube.patch(
+        fleet_path("scalesets", NAMESPACE, "web"),
+        {"metadata": {"labels": {"maintenance": "weekend"}}},
+        MERGE_PATCH,
+    )
+    now = datetime.now(UTC)
+    published = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kube.create(
+        fleet_path("imagecatalogs"),
+        {
+            "apiVersion": "fleet.scaleset.dev/v1alpha1",
+            "kind": "ImageCatalog",
+            "metadata": {"name": "nginx"},
+            "spec": {
+                "images": [
+                    {
+                        "repository": "nginx",
+                        "versions": [
+                            {"version": "1.28", "publishedAt": "2025-04-23T00:00:00Z"},
+                            {"version": PUBLISHED, "publishedAt": published},
+                        ],
+                    }
+                ]
+            },
+        },
+    )
+    say(
+        f"an ImageCatalog publishes nginx {PUBLISHED}; the policy has automaticOSUpgrade, and web is "
+        f"labelled maintenance=weekend, so examples/maintenanceconfiguration.yaml's OSImage window applies"
+    )
+
+    def waiting() -> str | None:
+        status = kube.get(fleet_path("scalesets", NAMESPACE, "web")).get("status") or {}
+        for update in status.get("pendingUpdates") or []:
+            if update.get("version") == PUBLISHED and update.get("waitingFor"):
+                return str(update["waitingFor"])
+        return None
+
+    say(f"pending: OSImage nginx {PUBLISHED}. {_wait(waiting, timeout)}")
+    say(_domain_view(_pods(kube), old, domains))
+    # Saturday night does not come during a demo: the window is moved to the hour that has begun.
+    opened = now.astimezone(UTC) - timedelta(minutes=30)
+    kube.patch(
+        fleet_path("maintenanceconfigurations", name=window["metadata"]["name"]),
+        {
+            "spec": {
+                "window": {
+                    "startDateTime": opened.strftime("%Y-%m-%d %H:%M"),
+                    "timeZone": "UTC",
+                    "recurEvery": "Day",
+                }
+            }
+        },
+        MERGE_PATCH,
+    )
+    say("the window opens (the demo moves it to now): the fleet upgrades itself")
+    new = _follow(kube, old, domains, timeout, say)
+    if new is None:
+        return False
+    scaleset = kube.get(fleet_path("scalesets", NAMESPACE, "web"))
+    written = scaleset["spec"]["template"]["spec"]["containers"][0]["image"]
+    chosen = (scaleset["status"].get("automaticUpdates") or {}).get("osImage") or {}
+    say(
+        f"automatic OS upgrade complete: 14 instances run {chosen.get('image')} on {new}; "
+        f"spec.template still says {written} (status.automaticUpdates records the choice)"
+    )
+    return True
 
 
 def _is_ready(kube: Kube) -> dict[str, Any] | None:

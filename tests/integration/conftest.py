@@ -218,3 +218,12 @@ def namespace(kube: Kube) -> Iterator[str]:
     yield name
     for scaleset in kube.list(fleet_path("scalesets", name)):
         kube.delete(fleet_path("scalesets", name, scaleset["metadata"]["name"]))
+
+
+@pytest.fixture
+def configurations(kube: Kube) -> Iterator[list[str]]:
+    """MaintenanceConfigurations are cluster-scoped: the names a test appends are deleted at its end."""
+    created: list[str] = []
+    yield created
+    for name in created:
+        kube.delete(fleet_path("maintenanceconfigurations", name=name))

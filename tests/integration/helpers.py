@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from scaleset_operator.control.kube import MERGE_PATCH, ApiError, Kube, core_path, fleet_path
@@ -204,3 +205,26 @@ def stalled(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
     """The Stalled condition of a ScaleSet when it is True."""
     found = condition(kube.get(fleet_path("scalesets", namespace, name)), "Stalled")
     return found if found and found["status"] == "True" else None
+
+
+def maintenance_configuration(
+    name: str, scope: str, selector: dict[str, str], start: datetime, **spec: Any
+) -> dict[str, Any]:
+    """A MaintenanceConfiguration of `scope` for the ScaleSets labelled `selector`: two hours weekly from
+    `start` (UTC); `spec` adds or replaces fields (maxDeferral, a window of another recurrence)."""
+    return {
+        "apiVersion": "fleet.scaleset.dev/v1alpha1",
+        "kind": "MaintenanceConfiguration",
+        "metadata": {"name": name},
+        "spec": {
+            "maintenanceScope": scope,
+            "window": {
+                "startDateTime": start.strftime("%Y-%m-%d %H:%M"),
+                "duration": "02:00",
+                "timeZone": "UTC",
+                "recurEvery": "Week",
+            },
+            "assignment": {"scaleSetSelector": {"matchLabels": selector}},
+            **spec,
+        },
+    }

@@ -18,8 +18,13 @@ def test_live_demo_walks_every_domain_in_order_and_completes() -> None:
     text = out.getvalue()
     assert "rollout complete: 14 instances" in text
     assert "9 batches" in text
+    # The second scene: the published OS image waits for its window, then the fleet takes it by itself.
+    assert "pending: OSImage nginx 1.28.1. OSImage maintenance waits for the next window" in text
+    assert "14 instances run nginx:1.28.1" in text and "spec.template still says nginx:1.28 " in text
+    scene = text.split("the window opens", 1)[1]
+    assert "RollingForward" in scene.split("automatic OS upgrade complete", 1)[0]
     # Each line of the walk shows the domains; a domain starts moving only after the ones before it finished.
-    walk = [line for line in text.splitlines() if "RollingForward" in line]
+    walk = [line for line in text.splitlines() if "RollingForward" in line]  # both scenes
     assert walk
     for line in walk:
         states = re.findall(r"UD(\d) ([●◐○x ]+?)(?=   UD|$)", line.split("RollingForward", 1)[1].strip())

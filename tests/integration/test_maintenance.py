@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from scaleset_operator.control.kube import Kube, core_path, fleet_path
-from scaleset_operator.control.snapshot import parse_time
+from scaleset_operator.planning.instances import parse_time
 from tests.integration.helpers import (
     PodSampler,
     create,
     is_ready,
+    maintenance_configuration,
     pods_of,
     scaleset_body,
     scaleset_ready,
@@ -25,33 +26,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 
 TIMEOUT = 60
 LABEL = "fleet.scaleset.dev/maintenance"
-
-
-def configuration(name: str, scope: str, selector: dict[str, str], start: datetime) -> dict[str, Any]:
-    return {
-        "apiVersion": "fleet.scaleset.dev/v1alpha1",
-        "kind": "MaintenanceConfiguration",
-        "metadata": {"name": name},
-        "spec": {
-            "maintenanceScope": scope,
-            "window": {
-                "startDateTime": start.strftime("%Y-%m-%d %H:%M"),
-                "duration": "02:00",
-                "timeZone": "UTC",
-                "recurEvery": "Week",
-            },
-            "assignment": {"scaleSetSelector": {"matchLabels": selector}},
-        },
-    }
-
-
-@pytest.fixture
-def configurations(kube: Kube) -> Iterator[list[str]]:
-    """MaintenanceConfigurations are cluster-scoped: whatever a test creates goes at its end."""
-    created: list[str] = []
-    yield created
-    for name in created:
-        kube.delete(fleet_path("maintenanceconfigurations", name=name))
 
 
 def node_of(kube: Kube, namespace: str, pod: str) -> str:
@@ -83,12 +57,13 @@ def test_status_names_the_configurations_that_apply_and_the_next_window(
     start = datetime.now(UTC) + timedelta(days=2)
     for name, scope in ((f"os-{tag}", "OSImage"), (f"host-{tag}", "Host")):
         kube.create(
-            fleet_path("maintenanceconfigurations"), configuration(name, scope, {"window": tag}, start)
+            fleet_path("maintenanceconfigurations"),
+            maintenance_configuration(name, scope, {"window": tag}, start),
         )
         configurations.append(name)
     kube.create(
         fleet_path("maintenanceconfigurations"),
-        configuration(f"other-{tag}", "OSImage", {"window": "nope"}, start),
+        maintenance_configuration(f"other-{tag}", "OSImage", {"window": "nope"}, start),
     )
     configurations.append(f"other-{tag}")
     body = scaleset_body("web", 2)
@@ -166,9 +141,12 @@ def cordon_under_a_distant_host_window(
 ) -> tuple[str, str, list[str]]:
     """A ScaleSet under a Host window two days away, and the node of web-0 cordoned: (tag, node, instances on it)."""
     tag = uuid.uuid4().hex[:8]
-    body = configuration(f"host-{tag}", "Host", {"window": tag}, datetime.now(UTC) + timedelta(days=2))
-    body["spec"].update(spec)
-    kube.create(fleet_path("maintenanceconfigurations"), body)
+    kube.create(
+        fleet_path("maintenanceconfigurations"),
+        maintenance_configuration(
+            f"host-{tag}", "Host", {"window": tag}, datetime.now(UTC) + timedelta(days=2), **spec
+        ),
+    )
     configurations.append(f"host-{tag}")
     scaleset = scaleset_body("web", 4)
     scaleset["metadata"]["labels"] = {"window": tag}

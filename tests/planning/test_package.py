@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaleset_operator.api.models import (
+    AutomaticUpdatesStatus,
     Extension,
     ImageCatalog,
     InstallPatches,
@@ -29,6 +30,7 @@ from scaleset_operator.planning.package import (
     order_sidecars,
     plan_package,
     provision_order,
+    restart_due,
 )
 from scaleset_operator.planning.revisions import UpdateKind, classify_update
 from scaleset_operator.planning.updates import extension_policy, pending_updates, scope_of
@@ -195,10 +197,51 @@ def test_hotpatches_alone_restart_nothing() -> None:
     assert package.template["spec"] == spec.template["spec"]
     assert classify_update(spec.template, package.template) == UpdateKind.IN_PLACE
     assert not package.restart
+    assert not restart_due(spec.template, package.template, spec.os_container_name)
     always = InstallPatches(reboot_setting="Always")
-    assert plan_package(
+    rebooting = plan_package(
         spec, UpgradePolicySpec(), index_catalogs([CATALOG]), None, NIGHT, settings=always
-    ).restart
+    )
+    assert rebooting.restart
+    # Under Always the hotpatch is recorded with the patches that restart, and the move restarts.
+    assert rebooting.overlay.patches is not None and rebooting.overlay.patches.patch_ids == ["HP-NEW"]
+    assert HOTPATCHES_ANNOTATION not in rebooting.template["metadata"]["annotations"]
+    assert restart_due(spec.template, rebooting.template, spec.os_container_name)
+    # Once there, nothing more is due.
+    assert not restart_due(rebooting.template, rebooting.template, spec.os_container_name)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "due"),
+    [
+        ((), (), False),
+        ((), ("KB1",), True),  # a restart patch with no image: restart
+        (("KB1",), ("KB1",), False),  # had it already
+        (("KB1",), ("KB1", "KB2"), True),
+        (("KB1", "KB2"), ("KB1",), False),  # dropped, nothing to apply
+    ],
+)
+def test_restart_due_when_restart_patches_arrive_without_an_image(
+    before: tuple[str, ...], after: tuple[str, ...], due: bool
+) -> None:
+    spec = scaleset()
+
+    def with_patches(ids: tuple[str, ...], image: str | None = None) -> dict[str, Any]:
+        overlay = AutomaticUpdatesStatus.model_validate(
+            {
+                "patches": {
+                    "container": "os",
+                    "baseImage": f"{OS}:22.4.1",
+                    "patchIds": list(ids),
+                    "image": image,
+                }
+            }
+        )
+        return effective_template(spec.template, overlay)
+
+    assert restart_due(with_patches(before), with_patches(after), "os") == due
+    # A patched image restarts the container by itself: no restart is due on top of it.
+    assert not restart_due(with_patches(before), with_patches(after, f"{OS}:22.4.1-p1"), "os")
 
 
 def test_an_os_image_not_in_the_catalog_gets_every_patch() -> None:

@@ -226,7 +226,7 @@ def test_policy_rule_violation_reads_as_the_api_server_says_it() -> None:
     }
     assert refusal(doc, UpgradePolicy, "policy.yaml") == (
         'policy.yaml: UpgradePolicy "rolling": '
-        "spec.mode must be one of 'Automatic', 'Rolling' or 'Manual' (got 'Fast'); "
+        "spec.mode must be one of 'Automatic', 'Rolling', 'Manual' or 'Staged' (got 'Fast'); "
         "spec.rollingUpgrade.maxBatchInstancePercent must not exceed "
         "spec.rollingUpgrade.maxUnhealthyInstancePercent (got 50 > 20)."
     )

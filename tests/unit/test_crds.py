@@ -253,6 +253,7 @@ def test_scaleset_columns_show_desired_ready_updated_phase_and_domain() -> None:
         "Updated": ".status.updatedReplicas",
         "Phase": ".status.upgrade.phase",
         "UD": ".status.upgrade.currentUpgradeDomain",
+        "Slot": ".status.staged.production",
         "Age": ".metadata.creationTimestamp",
     }
 
@@ -321,7 +322,7 @@ def test_descriptions_and_bounds_come_from_the_model_fields() -> None:
         100,
     )
     mode = schema_of(UpgradePolicy)["properties"]["spec"]["properties"]["mode"]
-    assert mode["enum"] == ["Automatic", "Rolling", "Manual"]
+    assert mode["enum"] == ["Automatic", "Rolling", "Manual", "Staged"]
 
 
 # --------------------------------------------------------------------------- defaults

@@ -35,6 +35,8 @@ CLUSTER_CALLS = {
     ("fleet.scaleset.dev", "upgradepolicies", "watch"),
     ("fleet.scaleset.dev", "maintenanceconfigurations", "list"),  # windows, read each pass
     ("fleet.scaleset.dev", "maintenanceconfigurations", "watch"),  # kopf wakes the ScaleSets
+    ("fleet.scaleset.dev", "imagecatalogs", "list"),  # published versions, read each pass
+    ("fleet.scaleset.dev", "imagecatalogs", "watch"),  # kopf wakes the ScaleSets
     ("", "pods", "get"),  # a scheduled-event annotation re-read after a conflict
     ("", "pods", "list"),
     ("", "pods", "watch"),
@@ -45,6 +47,9 @@ CLUSTER_CALLS = {
     ("", "persistentvolumeclaims", "list"),
     ("", "persistentvolumeclaims", "create"),
     ("", "persistentvolumeclaims", "delete"),
+    ("", "services", "list"),  # Staged mode: the Services that select the instances
+    ("", "services", "patch"),  # the slot key of their selector: pinned, then swapped
+    ("", "resourcequotas", "list"),  # the pods a staged set may add
     ("apps", "controllerrevisions", "get"),
     ("apps", "controllerrevisions", "list"),
     ("apps", "controllerrevisions", "create"),

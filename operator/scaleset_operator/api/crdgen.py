@@ -160,6 +160,13 @@ KINDS: Final[tuple[CrdKind, ...]] = (
             PrinterColumn(
                 "UD", "integer", ".status.upgrade.currentUpgradeDomain", "The upgrade domain being upgraded."
             ),
+            PrinterColumn(
+                "Slot",
+                "string",
+                ".status.staged.production",
+                "Staged mode: the slot in production.",
+                priority=1,
+            ),
             AGE,
         ),
     ),
@@ -170,7 +177,7 @@ KINDS: Final[tuple[CrdKind, ...]] = (
         short_names=("upol",),
         categories=("fleet",),
         printer_columns=(
-            PrinterColumn("Mode", "string", ".spec.mode", "Automatic, Rolling or Manual."),
+            PrinterColumn("Mode", "string", ".spec.mode", "Automatic, Rolling, Manual or Staged."),
             PrinterColumn(
                 "Batch%",
                 "integer",

@@ -108,6 +108,7 @@ class UpgradeMode(StrEnum):
     AUTOMATIC = "Automatic"
     ROLLING = "Rolling"
     MANUAL = "Manual"
+    STAGED = "Staged"
 
 
 class OnInstanceStartTimeout(StrEnum):
@@ -189,6 +190,28 @@ class HealthCheck(ApiModel):
         return parse_duration(self.stabilization_period).total_seconds()
 
 
+class StagedUpgrade(ApiModel):
+    """How a staged upgrade (mode Staged) keeps the set it swapped away from, and how many extra
+    instances it may add."""
+
+    keep_previous_for: Duration = Field(
+        default="1h",
+        description="How long the set swapped away from is kept, so that a swap back is instant.",
+    )
+    max_extra_instances: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Most instances a staged upgrade may run beside production; a larger ScaleSet waits "
+            "(StagedCapacity) rather than creating part of its staged set. Unlimited when absent."
+        ),
+    )
+
+    @property
+    def keep_previous_seconds(self) -> float:
+        return parse_duration(self.keep_previous_for).total_seconds()
+
+
 class AutomaticOSUpgrade(ApiModel):
     """Roll out new OS image versions from the ImageCatalog by themselves."""
 
@@ -211,13 +234,20 @@ class UpgradePolicySpec(ApiModel):
 
     mode: UpgradeMode = Field(
         default=UpgradeMode.ROLLING,
-        description="Automatic (all at once), Rolling (batch by batch) or Manual (walkUpgradeDomain decides).",
+        description=(
+            "Automatic (all at once), Rolling (batch by batch), Manual (walkUpgradeDomain decides) or "
+            "Staged (a second set on the new revision, then every Service swapped to it at once)."
+        ),
     )
     rolling_upgrade: RollingUpgrade = Field(
         default_factory=RollingUpgrade, description="Batch sizes and health limits of a rolling upgrade."
     )
     health_check: HealthCheck = Field(
         default_factory=HealthCheck, description="When an upgraded instance counts as healthy."
+    )
+    staged: StagedUpgrade = Field(
+        default_factory=StagedUpgrade,
+        description="The set kept after a swap, and the extra capacity (mode Staged).",
     )
     update_method: UpdateMethod = Field(
         default=UpdateMethod.IN_PLACE_IF_POSSIBLE,
@@ -447,6 +477,8 @@ class UpgradePhase(StrEnum):
     WAITING_FOR_MAINTENANCE_WINDOW = "WaitingForMaintenanceWindow"
     ROLLING_BACK = "RollingBack"
     RESTARTING = "Restarting"
+    STAGING = "Staging"
+    SWAPPING = "Swapping"
     COMPLETED = "Completed"
     FAILED = "Failed"
 
@@ -540,6 +572,54 @@ class UpgradeStatus(ApiModel):
     )
 
 
+class Slot(StrEnum):
+    """One of the two sets of instances of a ScaleSet in Staged mode (pod label fleet.scaleset.dev/slot)."""
+
+    BLUE = "blue"
+    GREEN = "green"
+
+
+class StagedSetStatus(ApiModel):
+    """The set of instances being brought up beside production."""
+
+    slot: Slot = Field(description="The slot the set is created in.")
+    revision: str = Field(description="The revision its instances run.")
+    started_at: str | None = Field(default=None, description="RFC 3339 time the set was started.")
+
+
+class SwapStatus(ApiModel):
+    """A swap in progress: every Service selecting the instances is moving to `toSlot`."""
+
+    to_slot: Slot = Field(description="The slot that becomes production.")
+    revision: str = Field(description="The revision that slot runs.")
+    started_at: str | None = Field(default=None, description="RFC 3339 time the swap started.")
+    back: bool = Field(default=False, description="A swap back, asked for with fleet.scaleset.dev/swap-back.")
+
+
+class PreviousSetStatus(ApiModel):
+    """The set swapped away from, kept so that a swap back is instant."""
+
+    slot: Slot
+    revision: str
+    kept_until: str | None = Field(default=None, description="RFC 3339 time the set is removed.")
+
+
+class StagedStatus(ApiModel):
+    """Which slot is production, and the staged set, swap and kept set of Staged mode."""
+
+    production: Slot = Field(default=Slot.BLUE, description="The slot every Service selects.")
+    production_revision: str | None = Field(default=None, description="The revision production runs.")
+    staging: StagedSetStatus | None = Field(default=None, description="The set being brought up.")
+    swap: SwapStatus | None = Field(default=None, description="The swap in progress.")
+    previous: PreviousSetStatus | None = Field(default=None, description="The set kept for a swap back.")
+    swapped_at: str | None = Field(default=None, description="RFC 3339 time of the last swap.")
+    swapped_back_revision: str | None = Field(
+        default=None,
+        description="The revision last swapped away from by a swap back; not staged again while spec.template asks for it.",
+    )
+    services: list[str] = Field(default_factory=list, description="The Services the last swap moved.")
+
+
 class UpgradeDomainStatus(ApiModel):
     """The instances of one upgrade domain and their progress."""
 
@@ -561,6 +641,10 @@ class PendingUpdate(ApiModel):
     scope: str | None = Field(
         default=None,
         description="The maintenance scope whose window it waits for: OSImage, Extension or InGuestPatch.",
+    )
+    waiting_for: str | None = Field(
+        default=None,
+        description="Why it is not rolling out yet (its window, off-peak hours); absent when it is.",
     )
 
 
@@ -682,6 +766,10 @@ class ScaleSetStatus(ApiModel):
     )
     host_maintenance: HostMaintenanceStatus | None = Field(
         default=None, description="Instances being moved off nodes under maintenance; absent when none is."
+    )
+    staged: StagedStatus | None = Field(
+        default=None,
+        description="Staged mode: which slot is production; absent until a policy in Staged mode applies.",
     )
 
 

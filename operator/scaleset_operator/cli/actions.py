@@ -1,4 +1,4 @@
-"""`scaleset rollback` and `scaleset restart`: ask the operator for an imperative action and report its answer.
+"""`scaleset rollback`, `restart`, `upgrade` and `swap-back`: ask the operator for an imperative action and report its answer.
 
 Each sets the action's annotation on the ScaleSet, as `kubectl annotate` would, then waits until the
 operator has consumed it and prints what it decided (status.upgrade.lastAction).
@@ -13,7 +13,12 @@ from typing import Any
 import typer
 
 from scaleset_operator.cli.main import app
-from scaleset_operator.identity import ANNOTATION_RESTART, ANNOTATION_ROLLBACK
+from scaleset_operator.identity import (
+    ANNOTATION_OS_UPGRADE,
+    ANNOTATION_RESTART,
+    ANNOTATION_ROLLBACK,
+    ANNOTATION_SWAP_BACK,
+)
 
 KUBECONFIG_OPTION = typer.Option(
     None, "--kubeconfig", help="Kubeconfig file; default $KUBECONFIG or ~/.kube/config."
@@ -47,6 +52,7 @@ def ask(
     context: str | None,
     wait: bool,
     timeout: float,
+    value: str = "true",
 ) -> None:
     from scaleset_operator.control.kube import ApiError, Kube, fleet_path
 
@@ -58,14 +64,15 @@ def ask(
         raise typer.Exit(2) from None
     path = fleet_path("scalesets", namespace, name)
     try:
-        kube.patch(path, {"metadata": {"annotations": {annotation: "true"}}})
+        kube.patch(path, {"metadata": {"annotations": {annotation: value}}})
     except ApiError as error:
         if error.status == 404:
             typer.echo(f'error: ScaleSet "{name}" not found in namespace "{namespace}".', err=True)
         else:
             typer.echo(f"error: {error.message or error.reason}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f'{action} of ScaleSet "{name}" in namespace "{namespace}" asked for ({annotation}=true).')
+    title = {"OSUpgrade": "OS upgrade"}.get(action, action)
+    typer.echo(f'{title} of ScaleSet "{name}" in namespace "{namespace}" asked for ({annotation}={value}).')
     if not wait:
         return
     deadline = time.monotonic() + timeout
@@ -113,6 +120,45 @@ def restart_command(
 ) -> None:
     """Restart every instance, upgrade domain by upgrade domain, under the policy's batch limits."""
     ask("Restart", ANNOTATION_RESTART, name, namespace, kubeconfig, context, wait, timeout)
+
+
+@app.command("upgrade")
+def upgrade_command(
+    name: str = typer.Argument(..., help="The ScaleSet whose OS container to upgrade."),
+    to: str | None = typer.Option(
+        None, "--to", help="The published version to move to; default the newest published one."
+    ),
+    namespace: str | None = NAMESPACE_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
+    wait: bool = WAIT_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+) -> None:
+    """Upgrade the OS container now to a version of its ImageCatalog, under the policy, outside any window."""
+    ask(
+        "OSUpgrade",
+        ANNOTATION_OS_UPGRADE,
+        name,
+        namespace,
+        kubeconfig,
+        context,
+        wait,
+        timeout,
+        to or "latest",
+    )
+
+
+@app.command("swap-back")
+def swap_back_command(
+    name: str = typer.Argument(..., help="The ScaleSet (Staged mode) whose Services to swap back."),
+    namespace: str | None = NAMESPACE_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
+    wait: bool = WAIT_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+) -> None:
+    """Swap every Service back to the set the last staged upgrade swapped away from, while it is kept."""
+    ask("SwapBack", ANNOTATION_SWAP_BACK, name, namespace, kubeconfig, context, wait, timeout)
 
 
 @app.command("approve")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -65,7 +66,10 @@ def render_status(scaleset: dict[str, Any]) -> RenderableType:
             f", revision {status.get('currentRevision') or '-'}",
         )
     ]
-    if upgrade.get("locked"):
+    staged = status.get("staged")
+    if staged:
+        lines.append(Text(_staged_line(staged)))
+    if upgrade.get("locked") and phase not in ("Staging", "Swapping"):  # a staged set has no batches
         batch = upgrade.get("currentBatch") or {}
         where = (
             f"upgrade domain {upgrade['currentUpgradeDomain']}"
@@ -108,7 +112,85 @@ def render_status(scaleset: dict[str, Any]) -> RenderableType:
             "<- upgrading" if domain.get("index") == current else "",
         )
     lines.append(table)
+    lines.extend(_updates(status))
     return Group(*lines)
+
+
+def _short(image: str) -> str:
+    return image.removeprefix("docker.io/library/").removeprefix("docker.io/")
+
+
+def _updates(status: dict[str, Any]) -> list[RenderableType]:
+    """What automatic updates chose, what is pending and what it waits for, and the next windows."""
+    lines: list[RenderableType] = []
+    chosen = status.get("automaticUpdates") or {}
+    runs = ([chosen["osImage"]] if chosen.get("osImage") else []) + list(chosen.get("extensions") or [])
+    for entry in runs:
+        lines.append(Text(f"{entry['container']} runs {_short(entry['image'])} ({entry['reason']})"))
+    patches = chosen.get("patches") or {}
+    applied = [*(patches.get("patchIds") or []), *(patches.get("hotpatchIds") or [])]
+    if applied:
+        lines.append(Text(f"Guest patches applied: {', '.join(applied)}"))
+    for item in chosen.get("rolledBack") or []:
+        lines.append(Text(f"Rolled back, not tried again: {_short(item['repository'])}:{item['version']}"))
+    pending = status.get("pendingUpdates") or []
+    if pending:
+        table = Table(title="Pending updates", title_justify="left")
+        for column in ("Kind", "Name", "Version", "Class", "Since", "Waiting for"):
+            table.add_column(column)
+        for update in pending:
+            table.add_row(
+                update.get("kind") or "-",
+                _short(update.get("name") or "-"),
+                _short(update.get("version") or "-"),
+                update.get("classification") or "-",
+                (update.get("since") or "-")[:10],
+                update.get("waitingFor") or "rolling out",
+            )
+        lines.append(table)
+    maintenance = status.get("maintenance") or {}
+    for window in maintenance.get("nextWindows") or []:
+        lines.append(Text(f"{window['scope']} window: {window['start']} to {window['end']}"))
+    return lines
+
+
+def status_json(scaleset: dict[str, Any]) -> dict[str, Any]:
+    """`scaleset status -o json`: the data the table shows."""
+    meta, status = scaleset["metadata"], scaleset.get("status") or {}
+    upgrade = status.get("upgrade") or {}
+    return {
+        "name": meta["name"],
+        "namespace": meta.get("namespace"),
+        "replicas": (scaleset.get("spec") or {}).get("replicas"),
+        "readyReplicas": status.get("readyReplicas", 0),
+        "updatedReplicas": status.get("updatedReplicas", 0),
+        "phase": upgrade.get("phase") or "Idle",
+        "reason": upgrade.get("reason"),
+        "message": upgrade.get("message"),
+        "currentRevision": status.get("currentRevision"),
+        "updateRevision": status.get("updateRevision"),
+        "currentBatch": upgrade.get("currentBatch") if upgrade.get("locked") else None,
+        "upgradeDomains": status.get("upgradeDomains") or [],
+        "conditions": status.get("conditions") or [],
+        "automaticUpdates": status.get("automaticUpdates") or {},
+        "pendingUpdates": status.get("pendingUpdates") or [],
+        "nextWindows": (status.get("maintenance") or {}).get("nextWindows") or [],
+    }
+
+
+def _staged_line(staged: dict[str, Any]) -> str:
+    """Staged mode: which slot serves, and what runs beside it."""
+    parts = [f"Production slot {staged.get('production')} ({staged.get('productionRevision') or '-'})"]
+    if staged.get("swap"):
+        parts.append(f"swapping to {staged['swap']['toSlot']} ({staged['swap']['revision']})")
+    elif staged.get("staging"):
+        parts.append(f"staging {staged['staging']['revision']} in slot {staged['staging']['slot']}")
+    if staged.get("previous"):
+        previous = staged["previous"]
+        parts.append(
+            f"previous {previous['slot']} ({previous['revision']}) kept until {previous.get('keptUntil') or '-'}"
+        )
+    return "; ".join(parts)
 
 
 def _poll(target: Target, name: str, interval: float) -> Iterator[dict[str, Any]]:
@@ -122,14 +204,20 @@ def status(
     name: str = typer.Argument(..., help="The ScaleSet."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Keep showing the status as it changes."),
     interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between reads with --watch."),
+    output: str = typer.Option("table", "--output", "-o", help="table or json."),
     namespace: str | None = NAMESPACE_OPTION,
     context: str | None = CONTEXT_OPTION,
     kubeconfig: Path | None = KUBECONFIG_OPTION,
 ) -> None:
-    """Show a ScaleSet's upgrade domains, revisions, health and the running rollout."""
+    """Show a ScaleSet's upgrade domains, revisions, health, the running rollout, pending updates and windows."""
     with _errors():
+        if output not in ("table", "json"):
+            raise CommandError(f"-o/--output must be table or json (got {output!r}).")
         target = connect(kubeconfig, context, namespace)
         console = Console()
+        if output == "json":
+            typer.echo(json.dumps(status_json(target.scaleset(name)), indent=2))
+            return
         if not watch:
             console.print(render_status(target.scaleset(name)))
             return

@@ -140,6 +140,8 @@ def render_table(console: Console, scaleset: ScaleSet, choice: PolicyChoice, pre
     names = [instance_name(name, o) for o in range(spec.replicas)]
     if policy.mode == UpgradeMode.AUTOMATIC:
         sizing = "all instances at once"
+    elif policy.mode == UpgradeMode.STAGED:
+        sizing = f"a second set of {spec.replicas} instance(s) beside production, then one swap"
     else:
         sizing = (
             f"batches of at most {batch_size(spec.replicas, policy)} ({_percent(policy)}, one domain each)"
@@ -165,7 +167,8 @@ def render_table(console: Console, scaleset: ScaleSet, choice: PolicyChoice, pre
     for number, batch in enumerate(preview.batches, start=1):
         domain = "all" if batch.upgrade_domain is None else str(batch.upgrade_domain)
         batches.add_row(str(number), domain, ", ".join(names[o] for o in batch.ordinals))
-    console.print(batches)
+    if policy.mode != UpgradeMode.STAGED:  # no batches: the staged set is created whole
+        console.print(batches)
 
     for line in _notes(scaleset, policy, preview, names):
         console.print(line)
@@ -190,7 +193,12 @@ def _notes(
         notes.append(f"Manual mode: {allows}.")
         if waiting:
             notes.append(f"Waiting for a higher walkUpgradeDomain: {', '.join(waiting)}.")
-    if spec.replicas == 1 and not policy.rolling_upgrade.max_surge:
+    if policy.mode == UpgradeMode.STAGED:
+        notes.append(
+            "Staged mode: the new revision runs beside production in the other slot; once it is healthy "
+            "as a whole, every Service selecting the instances is swapped to it in one update each."
+        )
+    elif spec.replicas == 1 and not policy.rolling_upgrade.max_surge:
         notes.append("A single instance cannot be upgraded without downtime; use two or more replicas.")
     if spec.paused:
         notes.append("spec.paused is true: no batch starts until it is false.")

@@ -10,12 +10,17 @@ removed: an operator stopped in between finds the action running and only remove
 
 from __future__ import annotations
 
-import copy
 import logging
 from datetime import datetime
 from typing import Any
 
-from scaleset_operator.control.context import HISTORY_KEPT, Conflict, Snapshot, timestamp, timestamp_precise
+from scaleset_operator.control.context import (
+    HISTORY_KEPT,
+    Snapshot,
+    patch_status,
+    timestamp,
+    timestamp_precise,
+)
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.kube import ApiError, Kube, fleet_path
 from scaleset_operator.control.snapshot import instance_state
@@ -26,10 +31,12 @@ from scaleset_operator.planning.rollback import (
     Action,
     Decision,
     Lock,
+    Refusal,
     Refused,
     decide_restart,
     decide_rollback,
 )
+from scaleset_operator.planning.staged import is_staged
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +59,9 @@ def lock_of(upgrade: dict[str, Any]) -> Lock:
 
 
 def instances_of(snapshot: Snapshot) -> list[InstanceState]:
-    return [instance_state(snapshot.name, o, snapshot.pods.get(o)) for o in range(snapshot.spec.replicas)]
+    return [
+        instance_state(snapshot.instance_base, o, snapshot.pods.get(o)) for o in range(snapshot.spec.replicas)
+    ]
 
 
 class ImperativeActions:
@@ -85,6 +94,13 @@ class ImperativeActions:
             self._refuse(snapshot, upgrade, Action.ROLLBACK, decision, now)
 
     def decide_rollback(self, snapshot: Snapshot) -> Decision:
+        if is_staged(snapshot.policy):
+            return Refused(
+                Refusal.STAGED_MODE,
+                "In Staged mode an upgrade never changes the instances that serve, so there is nothing to "
+                f"roll back: swap back (scaleset swap-back {snapshot.name}) while the previous set is kept, "
+                "or apply the former template.",
+            )
         lock = lock_of(snapshot.upgrade)
         return decide_rollback(
             lock,
@@ -217,30 +233,22 @@ class ImperativeActions:
 
     def write_upgrade(self, snapshot: Snapshot, upgrade: dict[str, Any]) -> None:
         """Write status.upgrade whole, only if nobody changed the ScaleSet since this pass read it."""
-        body = {
-            "metadata": {"resourceVersion": snapshot.resource_version},
-            "status": {"upgrade": upgrade},
-        }
-        path = fleet_path("scalesets", snapshot.namespace, snapshot.name, "status")
-        try:
-            updated = self.kube.patch(path, body)
-        except ApiError as error:
-            if error.status == 409:
-                raise Conflict(str(error)) from None
-            raise
-        snapshot.scaleset["status"] = updated.get("status") or {}
-        snapshot.scaleset["metadata"]["resourceVersion"] = updated["metadata"]["resourceVersion"]
-        snapshot.stored_status = copy.deepcopy(snapshot.scaleset["status"])
+        patch_status(self.kube, snapshot, {"upgrade": upgrade})
 
     def _remove_annotation(self, snapshot: Snapshot, key: str) -> None:
-        path = fleet_path("scalesets", snapshot.namespace, snapshot.name)
-        try:
-            updated = self.kube.patch(path, {"metadata": {"annotations": {key: None}}})
-        except ApiError as error:
-            if error.status == 404:
-                return
-            raise
-        snapshot.scaleset["metadata"] = updated["metadata"]
+        remove_annotation(self.kube, snapshot, key)
+
+
+def remove_annotation(kube: Kube, snapshot: Snapshot, key: str) -> None:
+    """An action annotation is consumed once: removed after its answer is written."""
+    path = fleet_path("scalesets", snapshot.namespace, snapshot.name)
+    try:
+        updated = kube.patch(path, {"metadata": {"annotations": {key: None}}})
+    except ApiError as error:
+        if error.status == 404:
+            return
+        raise
+    snapshot.scaleset["metadata"] = updated["metadata"]
 
 
 def rolled_back_message(failed: str | None, target: str | None) -> str:

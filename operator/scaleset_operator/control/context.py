@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from scaleset_operator.api.models import ScaleSetSpec, UpgradePolicySpec
+from scaleset_operator.control.kube import ApiError, Kube, fleet_path
+from scaleset_operator.identity import slot_base
 
 RESYNC_SECONDS = 30.0
 HISTORY_KEPT = 10
@@ -60,6 +63,10 @@ class Snapshot:
     # The status as the API server last returned it: what a merge patch is computed against.
     stored_status: dict[str, Any] = field(default_factory=dict)
     template_revision: str = ""
+    # Staged mode: the production slot (None for a ScaleSet never staged), whose pods are `pods`, and
+    # the pods of the other slot (the staged set, or the set kept after a swap), by ordinal.
+    slot: str | None = None
+    standby: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -75,6 +82,11 @@ class Snapshot:
     def resource_version(self) -> str | None:
         version: str | None = self.scaleset["metadata"].get("resourceVersion")
         return version
+
+    @property
+    def instance_base(self) -> str:
+        """What production instances are named after: `<name>`, or `<name>-green` when green serves."""
+        return slot_base(self.name, self.slot)
 
     @property
     def upgrade(self) -> dict[str, Any]:
@@ -105,6 +117,31 @@ class InvalidInput(Exception):
 
 class Conflict(Exception):
     """Another writer changed the ScaleSet since this pass read it; the pass ends and starts again."""
+
+
+def patch_status(kube: Kube, snapshot: Snapshot, status: dict[str, Any]) -> None:
+    """Merge-patch the status, only if nobody changed the ScaleSet since this pass read it.
+
+    Every status write is guarded by the resourceVersion the pass read (or last wrote): the status
+    holds the rollout's record (the batch in flight is the lock), so a pass that decided from a
+    stale read must write nothing; it ends with Conflict and the next pass reads again. Of two
+    operators running by mistake, only one can record a batch.
+    """
+    body: dict[str, Any] = {
+        "metadata": {"resourceVersion": snapshot.resource_version},
+        "status": status,
+    }
+    try:
+        updated = kube.patch(fleet_path("scalesets", snapshot.namespace, snapshot.name, "status"), body)
+    except ApiError as error:
+        if error.status == 404:
+            return
+        if error.status == 409:
+            raise Conflict(str(error)) from None
+        raise
+    snapshot.scaleset["status"] = updated.get("status") or {}
+    snapshot.scaleset["metadata"]["resourceVersion"] = updated["metadata"]["resourceVersion"]
+    snapshot.stored_status = copy.deepcopy(snapshot.scaleset["status"])
 
 
 def owned_by(obj: dict[str, Any], uid: str) -> bool:

@@ -7,6 +7,7 @@ pod writes in stateful_pod_control.go.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -24,20 +25,24 @@ from scaleset_operator.control.context import (
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.kube import STRATEGIC_MERGE_PATCH, ApiError, Kube, core_path
 from scaleset_operator.control.scheduled_events import ScheduledEventsControl, event_id, events_of
-from scaleset_operator.control.snapshot import instance_state, is_terminating, parse_time, pod_images
+from scaleset_operator.control.snapshot import instance_state, is_terminating, pod_images
 from scaleset_operator.identity import (
     LABEL_ORDINAL,
     LABEL_REVISION,
     LABEL_SCALESET,
+    LABEL_SLOT,
     LABEL_UPGRADE_DOMAIN,
     label_selector,
     ordinal_of,
+    slot_of,
 )
 from scaleset_operator.planning.domains import upgrade_domain_of
-from scaleset_operator.planning.instances import HealthGate, InstanceState
+from scaleset_operator.planning.instances import HealthGate, InstanceState, parse_time
+from scaleset_operator.planning.package import restart_due
 from scaleset_operator.planning.restart import restart_revision, restarted
 from scaleset_operator.planning.revisions import UpdateKind, classify_update
 from scaleset_operator.planning.scheduled_events import BatchTiming, EventType
+from scaleset_operator.planning.staged import is_staged
 
 
 class InstanceControl:
@@ -91,7 +96,8 @@ class InstanceControl:
     def hold(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
         """While a change is refused, keep what runs: bring back instances that went missing (a reimage
         in flight, a deleted pod) on the last accepted revision, and change nothing else."""
-        accepted = snapshot.upgrade.get("toRevision")
+        # In Staged mode toRevision is the staged set's revision: production instances stay on theirs.
+        accepted = None if is_staged(snapshot.policy) else snapshot.upgrade.get("toRevision")
         if accepted in snapshot.revisions:
             snapshot.update_revision = accepted
         elif snapshot.current_revision in snapshot.revisions:
@@ -143,27 +149,102 @@ class InstanceControl:
         for ordinal in range(replicas):
             if ordinal in snapshot.pods:
                 continue
-            self._ensure_claims(snapshot, ordinal)
             revision = self._revision_for_new_instance(snapshot, ordinal)
-            template = snapshot.template_of(revision) or snapshot.spec.template
-            pod = manifests.instance_pod(
-                snapshot.scaleset, snapshot.spec, template, revision, ordinal, timestamp_precise(now)
-            )
-            try:
-                created = self.kube.create(core_path("pods", snapshot.namespace), pod)
-            except ApiError as error:
-                if error.status == 409:  # a terminating predecessor still holds the name
-                    continue
-                if error.status in (400, 422):
-                    raise InvalidInput(
-                        "TemplateRejected", f"spec.template was refused: {error.message}"
-                    ) from None
-                raise
-            snapshot.pods[ordinal] = created
-            outcome.notes.append(f"created {pod['metadata']['name']}")
+            created = self._create_instance(snapshot, ordinal, revision, snapshot.slot, now, outcome)
+            if created is not None:
+                snapshot.pods[ordinal] = created
 
-    def _ensure_claims(self, snapshot: Snapshot, ordinal: int) -> None:
-        for claim in manifests.instance_claims(snapshot.scaleset, snapshot.spec, ordinal):
+    def _create_instance(
+        self,
+        snapshot: Snapshot,
+        ordinal: int,
+        revision: str,
+        slot: str | None,
+        now: datetime,
+        outcome: Outcome,
+    ) -> dict[str, Any] | None:
+        """Create one instance of `slot` on `revision`, its claims first; None while a terminating
+        predecessor still holds the name."""
+        self._ensure_claims(snapshot, ordinal, slot)
+        template = snapshot.template_of(revision) or snapshot.spec.template
+        pod = manifests.instance_pod(
+            snapshot.scaleset, snapshot.spec, template, revision, ordinal, timestamp_precise(now), slot=slot
+        )
+        try:
+            created = self.kube.create(core_path("pods", snapshot.namespace), pod)
+        except ApiError as error:
+            if error.status == 409:
+                return None
+            if error.status in (400, 422):
+                raise InvalidInput(
+                    "TemplateRejected", f"spec.template was refused: {error.message}"
+                ) from None
+            raise
+        outcome.notes.append(f"created {pod['metadata']['name']}")
+        return created
+
+    # ------------------------------------------------------------------ Staged mode's second set
+
+    def create_standby(
+        self,
+        snapshot: Snapshot,
+        slot: str,
+        revision: str,
+        ordinals: Iterable[int],
+        now: datetime,
+        outcome: Outcome,
+    ) -> None:
+        """Create instances of the staged set (the slot that does not serve) on `revision`."""
+        self.check_template(snapshot, now)
+        for ordinal in ordinals:
+            created = self._create_instance(snapshot, ordinal, revision, slot, now, outcome)
+            if created is not None:
+                snapshot.standby[ordinal] = created
+
+    def remove_standby(self, snapshot: Snapshot, ordinals: Iterable[int], outcome: Outcome) -> None:
+        """Delete instances of the slot that does not serve: a staged set given up, or the kept set."""
+        for ordinal in ordinals:
+            pod = snapshot.standby.get(ordinal)
+            if pod is None or is_terminating(pod):
+                continue
+            try:
+                self.kube.delete(
+                    core_path("pods", snapshot.namespace, pod["metadata"]["name"]),
+                    preconditions_uid=pod["metadata"].get("uid"),
+                )
+            except ApiError as error:
+                if error.status not in (404, 409):
+                    raise
+            outcome.notes.append(f"removed {pod['metadata']['name']}")
+
+    def release_standby_claims(self, snapshot: Snapshot, slot: str) -> None:
+        """whenScaled: Delete removes the claims of a slot whose set is gone, as of instances scaled away;
+        with Retain (the default) they stay, and the slot's next set mounts them again."""
+        for claim in self._claims_when_scaled_delete(snapshot):
+            if slot_of(claim) == slot and ordinal_of(claim) not in snapshot.standby:
+                self.kube.delete(
+                    core_path("persistentvolumeclaims", snapshot.namespace, claim["metadata"]["name"])
+                )
+
+    def label_slot(self, snapshot: Snapshot) -> None:
+        """Put the production slot's label on its instances (those made before the ScaleSet was first
+        staged have none), so that a Service may select the slot before a second set exists."""
+        if snapshot.slot is None:
+            return
+        for ordinal, pod in list(snapshot.pods.items()):
+            if (pod["metadata"].get("labels") or {}).get(LABEL_SLOT) == snapshot.slot or is_terminating(pod):
+                continue
+            path = core_path("pods", snapshot.namespace, pod["metadata"]["name"])
+            try:
+                snapshot.pods[ordinal] = self.kube.patch(
+                    path, {"metadata": {"labels": {LABEL_SLOT: snapshot.slot}}}, STRATEGIC_MERGE_PATCH
+                )
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+
+    def _ensure_claims(self, snapshot: Snapshot, ordinal: int, slot: str | None) -> None:
+        for claim in manifests.instance_claims(snapshot.scaleset, snapshot.spec, ordinal, slot):
             path = core_path("persistentvolumeclaims", snapshot.namespace, claim["metadata"]["name"])
             if self.kube.get_or_none(path) is None:
                 try:
@@ -174,22 +255,22 @@ class InstanceControl:
 
     def _release_claims(self, snapshot: Snapshot) -> None:
         """whenScaled: Delete removes the claims of instances scaled away, once their pods are gone."""
+        for claim in self._claims_when_scaled_delete(snapshot):
+            ordinal = ordinal_of(claim)
+            if ordinal is not None and ordinal >= snapshot.spec.replicas and ordinal not in snapshot.pods:
+                self.kube.delete(
+                    core_path("persistentvolumeclaims", snapshot.namespace, claim["metadata"]["name"])
+                )
+
+    def _claims_when_scaled_delete(self, snapshot: Snapshot) -> list[dict[str, Any]]:
+        """The ScaleSet's claims when whenScaled is Delete (none to look at otherwise)."""
         if snapshot.spec.persistent_volume_claim_retention_policy.when_scaled != "Delete":
-            return
+            return []
         if not snapshot.spec.volume_claim_templates:
-            return
-        claims = self.kube.list(
+            return []
+        return self.kube.list(
             core_path("persistentvolumeclaims", snapshot.namespace), label_selector(snapshot.name)
         )
-        for claim in claims:
-            ordinal = ordinal_of(claim)
-            if ordinal is None or ordinal < snapshot.spec.replicas:
-                continue
-            if ordinal in snapshot.pods:
-                continue
-            self.kube.delete(
-                core_path("persistentvolumeclaims", snapshot.namespace, claim["metadata"]["name"])
-            )
 
     def repair_drift(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
         """Put back what a foreign edit changed on a managed pod: identity labels and container images."""
@@ -305,7 +386,7 @@ class InstanceControl:
             pod = snapshot.pods.get(ordinal)
             if pod is None or is_terminating(pod) or ordinal >= snapshot.spec.replicas:
                 continue
-            if not restarted(instance_state(snapshot.name, ordinal, pod), requested_at):
+            if not restarted(instance_state(snapshot.instance_base, ordinal, pod), requested_at):
                 due.append(pod)
         timing = self.notice(snapshot, {EventType.REBOOT: due}, restart_revision(requested_at), now)
         if timing is not None and not timing.ready:
@@ -331,6 +412,7 @@ class InstanceControl:
                 ordinal,
                 timestamp_precise(now),
                 surge=True,
+                slot=snapshot.slot,
             )
             try:
                 snapshot.surges[ordinal] = self.kube.create(core_path("pods", snapshot.namespace), body)
@@ -374,7 +456,14 @@ class InstanceControl:
         """In place when only what a live pod may change differs (and the policy allows it), else reimage."""
         old_template = snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION))
         if old_template is not None and snapshot.policy.update_method == UpdateMethod.IN_PLACE_IF_POSSIBLE:
-            return classify_update(old_template, snapshot.target_template)
+            kind = classify_update(old_template, snapshot.target_template)
+            if kind == UpdateKind.IN_PLACE and restart_due(
+                old_template, snapshot.target_template, snapshot.spec.os_container_name
+            ):
+                # A guest patch that needs a restart and brings no image: Kubernetes restarts a
+                # container in place only for a new image, so the pod is created again (as a restart is).
+                return UpdateKind.REIMAGE
+            return kind
         return UpdateKind.REIMAGE
 
     def _update_instance(

@@ -24,7 +24,7 @@ from scaleset_operator.control.context import Conflict, Outcome, Snapshot, times
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.instance_control import InstanceControl
 from scaleset_operator.control.kube import JSON_PATCH, ApiError, Kube, core_path, fleet_path
-from scaleset_operator.control.snapshot import instance_state, is_terminating, parse_time
+from scaleset_operator.control.snapshot import instance_state, is_terminating
 from scaleset_operator.identity import ANNOTATION_FROZEN_ON, LABEL_SCALESET
 from scaleset_operator.planning.batches import batch_size
 from scaleset_operator.planning.domains import upgrade_domain_of
@@ -39,7 +39,7 @@ from scaleset_operator.planning.host_maintenance import (
     plan_freeze,
     plan_host_maintenance,
 )
-from scaleset_operator.planning.instances import HealthGate
+from scaleset_operator.planning.instances import HealthGate, parse_time
 from scaleset_operator.planning.maintenance import (
     AssignedMaintenance,
     Closed,

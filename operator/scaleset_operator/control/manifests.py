@@ -8,14 +8,17 @@ from typing import Any
 
 from scaleset_operator.api.models import API_VERSION, RetentionAction, ScaleSetSpec
 from scaleset_operator.identity import (
+    ANNOTATION_SPEC_REVISION,
     ANNOTATION_UPDATED_AT,
     LABEL_ORDINAL,
     LABEL_REVISION,
     LABEL_SCALESET,
+    LABEL_SLOT,
     LABEL_SURGE,
     LABEL_UPGRADE_DOMAIN,
     claim_name,
     instance_name,
+    slot_base,
     surge_instance_name,
 )
 from scaleset_operator.planning.domains import upgrade_domain_of
@@ -56,8 +59,12 @@ def instance_pod(
     now: str,
     surge: bool = False,
     scheduled_events_endpoint: str | None = None,
+    slot: str | None = None,
 ) -> dict[str, Any]:
     """The pod of instance `ordinal` on `revision`: template, identity labels, owner, claims.
+
+    With a `slot` (Staged mode) the pod carries the slot label, and a green one is named
+    `<scaleset>-green-<ordinal>` and mounts the green claims.
 
     With spec.scheduledEvents.enabled, every container gets SCHEDULED_EVENTS_ENDPOINT (see
     `scheduled_events_endpoint` for the default URL) unless the template sets it already.
@@ -71,13 +78,16 @@ def instance_pod(
     labels = {**(metadata.get("labels") or {}), **instance_labels(name, ordinal, upgrade_domain, revision)}
     if surge:
         labels[LABEL_SURGE] = "true"
-    pod_name = surge_instance_name(name, ordinal) if surge else instance_name(name, ordinal)
+    if slot is not None:
+        labels[LABEL_SLOT] = slot
+    base = slot_base(name, slot)
+    pod_name = surge_instance_name(base, ordinal) if surge else instance_name(base, ordinal)
     pod_spec.setdefault("hostname", pod_name)
     _avoid_nodes_under_maintenance(pod_spec)
     if surge:
         _scratch_claims(pod_spec, spec)
     else:
-        _mount_claims(pod_spec, spec, name, ordinal)
+        _mount_claims(pod_spec, spec, base, ordinal)
     if spec.scheduled_events.enabled:
         _endpoint_env(pod_spec, scheduled_events_endpoint or default_scheduled_events_endpoint())
     return {
@@ -133,20 +143,26 @@ def _scratch_claims(pod_spec: dict[str, Any], spec: ScaleSetSpec) -> None:
         pod_spec["volumes"] = volumes
 
 
-def instance_claims(scaleset: dict[str, Any], spec: ScaleSetSpec, ordinal: int) -> list[dict[str, Any]]:
-    """The PVCs of one instance; owned by the ScaleSet only when whenDeleted is Delete (then GC removes them)."""
+def instance_claims(
+    scaleset: dict[str, Any], spec: ScaleSetSpec, ordinal: int, slot: str | None = None
+) -> list[dict[str, Any]]:
+    """The PVCs of one instance; owned by the ScaleSet only when whenDeleted is Delete (then GC removes them).
+    Each slot has its own claims (labelled with the slot), named after `slot_base`."""
     name = scaleset["metadata"]["name"]
+    base = slot_base(name, slot)
     claims = []
     for template in spec.volume_claim_templates:
         template = copy.deepcopy(template)
         metadata = template.get("metadata") or {}
         claim = metadata["name"]
         labels = {**(metadata.get("labels") or {}), LABEL_SCALESET: name, LABEL_ORDINAL: str(ordinal)}
+        if slot is not None:
+            labels[LABEL_SLOT] = slot
         body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
             "metadata": {
-                "name": claim_name(claim, name, ordinal),
+                "name": claim_name(claim, base, ordinal),
                 "namespace": scaleset["metadata"]["namespace"],
                 "labels": labels,
             },
@@ -161,8 +177,9 @@ def instance_claims(scaleset: dict[str, Any], spec: ScaleSetSpec, ordinal: int) 
 
 
 def controller_revision(
-    scaleset: dict[str, Any], revision: str, template: dict[str, Any], number: int
+    scaleset: dict[str, Any], revision: str, template: dict[str, Any], number: int, spec_revision: str
 ) -> dict[str, Any]:
+    """The stored template of a revision; `spec_revision` names the user's template it was made from."""
     name = scaleset["metadata"]["name"]
     return {
         "apiVersion": "apps/v1",
@@ -171,6 +188,7 @@ def controller_revision(
             "name": revision,
             "namespace": scaleset["metadata"]["namespace"],
             "labels": {LABEL_SCALESET: name, LABEL_REVISION: revision},
+            "annotations": {ANNOTATION_SPEC_REVISION: spec_revision},
             "ownerReferences": [owner_reference(scaleset)],
         },
         "data": {"template": template},

@@ -15,6 +15,7 @@ from scaleset_operator.api.loading import describe_error, validate_scaleset_upda
 from scaleset_operator.api.models import ScaleSetSpec, UpgradePolicySpec
 from scaleset_operator.control import manifests
 from scaleset_operator.control.actions import ImperativeActions, lock_of, rolled_back_message
+from scaleset_operator.control.automatic import AutomaticUpdates, stored_overlay
 from scaleset_operator.control.context import (
     HISTORY_KEPT,
     RESYNC_SECONDS,
@@ -25,6 +26,7 @@ from scaleset_operator.control.context import (
     batch_ordinals,
     merge_patch,
     owned_by,
+    patch_status,
     timestamp,
     timestamp_precise,
     utcnow,
@@ -39,7 +41,8 @@ from scaleset_operator.control.kube import (
     group_path,
 )
 from scaleset_operator.control.maintenance import MaintenanceActor
-from scaleset_operator.control.snapshot import instance_state, parse_time
+from scaleset_operator.control.snapshot import instance_state
+from scaleset_operator.control.staged import StagedControl, partition, production_slot
 from scaleset_operator.control.status import (
     ConditionUpdate,
     FleetCounts,
@@ -50,6 +53,7 @@ from scaleset_operator.control.status import (
 from scaleset_operator.identity import (
     ANNOTATION_ROLLBACK,
     LABEL_REVISION,
+    LABEL_SLOT,
     LABEL_SURGE,
     LABEL_UPGRADE_DOMAIN,
     label_selector,
@@ -57,7 +61,9 @@ from scaleset_operator.identity import (
 )
 from scaleset_operator.planning.batches import Complete, StartBatch, Step, StepReason, Stop, Wait, next_step
 from scaleset_operator.planning.domains import upgrade_domain_of
-from scaleset_operator.planning.instances import Batch, HealthGate, InstanceState, RolloutState
+from scaleset_operator.planning.instances import Batch, HealthGate, InstanceState, RolloutState, parse_time
+from scaleset_operator.planning.maintenance import Closed, Deferred, GateDecision
+from scaleset_operator.planning.package import instance_template
 from scaleset_operator.planning.restart import restart_revision, restart_step, restart_view
 from scaleset_operator.planning.revisions import revision_name
 from scaleset_operator.planning.rollback import (
@@ -68,6 +74,7 @@ from scaleset_operator.planning.rollback import (
     rollback_step,
 )
 from scaleset_operator.planning.scheduled_events import BatchTiming
+from scaleset_operator.planning.staged import is_staged, staged_refusal
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,8 @@ class Reconciler:
         self.actions = ImperativeActions(kube, self.events)
         self.instance_control = InstanceControl(kube, self.events)
         self.maintenance = MaintenanceActor(kube, self.events, self.instance_control)
+        self.automatic = AutomaticUpdates(kube, self.events)
+        self.staged = StagedControl(kube, self.events, self.instance_control)
 
     # ------------------------------------------------------------------ entry point
 
@@ -98,22 +107,39 @@ class Reconciler:
         outcome = Outcome()
         try:
             self.actions.consume(snapshot, now)
+            if self.automatic.consume_upgrade_request(snapshot, now, self._patch_status):
+                return Outcome(requeue_after=0.05, step="OSUpgradeRequested")
             self._choose_target(snapshot)
+            self._remember_rolled_back(snapshot, now)
             refused = self._refused_change(snapshot)
             if refused is not None:
                 self.instance_control.hold(snapshot, now, outcome)
                 raise refused
+            assigned = self.maintenance.assigned(snapshot)
+            package = self.automatic.plan(snapshot, assigned, now)
+            if package is not None and self.automatic.store(snapshot, package, self._patch_status):
+                # The next pass makes the revision from the stored overlay (and rolls it out).
+                return Outcome(requeue_after=0.05, step="UpdatesPackaged")
+            scopes = self.automatic.rollout_scopes(snapshot)
+            self.automatic.adjust_policy(snapshot, scopes)
             self.instance_control.scale(snapshot, now, outcome)
             self.instance_control.repair_drift(snapshot, now, outcome)
+            staged_step = self.staged.reconcile(snapshot, now, outcome)  # may swap the production set
             instances = self._instances(snapshot)
-            step = self._roll(snapshot, instances, now, outcome)
-            assigned = self.maintenance.assigned(snapshot)
-            maintenance = {
+            step = staged_step or self._roll(
+                snapshot,
+                instances,
+                now,
+                outcome,
+                lambda: self.automatic.gate(snapshot, scopes, assigned, now),
+            )
+            extra = {
                 "maintenance": self.maintenance.summary(assigned, now),
                 "hostMaintenance": self.maintenance.host(snapshot, assigned, now, outcome),
+                "pendingUpdates": self.automatic.pending(package) or None,
             }
             self._prune_revisions(snapshot)
-            self._write_status(snapshot, instances, step, now, maintenance)
+            self._write_status(snapshot, instances, step, now, extra)
         except InvalidInput as problem:
             self._report_invalid(snapshot.scaleset, problem, now)
             return Outcome(step=problem.reason)
@@ -141,10 +167,17 @@ class Reconciler:
         ):
             if owned_by(stored, uid):
                 revisions[stored["metadata"]["labels"].get(LABEL_REVISION, "")] = stored
-        update_revision = revision_name(name, spec.template)
+        try:
+            # What instances run: the user's template with what automatic updates chose laid over it.
+            template = instance_template(spec, stored_overlay(scaleset))
+        except ValueError as error:
+            raise InvalidInput("InvalidSpec", str(error)) from None
+        update_revision = revision_name(name, template)
         if update_revision not in revisions:
             number = max((int(r.get("revision") or 0) for r in revisions.values()), default=0) + 1
-            body = manifests.controller_revision(scaleset, update_revision, spec.template, number)
+            body = manifests.controller_revision(
+                scaleset, update_revision, template, number, revision_name(name, spec.template)
+            )
             try:
                 revisions[update_revision] = self.kube.create(
                     group_path("apps", "v1", "controllerrevisions", namespace), body
@@ -160,8 +193,8 @@ class Reconciler:
         if current_revision not in revisions:
             current_revision = update_revision
 
-        pods: dict[int, dict[str, Any]] = {}
         surges: dict[int, dict[str, Any]] = {}
+        instances = []
         for pod in self.kube.list(core_path("pods", namespace), label_selector(name)):
             ordinal = ordinal_of(pod)
             if not owned_by(pod, uid) or ordinal is None:
@@ -169,7 +202,10 @@ class Reconciler:
             if (pod["metadata"].get("labels") or {}).get(LABEL_SURGE) == "true":
                 surges[ordinal] = pod
             else:
-                pods[ordinal] = pod
+                instances.append(pod)
+        slot = production_slot(status, is_staged(policy))
+        production, standby = partition(instances, slot)
+        pods: dict[int, dict[str, Any]] = {ordinal_of(pod) or 0: pod for pod in production}
 
         snapshot = Snapshot(
             scaleset,
@@ -182,6 +218,8 @@ class Reconciler:
             surges,
             stored_status=copy.deepcopy(scaleset.get("status") or {}),
             template_revision=update_revision,
+            slot=slot,
+            standby={ordinal_of(pod) or 0: pod for pod in standby},
         )
         return snapshot
 
@@ -204,6 +242,21 @@ class Reconciler:
             # The template moved on: the revision rolled back may be tried again once asked for again.
             for key in ("rolledBackRevision", "reason", "message"):
                 upgrade.pop(key, None)
+
+    def _remember_rolled_back(self, snapshot: Snapshot, now: datetime) -> None:
+        """While a rollback undoes automatic updates, status.automaticUpdates holds the restored
+        revision's choices and remembers what was undone, never chosen again (written once)."""
+        rollback = snapshot.upgrade.get("rollback") if snapshot.upgrade.get("locked") else None
+        if not rollback:
+            return
+        overlay = self.automatic.after_rollback(
+            snapshot, rollback.get("toRevision"), rollback.get("fromRevision"), now
+        )
+        stored = (snapshot.scaleset.get("status") or {}).get("automaticUpdates")
+        if overlay is not None and overlay != stored:
+            self._patch_status(
+                snapshot, merge_patch({"automaticUpdates": stored}, {"automaticUpdates": overlay})
+            )
 
     def _policy(self, namespace: str, spec: ScaleSetSpec) -> UpgradePolicySpec:
         if spec.upgrade_policy_ref is None:
@@ -231,6 +284,15 @@ class Reconciler:
         return None
 
     def _check_update_rules(self, snapshot: Snapshot) -> None:
+        if is_staged(snapshot.policy):
+            # A staged set takes what an in-place update refuses (a shrunk emptyDir), not a port change.
+            production = snapshot.template_of(snapshot.current_revision)
+            swapping = (snapshot.stored_status.get("staged") or {}).get("swap")
+            refusal = (
+                None if production is None or swapping else staged_refusal(production, snapshot.spec.template)
+            )
+            if refusal is not None:
+                raise InvalidInput("RefusedInStagedMode", refusal)
         if not snapshot.upgrade.get("locked"):
             return
         old_template = snapshot.template_of(snapshot.current_revision)
@@ -242,7 +304,7 @@ class Reconciler:
                     "UpgradeDomainCountLocked",
                     "spec.upgradeDomainCount cannot change while an upgrade is in progress.",
                 )
-        if old_template is not None:
+        if old_template is not None and not is_staged(snapshot.policy):
             old_spec = snapshot.spec.model_copy(update={"template": old_template})
             problems = validate_scaleset_update(old_spec, snapshot.spec, upgrade_in_progress=True)
             if problems:
@@ -256,7 +318,7 @@ class Reconciler:
         states = []
         for ordinal in range(snapshot.spec.replicas):
             pod = snapshot.pods.get(ordinal)
-            states.append(instance_state(snapshot.name, ordinal, pod))
+            states.append(instance_state(snapshot.instance_base, ordinal, pod))
         return states
 
     def _rollout_state(
@@ -379,7 +441,12 @@ class Reconciler:
         return upgrade
 
     def _roll(
-        self, snapshot: Snapshot, instances: list[InstanceState], now: datetime, outcome: Outcome
+        self,
+        snapshot: Snapshot,
+        instances: list[InstanceState],
+        now: datetime,
+        outcome: Outcome,
+        gate: Callable[[], GateDecision | None] = lambda: None,
     ) -> Step:
         upgrade = self._begin(snapshot, dict(snapshot.upgrade), instances, now)
         snapshot.scaleset.setdefault("status", {})["upgrade"] = upgrade
@@ -393,6 +460,18 @@ class Reconciler:
             if lock_of(upgrade).action is Action.ROLLBACK:
                 outcome.step = "RollbackStarted"
                 return step  # the next pass plans the rollback's first batch
+        if (
+            isinstance(step, StartBatch)
+            and action is None
+            and step.reason == StepReason.BATCH_STARTED
+            and not _is_recorded(upgrade, step, target)
+        ):
+            decision = gate()  # automatic work starts a new batch only inside its window
+            if isinstance(decision, Closed):
+                phase = "WaitingForMaintenanceWindow"
+                step = Wait(StepReason(decision.reason), decision.message, decision.next_start)
+            elif isinstance(decision, Deferred):
+                self.events.warning(snapshot.scaleset, decision.reason, decision.message)
         if isinstance(step, StartBatch) and _is_recorded(upgrade, step, target):
             # The recorded batch, not carried out yet (its instances wait for their scheduled events, or
             # the operator stopped before touching them): it keeps its record and its start time.
@@ -500,7 +579,10 @@ class Reconciler:
         self, snapshot: Snapshot, upgrade: dict[str, Any], step: Stop, now: datetime, outcome: Outcome
     ) -> tuple[Step, dict[str, Any]]:
         """A rollout stopped on a breach: roll it back when the policy says so, else say what can be done."""
-        reason = automatic_rollback_reason(snapshot.policy, step)
+        automatic = self.automatic.rollback_wanted(
+            snapshot, upgrade.get("fromRevision"), upgrade.get("toRevision")
+        )
+        reason = automatic_rollback_reason(snapshot.policy, step, automatic_os_upgrade=automatic)
         refusal = ""
         if reason is not None:
             decision = self.actions.decide_rollback(snapshot)
@@ -556,7 +638,8 @@ class Reconciler:
     def _prune_revisions(self, snapshot: Snapshot) -> None:
         keep = {snapshot.current_revision, snapshot.update_revision}
         keep.update(
-            (p["metadata"].get("labels") or {}).get(LABEL_REVISION, "") for p in snapshot.pods.values()
+            (p["metadata"].get("labels") or {}).get(LABEL_REVISION, "")
+            for p in [*snapshot.pods.values(), *snapshot.standby.values()]
         )
         old = sorted(
             (r for h, r in snapshot.revisions.items() if h not in keep),
@@ -571,30 +654,7 @@ class Reconciler:
             )
 
     def _patch_status(self, snapshot: Snapshot, status: dict[str, Any]) -> None:
-        """Merge-patch the status, only if nobody changed the ScaleSet since this pass read it.
-
-        Every status write is guarded by the resourceVersion the pass read (or last wrote): the status
-        holds the rollout's record (the batch in flight is the lock), so a pass that decided from a
-        stale read must write nothing; it ends with Conflict and the next pass reads again. Of two
-        operators running by mistake, only one can record a batch.
-        """
-        body: dict[str, Any] = {
-            "metadata": {"resourceVersion": snapshot.resource_version},
-            "status": status,
-        }
-        try:
-            updated = self.kube.patch(
-                fleet_path("scalesets", snapshot.namespace, snapshot.name, "status"), body
-            )
-        except ApiError as error:
-            if error.status == 404:
-                return
-            if error.status == 409:
-                raise Conflict(str(error)) from None
-            raise
-        snapshot.scaleset["status"] = updated.get("status") or {}
-        snapshot.scaleset["metadata"]["resourceVersion"] = updated["metadata"]["resourceVersion"]
-        snapshot.stored_status = copy.deepcopy(snapshot.scaleset["status"])
+        patch_status(self.kube, snapshot, status)
 
     def _write_status(
         self,
@@ -629,10 +689,12 @@ class Reconciler:
             if held_back
             else None,
             single_instance_downtime=spec.replicas == 1 and not snapshot.policy.rolling_upgrade.max_surge,
+            staged=is_staged(snapshot.policy),
         )
         upgrade = {
             **upgrade,
-            "rollbackAllowed": rollback_allowed(lock_of(upgrade), spec.replicas, instances),
+            "rollbackAllowed": not is_staged(snapshot.policy)
+            and rollback_allowed(lock_of(upgrade), spec.replicas, instances),
         }
         previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
         status = {
@@ -640,7 +702,8 @@ class Reconciler:
             "replicas": existing,
             "readyReplicas": ready,
             "updatedReplicas": updated,
-            "labelSelector": label_selector(snapshot.name),
+            "labelSelector": label_selector(snapshot.name)
+            + (f",{LABEL_SLOT}={snapshot.slot}" if snapshot.slot else ""),
             "currentRevision": snapshot.current_revision,
             "updateRevision": snapshot.update_revision,
             "conditions": merge_conditions(previous, conditions, generation, timestamp(now)),

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from scaleset_operator.identity import ANNOTATION_UPDATED_AT, LABEL_REVISION, instance_name
-from scaleset_operator.planning.instances import InstanceState
+from scaleset_operator.planning.instances import InstanceState, parse_time
 
 # Registries the kubelet spells out in containerStatuses[].image while the spec says the short form.
 _DEFAULT_REGISTRY_PREFIXES = ("docker.io/library/", "docker.io/", "index.docker.io/library/")
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-    except ValueError:
-        return None
 
 
 def normalise_image(image: str) -> str:

@@ -85,6 +85,7 @@ def scaleset_conditions(
     action: Action | None = None,
     held_back: str | None = None,
     single_instance_downtime: bool = False,
+    staged: bool = False,
 ) -> list[ConditionUpdate]:
     """Ready, Progressing and Stalled (and DowntimeOnUpgrade) for what the pass saw and decided.
 
@@ -130,7 +131,17 @@ def scaleset_conditions(
             else ConditionUpdate("Stalled", False, "NotStalled", "")
         )
     conditions = [ready, progressing, stall]
-    if single_instance_downtime:
+    if single_instance_downtime and staged:
+        conditions.append(
+            ConditionUpdate(
+                "DowntimeOnUpgrade",
+                False,
+                "StagedUpgrade",
+                "Staged mode brings up the new instance beside the one that serves and swaps the Services "
+                "to it once it is healthy, so a one-instance ScaleSet is upgraded without downtime.",
+            )
+        )
+    elif single_instance_downtime:
         conditions.append(
             ConditionUpdate(
                 "DowntimeOnUpgrade",

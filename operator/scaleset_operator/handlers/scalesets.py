@@ -145,7 +145,9 @@ def node_changed(memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "maintenanceconfigurations")
+@kopf.on.event(GROUP, VERSION, "imagecatalogs")
 def maintenance_changed(memo: Any, **_: Any) -> None:
+    # A window or a published version may concern any ScaleSet: wake them all; each reads what applies.
     state = _memo(memo)
     for namespace, scaleset in list(state.wakers):
         state.wake(namespace, scaleset)

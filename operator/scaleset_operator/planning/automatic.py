@@ -61,7 +61,7 @@ def image_entry_applies(entry: AutomaticImage, template: Mapping[str, Any]) -> b
 def patches_apply(overlay: AutomaticUpdatesStatus, template: Mapping[str, Any]) -> bool:
     """Whether the overlay's patches apply: the OS container still runs the image they were applied to."""
     patches = overlay.patches
-    if patches is None or (not patches.image and not patches.hotpatch_ids):
+    if patches is None or not (patches.image or patches.patch_ids or patches.hotpatch_ids):
         return False
     entry = overlay.os_image
     if entry is not None and entry.container == patches.container and image_entry_applies(entry, template):

@@ -35,7 +35,16 @@ class StepReason(StrEnum):
     ROLLBACK_REQUIRED = "RollbackRequired"
     ROLLBACK_STARTED = "RollbackStarted"
     WAITING_FOR_APPROVAL = "WaitingForApproval"
+    WAITING_FOR_MAINTENANCE_WINDOW = "WaitingForMaintenanceWindow"
+    WAITING_FOR_OFF_PEAK_HOURS = "WaitingForOffPeakHours"
     ROLLOUT_COMPLETE = "RolloutComplete"
+    # Staged mode (planning/staged.py)
+    STAGING = "StagingInstances"
+    WAITING_FOR_STAGED_SET = "WaitingForStagedSet"
+    STAGED_CAPACITY = "StagedCapacity"
+    STAGED_SET_UNHEALTHY = "StagedSetUnhealthy"
+    SWAPPING = "Swapping"
+    SWAPPED_BACK = "SwappedBack"
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from scaleset_operator.api.models import HealthCheck
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 time as status and annotations hold it, in UTC; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from scaleset_operator.api.durations import format_duration, parse_duration
 from scaleset_operator.api.models import (
+    InstallPatches,
     LabelSelector,
     MaintenanceConfiguration,
     MaintenanceScope,
@@ -99,6 +100,8 @@ class AssignedMaintenance:
 
     scopes: Mapping[MaintenanceScope, ScopeMaintenance] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    # The installPatches of the first assigned InGuestPatch configuration by name (patches.install_settings).
+    install_patches: InstallPatches | None = None
 
     @property
     def configurations(self) -> tuple[str, ...]:
@@ -139,7 +142,10 @@ def assign(
         scopes[scope] = ScopeMaintenance(
             scope, tuple(member.metadata.name or "" for member in members), tuple(schedules), deferral
         )
-    return AssignedMaintenance(scopes, tuple(problems))
+    in_guest = grouped.get(MaintenanceScope.IN_GUEST_PATCH)
+    return AssignedMaintenance(
+        scopes, tuple(problems), in_guest[0].spec.install_patches if in_guest else None
+    )
 
 
 # --------------------------------------------------------------------------- deferral and gating

@@ -24,6 +24,7 @@ from scaleset_operator.api.models import (
     InstallPatches,
     MaintenanceScope,
     PendingUpdate,
+    RebootSetting,
     ScaleSetSpec,
     UpgradePolicySpec,
 )
@@ -180,13 +181,16 @@ def plan_package(
             now,
         )
         if selection.due:
+            # Under rebootSetting Always a hotpatch restarts too, so it is recorded with those that do.
+            always = (settings or InstallPatches()).reboot_setting == RebootSetting.ALWAYS
+            restarting = [*selection.image_patches, *(selection.hotpatches if always else ())]
             chosen = record_patches(
                 chosen if not moved else chosen.model_copy(update={"patches": None}),
                 spec.template,
                 spec.os_container_name,
                 selection.image,
-                [patch.id for patch in selection.image_patches],
-                [patch.id for patch in selection.hotpatches],
+                [patch.id for patch in restarting],
+                [] if always else [patch.id for patch in selection.hotpatches],
                 now,
             )
             included.extend(patch_update(patch) for patch in selection.due)
@@ -227,6 +231,17 @@ def automatic_scopes(
     if before.patches != after.patches:
         scopes.add(MaintenanceScope.IN_GUEST_PATCH)
     return frozenset(scopes)
+
+
+def restart_due(from_template: Mapping[str, Any], to_template: Mapping[str, Any], os_container: str) -> bool:
+    """Whether moving an instance between these revisions must restart it although its OS container's
+    image stays: patches applied with a restart (a rebootRequired patch, any patch under rebootSetting
+    Always) that the instance does not have yet. A changed image restarts the container anyway."""
+    before, after = overlay_of(from_template).patches, overlay_of(to_template).patches
+    new = set(after.patch_ids if after else ()) - set(before.patch_ids if before else ())
+    return bool(new) and container_image(from_template, os_container) == container_image(
+        to_template, os_container
+    )
 
 
 def gate_package_batch(

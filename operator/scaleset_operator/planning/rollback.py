@@ -45,6 +45,7 @@ class Refusal(StrEnum):
     WOULD_SHRINK = "RollbackWouldShrink"
     ACTION_IN_PROGRESS = "ActionInProgress"
     UPGRADE_IN_PROGRESS = "RestartNotAllowed"
+    STAGED_MODE = "RollbackNotInStagedMode"
 
 
 @dataclass(frozen=True)
