@@ -538,6 +538,27 @@ def test_crd_with_a_rule_that_does_not_compile_is_refused() -> None:
     assert "compilation failed" in error.causes[0].message
 
 
+def test_crd_rule_field_path_must_name_a_field_of_its_schema() -> None:
+    crd = copy.deepcopy(CRD)
+    root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    root["properties"]["metadata"] = {"type": "object"}
+    rule = {"rule": "self.spec.upgradeDomainCount > 0", "fieldPath": ".metadata.name"}
+    root["x-kubernetes-validations"] = [rule]
+    error = crd_error(crd)
+    assert [(c.field, c.message) for c in error.causes] == [
+        (
+            "spec.versions[0].schema.openAPIV3Schema.x-kubernetes-validations[0].fieldPath",
+            'Invalid value: ".metadata.name": must be a valid path',
+        )
+    ]
+    for bad in (".spec.nothing", "spec", ".spec[0]", "['spec'", " "):
+        rule["fieldPath"] = bad
+        assert "must be a valid path" in crd_error(crd).message, bad
+    for good in (".spec.upgradeDomainCount", "['spec'].upgradeDomainCount", ".metadata"):
+        rule["fieldPath"] = good
+        validate_crd(crd)
+
+
 def test_crd_default_must_fit_its_schema() -> None:
     crd = copy.deepcopy(CRD)
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
