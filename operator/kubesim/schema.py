@@ -778,7 +778,13 @@ def validate_crd(crd: dict[str, Any]) -> None:
                 )
             )
         seen: set[str] = set()
-        for i, version in enumerate(versions):
+        schemas = [(version.get("schema") or {}).get("openAPIV3Schema") for version in versions]
+        # The API server judges a schema that every version shares once, as `spec.validation` (where
+        # its internal form keeps it), and a schema of one version at that version.
+        shared = schemas[0] is not None and all(schema == schemas[0] for schema in schemas)
+        if shared:
+            causes.extend(_structural(schemas[0], "spec.validation.openAPIV3Schema"))
+        for i, (version, schema) in enumerate(zip(versions, schemas, strict=True)):
             path = f"spec.versions[{i}]"
             version_name = version.get("name") or ""
             if not version_name:
@@ -786,12 +792,11 @@ def validate_crd(crd: dict[str, Any]) -> None:
             elif version_name in seen:
                 causes.append(_duplicate(f"{path}.name", version_name))
             seen.add(version_name)
-            schema = (version.get("schema") or {}).get("openAPIV3Schema")
             schema_path = f"{path}.schema.openAPIV3Schema"
             if schema is None:
                 causes.append(_required(schema_path, "schemas are required"))
-                continue
-            causes.extend(_structural(schema, schema_path))
+            elif not shared:
+                causes.extend(_structural(schema, schema_path))
     if causes:
         raise invalid("CustomResourceDefinition", name, causes, CRD_GROUP)
 
