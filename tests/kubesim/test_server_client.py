@@ -572,6 +572,8 @@ def test_custom_objects_go_with_their_crd(kubesim_cluster: Any) -> None:
     ext = client.ApiextensionsV1Api(api_client)
     custom = client.CustomObjectsApi(api_client)
     ext.create_custom_resource_definition(crd)
+    # A real API server serves a new kind a moment after the CRD is established.
+    wait_until(lambda: http(cluster, "GET", f"/apis/{GROUP}/v1/gadgets")[0] == 200, what="gadgets served")
     body = {
         "apiVersion": f"{GROUP}/v1",
         "kind": "Gadget",
