@@ -1375,6 +1375,7 @@ class Store:
                 obj = podrules.default_pod(obj, creating=operation == "create")
                 meta = _meta(obj)
                 if operation == "create":
+                    self._admit_service_account(obj)
                     causes = podrules.validate_pod_create(obj)
                 elif operation == "update" and old is not None:
                     causes = podrules.validate_pod_update(old, obj)
@@ -1418,6 +1419,23 @@ class Store:
             if operation == "create":
                 obj.pop("status", None)
         return obj
+
+    def _admit_service_account(self, pod: dict[str, Any]) -> None:
+        """The ServiceAccount admission plugin: a new pod's ServiceAccount must exist (403 otherwise)."""
+        meta = _meta(pod)
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        account = str((pod.get("spec") or {}).get("serviceAccountName") or "default")
+        sa_rt = self.registry.get("", "v1", "serviceaccounts")
+        if sa_rt is None or (namespace, account) in self._bucket(sa_rt):
+            return
+        raise ApiError(
+            403,
+            "Forbidden",
+            f'pods "{name}" is forbidden: error looking up service account {namespace}/{account}: '
+            f'serviceaccount "{account}" not found',
+            kind="pods",
+            name=name,
+        )
 
     def _drop_unknown_fields(
         self, rt: ResourceType, obj: dict[str, Any], field_validation: str | None, warnings: Warnings | None

@@ -205,6 +205,20 @@ def test_pods_get_defaults_and_pending_status(core: client.CoreV1Api, namespace:
     assert created.spec.service_account_name == "default"
 
 
+def test_a_pod_needs_its_service_account(core: client.CoreV1Api, namespace: str) -> None:
+    body = pod("robot", namespace)
+    body["spec"]["serviceAccountName"] = "robot"
+    with pytest.raises(ApiException) as caught:
+        core.create_namespaced_pod(namespace, body)
+    assert caught.value.status == 403
+    assert status_of(caught.value)["message"] == (
+        f'pods "robot" is forbidden: error looking up service account {namespace}/robot: '
+        'serviceaccount "robot" not found'
+    )
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "robot"}})
+    assert core.create_namespaced_pod(namespace, body).spec.service_account_name == "robot"
+
+
 def test_pod_binding_sets_the_node_once(core: client.CoreV1Api, namespace: str) -> None:
     core.create_namespaced_pod(namespace, pod("bound", namespace))
     binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bound"}, "target": {"name": "n1"}}
