@@ -50,6 +50,12 @@ def widgets(kubesim_cluster: Any) -> str:
         "crd/widgets.test.kubesim.dev",
         "--timeout=10s",
     )
+    # A real API server serves the kind (and kubectl finds it in discovery) a moment after that.
+    wait_until(
+        lambda: kubectl(kubesim_cluster, "get", "widgets", "-A", check=False).returncode == 0,
+        timeout=60,
+        what="widgets served",
+    )
     return "widgets"
 
 
