@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from scaleset_operator.control.kube import Kube, core_path, fleet_path
-from tests.integration.helpers import PodSampler, create, pods_of, scaleset_body, scaleset_ready, wait_for
+from tests.integration.helpers import (
+    PodSampler,
+    create,
+    is_ready,
+    pods_of,
+    scaleset_body,
+    scaleset_ready,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 
@@ -110,7 +118,18 @@ def test_instances_leave_a_cordoned_node_one_batch_at_a_time_keeping_names_and_d
     with PodSampler(kube, namespace, "web") as sampler:
         kube.patch(core_path("nodes", name=node), {"spec": {"unschedulable": True}})
         wait_for(lambda: not on_node(kube, namespace, node), TIMEOUT, f"every instance off {node}")
-        wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready again")
+
+        # The last instance to leave may still be on its way back when the node is empty, and the
+        # status may say Ready from before: wait for all six back and ready.
+        def all_back() -> bool:
+            pods = pods_of(kube, namespace, "web")
+            return (
+                scaleset_ready(kube, namespace, "web") is not None
+                and len(pods) == 6
+                and all(is_ready(p) for p in pods)
+            )
+
+        wait_for(all_back, TIMEOUT, "web Ready again with its six instances")
     assert sorted(p["metadata"]["name"] for p in pods_of(kube, namespace, "web")) == sorted(
         f"web-{o}" for o in range(6)
     )
