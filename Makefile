@@ -64,9 +64,14 @@ $(TESTBED_BIN): testbed/go.mod testbed/go.sum $(wildcard testbed/*.go)
 testbed: $(TESTBED_BIN)
 	@echo $(TESTBED_BIN)
 
-# The integration suite against the testbed: the operator under manifests/rbac.yaml's ServiceAccount.
+# On the testbed: the integration suite (the operator under manifests/rbac.yaml's ServiceAccount), then
+# kubesim's own tests (each cluster a testbed of its own); both run, and either failing fails.
+E2E_REAL = TESTBED_BIN=$(CURDIR)/$(TESTBED_BIN) KUBESIM_TESTBED=1 $(BIN)/pytest -q -p no:cacheprovider
+
 e2e-real: $(STAMP) $(TESTBED_BIN)
-	TESTBED_BIN=$(CURDIR)/$(TESTBED_BIN) KUBESIM_TESTBED=1 $(BIN)/pytest -q -p no:cacheprovider tests/integration
+	$(E2E_REAL) tests/integration; operator=$$?; \
+	$(E2E_REAL) tests/kubesim; kubesim=$$?; \
+	test $$operator -eq 0 && test $$kubesim -eq 0
 
 bench: $(STAMP)
 	$(BIN)/python bench/kubesim_scale.py

@@ -96,6 +96,8 @@ class Cluster:
         self.seed = seed
         self.faults = faults if isinstance(faults, FaultInjector) else FaultInjector(faults, seed=seed)
         self.store = store or Store(event_window=event_window, seed=seed)
+        if self.certificates is not None:
+            self.store.publish_root_ca(self.certificates.ca_pem)
         self.server = ApiServer(
             self.store, faults=self.faults, bookmark_interval=bookmark_interval, seed=seed
         )

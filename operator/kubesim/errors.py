@@ -93,14 +93,17 @@ def bad_request(message: str) -> ApiError:
 
 
 def invalid(kind: str, name: str, causes: list[Cause], group: str = "") -> ApiError:
-    """422 Invalid, with the message format of the API server: `Kind "name" is invalid: field: msg, ...`."""
+    """422 Invalid, with the message format of the API server: `Kind.group "name" is invalid: field: msg, ...`
+    (`Kind` alone in the core group)."""
     summary = ", ".join(f"{c.field}: {c.message}" for c in causes) or "invalid object"
     if len(causes) > 1:
         summary = "[" + summary + "]"
     return ApiError(
         422,
         "Invalid",
-        f'{kind} "{name}" is invalid: {summary}',
+        f'{kind}.{group} "{name}" is invalid: {summary}'
+        if group
+        else f'{kind} "{name}" is invalid: {summary}',
         kind=kind,
         name=name,
         group=group,

@@ -3,7 +3,8 @@
 It talks to the API server over HTTP as a real kubelet does (list and watch pods, claims and nodes;
 bind pods; patch pod status; finalise graceful deletions), so it stays decoupled from the store.
 Container lives are computed from behaviour scripts (see behaviour.py) on a simulated clock that
-runs `time_scale` times faster than the real one; one timer heap drives every pod.
+runs `time_scale` times faster than the real one (podlife.py); one timer heap drives every pod.
+Node choice and pod addresses are in scheduling.py.
 """
 
 from __future__ import annotations
@@ -11,47 +12,33 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import hashlib
 import heapq
-import ipaddress
 import json
 import logging
-import math
 import platform
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiohttp
 
-from kubesim.behaviour import (
-    BACKOFF_RESET_AFTER,
-    Behaviour,
-    BehaviourError,
-    Probe,
-    container_behaviour,
-    direct_flips,
-    next_flip,
-    outcomes_from,
-    parse_behaviour,
-    probe_flips,
-    restart_delay,
-    startup_outcome,
-    value_at,
-)
+from kubesim.behaviour import Behaviour, parse_behaviour
 from kubesim.connection import Connection
-from kubesim.images import image_reference_problem
+from kubesim.podlife import (
+    PodRuntime,
+    SimClock,
+    claim_names,
+    digest,
+    emptydir_identity,
+    grace_seconds,
+)
+from kubesim.scheduling import NodeView, PodIPPool, choose_node, host_ip
 
 log = logging.getLogger("kubesim.kubelet")
 
 NODE_PREFIX = "kubesim-node-"
-POD_NETWORK = ipaddress.IPv4Network("127.1.0.0/16")
 KUBELET_VERSION = "v1.32.0"
-# Image pulls take between these many simulated seconds.
-PULL_SECONDS = (1.0, 2.0)
 # The node lease is renewed this often (simulated seconds), as the real kubelet does.
 LEASE_DURATION = 40
 LEASE_RENEW = 10.0
@@ -67,780 +54,6 @@ PROVISIONER = "kubesim.dev/simulated"
 STORAGE_CLASS = "standard"
 
 T = TypeVar("T")
-ContainerKind = Literal["init", "sidecar", "app"]
-ContainerState = Literal["pending", "pulling", "running", "backoff", "stuck", "terminated", "stopped"]
-
-
-# --------------------------------------------------------------------------------------------------
-# Pure parts: clock, addresses, scheduling.
-
-
-class SimClock:
-    """Simulated seconds since the kubelet started, running `time_scale` times faster than real time."""
-
-    def __init__(
-        self,
-        time_scale: float = 1.0,
-        monotonic: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
-    ) -> None:
-        if time_scale <= 0:
-            raise ValueError("time_scale must be positive")
-        self.time_scale = time_scale
-        self._monotonic = monotonic
-        self._mono0 = monotonic()
-        self._wall0 = wall()
-
-    def now(self) -> float:
-        return (self._monotonic() - self._mono0) * self.time_scale
-
-    def real_delay(self, until: float) -> float:
-        """Real seconds from now until simulated time `until`."""
-        return max(0.0, (until - self.now()) / self.time_scale)
-
-    def wall(self, at: float) -> float:
-        """Unix time of simulated time `at`; timestamps in status use it, so they stay consistent with it."""
-        return self._wall0 + at / self.time_scale
-
-    def timestamp(self, at: float) -> str:
-        return datetime.fromtimestamp(self.wall(at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def micro_timestamp(self, at: float) -> str:
-        return datetime.fromtimestamp(self.wall(at), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class PodIPPool:
-    """Distinct loopback addresses for live pods, so a test can bind a socket and act as a given pod."""
-
-    def __init__(self, network: ipaddress.IPv4Network = POD_NETWORK) -> None:
-        self.network = network
-        self._first = int(network.network_address)
-        self._size = network.num_addresses
-        self._cursor = 0
-        self._owner_of: dict[int, str] = {}
-        self._ip_of: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self._ip_of)
-
-    def allocate(self, owner: str, preferred: str | None = None) -> str:
-        """An address for `owner` (its previous one, or `preferred` if free); raises when the pool is empty."""
-        if owner in self._ip_of:
-            return str(ipaddress.IPv4Address(self._ip_of[owner]))
-        wanted = self._usable(preferred) if preferred else None
-        if wanted is not None and wanted not in self._owner_of:
-            return self._take(owner, wanted)
-        # Hand out addresses in a cycle, so a released address is not reused at once (like real IPAM).
-        for step in range(self._size):
-            offset = (self._cursor + step) % self._size
-            candidate = self._first + offset
-            # Skip the network's own first and last address, and .0 and .255 in the last octet:
-            # they read as network and broadcast addresses.
-            edge = offset in (0, self._size - 1)
-            if edge or candidate & 0xFF in (0, 255) or candidate in self._owner_of:
-                continue
-            self._cursor = (offset + 1) % self._size
-            return self._take(owner, candidate)
-        raise RuntimeError(f"the pod network {self.network} has no free address left")
-
-    def release(self, owner: str) -> None:
-        address = self._ip_of.pop(owner, None)
-        if address is not None:
-            del self._owner_of[address]
-
-    def ip_of(self, owner: str) -> str | None:
-        address = self._ip_of.get(owner)
-        return None if address is None else str(ipaddress.IPv4Address(address))
-
-    def _take(self, owner: str, address: int) -> str:
-        self._owner_of[address] = owner
-        self._ip_of[owner] = address
-        return str(ipaddress.IPv4Address(address))
-
-    def _usable(self, ip: str) -> int | None:
-        try:
-            address = ipaddress.IPv4Address(ip)
-        except ValueError:
-            return None
-        edges = (self.network.network_address, self.network.broadcast_address)
-        if address not in self.network or address in edges or address.packed[-1] in (0, 255):
-            return None
-        return int(address)
-
-
-def host_ip(index: int) -> str:
-    """The address of simulated node `index` (127.0.1.1 for node 0)."""
-    return str(ipaddress.IPv4Address("127.0.1.1") + index)
-
-
-@dataclass(frozen=True)
-class NodeView:
-    """What the scheduler needs to know of a node."""
-
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    unschedulable: bool = False
-    ready: bool = True
-
-
-def _expression_matches(expression: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    key, operator = expression.get("key", ""), expression.get("operator", "In")
-    values = [str(v) for v in expression.get("values") or []]
-    value = labels.get(key)
-    if operator == "In":
-        return value is not None and value in values
-    if operator == "NotIn":
-        return value is None or value not in values
-    if operator == "Exists":
-        return value is not None
-    if operator == "DoesNotExist":
-        return value is None
-    if operator in ("Gt", "Lt") and value is not None and values:
-        try:
-            have, want = int(value), int(values[0])
-        except ValueError:
-            return False
-        return have > want if operator == "Gt" else have < want
-    return False
-
-
-def node_fits(pod: Mapping[str, Any], node: NodeView) -> bool:
-    """Whether the pod's nodeSelector and required node affinity admit the node."""
-    spec = pod.get("spec") or {}
-    for key, value in (spec.get("nodeSelector") or {}).items():
-        if node.labels.get(key) != value:
-            return False
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    terms = required.get("nodeSelectorTerms") or []
-    if terms:
-        # Terms are ORed, the expressions inside a term ANDed, as in the scheduler.
-        return any(
-            all(_expression_matches(e, node.labels) for e in term.get("matchExpressions") or [])
-            for term in terms
-        )
-    return True
-
-
-def choose_node(
-    pod: Mapping[str, Any], nodes: Sequence[NodeView], load: Mapping[str, int]
-) -> tuple[str | None, str]:
-    """The least-loaded node the pod fits on (ties go to the earliest node), or None and why not."""
-    schedulable = [n for n in nodes if n.ready and not n.unschedulable]
-    fitting = [n for n in schedulable if node_fits(pod, n)]
-    if fitting:
-        best = min(fitting, key=lambda n: (load.get(n.name, 0), nodes.index(n)))
-        return best.name, ""
-    reasons = []
-    if len(schedulable) < len(nodes):
-        reasons.append(f"{len(nodes) - len(schedulable)} node(s) were unschedulable")
-    if schedulable:
-        reasons.append(f"{len(schedulable)} node(s) didn't match Pod's node affinity/selector")
-    return None, f"0/{len(nodes)} nodes are available: {', '.join(reasons) or 'no nodes'}."
-
-
-def _digest(*parts: object) -> str:
-    return hashlib.sha256("\x00".join(str(p) for p in parts).encode()).hexdigest()
-
-
-def _unit_interval(*parts: object) -> float:
-    """A number in [0, 1) fixed by `parts`: seeded randomness that does not depend on event order."""
-    return int(_digest(*parts)[:13], 16) / float(16**13)
-
-
-# --------------------------------------------------------------------------------------------------
-# Container and pod lives, as state machines over simulated time.
-
-
-def _claim_names(pod: Mapping[str, Any]) -> list[str]:
-    return [
-        str(v["persistentVolumeClaim"]["claimName"])
-        for v in (pod.get("spec") or {}).get("volumes") or []
-        if (v.get("persistentVolumeClaim") or {}).get("claimName")
-    ]
-
-
-@dataclass
-class _Exit:
-    at: float
-    code: int
-    reason: str
-
-
-class ContainerRuntime:
-    """One container of a pod: its runs, restarts, probes and readiness over simulated time."""
-
-    def __init__(
-        self,
-        spec: Mapping[str, Any],
-        kind: ContainerKind,
-        owner: str,
-        pull_seconds: Callable[[ContainerRuntime], float],
-        scripts: Mapping[str, Behaviour] | None = None,
-    ) -> None:
-        self.name = str(spec.get("name", ""))
-        self.scripts = scripts or {}
-        self.owner = owner
-        self.kind: ContainerKind = kind
-        self.image = str(spec.get("image", ""))
-        self.image_error = image_reference_problem(self.image)
-        self._pull_seconds = pull_seconds
-        self.own_behaviour, self.config_error = self._resolve(spec)
-        self.override: Behaviour | None = None
-        probes = kind != "init"
-        self.readiness = Probe.from_spec(spec.get("readinessProbe")) if probes else None
-        self.liveness = Probe.from_spec(spec.get("livenessProbe")) if probes else None
-        self.startup = Probe.from_spec(spec.get("startupProbe")) if probes else None
-
-        self.state: ContainerState = "pending"
-        self.waiting_reason = "ContainerCreating"
-        self.waiting_message = ""
-        self.start_at: float | None = None
-        self.restart_count = 0
-        self.consecutive_exits = 0
-        self.has_run = False
-        self.pulls = 0
-        self.stopping = False
-        self.stop_exit: _Exit | None = None
-
-        self.run_start = 0.0
-        self.container_id = ""
-        self.image_id = ""
-        self.outcomes: list[tuple[float, bool]] = []
-        self.behaviour_exit: tuple[float, int] | None = None
-        self.started_at: float | None = None
-        self.exit: _Exit | None = None
-        self.ready_flips: list[tuple[float, bool]] = []
-        self.ready = False
-        self.started = False
-        self.seen_until = -math.inf
-        self.terminated: dict[str, Any] | None = None
-        self.last_terminated: dict[str, Any] | None = None
-
-    def _resolve(self, spec: Mapping[str, Any]) -> tuple[Behaviour, str | None]:
-        try:
-            return container_behaviour(spec, self.scripts), None
-        except BehaviourError as exc:
-            return Behaviour(), f"KUBESIM_BEHAVIOUR of container {spec.get('name')!r}: {exc}"
-
-    @property
-    def behaviour(self) -> Behaviour:
-        return self.override if self.override is not None else self.own_behaviour
-
-    @property
-    def initialised(self) -> bool:
-        """An init container has completed; a sidecar has started."""
-        if self.kind == "sidecar":
-            return self.started
-        return self.state == "terminated" and self.exit_code == 0
-
-    @property
-    def exit_code(self) -> int | None:
-        return None if self.terminated is None else int(self.terminated["exitCode"])
-
-    # -- transitions ---------------------------------------------------------------------------
-
-    def begin_pull(self, at: float) -> None:
-        """The kubelet starts creating this container at `at`: pull its image, then run it."""
-        if self.stopping:
-            return
-        if self.image_error:
-            # A name that does not parse is never pulled: the container waits until the spec changes.
-            self.state, self.waiting_reason, self.waiting_message = (
-                "stuck",
-                "InvalidImageName",
-                self.image_error,
-            )
-            return
-        if self.config_error:
-            self.state, self.waiting_reason, self.waiting_message = (
-                "stuck",
-                "CreateContainerConfigError",
-                self.config_error,
-            )
-            return
-        self.pulls += 1
-        self.state, self.waiting_reason, self.waiting_message = "pulling", "ContainerCreating", ""
-        self.start_at = at + self._pull_seconds(self)
-
-    def advance_to(self, t: float, restart_policy: str) -> None:
-        """Apply every transition due at or before `t`, in order."""
-        while True:
-            if self.state in ("pulling", "backoff") and self.start_at is not None and self.start_at <= t:
-                if self.state == "pulling" and self.behaviour.pull_error:
-                    self.state = "stuck"
-                    self.waiting_reason = "ImagePullBackOff"
-                    self.waiting_message = f'Back-off pulling image "{self.image}"'
-                    continue
-                self._start(self.start_at)
-                continue
-            if self.state == "running":
-                if self.exit is not None and self.exit.at <= t:
-                    self._exit(self.exit, restart_policy)
-                    continue
-                if not self.started and self.started_at is not None and self.started_at <= t:
-                    self.started = True
-                self.ready = value_at(self.ready_flips, False, t)
-            break
-        self.seen_until = max(self.seen_until, t)
-
-    def next_event(self) -> float | None:
-        if self.state in ("pulling", "backoff"):
-            return self.start_at
-        if self.state != "running":
-            return None
-        candidates = [self.exit.at if self.exit else None, next_flip(self.ready_flips, self.seen_until)]
-        if not self.started and self.started_at is not None:
-            candidates.append(self.started_at)
-        times = [c for c in candidates if c is not None]
-        return min(times) if times else None
-
-    def _start(self, at: float) -> None:
-        if self.has_run:
-            self.restart_count += 1
-        self.has_run = True
-        self.state = "running"
-        self.run_start = at
-        self.start_at = None
-        self.terminated = None
-        self.container_id = "containerd://" + _digest(self.owner, self.name, self.restart_count, at)[:64]
-        self.image_id = _image_id(self.image)
-        self.started = False
-        self.ready = False
-        behaviour = self.behaviour
-        self.outcomes = behaviour.process_outcomes(at)
-        self.behaviour_exit = behaviour.process_exit(at, init=self.kind == "init")
-        self._plan()
-
-    def _plan(self) -> None:
-        """Work out this run from its outcomes: when it is started, when ready, when it ends and why."""
-        start = self.run_start
-        exits: list[_Exit] = []
-        if self.behaviour_exit is not None:
-            at, code = self.behaviour_exit
-            exits.append(_Exit(at, code, "Completed" if code == 0 else "Error"))
-        self.started_at = start
-        if self.startup is not None:
-            passed, at = startup_outcome(start, self.startup, self.outcomes)
-            self.started_at = at if passed else None
-            if not passed:
-                exits.append(_Exit(at, 137, "Error"))
-        if self.liveness is not None and self.started_at is not None:
-            seen = outcomes_from(self.outcomes, self.started_at, before=True)
-            for at, alive in probe_flips(start, self.liveness, seen, initial=True):
-                if not alive:
-                    exits.append(_Exit(at, 137, "Error"))
-                    break
-        if self.stop_exit is not None:
-            exits.append(self.stop_exit)
-        self.exit = min(exits, key=lambda e: e.at) if exits else None
-        flips: list[tuple[float, bool]] = []
-        if self.kind != "init" and self.started_at is not None:
-            seen = outcomes_from(self.outcomes, self.started_at, before=False)
-            if self.readiness is not None:
-                flips = probe_flips(start, self.readiness, seen, initial=False)
-            else:
-                flips = direct_flips(seen, initial=False)
-        ends = self.exit.at if self.exit else math.inf
-        self.ready_flips = [f for f in flips if f[0] < ends]
-
-    def _exit(self, exit: _Exit, restart_policy: str) -> None:
-        record = {
-            "exitCode": exit.code,
-            "reason": exit.reason,
-            "startedAt": self.run_start,
-            "finishedAt": exit.at,
-            "containerID": self.container_id,
-        }
-        self.ready = False
-        self.ready_flips = []
-        self.started = False
-        self.exit = None
-        if self.stopping:
-            self.state, self.terminated = "terminated", record
-            return
-        if self.kind == "init":
-            restart = exit.code != 0 and restart_policy != "Never"
-        elif self.kind == "sidecar":
-            restart = True
-        else:
-            restart = restart_policy == "Always" or (restart_policy == "OnFailure" and exit.code != 0)
-        if not restart:
-            self.state, self.terminated = "terminated", record
-            return
-        if exit.at - self.run_start >= BACKOFF_RESET_AFTER:
-            self.consecutive_exits = 0
-        self.consecutive_exits += 1
-        delay = restart_delay(self.consecutive_exits)
-        self.last_terminated = record
-        self.state = "backoff"
-        self.start_at = exit.at + delay
-        self.waiting_reason = "CrashLoopBackOff"
-        self.waiting_message = f"back-off {delay:g}s restarting failed container={self.name}"
-
-    def change_image(self, spec: Mapping[str, Any], at: float) -> None:
-        """The pod's spec names a new image for this container: kill the running one and start the new image."""
-        self.image = str(spec.get("image", ""))
-        self.image_error = image_reference_problem(self.image)
-        self.own_behaviour, self.config_error = self._resolve(spec)
-        if self.stopping or self.state in ("pending", "terminated"):
-            # Not started yet (the new image is used when it is), or done for good under its restart policy.
-            return
-        if self.state == "running":
-            self.last_terminated = {
-                "exitCode": 0,
-                "reason": "Completed",
-                "startedAt": self.run_start,
-                "finishedAt": at,
-                "containerID": self.container_id,
-            }
-            self.ready = False
-            self.ready_flips = []
-            self.started = False
-            self.exit = None
-        # A changed container is a new container to the kubelet: no back-off carried over.
-        self.consecutive_exits = 0
-        self.begin_pull(at)
-
-    def set_override(self, behaviour: Behaviour | None, at: float) -> None:
-        """Change how the process behaves from `at` on (None: back to what its env and image say)."""
-        self.override = behaviour
-        if self.state == "running":
-            kept = [o for o in self.outcomes if o[0] < at]
-            self.outcomes = kept + self.behaviour.process_outcomes(at)
-            self.behaviour_exit = self.behaviour.process_exit(at, init=self.kind == "init")
-            self._plan()
-        elif (
-            self.state == "stuck"
-            and self.waiting_reason == "ImagePullBackOff"
-            and not self.behaviour.pull_error
-        ):
-            self.begin_pull(at)
-
-    def stop(self, at: float, deadline: float) -> None:
-        """The pod is being deleted: SIGTERM now, SIGKILL at `deadline`; no more restarts."""
-        self.stopping = True
-        if self.state == "running":
-            shutdown = at + self.behaviour.shutdown_seconds
-            self.stop_exit = (
-                _Exit(shutdown, 0, "Completed") if shutdown <= deadline else _Exit(deadline, 137, "Error")
-            )
-            self._plan()
-        elif self.state in ("pulling", "backoff", "pending", "stuck"):
-            self.state = "stopped"
-            if self.last_terminated is not None:
-                self.terminated = self.last_terminated
-
-    # -- status --------------------------------------------------------------------------------
-
-    def status(self, clock: SimClock) -> dict[str, Any]:
-        state: dict[str, Any]
-        if self.state == "running":
-            state = {"running": {"startedAt": clock.timestamp(self.run_start)}}
-        elif self.state in ("terminated", "stopped") and self.terminated is not None:
-            state = {"terminated": _render_termination(self.terminated, clock)}
-        else:
-            waiting = {"reason": self.waiting_reason}
-            if self.waiting_message:
-                waiting["message"] = self.waiting_message
-            state = {"waiting": waiting}
-        status: dict[str, Any] = {
-            "name": self.name,
-            "image": self.image,
-            "imageID": self.image_id,
-            "ready": self.ready,
-            "started": self.state == "running" and self.started,
-            "restartCount": self.restart_count,
-            "state": state,
-            "lastState": {},
-        }
-        if self.container_id:
-            status["containerID"] = self.container_id
-        if self.last_terminated is not None and self.terminated is not self.last_terminated:
-            status["lastState"] = {"terminated": _render_termination(self.last_terminated, clock)}
-        return status
-
-
-def _render_termination(record: Mapping[str, Any], clock: SimClock) -> dict[str, Any]:
-    return {
-        "exitCode": record["exitCode"],
-        "reason": record["reason"],
-        "startedAt": clock.timestamp(record["startedAt"]),
-        "finishedAt": clock.timestamp(record["finishedAt"]),
-        "containerID": record["containerID"],
-    }
-
-
-def _image_id(image: str) -> str:
-    repository = image.split("@", 1)[0]
-    last = repository.rsplit("/", 1)
-    if ":" in last[-1]:
-        repository = repository[: repository.rfind(":")]
-    return f"{repository}@sha256:{_digest('image', image)}"
-
-
-_OWN_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
-
-
-class PodRuntime:
-    """One pod admitted to a simulated node: its sandbox, containers and conditions."""
-
-    def __init__(
-        self,
-        pod: Mapping[str, Any],
-        node: str,
-        node_ip: str,
-        at: float,
-        seed: int,
-        scripts: Mapping[str, Behaviour] | None = None,
-    ) -> None:
-        meta = pod.get("metadata") or {}
-        spec = pod.get("spec") or {}
-        self.uid = str(meta.get("uid", ""))
-        self.namespace = str(meta.get("namespace", "default"))
-        self.name = str(meta.get("name", ""))
-        self.node = node
-        self.host_ip = node_ip
-        self.pod: Mapping[str, Any] = pod
-        self.seed = seed
-        self.restart_policy = str(spec.get("restartPolicy") or "Always")
-        self.admitted_at = at
-        self.sandbox_at: float | None = None
-        self.pod_ip: str | None = None
-        self.claims = _claim_names(pod)
-        self.identities: dict[str, str] = {}
-        owner = f"{self.namespace}/{self.name}/{self.uid}"
-        self.inits = [
-            ContainerRuntime(
-                c,
-                "sidecar" if c.get("restartPolicy") == "Always" else "init",
-                owner,
-                self._pull_seconds,
-                scripts,
-            )
-            for c in spec.get("initContainers") or []
-        ]
-        self.apps = [
-            ContainerRuntime(c, "app", owner, self._pull_seconds, scripts)
-            for c in spec.get("containers") or []
-        ]
-        if self.inits:
-            for app in self.apps:
-                app.waiting_reason = "PodInitializing"
-        self.init_index = 0
-        self.apps_begun = False
-        self.initialized_at: float | None = at if not self.inits else None
-        self.terminating = False
-        self.delete_requested = False
-        self.conditions: dict[str, tuple[bool, float]] = {}
-        self.wake_at: float | None = None
-        self.last_sent: dict[str, Any] | None = None
-        self._update_conditions(at)
-
-    @property
-    def containers(self) -> list[ContainerRuntime]:
-        return [*self.inits, *self.apps]
-
-    def _pull_seconds(self, container: ContainerRuntime) -> float:
-        low, high = PULL_SECONDS
-        share = _unit_interval(
-            self.seed, self.namespace, self.name, container.name, container.image, container.pulls
-        )
-        return low + (high - low) * share
-
-    # -- lifecycle -----------------------------------------------------------------------------
-
-    def start_sandbox(self, at: float, pod_ip: str, identities: dict[str, str]) -> None:
-        """Volumes are in place and the pod has its IP: containers may be created from `at` on."""
-        self.sandbox_at = at
-        self.pod_ip = pod_ip
-        self.identities = identities
-        self._progress(at)
-
-    def begin_termination(self, at: float, grace: float) -> None:
-        if self.terminating:
-            return
-        self.terminating = True
-        for container in self.containers:
-            container.stop(at, at + grace)
-        self._update_conditions(at)
-
-    @property
-    def finished(self) -> bool:
-        """Every container has stopped after a deletion: the kubelet may let the API server remove the pod."""
-        return self.terminating and all(c.state in ("terminated", "stopped") for c in self.containers)
-
-    def advance(self, now: float) -> None:
-        """Play every transition due up to `now`, one instant at a time so conditions get exact times."""
-        while (at := self.next_event()) is not None and at <= now:
-            self._step(at)
-        self._step(now)
-
-    def next_event(self) -> float | None:
-        times = [t for c in self.containers if (t := c.next_event()) is not None]
-        return min(times) if times else None
-
-    def _step(self, at: float) -> None:
-        for container in self.containers:
-            container.advance_to(at, self.restart_policy)
-        self._progress(at)
-        self._update_conditions(at)
-
-    def _progress(self, at: float) -> None:
-        """Walk init containers in order, then create the app containers."""
-        if self.sandbox_at is None or self.terminating or self.apps_begun:
-            return
-        while self.init_index < len(self.inits):
-            init = self.inits[self.init_index]
-            if init.state == "pending":
-                init.begin_pull(at)
-                init.advance_to(at, self.restart_policy)
-            if not init.initialised:
-                return
-            self.init_index += 1
-        if self.initialized_at is None:
-            self.initialized_at = at
-        self.apps_begun = True
-        for container in self.apps:
-            container.begin_pull(at)
-
-    def readiness_gates(self) -> list[tuple[str, str | None]]:
-        """Each readiness gate's condition type and its status in the pod, if set."""
-        observed = {
-            c.get("type"): c.get("status") for c in (self.pod.get("status") or {}).get("conditions") or []
-        }
-        return [
-            (str(g.get("conditionType")), observed.get(g.get("conditionType")))
-            for g in (self.pod.get("spec") or {}).get("readinessGates") or []
-        ]
-
-    def _update_conditions(self, at: float) -> None:
-        runnable = [*[c for c in self.inits if c.kind == "sidecar"], *self.apps]
-        containers_ready = self.initialized_at is not None and all(c.ready for c in runnable)
-        gates_ready = all(status == "True" for _, status in self.readiness_gates())
-        values = {
-            "PodScheduled": True,
-            "PodReadyToStartContainers": self.sandbox_at is not None and not self.finished,
-            "Initialized": self.initialized_at is not None,
-            "ContainersReady": containers_ready,
-            "Ready": containers_ready and gates_ready,
-        }
-        for kind, value in values.items():
-            previous = self.conditions.get(kind)
-            if previous is None or previous[0] != value:
-                self.conditions[kind] = (value, at)
-
-    def phase(self) -> str:
-        if any(c.kind == "init" and c.state == "terminated" and c.exit_code != 0 for c in self.inits):
-            return "Failed"
-        done = ("terminated", "stopped")
-        if self.apps and all(c.state in done for c in self.apps) and (self.terminating or self.apps_begun):
-            if all(c.state == "terminated" and c.exit_code == 0 for c in self.apps):
-                return "Succeeded"
-            return "Failed"
-        if self.initialized_at is not None and any(c.has_run for c in self.apps):
-            return "Running"
-        return "Pending"
-
-    # -- status --------------------------------------------------------------------------------
-
-    def status(self, clock: SimClock) -> dict[str, Any]:
-        """The pod status this kubelet reports, with conditions other parties own kept as observed."""
-        conditions = []
-        for kind in _OWN_CONDITIONS:
-            value, since = self.conditions[kind]
-            condition: dict[str, Any] = {
-                "type": kind,
-                "status": "True" if value else "False",
-                "lastProbeTime": None,
-                "lastTransitionTime": clock.timestamp(since),
-            }
-            if not value:
-                condition.update(self._why_not(kind))
-            conditions.append(condition)
-        observed = (self.pod.get("status") or {}).get("conditions") or []
-        conditions.extend(c for c in observed if c.get("type") not in _OWN_CONDITIONS)
-        status: dict[str, Any] = {
-            "phase": self.phase(),
-            "conditions": conditions,
-            "hostIP": self.host_ip,
-            "hostIPs": [{"ip": self.host_ip}],
-            "startTime": clock.timestamp(self.admitted_at),
-            # The kubelet reports app containers sorted by name and init containers in spec order.
-            "containerStatuses": [c.status(clock) for c in sorted(self.apps, key=lambda c: c.name)],
-        }
-        if self.pod_ip is not None:
-            status["podIP"] = self.pod_ip
-            status["podIPs"] = [{"ip": self.pod_ip}]
-        if self.inits:
-            status["initContainerStatuses"] = [c.status(clock) for c in self.inits]
-        return status
-
-    def _why_not(self, kind: str) -> dict[str, str]:
-        if kind == "Initialized":
-            pending = [c.name for c in self.inits if not c.initialised]
-            return {
-                "reason": "ContainersNotInitialized",
-                "message": f"containers with incomplete status: [{' '.join(pending)}]",
-            }
-        if kind in ("Ready", "ContainersReady"):
-            unready = [c.name for c in [*self.inits, *self.apps] if c.kind != "init" and not c.ready]
-            if kind == "Ready" and not unready and self.initialized_at is not None:
-                for gate, status in self.readiness_gates():
-                    if status is None:
-                        message = f'corresponding condition of pod readiness gate "{gate}" does not exist.'
-                        return {"reason": "ReadinessGatesNotReady", "message": message}
-                    if status != "True":
-                        message = f'the status of pod readiness gate "{gate}" is not "True", but {status}'
-                        return {"reason": "ReadinessGatesNotReady", "message": message}
-            if self.finished:
-                return {"reason": "PodCompleted"}
-            return {
-                "reason": "ContainersNotReady",
-                "message": f"containers with unready status: [{' '.join(unready)}]",
-            }
-        return {}
-
-    def set_behaviour(self, behaviour: Behaviour | None, container: str | None, at: float) -> None:
-        targets = [c for c in self.containers if container is None or c.name == container]
-        if container is None:
-            targets = [c for c in targets if c.kind != "init"]
-        if not targets:
-            raise LookupError(f"pod {self.namespace}/{self.name} has no container named {container!r}")
-        self.advance(at)
-        for target in targets:
-            target.set_override(behaviour, at)
-        self._step(at)
-
-    def update_spec(self, pod: Mapping[str, Any], at: float) -> None:
-        """Take in a newer version of the pod: in-place image changes restart only the changed container."""
-        self.advance(at)
-        self.pod = pod
-        spec = pod.get("spec") or {}
-        for kind_key, containers in (("initContainers", self.inits), ("containers", self.apps)):
-            by_name = {str(c.get("name")): c for c in spec.get(kind_key) or []}
-            for container in containers:
-                new = by_name.get(container.name)
-                if new is not None and str(new.get("image", "")) != container.image:
-                    container.change_image(new, at)
-        self._step(at)
-
-
-def _grace_seconds(pod: Mapping[str, Any]) -> float:
-    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    for value in (meta.get("deletionGracePeriodSeconds"), spec.get("terminationGracePeriodSeconds")):
-        if value is not None:
-            return max(0.0, float(value))
-    return 30.0
-
-
-def _emptydir_identity(uid: str, volume: str) -> str:
-    return "emptydir-" + _digest("emptyDir", uid, volume)[:20]
-
-
-# --------------------------------------------------------------------------------------------------
-# The kubelet: HTTP I/O and wiring.
 
 
 class _Expired(Exception):
@@ -1201,15 +414,15 @@ class Kubelet:
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {
                 "architecture": "amd64",
-                "bootID": str(uuid.UUID(_digest("boot", self.seed, name)[:32])),
+                "bootID": str(uuid.UUID(digest("boot", self.seed, name)[:32])),
                 "containerRuntimeVersion": "kubesim://1.0.0",
                 "kernelVersion": platform.release(),
                 "kubeProxyVersion": "",
                 "kubeletVersion": KUBELET_VERSION,
-                "machineID": _digest("machine", name)[:32],
+                "machineID": digest("machine", name)[:32],
                 "operatingSystem": "linux",
                 "osImage": "kubesim",
-                "systemUUID": str(uuid.UUID(_digest("system", name)[:32])),
+                "systemUUID": str(uuid.UUID(digest("system", name)[:32])),
             },
         }
 
@@ -1438,16 +651,7 @@ class Kubelet:
             base = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
             bound = {"status": {"phase": "Bound", "accessModes": modes, "capacity": {"storage": size}}}
             await self._expect("PATCH", base + "/status", bound, "application/merge-patch+json")
-        except KubeletApiError as exc:
-            if exc.status == 404 and not spec.get("volumeName") and self.bind_claims:
-                # The claim went before it was bound, so its deletion named no volume: the volume
-                # provisioned for it goes now, as the reclaim policy Delete asks.
-                log.info("claim %s/%s is gone before binding; deleting %s", namespace, name, volume)
-                self._spawn(self._request("DELETE", f"/api/v1/persistentvolumes/{volume}"))
-                return
-            log.info("could not bind claim %s/%s (%s); retrying", namespace, name, exc)
-            self._later(RETRY_SECONDS, lambda: self._retry_provision(namespace, name, uid))
-        except aiohttp.ClientError as exc:
+        except (KubeletApiError, aiohttp.ClientError) as exc:
             log.info("could not bind claim %s/%s (%s); retrying", namespace, name, exc)
             self._later(RETRY_SECONDS, lambda: self._retry_provision(namespace, name, uid))
         finally:
@@ -1528,7 +732,7 @@ class Kubelet:
         self._end_binding(uid)
         unscheduled = self._unscheduled.pop(uid, None)
         if unscheduled is not None:
-            self._unwatch_claims(uid, str(meta.get("namespace")), _claim_names(pod))
+            self._unwatch_claims(uid, str(meta.get("namespace")), claim_names(pod))
         if node in self._nodes:
             self._admit(pod, node)
 
@@ -1549,7 +753,7 @@ class Kubelet:
             return
         meta = entry.pod.get("metadata") or {}
         namespace = str(meta.get("namespace", "default"))
-        claims = _claim_names(entry.pod)
+        claims = claim_names(entry.pod)
         problem = self._claims_problem(namespace, claims)
         if problem is not None:
             self._watch_claims(uid, namespace, claims)
@@ -1628,7 +832,7 @@ class Kubelet:
         for volume in (runtime.pod.get("spec") or {}).get("volumes") or []:
             name = str(volume.get("name"))
             if "emptyDir" in volume:
-                identities[name] = _emptydir_identity(runtime.uid, name)
+                identities[name] = emptydir_identity(runtime.uid, name)
             elif claim := (volume.get("persistentVolumeClaim") or {}).get("claimName"):
                 bound = self._claims[(runtime.namespace, str(claim))]
                 identities[name] = str((bound.get("spec") or {}).get("volumeName"))
@@ -1641,7 +845,7 @@ class Kubelet:
         now = self.clock.now()
         runtime.update_spec(pod, now)
         if (pod.get("metadata") or {}).get("deletionTimestamp") and not runtime.terminating:
-            runtime.begin_termination(now, _grace_seconds(pod))
+            runtime.begin_termination(now, grace_seconds(pod))
         self._touch(runtime)
 
     def _touch(self, runtime: PodRuntime) -> None:
@@ -1699,7 +903,7 @@ class Kubelet:
         entry = self._unscheduled.pop(uid, None)
         if entry is not None:
             meta = entry.pod.get("metadata") or {}
-            self._unwatch_claims(uid, str(meta.get("namespace")), _claim_names(entry.pod))
+            self._unwatch_claims(uid, str(meta.get("namespace")), claim_names(entry.pod))
         self._end_binding(uid)
         self._dirty.pop(uid, None)
 

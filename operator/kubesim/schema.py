@@ -778,7 +778,13 @@ def validate_crd(crd: dict[str, Any]) -> None:
                 )
             )
         seen: set[str] = set()
-        for i, version in enumerate(versions):
+        schemas = [(version.get("schema") or {}).get("openAPIV3Schema") for version in versions]
+        # The API server judges a schema that every version shares once, as `spec.validation` (where
+        # its internal form keeps it), and a schema of one version at that version.
+        shared = schemas[0] is not None and all(schema == schemas[0] for schema in schemas)
+        if shared:
+            causes.extend(_structural(schemas[0], "spec.validation.openAPIV3Schema"))
+        for i, (version, schema) in enumerate(zip(versions, schemas, strict=True)):
             path = f"spec.versions[{i}]"
             version_name = version.get("name") or ""
             if not version_name:
@@ -786,12 +792,11 @@ def validate_crd(crd: dict[str, Any]) -> None:
             elif version_name in seen:
                 causes.append(_duplicate(f"{path}.name", version_name))
             seen.add(version_name)
-            schema = (version.get("schema") or {}).get("openAPIV3Schema")
             schema_path = f"{path}.schema.openAPIV3Schema"
             if schema is None:
                 causes.append(_required(schema_path, "schemas are required"))
-                continue
-            causes.extend(_structural(schema, schema_path))
+            elif not shared:
+                causes.extend(_structural(schema, schema_path))
     if causes:
         raise invalid("CustomResourceDefinition", name, causes, CRD_GROUP)
 
@@ -814,6 +819,56 @@ def _structural(schema: Any, path: str) -> list[Cause]:
             )
     causes.extend(_structural_node(schema, path, in_validation=False, root=True))
     return causes
+
+
+def _field_path_tokens(text: str) -> Iterator[str]:
+    """A rule's fieldPath split as the API server splits it: '.', '[' and ']', quoted strings, names."""
+    i = 0
+    while i < len(text):
+        if text[i] in ".[]":
+            yield text[i]
+            i += 1
+        elif text[i] == "'":
+            end = i + 1
+            while end < len(text) and not (text[end] == "'" and text[end - 1] != "\\"):
+                end += 1
+            yield text[i : end + 1]
+            i = end + 1
+        else:
+            end = i
+            while end < len(text) and text[end] not in ".[]":
+                end += 1
+            yield text[i:end]
+            i = end
+
+
+def _valid_field_path(text: str, node: Mapping[str, Any]) -> bool:
+    """Whether a rule's fieldPath names a field of its node's schema (`.a.b`, `['a']`, map keys)."""
+    tokens = _field_path_tokens(text)
+    schema: Any = node
+    for token in tokens:
+        if token == "[":
+            quoted = next(tokens, "")
+            if len(quoted) < 2 or quoted[0] != "'" or quoted[-1] != "'" or next(tokens, "") != "]":
+                return False
+            name = quoted[1:-1].replace("\\'", "'").replace("\\\\", "\\")
+        elif token == ".":
+            name = next(tokens, "")
+            if not name:
+                return False
+        else:
+            return False
+        if not isinstance(schema, Mapping):
+            return False
+        if schema.get("properties") is not None:
+            if name not in schema["properties"]:
+                return False
+            schema = schema["properties"][name]
+        elif isinstance(schema.get("additionalProperties"), Mapping):
+            schema = schema["additionalProperties"]
+        else:
+            return False
+    return True
 
 
 def _structural_node(node: Any, path: str, *, in_validation: bool, root: bool = False) -> Iterator[Cause]:
@@ -873,6 +928,14 @@ def _structural_node(node: Any, path: str, *, in_validation: bool, root: bool = 
             compile_rule(str(text))
         except CelError as exc:
             yield _invalid(f"{rule_path}.rule", text, str(exc))
+        field_path = rule.get("fieldPath")
+        if isinstance(field_path, str) and field_path:
+            if not field_path.strip():
+                yield _invalid(f"{rule_path}.fieldPath", field_path, "must be non-empty if specified")
+            if "\n" in field_path or "\r" in field_path:
+                yield _invalid(f"{rule_path}.fieldPath", field_path, "must not contain line breaks")
+            if not _valid_field_path(field_path, node):
+                yield _invalid(f"{rule_path}.fieldPath", field_path, "must be a valid path")
         if rule.get("reason") not in (
             None,
             "FieldValueInvalid",

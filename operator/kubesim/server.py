@@ -107,6 +107,17 @@ def _status_success(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _page_not_found() -> web.Response:
+    """What the API server answers under /apis for a group it does not serve, and for a path outside
+    /api and /apis: plain text, no Status."""
+    return web.Response(
+        text="404 page not found\n",
+        status=404,
+        content_type="text/plain",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
 def _minimal_openapi(parts: list[str], registry: Any) -> dict[str, Any]:
     """Schema-free documents, served when kubesim.openapi is absent: clients then skip validation."""
     info = {"title": "Kubernetes", "version": KUBERNETES_VERSION["gitVersion"]}
@@ -304,12 +315,14 @@ class ApiServer:
         if head == "apis":
             if len(parts) == 1:
                 return self._discovery_root(request, core=False)
+            if not any(g.name == parts[1] for g in self.store.registry.groups()):
+                return _page_not_found()
             if len(parts) == 2:
                 return self._api_group(parts[1])
             if len(parts) == 3:
                 return self._resource_list(request, parts[1], parts[2])
             return await self._resource(request, parts[1], parts[2], parts[3:])
-        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return _page_not_found()
 
     # -----------------------------------------------------------------------------------------------------
     # Discovery

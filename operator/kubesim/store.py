@@ -31,6 +31,8 @@ from kubesim.errors import (
     invalid,
     not_found,
 )
+from kubesim.eventrules import validate_event
+from kubesim.microtime import check_micro_times
 from kubesim.resources import CRD_GROUP, ResourceRegistry, ResourceType
 from kubesim.selectors import FieldSelector, LabelSelector, field_value
 
@@ -60,6 +62,14 @@ _DNS_LABEL_KINDS = {("", "namespaces"), ("", "services")}
 _PATH_SEGMENT_KINDS = {"rbac.authorization.k8s.io"}
 
 # Fields each built-in kind lets clients select on (as registered by the API server's field label conversions).
+# What kube-controller-manager's root-CA publisher puts into every namespace.
+ROOT_CA_CONFIG_MAP = "kube-root-ca.crt"
+ROOT_CA_ANNOTATION = "kubernetes.io/description"
+ROOT_CA_DESCRIPTION = (
+    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints "
+    "such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across "
+    "distributions of Kubernetes clusters."
+)
 _COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
 _SELECTABLE_FIELDS: dict[StorageKey, frozenset[str]] = {
     ("", "pods"): _COMMON_FIELDS
@@ -301,6 +311,8 @@ class Store:
         self.max_watch_backlog = max_watch_backlog
         # Called (from any thread) when background work is queued; without it the work runs inline.
         self.on_background: Callable[[], None] | None = None
+        # The CA that `kube-root-ca.crt` ConfigMaps carry, once `publish_root_ca` has named it.
+        self.root_ca: str | None = None
         self._bootstrap()
 
     # -----------------------------------------------------------------------------------------------------
@@ -1352,6 +1364,7 @@ class Store:
         meta = _meta(obj)
         _validate_metadata(rt, obj)
         if not rt.is_custom:
+            check_micro_times(rt.group, rt.version, rt.kind, obj)
             self._drop_unknown_fields(rt, obj, field_validation, warnings)
         if rt.is_custom:
             obj = self._admit_custom(rt, obj, old, operation, field_validation, warnings)
@@ -1362,6 +1375,7 @@ class Store:
                 obj = podrules.default_pod(obj, creating=operation == "create")
                 meta = _meta(obj)
                 if operation == "create":
+                    self._admit_service_account(obj)
                     causes = podrules.validate_pod_create(obj)
                 elif operation == "update" and old is not None:
                     causes = podrules.validate_pod_update(old, obj)
@@ -1394,6 +1408,10 @@ class Store:
         elif key == ("", "events"):
             obj = _convert_event(obj, "v1")
             obj.setdefault("involvedObject", {})
+            strict = rt.group == "events.k8s.io"
+            causes = validate_event(obj, strict=strict, creating=operation == "create")
+            if causes:
+                raise invalid("Event", _meta(obj)["name"], causes, rt.group)
         elif key == (CRD_GROUP, "customresourcedefinitions"):
             obj = self._prepare_crd(obj, old, operation)
         elif key in (("apps", "deployments"), ("apps", "statefulsets")):
@@ -1401,6 +1419,23 @@ class Store:
             if operation == "create":
                 obj.pop("status", None)
         return obj
+
+    def _admit_service_account(self, pod: dict[str, Any]) -> None:
+        """The ServiceAccount admission plugin: a new pod's ServiceAccount must exist (403 otherwise)."""
+        meta = _meta(pod)
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        account = str((pod.get("spec") or {}).get("serviceAccountName") or "default")
+        sa_rt = self.registry.get("", "v1", "serviceaccounts")
+        if sa_rt is None or (namespace, account) in self._bucket(sa_rt):
+            return
+        raise ApiError(
+            403,
+            "Forbidden",
+            f'pods "{name}" is forbidden: error looking up service account {namespace}/{account}: '
+            f'serviceaccount "{account}" not found',
+            kind="pods",
+            name=name,
+        )
 
     def _drop_unknown_fields(
         self, rt: ResourceType, obj: dict[str, Any], field_validation: str | None, warnings: Warnings | None
@@ -1519,6 +1554,7 @@ class Store:
             self._establish_crd(obj)
         elif key == ("", "namespaces"):
             self._ensure_default_service_account(meta["name"])
+            self._publish_root_ca(meta["name"])
         owners = _owner_uids(obj)
         if owners and not any(uid in self._by_uid for uid in owners):
             # Every owner is absent (a uid that never existed or is already gone): collect the dependent.
@@ -1535,11 +1571,9 @@ class Store:
             self._establish_crd(new)
         if new["metadata"].get("deletionTimestamp"):
             self._queue_finalizer_work(rt, new)
-        if rt.storage_key == ("", "pods") and new.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-            self._release_claims_of(new)
 
     def _release_claims_of(self, pod: dict[str, Any]) -> None:
-        """A pod that stopped using its claims may let claims that wait for deletion go."""
+        """A pod that is gone may let the claims it held, waiting for deletion, go."""
         namespace = pod["metadata"].get("namespace") or ""
         for volume in pod.get("spec", {}).get("volumes") or []:
             claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
@@ -1549,14 +1583,18 @@ class Store:
                 )
 
     def _reconcile_claim(self, namespace: str, name: str) -> None:
-        """The pvc-protection controller: a deleted claim goes once no running pod mounts it."""
+        """The pvc-protection controller: a deleted claim goes once no scheduled pod refers to it.
+
+        As kube-controller-manager's: a pod counts once it has a node (a pod that never ran holds
+        nothing) and until it is gone, even when it has finished.
+        """
         claim = self._objects.get(("", "persistentvolumeclaims"), {}).get((namespace, name))
         if claim is None or not claim["metadata"].get("deletionTimestamp"):
             return
         if FINALIZER_PVC_PROTECTION not in (claim["metadata"].get("finalizers") or []):
             return
         for (pod_ns, _), pod in self._objects.get(("", "pods"), {}).items():
-            if pod_ns != namespace or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            if pod_ns != namespace or not (pod.get("spec") or {}).get("nodeName"):
                 continue
             for volume in pod.get("spec", {}).get("volumes") or []:
                 if (volume.get("persistentVolumeClaim") or {}).get("claimName") == name:
@@ -1701,7 +1739,16 @@ class Store:
         found = self._lookup(*where)
         if found is None or FINALIZER_FOREGROUND not in (found[1]["metadata"].get("finalizers") or []):
             return
-        blocking = [d for d in self._dependents.get(owner_uid, set()) if self._lookup(*d) is not None]
+        # As the garbage collector: only dependents whose reference sets blockOwnerDeletion hold it.
+        blocking = [
+            d
+            for d in self._dependents.get(owner_uid, set())
+            if (dependent := self._lookup(*d)) is not None
+            and any(
+                ref.get("uid") == owner_uid and ref.get("blockOwnerDeletion") is True
+                for ref in dependent[1]["metadata"].get("ownerReferences") or []
+            )
+        ]
         if not blocking:
             self._remove_finalizer(where[0], where[1], FINALIZER_FOREGROUND)
 
@@ -1790,6 +1837,37 @@ class Store:
         if sa_rt is None or ("" if not sa_rt.namespaced else namespace, "default") in self._bucket(sa_rt):
             return
         self.create(sa_rt, namespace, {"metadata": {"name": "default"}})
+
+    def publish_root_ca(self, ca_pem: bytes) -> None:
+        """Publish the cluster's CA as the `kube-root-ca.crt` ConfigMap of every namespace, new ones too.
+
+        kube-controller-manager's root-CA publisher does this in a real cluster, so that pods can trust
+        the API server; kubesim does it as soon as it knows the CA (a plain-HTTP cluster has none).
+        """
+        with self._lock:
+            self.root_ca = ca_pem.decode()
+            for _, name in list(self._bucket(self.type("namespaces"))):
+                self._publish_root_ca(name)
+            self._after_write()
+
+    def _publish_root_ca(self, namespace: str) -> None:
+        cm_rt = self.registry.get("", "v1", "configmaps")
+        if self.root_ca is None or cm_rt is None:
+            return
+        body = {
+            "metadata": {
+                "name": ROOT_CA_CONFIG_MAP,
+                "annotations": {ROOT_CA_ANNOTATION: ROOT_CA_DESCRIPTION},
+            },
+            "data": {"ca.crt": self.root_ca},
+        }
+        current = self._bucket(cm_rt).get((namespace, ROOT_CA_CONFIG_MAP))
+        if current is None:
+            self.create(cm_rt, namespace, body)
+        elif current.get("data") != body["data"]:
+            replaced = copy.deepcopy(current)
+            replaced["data"] = body["data"]
+            self.update(cm_rt, namespace, ROOT_CA_CONFIG_MAP, replaced)
 
     def _bootstrap(self) -> None:
         ns_rt = self.registry.get("", "v1", "namespaces")

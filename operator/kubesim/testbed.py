@@ -14,10 +14,13 @@ import contextlib
 import hashlib
 import os
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -61,7 +64,7 @@ class Testbed:
     """The control plane in a child process and the kubelet simulator on a background thread's loop.
 
     `with Testbed(nodes=3, time_scale=20) as bed:` gives `bed.kubeconfig_path` (admin), `bed.url`,
-    `bed.kubelet`, `bed.state_dir` (certificates, logs, `audit.log`) and `bed.ca_path`.
+    `bed.kubelet`, `bed.state_dir` (certificates, logs, `audit.log`), `bed.ca_path` and `bed.ssl_context`.
     """
 
     def __init__(
@@ -98,6 +101,11 @@ class Testbed:
         return self.state_dir / "pki" / "ca.crt"
 
     @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client TLS context that trusts the testbed's CA and presents the admin's certificate."""
+        return connection_from_kubeconfig(self.kubeconfig_path).ssl_context
+
+    @property
     def audit_log(self) -> Path:
         return self.state_dir / "audit.log"
 
@@ -115,6 +123,7 @@ class Testbed:
         )
         try:
             self._await_ready()
+            self._await_default_service_account()
             if self.with_kubelet:
                 self._start_kubelet()
         except BaseException:
@@ -137,6 +146,23 @@ class Testbed:
             if time.monotonic() > deadline:
                 break
         raise RuntimeError("the testbed did not start:\n" + "".join(output[-40:]))
+
+    def _await_default_service_account(self) -> None:
+        """Wait for kube-controller-manager to give `default` its ServiceAccount: until then the API
+        server refuses every pod there, so a cluster is not ready for use before it (as kind waits)."""
+        connection = connection_from_kubeconfig(self.kubeconfig_path)
+        request = urllib.request.Request(
+            f"{connection.url}/api/v1/namespaces/default/serviceaccounts/default", headers=connection.headers
+        )
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=10, context=connection.ssl_context):
+                    return
+            except urllib.error.HTTPError as error:
+                if error.code != 404 or time.monotonic() > deadline:
+                    raise RuntimeError(f"the testbed has no default ServiceAccount: {error}") from error
+            time.sleep(0.1)
 
     def _drain(self) -> None:
         process = self._process

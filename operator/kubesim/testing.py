@@ -5,8 +5,10 @@ A test module may set `KUBESIM_OPTIONS = {...}` (ThreadedCluster/Cluster keyword
 `kubelet=False` or `bookmark_interval=0.2`) to shape the cluster its tests share.
 
 With `KUBECONFIG` set and `KUBESIM_USE_KUBECONFIG=1`, the fixtures hand out that cluster instead
-(so the same tests run against kind); tests that need kubesim internals (the store, fault injection)
-should call `require_kubesim(cluster)` to skip there.
+(so the same tests run against kind); with `KUBESIM_TESTBED=1` each cluster is a testbed of its own
+(a real control plane, `kubesim.testbed`, with kubesim's kubelet simulator as its nodes unless the
+options say `kubelet=False`). Tests that need kubesim internals (the store, fault injection) should
+call `require_kubesim(cluster, reason)` to skip there.
 """
 
 from __future__ import annotations
@@ -24,8 +26,14 @@ import pytest
 
 from kubesim.cluster import ThreadedCluster
 from kubesim.connection import connection_from_kubeconfig
+from kubesim.testbed import Testbed
 
 KUBECTL = os.environ.get("KUBECTL", shutil.which("kubectl") or "/usr/bin/kubectl")
+
+
+def use_testbed() -> bool:
+    """Whether fixtures should start a testbed (a real control plane) rather than kubesim."""
+    return os.environ.get("KUBESIM_TESTBED") == "1"
 
 
 def use_external_cluster() -> bool:
@@ -51,14 +59,21 @@ class ExternalCluster:
         return api_client_for(self.kubeconfig_path)
 
 
-AnyCluster = ThreadedCluster | ExternalCluster
+AnyCluster = ThreadedCluster | ExternalCluster | Testbed
 
 
-def require_kubesim(cluster: AnyCluster) -> ThreadedCluster:
-    """Skip the calling test unless it runs against kubesim (it needs the store or fault injection)."""
+def require_kubesim(cluster: AnyCluster, reason: str) -> ThreadedCluster:
+    """Skip the calling test unless it runs against kubesim; `reason` says what of kubesim it needs
+    (its store, fault injection, an option a real API server does not have)."""
     if not isinstance(cluster, ThreadedCluster):
-        pytest.skip("needs kubesim internals; running against an external cluster")
+        pytest.skip(f"kubesim only: {reason}")
     return cluster
+
+
+def kubesim_only(reason: str) -> pytest.MarkDecorator:
+    """Mark tests that only make sense on kubesim (the reason says why); they skip where the fixtures
+    hand out a real API server (KUBESIM_TESTBED=1 or KUBESIM_USE_KUBECONFIG=1)."""
+    return pytest.mark.skipif(use_testbed() or use_external_cluster(), reason=f"kubesim only: {reason}")
 
 
 @contextmanager
@@ -66,6 +81,20 @@ def cluster_for_tests(**options: Any) -> Iterator[AnyCluster]:
     """A started kubesim ThreadedCluster (stopped afterwards), or the external cluster when configured."""
     if use_external_cluster():
         yield ExternalCluster(os.environ["KUBECONFIG"])
+        return
+    if use_testbed():
+        # Only what a real control plane can be asked for; the rest (faults, bookmark_interval,
+        # event_window) shapes kubesim alone, and the tests that need it call require_kubesim.
+        with (
+            tempfile.TemporaryDirectory(prefix="testbed-") as state,
+            Testbed(
+                state_dir=state,
+                nodes=options.get("nodes", 3),
+                time_scale=options.get("time_scale", 1.0),
+                kubelet=options.get("kubelet", True),
+            ) as bed,
+        ):
+            yield bed
         return
     with ThreadedCluster(**options) as cluster:
         yield cluster

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubesim.testing import use_testbed
 from scaleset_operator.control.kube import ApiError, Kube, core_path, fleet_path
 from scaleset_operator.runner import OperatorThread
 from tests.integration.helpers import wait_for
@@ -62,10 +63,6 @@ def kubesim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def kubeconfig(kubesim: Any) -> str:
     return _external_kubeconfig() or str(kubesim.kubeconfig_path)
-
-
-def use_testbed() -> bool:
-    return os.environ.get("KUBESIM_TESTBED") == "1"
 
 
 def _external_kubeconfig() -> str | None:

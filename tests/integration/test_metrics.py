@@ -140,17 +140,19 @@ def test_metrics_follow_a_rollout_by_domain_revision_and_phase(cluster: tuple[st
             "the rollout to finish",
         )
         new = after["status"]["currentRevision"]
+        # The pods are healthy before the operator writes the status that says so, and the metrics
+        # learn each from its own watch event: wait for a scrape that has seen both.
         done = wait_for(
             lambda: (
                 (s := scrape(port))
                 and value(s, "scaleset_instances", **MINE, revision=new, health="healthy") == 5
+                and value(s, "scaleset_status_condition", **MINE, condition="Ready", status="true") == 1
                 and s
             ),
             TIMEOUT,
-            "five healthy instances on the new revision",
+            "five healthy instances on the new revision and the ScaleSet Ready in the metrics",
         )
     assert value(done, "scaleset_instances", **MINE, revision=old) == 0
-    assert value(done, "scaleset_status_condition", **MINE, condition="Ready", status="true") == 1
     # Five instances at 20 % are five batches of one; each is timed from its start to healthy.
     assert value(done, "scaleset_batch_duration_seconds_count") >= 4
     assert value(done, "scaleset_batch_duration_seconds_sum") > 0

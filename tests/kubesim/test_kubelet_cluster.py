@@ -15,6 +15,12 @@ import pytest
 from kubesim.cluster import Cluster
 from kubesim.faults import FaultPlan
 from kubesim.kubelet import Kubelet
+from kubesim.testing import kubesim_only
+
+pytestmark = kubesim_only(
+    "the kubelet simulator on the scheduling, claim binding and fault injection of a kubesim of its own; "
+    "on the testbed it runs under tests/integration"
+)
 
 T = TypeVar("T")
 # A simulated minute passes in 0.3 real seconds.

@@ -9,7 +9,7 @@ import pytest
 
 from kubesim.behaviour import DEFAULT_SHUTDOWN
 from kubesim.images import image_reference_problem
-from kubesim.kubelet import ContainerRuntime, PodRuntime, SimClock
+from kubesim.podlife import ContainerRuntime, PodRuntime, SimClock
 
 WALL0 = 1_700_000_000.0
 CLOCK = SimClock(1.0, monotonic=lambda: 0.0, wall=lambda: WALL0)

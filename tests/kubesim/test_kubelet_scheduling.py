@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubesim.kubelet import NodeView, PodIPPool, choose_node, host_ip, node_fits
+from kubesim.scheduling import NodeView, PodIPPool, choose_node, host_ip, node_fits
 
 NODES = [
     NodeView("kubesim-node-0", {"zone": "a", "disk": "ssd"}),

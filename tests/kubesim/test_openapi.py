@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import pytest
+from tests.kubesim.conftest import wait_until
 
 from kubesim import builtin_schemas, openapi
 from kubesim.patch import merge_lists
@@ -296,6 +297,12 @@ def gadget_cluster(kubesim_cluster: AnyCluster) -> AnyCluster:
         "--for=condition=Established",
         "crd/gadgets.example.kubesim.dev",
         "--timeout=30s",
+    )
+    # A real API server publishes the kind's discovery and OpenAPI a moment after it is established.
+    wait_until(
+        lambda: kubectl(kubesim_cluster, "explain", "gadgets", check=False).returncode == 0,
+        timeout=60,
+        what="gadgets in discovery and OpenAPI",
     )
     return kubesim_cluster
 

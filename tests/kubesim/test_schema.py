@@ -245,7 +245,7 @@ def test_status_write_is_validated(schema: CustomResourceSchema) -> None:
 def test_maximum_is_reported_like_the_api_server(schema: CustomResourceSchema) -> None:
     error = rejection(schema, scaleset(upgradeDomainCount=25))
     assert error.message == (
-        'ScaleSet "web" is invalid: spec.upgradeDomainCount: Invalid value: 25: '
+        'ScaleSet.fleet.scaleset.dev "web" is invalid: spec.upgradeDomainCount: Invalid value: 25: '
         "spec.upgradeDomainCount in body should be less than or equal to 20"
     )
     assert error.causes[0].field == "spec.upgradeDomainCount"
@@ -335,7 +335,7 @@ def test_embedded_resource_needs_api_version_and_kind(schema: CustomResourceSche
 
 def test_several_errors_are_listed_together(schema: CustomResourceSchema) -> None:
     error = rejection(schema, scaleset(upgradeDomainCount=30, mode="Foo"))
-    assert error.message.startswith('ScaleSet "web" is invalid: [')
+    assert error.message.startswith('ScaleSet.fleet.scaleset.dev "web" is invalid: [')
 
 
 def test_one_of_requires_exactly_one_match() -> None:
@@ -518,7 +518,7 @@ def test_crd_schema_nodes_need_a_type() -> None:
     ] = {"minimum": 0}
     error = crd_error(crd)
     assert error.causes[0].field == (
-        "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[replicas].type"
+        "spec.validation.openAPIV3Schema.properties[spec].properties[replicas].type"
     )
     assert error.causes[0].message == "Required value: must not be empty for specified object fields"
 
@@ -536,6 +536,27 @@ def test_crd_with_a_rule_that_does_not_compile_is_refused() -> None:
     error = crd_error(crd)
     assert error.causes[0].field.endswith("properties[spec].x-kubernetes-validations[0].rule")
     assert "compilation failed" in error.causes[0].message
+
+
+def test_crd_rule_field_path_must_name_a_field_of_its_schema() -> None:
+    crd = copy.deepcopy(CRD)
+    root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    root["properties"]["metadata"] = {"type": "object"}
+    rule = {"rule": "self.spec.upgradeDomainCount > 0", "fieldPath": ".metadata.name"}
+    root["x-kubernetes-validations"] = [rule]
+    error = crd_error(crd)
+    assert [(c.field, c.message) for c in error.causes] == [
+        (
+            "spec.validation.openAPIV3Schema.x-kubernetes-validations[0].fieldPath",
+            'Invalid value: ".metadata.name": must be a valid path',
+        )
+    ]
+    for bad in (".spec.nothing", "spec", ".spec[0]", "['spec'", " "):
+        rule["fieldPath"] = bad
+        assert "must be a valid path" in crd_error(crd).message, bad
+    for good in (".spec.upgradeDomainCount", "['spec'].upgradeDomainCount", ".metadata"):
+        rule["fieldPath"] = good
+        validate_crd(crd)
 
 
 def test_crd_default_must_fit_its_schema() -> None:

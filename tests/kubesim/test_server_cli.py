@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubesim.testing import KUBECTL
+from kubesim.testing import KUBECTL, kubesim_only
 
-pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl is not installed")
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl is not installed"),
+    kubesim_only("the command lines that start kubesim itself"),
+]
 
 SCALESET = [sys.executable, "-c", "from scaleset_operator.cli.main import main; main()"]
 

@@ -20,6 +20,8 @@ from kubesim.testing import require_kubesim
 
 KUBESIM_OPTIONS = {"kubelet": False, "bookmark_interval": 0.2}
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+# The ConfigMap that the root-CA publisher puts into every namespace.
+ROOT_CA = "kube-root-ca.crt"
 
 
 def http(
@@ -38,7 +40,22 @@ def http(
             return response.status, dict(response.headers), json.loads(raw) if raw else None
     except urllib.error.HTTPError as error:
         raw = error.read()
+        if error.headers.get_content_type() == "text/plain":
+            return error.code, dict(error.headers), raw.decode()
         return error.code, dict(error.headers), json.loads(raw) if raw else None
+
+
+def wait_for_namespace_setup(core: client.CoreV1Api, name: str) -> None:
+    """Wait for what the controllers put into a new namespace: the `default` ServiceAccount (a pod
+    is refused without it) and the `kube-root-ca.crt` ConfigMap. kubesim makes both with the
+    namespace; a real control plane a moment later."""
+
+    def ready() -> bool:
+        accounts = [a.metadata.name for a in core.list_namespaced_service_account(name).items]
+        maps = [c.metadata.name for c in core.list_namespaced_config_map(name).items]
+        return "default" in accounts and ROOT_CA in maps
+
+    wait_until(ready, what=f"namespace {name} set up")
 
 
 def status_of(error: ApiException) -> dict[str, Any]:
@@ -59,6 +76,7 @@ def custom(k8s_client: client.ApiClient) -> client.CustomObjectsApi:
 def namespace(core: client.CoreV1Api) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
+    wait_for_namespace_setup(core, name)
     yield name
     try:
         core.delete_namespace(name)
@@ -187,6 +205,20 @@ def test_pods_get_defaults_and_pending_status(core: client.CoreV1Api, namespace:
     assert created.spec.service_account_name == "default"
 
 
+def test_a_pod_needs_its_service_account(core: client.CoreV1Api, namespace: str) -> None:
+    body = pod("robot", namespace)
+    body["spec"]["serviceAccountName"] = "robot"
+    with pytest.raises(ApiException) as caught:
+        core.create_namespaced_pod(namespace, body)
+    assert caught.value.status == 403
+    assert status_of(caught.value)["message"] == (
+        f'pods "robot" is forbidden: error looking up service account {namespace}/robot: '
+        'serviceaccount "robot" not found'
+    )
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "robot"}})
+    assert core.create_namespaced_pod(namespace, body).spec.service_account_name == "robot"
+
+
 def test_pod_binding_sets_the_node_once(core: client.CoreV1Api, namespace: str) -> None:
     core.create_namespaced_pod(namespace, pod("bound", namespace))
     binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bound"}, "target": {"name": "n1"}}
@@ -302,6 +334,25 @@ def test_schema_defaults_and_validation_apply(
     assert "at most 100 replicas" in status_of(caught.value)["message"]
 
 
+def test_crd_rule_field_path_outside_its_schema_is_refused(kubesim_cluster: Any) -> None:
+    crd = json.loads(json.dumps(WIDGET_CRD).replace("widget", "sprocket").replace("Widget", "Sprocket"))
+    del crd["spec"]["names"]["shortNames"]
+    root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    root["properties"]["metadata"] = {"type": "object"}
+    root["x-kubernetes-validations"] = [
+        {"rule": "self.metadata.name.size() < 20", "fieldPath": ".metadata.name", "message": "short names"}
+    ]
+    status, _, answer = http(
+        kubesim_cluster, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd
+    )
+    assert status == 422, answer
+    assert answer["message"] == (
+        'CustomResourceDefinition.apiextensions.k8s.io "sprockets.test.kubesim.dev" is invalid: '
+        "spec.validation.openAPIV3Schema.x-kubernetes-validations[0].fieldPath: "
+        'Invalid value: ".metadata.name": must be a valid path'
+    )
+
+
 def test_unknown_fields_are_pruned_or_refused_when_strict(
     kubesim_cluster: Any, widgets: str, namespace: str
 ) -> None:
@@ -406,13 +457,33 @@ def test_claim_in_use_outlives_its_deletion_until_the_pod_goes(
     user = pod("user", namespace)
     user["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
     core.create_namespaced_pod(namespace, user)
+    # Only a scheduled pod holds its claim (a kubelet starts no pod whose claim is being deleted).
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "user"}, "target": {"name": "n1"}}
+    core.create_namespaced_pod_binding("user", namespace, binding, _preload_content=False)
     core.delete_namespaced_persistent_volume_claim("data", namespace)
-    time.sleep(0.1)
+    time.sleep(1.0)  # time enough for a controller that would wrongly let it go
     assert core.read_namespaced_persistent_volume_claim("data", namespace).metadata.deletion_timestamp
-    core.delete_namespaced_pod("user", namespace)
+    # No kubelet runs node n1 to confirm a graceful deletion: the pod goes at once.
+    core.delete_namespaced_pod("user", namespace, grace_period_seconds=0)
     wait_until(
         lambda: not core.list_namespaced_persistent_volume_claim(namespace).items,
         what="claim released and gone",
+    )
+
+
+def test_claim_of_an_unscheduled_pod_goes_with_its_deletion(core: client.CoreV1Api, namespace: str) -> None:
+    claim = {
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    core.create_namespaced_persistent_volume_claim(namespace, claim)
+    waiting = pod("waiting", namespace)
+    waiting["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    core.create_namespaced_pod(namespace, waiting)
+    core.delete_namespaced_persistent_volume_claim("data", namespace)
+    wait_until(
+        lambda: not core.list_namespaced_persistent_volume_claim(namespace).items,
+        what="claim of a pod that never ran gone",
     )
 
 
@@ -465,26 +536,28 @@ def test_foreground_deletion_removes_dependents_before_the_owner(
     core.create_namespaced_config_map(
         namespace, _owned_config_map("f-dep", namespace, owner, blockOwnerDeletion=True)
     )
-    core.create_namespaced_config_map(
-        namespace, config_map("f-dep-hold", namespace, finalizers=["test/hold"])
-    )
-    core.patch_namespaced_config_map(
-        "f-dep-hold",
-        namespace,
-        {
-            "metadata": {
-                "ownerReferences": [
-                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "f-owner", "uid": owner.metadata.uid}
-                ]
-            }
-        },
-    )
+    for name, blocking in (("f-dep-hold", True), ("f-dep-loose", False)):
+        core.create_namespaced_config_map(namespace, config_map(name, namespace, finalizers=["test/hold"]))
+        reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "f-owner", "uid": owner.metadata.uid}
+        core.patch_namespaced_config_map(
+            name,
+            namespace,
+            {"metadata": {"ownerReferences": [{**reference, "blockOwnerDeletion": blocking}]}},
+        )
     core.delete_namespaced_config_map("f-owner", namespace, propagation_policy="Foreground")
     wait_until(lambda: not _exists(core, "f-dep", namespace), what="dependent deleted")
+    wait_until(
+        lambda: core.read_namespaced_config_map("f-dep-loose", namespace).metadata.deletion_timestamp,
+        what="a dependent that does not block deleted too",
+    )
+    time.sleep(1.0)  # time enough for a collector that would wrongly let the owner go
     waiting = core.read_namespaced_config_map("f-owner", namespace)
     assert "foregroundDeletion" in waiting.metadata.finalizers
+    # Only a dependent that sets blockOwnerDeletion holds the owner.
     core.patch_namespaced_config_map("f-dep-hold", namespace, {"metadata": {"finalizers": None}})
     wait_until(lambda: not _exists(core, "f-owner", namespace), what="owner deleted after its dependents")
+    assert core.read_namespaced_config_map("f-dep-loose", namespace).metadata.deletion_timestamp
+    core.patch_namespaced_config_map("f-dep-loose", namespace, {"metadata": {"finalizers": None}})
 
 
 def test_dependent_of_a_missing_owner_is_collected(core: client.CoreV1Api, namespace: str) -> None:
@@ -505,7 +578,7 @@ def test_deleting_a_namespace_deletes_its_contents(core: client.CoreV1Api) -> No
 
 
 def test_custom_objects_go_with_their_crd(kubesim_cluster: Any) -> None:
-    cluster = require_kubesim(kubesim_cluster)
+    cluster = kubesim_cluster
     crd = json.loads(
         json.dumps(WIDGET_CRD).replace("widget", "gadget").replace("Widget", "Gadget").replace('"wd"', '"gd"')
     )
@@ -513,6 +586,8 @@ def test_custom_objects_go_with_their_crd(kubesim_cluster: Any) -> None:
     ext = client.ApiextensionsV1Api(api_client)
     custom = client.CustomObjectsApi(api_client)
     ext.create_custom_resource_definition(crd)
+    # A real API server serves a new kind a moment after the CRD is established.
+    wait_until(lambda: http(cluster, "GET", f"/apis/{GROUP}/v1/gadgets")[0] == 200, what="gadgets served")
     body = {
         "apiVersion": f"{GROUP}/v1",
         "kind": "Gadget",
@@ -521,9 +596,22 @@ def test_custom_objects_go_with_their_crd(kubesim_cluster: Any) -> None:
     }
     custom.create_namespaced_custom_object(GROUP, "v1", "default", "gadgets", body)
     ext.delete_custom_resource_definition(crd["metadata"]["name"])
-    wait_until(lambda: cluster.store.registry.resolve("gadgets") is None, what="gadgets unserved")
-    assert http(cluster, "GET", f"/apis/{GROUP}/v1/gadgets")[0] == 404
+    wait_until(lambda: http(cluster, "GET", f"/apis/{GROUP}/v1/gadgets")[0] == 404, what="gadgets unserved")
     api_client.close()
+
+
+def test_a_group_nobody_serves_is_a_plain_404(kubesim_cluster: Any) -> None:
+    for path in ("/apis/nothing.example.com/v1/things", "/apis/nothing.example.com", "/nothing"):
+        status, headers, body = http(kubesim_cluster, "GET", path)
+        assert (status, headers["Content-Type"], body) == (
+            404,
+            "text/plain; charset=utf-8",
+            "404 page not found\n",
+        )
+    # A served group (or the core API) answers a Status for what it does not have.
+    for path in ("/api/v1/gizmos", "/api/v2/pods", "/apis/apps/v9/deployments"):
+        status, _, body = http(kubesim_cluster, "GET", path)
+        assert status == 404 and body["reason"] == "NotFound", path
 
 
 def _exists(core: client.CoreV1Api, name: str, namespace: str) -> bool:
@@ -557,10 +645,10 @@ def test_label_selectors_equality_and_set_based(core: client.CoreV1Api, namespac
     assert names("tier=web") == ["a", "b"]
     assert names("tier==web,env!=prod") == ["b"]
     assert names("env in (prod, dev)") == ["a", "b"]
-    assert names("tier notin (web)") == ["c", "d"]
+    assert names("tier notin (web)") == ["c", "d", ROOT_CA]
     assert names("env") == ["a", "b"]
-    assert names("!env") == ["c", "d"]
-    assert names("tier!=db") == ["a", "b", "d"]
+    assert names("!env") == ["c", "d", ROOT_CA]
+    assert names("tier!=db") == ["a", "b", "d", ROOT_CA]
 
 
 def test_malformed_label_selector_is_400(core: client.CoreV1Api, namespace: str) -> None:
@@ -616,10 +704,11 @@ def test_events_are_served_by_both_event_apis(
         namespace,
         {
             "metadata": {"name": "both"},
-            "involvedObject": {"kind": "Pod", "name": "x"},
+            "involvedObject": {"kind": "Pod", "name": "x", "namespace": namespace},
             "reason": "R",
+            "action": "Test",
             "message": "hello",
-            "eventTime": "2024-01-01T00:00:00.000000Z",
+            "eventTime": "2024-01-01T00:00:00.250000Z",
             "reportingComponent": "test",
             "reportingInstance": "test-1",
         },
@@ -627,6 +716,59 @@ def test_events_are_served_by_both_event_apis(
     new_style = client.EventsV1Api(k8s_client).read_namespaced_event("both", namespace)
     assert new_style.note == "hello" and new_style.regarding.name == "x"
     assert new_style.reporting_controller == "test"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "stamp", "unparsed"),
+    [
+        (
+            "/api/v1/namespaces/{ns}/events",
+            {
+                "metadata": {"name": "e"},
+                "involvedObject": {"kind": "Pod", "name": "x", "namespace": "{ns}"},
+                "eventTime": "",
+                "reportingComponent": "test/c",
+                "reportingInstance": "test-1",
+                "action": "Test",
+                "reason": "Test",
+            },
+            "2024-01-01T00:00:00Z",
+            '"Z" as ".000000"',
+        ),
+        (
+            "/apis/events.k8s.io/v1/namespaces/{ns}/events",
+            {
+                "apiVersion": "events.k8s.io/v1",
+                "kind": "Event",
+                "metadata": {"name": "e"},
+                "eventTime": "",
+                "reportingController": "test/c",
+                "reportingInstance": "test-1",
+                "action": "Test",
+                "reason": "Test",
+                "type": "Normal",
+                "regarding": {"kind": "Pod", "name": "x", "namespace": "{ns}"},
+            },
+            "2024-01-01T00:00:00.123Z",
+            '".123Z" as ".000000"',
+        ),
+    ],
+)
+def test_event_time_needs_microseconds(
+    kubesim_cluster: Any, namespace: str, path: str, body: dict[str, Any], stamp: str, unparsed: str
+) -> None:
+    body = json.loads(json.dumps(body).replace("{ns}", namespace))
+    body["eventTime"] = stamp
+    status, _, answer = http(kubesim_cluster, "POST", path.format(ns=namespace), body)
+    assert status == 400, answer
+    assert answer["message"] == (
+        f'Event in version "v1" cannot be handled as a Event: parsing time "{stamp}" as '
+        f'"2006-01-02T15:04:05.000000Z07:00": cannot parse {unparsed}'
+    )
+    body["eventTime"] = "2024-01-01T00:00:00.000000Z"
+    status, _, answer = http(kubesim_cluster, "POST", path.format(ns=namespace), body)
+    assert status == 201, answer
+    assert answer["eventTime"] == "2024-01-01T00:00:00.000000Z"
 
 
 def test_pagination_with_limit_and_continue(core: client.CoreV1Api, namespace: str) -> None:
@@ -642,10 +784,10 @@ def test_pagination_with_limit_and_continue(core: client.CoreV1Api, namespace: s
         token = page.metadata._continue
         if not token:
             break
-    assert seen == sorted(f"page-{i}" for i in range(7))
+    assert seen == sorted([ROOT_CA, *(f"page-{i}" for i in range(7))])
     assert pages == 3
     first = core.list_namespaced_config_map(namespace, limit=3)
-    assert first.metadata.remaining_item_count == 4
+    assert first.metadata.remaining_item_count == 5
 
 
 def test_cluster_wide_list_spans_namespaces(core: client.CoreV1Api, namespace: str) -> None:
@@ -725,7 +867,9 @@ def test_watch_sees_live_changes_with_selectors(core: client.CoreV1Api, namespac
 
 
 def test_watch_sends_bookmarks_when_allowed(kubesim_cluster: Any, namespace: str) -> None:
-    require_kubesim(kubesim_cluster)
+    require_kubesim(
+        kubesim_cluster, "bookmarks every 0.2 s (bookmark_interval); a real API server sends one a minute"
+    )
     rv = http(kubesim_cluster, "GET", f"/api/v1/namespaces/{namespace}/configmaps")[2]["metadata"][
         "resourceVersion"
     ]
@@ -760,14 +904,19 @@ def test_send_initial_events_ends_with_an_annotated_bookmark(kubesim_cluster: An
         kubesim_cluster.url + path, timeout=10, context=kubesim_cluster.ssl_context
     ) as response:
         lines = [json.loads(line) for line in response.read().splitlines() if line.strip()]
-    assert lines[0]["type"] == "ADDED" and lines[0]["object"]["metadata"]["name"] == "init"
-    assert lines[1]["type"] == "BOOKMARK"
-    assert lines[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert sorted((line["type"], line["object"]["metadata"]["name"]) for line in lines[:2]) == [
+        ("ADDED", "init"),
+        ("ADDED", ROOT_CA),
+    ]
+    assert lines[2]["type"] == "BOOKMARK"
+    assert lines[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
 
 
 @pytest.mark.kubesim(kubelet=False, event_window=5)
 def test_watch_from_an_expired_version_is_410_gone(fresh_kubesim_cluster: Any) -> None:
-    cluster = require_kubesim(fresh_kubesim_cluster)
+    cluster = require_kubesim(
+        fresh_kubesim_cluster, "an event log of 5 changes (event_window); a real watch cache keeps minutes"
+    )
     api_client = cluster.api_client()
     core = client.CoreV1Api(api_client)
     start = core.list_namespaced_config_map("default").metadata.resource_version
@@ -789,7 +938,7 @@ def test_watch_from_an_expired_version_is_410_gone(fresh_kubesim_cluster: Any) -
 
 
 def test_slow_watcher_does_not_hold_up_a_fast_one(kubesim_cluster: Any, namespace: str) -> None:
-    cluster = require_kubesim(kubesim_cluster)
+    cluster = kubesim_cluster
     path = f"/api/v1/namespaces/{namespace}/configmaps?watch=true&resourceVersion=0&timeoutSeconds=10"
     # The slow watcher connects and then never reads.
     slow = urllib.request.urlopen(cluster.url + path, timeout=10, context=cluster.ssl_context)
@@ -862,7 +1011,7 @@ def test_aggregated_discovery_lists_groups_and_resources(kubesim_cluster: Any, w
 
 def test_version_endpoint_reports_1_32(kubesim_cluster: Any) -> None:
     _, _, version = http(kubesim_cluster, "GET", "/version")
-    require_kubesim(kubesim_cluster)  # a real cluster reports its own version
+    require_kubesim(kubesim_cluster, "the version kubesim reports; a real cluster reports its own")
     assert (version["major"], version["minor"]) == ("1", "32")
 
 
@@ -872,7 +1021,7 @@ def test_version_endpoint_reports_1_32(kubesim_cluster: Any) -> None:
 
 @pytest.mark.kubesim(kubelet=False)
 def test_injected_errors_are_reproducible_for_a_seed(fresh_kubesim_cluster: Any) -> None:
-    cluster = require_kubesim(fresh_kubesim_cluster)
+    cluster = require_kubesim(fresh_kubesim_cluster, "injects faults")
 
     def outcomes() -> list[int]:
         cluster.faults.reset(seed=7)
@@ -888,7 +1037,7 @@ def test_injected_errors_are_reproducible_for_a_seed(fresh_kubesim_cluster: Any)
 
 @pytest.mark.kubesim(kubelet=False)
 def test_injected_429_carries_retry_after_and_409_only_hits_writes(fresh_kubesim_cluster: Any) -> None:
-    cluster = require_kubesim(fresh_kubesim_cluster)
+    cluster = require_kubesim(fresh_kubesim_cluster, "injects faults")
     cluster.faults.fail_next("list", 429, resource="configmaps")
     status, headers, body = http(cluster, "GET", "/api/v1/namespaces/default/configmaps")
     assert status == 429 and headers["Retry-After"] == "1" and body["reason"] == "TooManyRequests"
@@ -900,7 +1049,7 @@ def test_injected_429_carries_retry_after_and_409_only_hits_writes(fresh_kubesim
 
 @pytest.mark.kubesim(kubelet=False)
 def test_injected_latency_delays_requests(fresh_kubesim_cluster: Any) -> None:
-    cluster = require_kubesim(fresh_kubesim_cluster)
+    cluster = require_kubesim(fresh_kubesim_cluster, "injects faults")
     cluster.faults.configure(latency=0.3)
     started = time.monotonic()
     http(cluster, "GET", "/api/v1/namespaces/default/configmaps")
@@ -910,7 +1059,7 @@ def test_injected_latency_delays_requests(fresh_kubesim_cluster: Any) -> None:
 
 @pytest.mark.kubesim(kubelet=False)
 def test_forced_watch_disconnects_end_streams(fresh_kubesim_cluster: Any) -> None:
-    cluster = require_kubesim(fresh_kubesim_cluster)
+    cluster = require_kubesim(fresh_kubesim_cluster, "injects faults")
     cluster.faults.configure(watch_disconnect_every=0.5)
     path = "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&timeoutSeconds=30"
     started = time.monotonic()
@@ -925,7 +1074,7 @@ def test_forced_watch_disconnects_end_streams(fresh_kubesim_cluster: Any) -> Non
 
 
 def test_in_process_store_writes_reach_http_watchers(kubesim_cluster: Any, namespace: str) -> None:
-    cluster = require_kubesim(kubesim_cluster)
+    cluster = require_kubesim(kubesim_cluster, "writes through kubesim's in-process store")
     store = cluster.store
     configmaps = store.type("configmaps")
     rv = store.list(configmaps, namespace).resource_version

@@ -7,10 +7,12 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kopf
 import pytest
+import yaml
 from kubernetes import client
 from tests.kubesim.conftest import GROUP, WIDGET_CRD, wait_until, widget
 
@@ -51,11 +53,26 @@ PEERING_CRDS = [
 ]
 
 
+def connection_info(kubeconfig: Path) -> kopf.ConnectionInfo:
+    """The server, CA and credentials (a token or a client certificate) of a kubeconfig's context."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    context = next(c["context"] for c in config["contexts"] if c["name"] == config["current-context"])
+    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
+    user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+    return kopf.ConnectionInfo(
+        server=cluster["server"],
+        ca_data=cluster.get("certificate-authority-data"),
+        token=user.get("token"),
+        certificate_data=user.get("client-certificate-data"),
+        private_key_data=user.get("client-key-data"),
+    )
+
+
 class OperatorThread:
     """A kopf operator with its own registry, run in a thread until the test is done with it."""
 
-    def __init__(self, url: str, *, peering: str | None = None) -> None:
-        self.url = url
+    def __init__(self, kubeconfig: Path, *, peering: str | None = None) -> None:
+        self.kubeconfig = kubeconfig
         self.peering = peering
         self.registry = kopf.OperatorRegistry()
         self.stop_flag = threading.Event()
@@ -70,7 +87,7 @@ class OperatorThread:
 
         @kopf.on.login(registry=registry)
         def login(**_: Any) -> kopf.ConnectionInfo:
-            return kopf.ConnectionInfo(server=self.url, insecure=True)
+            return connection_info(self.kubeconfig)
 
         @kopf.on.startup(registry=registry)
         def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -135,7 +152,7 @@ def test_kopf_handles_create_and_update_of_a_custom_object(
 ) -> None:
     custom = client.CustomObjectsApi(api)
     core = client.CoreV1Api(api)
-    with OperatorThread(kubesim_cluster.url) as operator:
+    with OperatorThread(kubesim_cluster.kubeconfig_path) as operator:
         custom.create_namespaced_custom_object(GROUP, "v1", "default", "widgets", widget("kopf-1", 1))
         status = wait_until(
             lambda: _status(custom, "kopf-1").get("conditions") and _status(custom, "kopf-1"),
@@ -171,7 +188,7 @@ def test_kopf_with_peering_claims_its_peering_object(kubesim_cluster: Any, api: 
         "clusterkopfpeerings",
         {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "test"}},
     )
-    with OperatorThread(kubesim_cluster.url, peering="test") as operator:
+    with OperatorThread(kubesim_cluster.kubeconfig_path, peering="test") as operator:
         peers = wait_until(
             lambda: (
                 custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "test").get(

@@ -50,6 +50,12 @@ def widgets(kubesim_cluster: Any) -> str:
         "crd/widgets.test.kubesim.dev",
         "--timeout=10s",
     )
+    # A real API server serves the kind (and kubectl finds it in discovery) a moment after that.
+    wait_until(
+        lambda: kubectl(kubesim_cluster, "get", "widgets", "-A", check=False).returncode == 0,
+        timeout=60,
+        what="widgets served",
+    )
     return "widgets"
 
 
@@ -268,8 +274,10 @@ def test_delete_cascades_to_owned_objects(kubesim_cluster: Any, widgets: str, ns
     kubectl(kubesim_cluster, "apply", "-f", "-", input=dump(*children))
     out = kubectl(kubesim_cluster, "delete", "widget", "owner", "-n", ns, "--cascade=background").stdout
     assert 'widget.test.kubesim.dev "owner" deleted' in out
+    # A real garbage collector watches a new custom kind only from its next discovery sync (30 s).
     wait_until(
         lambda: not kubectl(kubesim_cluster, "get", "cm", "-n", ns, "-o", "name").stdout.count("child-"),
+        timeout=60,
         what="children collected",
     )
 

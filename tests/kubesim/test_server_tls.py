@@ -11,6 +11,9 @@ import yaml
 
 from kubesim.cluster import ThreadedCluster
 from kubesim.connection import connection_from_kubeconfig
+from kubesim.testing import kubesim_only
+
+pytestmark = kubesim_only("the TLS of kubesim's own server, started by each test")
 
 
 def test_kubeconfig_names_https_and_the_cluster_ca() -> None:
