@@ -177,6 +177,9 @@ class MaintenanceActor:
                 preconditions_uid=pod["metadata"].get("uid"),
             )
             outcome.notes.append(f"redeploying {pod['metadata']['name']}")
+        # The pass's status counts them as gone: a Ready written now must not include them.
+        for ordinal in [o for o, pod in snapshot.pods.items() if pod in pods]:
+            del snapshot.pods[ordinal]
         outcome.wait_until(None, now)
         return record
 

@@ -139,7 +139,8 @@ class Reconciler:
                 "pendingUpdates": self.automatic.pending(package) or None,
             }
             self._prune_revisions(snapshot)
-            self._write_status(snapshot, instances, step, now, extra)
+            # Host maintenance may have taken instances down in this pass: status counts what is left.
+            self._write_status(snapshot, self._instances(snapshot), step, now, extra)
         except InvalidInput as problem:
             self._report_invalid(snapshot.scaleset, problem, now)
             return Outcome(step=problem.reason)
