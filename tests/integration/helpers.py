@@ -228,3 +228,73 @@ def maintenance_configuration(
             **spec,
         },
     }
+
+
+@dataclass
+class ApiRecorder:
+    """Watches a namespace's pods and ScaleSets and keeps every version seen, so that a test can replay
+    both in resourceVersion order: what the pods were when each status was written."""
+
+    kube: Kube
+    namespace: str
+    versions: list[tuple[int, str, str, dict[str, Any]]] = field(default_factory=list)  # rv, kind, type, obj
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> ApiRecorder:
+        import kubernetes
+
+        core = kubernetes.client.CoreV1Api(self.kube.api_client)
+        custom = kubernetes.client.CustomObjectsApi(self.kube.api_client)
+        lists = {
+            "Pod": lambda **kw: core.list_namespaced_pod(self.namespace, **kw),
+            "ScaleSet": lambda **kw: custom.list_namespaced_custom_object(
+                "fleet.scaleset.dev", "v1alpha1", self.namespace, "scalesets", **kw
+            ),
+        }
+        for kind, lister in lists.items():
+            thread = threading.Thread(target=self._run, args=(kind, lister), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        wait_for(lambda: {v[1] for v in self.versions} >= set(lists), 30, "the watches to start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+
+    def _run(self, kind: str, lister: Callable[..., Any]) -> None:
+        import kubernetes
+
+        version = None
+        while not self._stop.is_set():
+            try:
+                for event in kubernetes.watch.Watch().stream(
+                    lister, resource_version=version, timeout_seconds=2, _preload_content=False
+                ):
+                    obj = event["raw_object"]
+                    if event["type"] == "ERROR":  # expired: list again
+                        version = None
+                        break
+                    version = obj["metadata"]["resourceVersion"]
+                    self.versions.append((int(version), kind, event["type"], obj))
+                    if self._stop.is_set():
+                        break
+            except Exception:  # a dropped watch resumes from the last version seen
+                time.sleep(0.05)
+
+    def statuses_with_pods(self, name: str) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Each version of ScaleSet `name`, with its instance pods as they were at that resourceVersion."""
+        pods: dict[str, dict[str, Any]] = {}
+        result = []
+        for _, kind, change, obj in sorted(self.versions, key=lambda item: item[0]):
+            labels = obj["metadata"].get("labels") or {}
+            if kind == "Pod" and labels.get(LABEL_SCALESET) == name and labels.get(LABEL_SURGE) != "true":
+                if change == "DELETED":
+                    pods.pop(obj["metadata"]["name"], None)
+                else:
+                    pods[obj["metadata"]["name"]] = obj
+            elif kind == "ScaleSet" and obj["metadata"]["name"] == name:
+                result.append((obj, list(pods.values())))
+        return result

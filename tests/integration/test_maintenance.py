@@ -12,7 +12,9 @@ import pytest
 from scaleset_operator.control.kube import Kube, core_path, fleet_path
 from scaleset_operator.planning.instances import parse_time
 from tests.integration.helpers import (
+    ApiRecorder,
     PodSampler,
+    condition,
     create,
     is_ready,
     maintenance_configuration,
@@ -91,7 +93,7 @@ def test_instances_leave_a_cordoned_node_one_batch_at_a_time_keeping_names_and_d
         c["metadata"]["name"]: c["metadata"]["uid"]
         for c in kube.list(core_path("persistentvolumeclaims", namespace))
     }
-    with PodSampler(kube, namespace, "web") as sampler:
+    with PodSampler(kube, namespace, "web") as sampler, ApiRecorder(kube, namespace) as recorder:
         kube.patch(core_path("nodes", name=node), {"spec": {"unschedulable": True}})
         wait_for(lambda: not on_node(kube, namespace, node), TIMEOUT, f"every instance off {node}")
         # Ready alone may still be the status written in the pass that deleted the last batch.
@@ -111,6 +113,14 @@ def test_instances_leave_a_cordoned_node_one_batch_at_a_time_keeping_names_and_d
         for c in kube.list(core_path("persistentvolumeclaims", namespace))
     } == claims
     assert sampler.max_unavailable(6) <= 1, "more than one batch (20 % of 6: one instance) was down"
+    # Whenever status said Ready, all six instances were there and ready at that moment.
+    for scaleset, pods in recorder.statuses_with_pods("web"):
+        ready = condition(scaleset, "Ready")
+        if ready and ready["status"] == "True":
+            assert sum(is_ready(p) for p in pods) == 6, (
+                scaleset["status"],
+                [p["metadata"]["name"] for p in pods],
+            )
     events = [e for e in kube.list(core_path("events", namespace)) if e["reason"] == "HostMaintenance"]
     assert {name for e in events for name in leaving if name in e["message"]} == set(leaving)
 
