@@ -138,8 +138,19 @@ class OperatorThread:
 def api(kubesim_cluster: Any) -> Iterator[client.ApiClient]:
     api_client = kubesim_cluster.api_client()
     client.ApiextensionsV1Api(api_client).create_custom_resource_definition(WIDGET_CRD)
+    custom = client.CustomObjectsApi(api_client)
+    # A real API server serves a new kind a moment after the CRD is created.
+    wait_until(lambda: _serves_widgets(custom), what="widgets served")
     yield api_client
     api_client.close()
+
+
+def _serves_widgets(custom: client.CustomObjectsApi) -> bool:
+    try:
+        custom.list_namespaced_custom_object(GROUP, "v1", "default", "widgets")
+    except client.exceptions.ApiException:
+        return False
+    return True
 
 
 def _status(custom: client.CustomObjectsApi, name: str) -> dict[str, Any]:
