@@ -230,33 +230,34 @@ def maintenance_configuration(
     }
 
 
-@dataclass
-class ApiRecorder:
-    """Watches a namespace's pods and ScaleSets and keeps every version seen, so that a test can replay
-    both in resourceVersion order: what the pods were when each status was written."""
+class Watcher:
+    """Watches some kinds of a namespace on threads of its own until the `with` block ends, calling
+    on_event(kind, type, object) for every event; a dropped watch resumes from the last version seen
+    and an expired one lists again. Entering waits until `started()` (each watch opens with the
+    objects as they are, so nothing that happens inside the block is missed)."""
 
-    kube: Kube
-    namespace: str
-    versions: list[tuple[int, str, str, dict[str, Any]]] = field(default_factory=list)  # rv, kind, type, obj
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
 
-    def __enter__(self) -> ApiRecorder:
-        import kubernetes
+    def listers(self) -> dict[str, Callable[..., Any]]:
+        """Kind -> the client's list call of that kind in the namespace (kubernetes.client)."""
+        raise NotImplementedError
 
-        core = kubernetes.client.CoreV1Api(self.kube.api_client)
-        custom = kubernetes.client.CustomObjectsApi(self.kube.api_client)
-        lists = {
-            "Pod": lambda **kw: core.list_namespaced_pod(self.namespace, **kw),
-            "ScaleSet": lambda **kw: custom.list_namespaced_custom_object(
-                "fleet.scaleset.dev", "v1alpha1", self.namespace, "scalesets", **kw
-            ),
-        }
-        for kind, lister in lists.items():
-            thread = threading.Thread(target=self._run, args=(kind, lister), daemon=True)
+    def on_event(self, kind: str, change: str, obj: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def started(self) -> bool:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        for kind, lister in self.listers().items():
+            thread = threading.Thread(target=self._follow, args=(kind, lister), daemon=True)
             thread.start()
             self._threads.append(thread)
-        wait_for(lambda: {v[1] for v in self.versions} >= set(lists), 30, "the watches to start")
+        wait_for(self.started, 30, "the watches to start")
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -264,7 +265,7 @@ class ApiRecorder:
         for thread in self._threads:
             thread.join(5)
 
-    def _run(self, kind: str, lister: Callable[..., Any]) -> None:
+    def _follow(self, kind: str, lister: Callable[..., Any]) -> None:
         import kubernetes
 
         version = None
@@ -278,11 +279,38 @@ class ApiRecorder:
                         version = None
                         break
                     version = obj["metadata"]["resourceVersion"]
-                    self.versions.append((int(version), kind, event["type"], obj))
+                    self.on_event(kind, event["type"], obj)
                     if self._stop.is_set():
                         break
             except Exception:  # a dropped watch resumes from the last version seen
                 time.sleep(0.05)
+
+
+class ApiRecorder(Watcher):
+    """Keeps every version of a namespace's pods and ScaleSets, so that a test can replay both in
+    resourceVersion order: what the pods were when each status was written."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        super().__init__(kube, namespace)
+        self.versions: list[tuple[int, str, str, dict[str, Any]]] = []  # rv, kind, type, object
+
+    def listers(self) -> dict[str, Callable[..., Any]]:
+        import kubernetes
+
+        core = kubernetes.client.CoreV1Api(self.kube.api_client)
+        custom = kubernetes.client.CustomObjectsApi(self.kube.api_client)
+        return {
+            "Pod": lambda **kw: core.list_namespaced_pod(self.namespace, **kw),
+            "ScaleSet": lambda **kw: custom.list_namespaced_custom_object(
+                "fleet.scaleset.dev", "v1alpha1", self.namespace, "scalesets", **kw
+            ),
+        }
+
+    def on_event(self, kind: str, change: str, obj: dict[str, Any]) -> None:
+        self.versions.append((int(obj["metadata"]["resourceVersion"]), kind, change, obj))
+
+    def started(self) -> bool:
+        return {kind for _, kind, _, _ in self.versions} >= {"Pod", "ScaleSet"}
 
     def statuses_with_pods(self, name: str) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         """Each version of ScaleSet `name`, with its instance pods as they were at that resourceVersion."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
@@ -22,6 +22,7 @@ from scaleset_operator.identity import (
 )
 from tests.integration.helpers import (
     IMAGE,
+    Watcher,
     condition,
     create,
     is_ready,
@@ -79,53 +80,24 @@ class Observation:
     selected: dict[str, set[str]]  # slot -> Ready pods the selector picks
 
 
-@dataclass
-class EndpointWatch:
+class EndpointWatch(Watcher):
     """Watches the Services of a namespace; at each version of a Service, resolves its selector against
     the Ready pods, as the endpoints controller would. kubesim serves no EndpointSlices, so this is the
     endpoints as the Service's selector makes them."""
 
-    kube: Kube
-    namespace: str
-    observations: list[Observation] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        super().__init__(kube, namespace)
+        self.observations: list[Observation] = []
 
-    def __enter__(self) -> EndpointWatch:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        # The watch is established before anything changes: it opens with each Service as it is.
-        wait_for(lambda: self.observations, TIMEOUT, "the Service watch to start")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def _run(self) -> None:
+    def listers(self) -> dict[str, Callable[..., Any]]:
         core = kubernetes.client.CoreV1Api(self.kube.api_client)
-        version = None
-        while not self._stop.is_set():
-            watch = kubernetes.watch.Watch()
-            try:
-                for event in watch.stream(
-                    core.list_namespaced_service,
-                    self.namespace,
-                    resource_version=version,
-                    timeout_seconds=2,
-                    _preload_content=False,
-                ):
-                    service = event["raw_object"]
-                    if event["type"] == "ERROR":  # expired: list again from now
-                        version = None
-                        break
-                    version = service["metadata"]["resourceVersion"]
-                    self._observe(service)
-                    if self._stop.is_set():
-                        break
-            except Exception:  # a dropped watch is resumed from the last version seen
-                time.sleep(0.05)
+        return {"Service": lambda **kw: core.list_namespaced_service(self.namespace, **kw)}
+
+    def on_event(self, kind: str, change: str, obj: dict[str, Any]) -> None:
+        self._observe(obj)
+
+    def started(self) -> bool:
+        return bool(self.observations)
 
     def _observe(self, service: dict[str, Any]) -> None:
         selector = (service.get("spec") or {}).get("selector") or {}
@@ -325,51 +297,24 @@ def test_when_scaled_delete_removes_the_claims_of_the_set_once_it_is_gone(kube: 
     ]
 
 
-@dataclass
-class SliceWatch:
+class SliceWatch(Watcher):
     """Watches the EndpointSlices of a namespace (those the endpoint controller keeps for Services) and
     records, after each change, the ready pods behind each Service, as a load balancer would see them."""
 
-    kube: Kube
-    namespace: str
-    seen: list[tuple[str, frozenset[str]]] = field(default_factory=list)  # (service, ready pods)
-    _slices: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        super().__init__(kube, namespace)
+        self.seen: list[tuple[str, frozenset[str]]] = []  # (service, ready pods)
+        self._slices: dict[str, tuple[str, frozenset[str]]] = {}
 
-    def __enter__(self) -> SliceWatch:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        wait_for(lambda: self.seen, TIMEOUT, "the EndpointSlice watch to start")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def _run(self) -> None:
+    def listers(self) -> dict[str, Callable[..., Any]]:
         api = kubernetes.client.DiscoveryV1Api(self.kube.api_client)
-        version = None
-        while not self._stop.is_set():
-            try:
-                for event in kubernetes.watch.Watch().stream(
-                    api.list_namespaced_endpoint_slice,
-                    self.namespace,
-                    resource_version=version,
-                    timeout_seconds=2,
-                    _preload_content=False,
-                ):
-                    item = event["raw_object"]
-                    if event["type"] == "ERROR":
-                        version = None
-                        break
-                    version = item["metadata"]["resourceVersion"]
-                    self._record(event["type"], item)
-                    if self._stop.is_set():
-                        break
-            except Exception:  # a dropped watch is resumed from the last version seen
-                time.sleep(0.05)
+        return {"EndpointSlice": lambda **kw: api.list_namespaced_endpoint_slice(self.namespace, **kw)}
+
+    def on_event(self, kind: str, change: str, obj: dict[str, Any]) -> None:
+        self._record(change, obj)
+
+    def started(self) -> bool:
+        return bool(self.seen)
 
     def _record(self, kind: str, item: dict[str, Any]) -> None:
         name = item["metadata"]["name"]
