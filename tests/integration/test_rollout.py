@@ -250,7 +250,8 @@ def test_deleted_instance_comes_back_and_foreign_image_edit_is_reverted(kube: Ku
         TIMEOUT,
         "the foreign image edit to be reverted",
     )
-    assert _events(kube, namespace, "DriftReverted")
+    # The Event follows the repair (on a real API server a moment later).
+    wait_for(lambda: _events(kube, namespace, "DriftReverted"), TIMEOUT, "a DriftReverted Event")
 
 
 def test_missing_policy_is_reported_and_instances_are_kept(kube: Kube, namespace: str) -> None:

@@ -186,9 +186,12 @@ class Reconciler:
             except ApiError as error:
                 if error.status != 409:
                     raise
-                revisions[update_revision] = self.kube.get(
+                existing = self.kube.get_or_none(
                     group_path("apps", "v1", "controllerrevisions", namespace, body["metadata"]["name"])
                 )
+                if existing is None:
+                    raise error from None  # the create was refused, not done: a transient conflict, retried
+                revisions[update_revision] = existing
         status = scaleset.get("status") or {}
         current_revision = status.get("currentRevision") or update_revision
         if current_revision not in revisions:
