@@ -11,9 +11,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
+from kopf._cogs.clients import errors as kopf_errors
 
+from scaleset_operator import runner
 from scaleset_operator.control.kube import Fenced, Kube, core_path
 
 
@@ -132,3 +135,22 @@ def test_a_read_is_still_retried_when_the_connection_drops(server: tuple[str, ty
     path = core_path("pods", "default", "web-0")
     assert kube.get(path) == {"metadata": {"name": "x"}}
     assert [method for method, _, _ in handler.seen] == ["GET", "GET"]
+
+
+async def test_kopfs_writes_ask_the_fence_too(server: tuple[str, type[Recorder]]) -> None:
+    """kopf's finalizer patch goes through the same fence; a refused one is skipped by kopf as a patch
+    of an object gone (its not-found error), never sent."""
+    kubeconfig, handler = server
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    url = config["clusters"][0]["cluster"]["server"] + core_path("pods", "default", "web-0")
+    async with aiohttp.ClientSession(middlewares=(runner._fenced(Fence(0)),)) as session:
+        with pytest.raises(kopf_errors.APINotFoundError):
+            await session.patch(url, json={"metadata": {"finalizers": ["f"]}})
+        async with session.get(url) as response:
+            assert response.status == 200
+    async with (
+        aiohttp.ClientSession(middlewares=(runner._fenced(Fence(5)),)) as session,
+        session.patch(url, json={"metadata": {"finalizers": ["f"]}}) as response,
+    ):
+        assert response.status == 200
+    assert [method for method, _, _ in handler.seen] == ["GET", "PATCH"]
