@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import kopf
+from kopf._cogs.clients import errors as kopf_errors
 
 from scaleset_operator import metrics
 from scaleset_operator.api.models import GROUP
 from scaleset_operator.control.context import RESYNC_SECONDS
-from scaleset_operator.control.kube import Kube
+from scaleset_operator.control.kube import READ_METHODS, Fenced, Kube, WriteFence
 from scaleset_operator.control.reconcile import Reconciler
 from scaleset_operator.handlers import observe, scalesets  # noqa: F401  (registers the handlers)
 from scaleset_operator.handlers.scalesets import OperatorMemo
-from scaleset_operator.leader import Leadership
+from scaleset_operator.leader import Leadership, default_identity
+
+kopf_version = importlib.metadata.version("kopf")
 
 
 @kopf.on.startup()
@@ -41,14 +46,17 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 
 
 @kopf.on.login()
-def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
-    config = _memo_of(memo).kube.api_client.configuration
+async def login(memo: Any, **_: Any) -> kopf.AiohttpSession:
+    """kopf talks to the cluster of the `Kube` client, naming itself after it in the audit log, and its
+    own writes (the finalizer on each ScaleSet) ask the same fence as the reconciler's."""
+    kube = _memo_of(memo).kube
+    config = kube.api_client.configuration
     header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
     parts = header.split(" ", 1) if header else []
     scheme, token = (
         (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
     )
-    return kopf.ConnectionInfo(
+    info = kopf.ConnectionInfo(
         server=config.host,
         ca_path=config.ssl_ca_cert,
         insecure=not config.verify_ssl,
@@ -59,6 +67,36 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
         certificate_path=config.cert_file,
         private_key_path=config.key_file,
     )
+    # The session kopf would build from `info`, with a user agent and the fence added.
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
+        headers={**info.as_http_headers(), "User-Agent": f"{kube.user_agent} kopf/{kopf_version}"},
+        middlewares=(_fenced(kube.fence),) if kube.fence is not None else (),
+    )
+    return kopf.AiohttpSession(aiohttp_session=session, server=info.server)
+
+
+class _KopfWriteFenced(kopf_errors.APINotFoundError):
+    """A write of kopf's that the fence refused. kopf skips a patch whose object answers "not found"
+    (a finalizer added later, by the leader's kopf) where any other error would stop the operator."""
+
+
+def _fenced(fence: WriteFence) -> Callable[..., Awaitable[aiohttp.ClientResponse]]:
+    """An aiohttp middleware: a write asks `fence` first, and does not outlive what the fence allows."""
+
+    async def middleware(
+        request: aiohttp.ClientRequest,
+        handler: Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]],
+    ) -> aiohttp.ClientResponse:
+        if request.method.upper() in READ_METHODS:
+            return await handler(request)
+        try:
+            with fence.writing() as remaining:
+                return await asyncio.wait_for(handler(request), remaining)
+        except Fenced as error:
+            raise _KopfWriteFenced(str(error), status=404, headers={}) from None
+
+    return middleware
 
 
 def _memo_of(memo: Any) -> Reconciler:
@@ -94,23 +132,27 @@ async def run(
 
     With `scheduled_events_address` ('HOST:PORT'), the scheduled-events endpoint is served beside it.
     With `leader_election`, every replica watches, serves health and metrics, but only the holder of
-    the Lease reconciles.
+    the Lease reconciles, and every write of the process asks the Lease's fence (leader.Leadership).
     """
-    kube = Kube.from_kubeconfig(kubeconfig)
+    identity = default_identity()
+    # Each replica names itself in the API server's audit log: its writes can be told apart there.
+    user_agent = f"scaleset-operator/{identity}"
     leadership = None
     if leader_election is not None:
         leadership = Leadership(
-            # A Lease call must not outlive the renew deadline, or a hung request would keep a
-            # replica acting after its Lease may have passed to another.
-            Kube(kube.api_client, request_timeout=max(1.0, leader_election.renew_deadline / 2)),
+            # The Lease's own client and connections: a renewal never waits for the reconciler's.
+            Kube.from_kubeconfig(kubeconfig, user_agent=user_agent),
             leader_election.namespace,
             leader_election.name,
+            identity=identity,
             lease_duration=leader_election.lease_duration,
             renew_deadline=leader_election.renew_deadline,
             retry_period=leader_election.retry_period,
         )
     else:
         metrics.LEADER.set(1)
+    # Every write of the reconciler, the scheduled-events endpoint and kopf asks the Lease's fence.
+    kube = Kube.from_kubeconfig(kubeconfig, user_agent=user_agent, fence=leadership)
     state = OperatorMemo(reconciler=Reconciler(kube), resync_seconds=resync_seconds, leadership=leadership)
     # Fleet gauges come from the acting replica only, so that a sum over replicas counts each once.
     metrics.FLEET.enabled = state.is_active
@@ -136,7 +178,8 @@ async def run(
     finally:
         if events_server is not None:
             await events_server.cleanup()
-        # The Lease is released only once kopf has stopped every daemon: nothing acts after it.
+        # kopf has stopped its daemons, but a pass may still run in a worker thread: the Lease's run
+        # closes the fence, waits for the last admitted write to end, and only then releases it.
         lease_stop.set()
         if lease_task is not None:
             await lease_task

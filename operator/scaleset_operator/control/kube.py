@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from scaleset_operator import metrics
@@ -16,6 +19,8 @@ from scaleset_operator.api.models import GROUP, VERSION
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+# What a request may do without asking the fence: it changes nothing.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass
@@ -28,6 +33,41 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         return f"{self.status} {self.reason}: {self.message}"
+
+
+class Fenced(Exception):
+    """A write not sent: this replica is not sure it holds the Lease. The pass ends and a later one,
+    on whichever replica then leads, reads everything again."""
+
+
+class WriteFence(Protocol):
+    """What a write asks before it is sent (scaleset_operator.leader.Leadership is one)."""
+
+    def writing(self) -> AbstractContextManager[float]:
+        """Admit one write for the `with` block, yielding the seconds it may take; raise Fenced
+        when no write may be sent now."""
+
+
+class _RetryReads(urllib3.Retry):
+    """urllib3's retries, for reads only: a write is sent once, by the call that asked the fence (a
+    retry could go out after the fence closed), and its failure goes back to the pass."""
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        if method is not None and method.upper() not in READ_METHODS:
+            # total=False: urllib3 raises the error as it came.
+            return self.new(total=False).increment(method, url, response, error, _pool, _stacktrace)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        return method.upper() in READ_METHODS and super().is_retry(method, status_code, has_retry_after)
 
 
 def _from_exception(exc: ApiException) -> ApiError:
@@ -88,21 +128,54 @@ def _path(prefix: str, resource: str, namespace: str | None, name: str | None, s
 
 
 class Kube:
-    """Every call the control layer makes goes through here; one place to log, retry and fake."""
+    """Every call the control layer makes goes through here; one place to log, retry, fence and fake.
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, request_timeout: float = 30.0) -> None:
+    With a `fence`, every write (create, update, patch, delete) asks it first and is not sent when it
+    refuses (Fenced); an admitted write's timeout is capped at the time the fence has left.
+    """
+
+    def __init__(
+        self,
+        api_client: kubernetes.client.ApiClient,
+        request_timeout: float = 30.0,
+        *,
+        fence: WriteFence | None = None,
+    ) -> None:
         self.api_client = api_client
         self.request_timeout = request_timeout
+        self.fence = fence
 
     @classmethod
-    def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Kube:
+    def from_kubeconfig(
+        cls,
+        path: str | None = None,
+        context: str | None = None,
+        *,
+        user_agent: str | None = None,
+        fence: WriteFence | None = None,
+    ) -> Kube:
+        """A client of the cluster of `path` (in-cluster credentials first when None, then
+        $KUBECONFIG), naming itself `user_agent` in the API server's audit log."""
+        configuration = kubernetes.client.Configuration()
+        configuration.retries = _RetryReads(3)
+        api_client = None
         if path is None:
             try:
-                kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
-                return cls(kubernetes.client.ApiClient())
+                kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                api_client = kubernetes.client.ApiClient(configuration)
             except kubernetes.config.ConfigException:
                 pass
-        return cls(kubernetes.config.new_client_from_config(config_file=path, context=context))  # type: ignore[no-untyped-call]
+        if api_client is None:
+            api_client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=path, context=context, client_configuration=configuration
+            )
+        if user_agent:
+            api_client.user_agent = user_agent
+        return cls(api_client, fence=fence)
+
+    @property
+    def user_agent(self) -> str:
+        return str(self.api_client.user_agent)
 
     def request(
         self,
@@ -111,6 +184,28 @@ class Kube:
         body: Any = None,
         query: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One request; `timeout` (seconds, the whole request) defaults to the client's."""
+        limit = self.request_timeout if timeout is None else timeout
+        if self.fence is None or method.upper() in READ_METHODS:
+            return self._send(method, path, body, query, content_type, limit)
+        try:
+            with self.fence.writing() as remaining:
+                return self._send(method, path, body, query, content_type, min(limit, remaining))
+        except Fenced:
+            metrics.api_request(method, query, "fenced")
+            raise
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        query: Mapping[str, Any] | None,
+        content_type: str,
+        timeout: float,
     ) -> dict[str, Any]:
         # The generated client (kubernetes >= 35) splits a call into serialise, send and read;
         # errors come back as a status code rather than an exception, so they are raised here.
@@ -125,7 +220,7 @@ class Kube:
         http_method, url, headers, payload = serialized[0], serialized[1], serialized[2], serialized[3]
         try:
             response = self.api_client.call_api(
-                http_method, url, header_params=headers, body=payload, _request_timeout=self.request_timeout
+                http_method, url, header_params=headers, body=payload, _request_timeout=timeout
             )
             response.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:
@@ -143,16 +238,16 @@ class Kube:
         result: dict[str, Any] = json.loads(raw)
         return result
 
-    def update(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def update(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """Replace an object; 409 when its metadata.resourceVersion is not the stored one."""
-        return self.request("PUT", path, body=body)
+        return self.request("PUT", path, body=body, timeout=timeout)
 
-    def get(self, path: str) -> dict[str, Any]:
-        return self.request("GET", path)
+    def get(self, path: str, *, timeout: float | None = None) -> dict[str, Any]:
+        return self.request("GET", path, timeout=timeout)
 
-    def get_or_none(self, path: str) -> dict[str, Any] | None:
+    def get_or_none(self, path: str, *, timeout: float | None = None) -> dict[str, Any] | None:
         try:
-            return self.get(path)
+            return self.get(path, timeout=timeout)
         except ApiError as error:
             if error.status == 404:
                 return None
@@ -174,8 +269,8 @@ class Kube:
             if not token:
                 return
 
-    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", path, body=body)
+    def create(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        return self.request("POST", path, body=body, timeout=timeout)
 
     def patch(self, path: str, body: Any, content_type: str = MERGE_PATCH) -> dict[str, Any]:
         return self.request("PATCH", path, body=body, content_type=content_type)

@@ -103,13 +103,14 @@ class MaintenanceActor:
         freeze moves nothing and is answered whatever else runs (see `freeze`).
         """
         record: dict[str, Any] = dict((snapshot.scaleset.get("status") or {}).get("hostMaintenance") or {})
+        listed = self.kube.list(core_path("nodes"))
         nodes = [
             NodeState(
                 node["metadata"]["name"],
                 cordoned=bool((node.get("spec") or {}).get("unschedulable")),
                 maintenance=(node["metadata"].get("labels") or {}).get(MAINTENANCE_LABEL),
             )
-            for node in self.kube.list(core_path("nodes"))
+            for node in listed
         ]
         self.freeze(snapshot, nodes, now, outcome)
         if snapshot.upgrade.get("locked"):
@@ -133,7 +134,7 @@ class MaintenanceActor:
         plan = plan_host_maintenance(
             nodes, placed, batch_size(snapshot.spec.replicas, snapshot.policy), moving
         )
-        self._release_nodes(plan.nodes_ready)
+        self._release_nodes(plan.nodes_ready, {n["metadata"]["name"]: n["metadata"] for n in listed})
         if not plan.waiting and not moving:
             return None
         pending_since = parse_time(record.get("pendingSince")) or now
@@ -284,8 +285,9 @@ class MaintenanceActor:
             return False
         return gate.is_healthy(instance_state(snapshot.name, ordinal, pod), now)
 
-    def _release_nodes(self, names: tuple[str, ...]) -> None:
-        """Tell the node tool it may go on: no instance of any ScaleSet is left on the node."""
+    def _release_nodes(self, names: tuple[str, ...], read: dict[str, dict[str, Any]]) -> None:
+        """Tell the node tool it may go on: no instance of any ScaleSet is left on the node. Only the
+        node as `read` (its metadata) when the pass decided: changed since, the pass ends and reads again."""
         for name in names:
             left = (
                 self.kube.request(
@@ -300,9 +302,16 @@ class MaintenanceActor:
             try:
                 self.kube.patch(
                     core_path("nodes", name=name),
-                    {"metadata": {"labels": {MAINTENANCE_LABEL: MAINTENANCE_READY}}},
+                    {
+                        "metadata": {
+                            "resourceVersion": read[name].get("resourceVersion"),
+                            "labels": {MAINTENANCE_LABEL: MAINTENANCE_READY},
+                        }
+                    },
                 )
             except ApiError as error:
+                if error.status == 409:  # the node tool (or a cordon) changed the node meanwhile
+                    raise Conflict(f"node {name}: {error}") from None
                 if error.status != 404:
                     raise
             log.info(

@@ -17,6 +17,7 @@ from typing import Any
 from scaleset_operator.control.actions import remove_annotation
 from scaleset_operator.control.context import (
     HISTORY_KEPT,
+    Conflict,
     Outcome,
     Snapshot,
     merge_patch,
@@ -200,9 +201,13 @@ class StagedControl:
             patch = selector_patch(selector, slot, pin=pin, occupied=occupied)
             if patch is None:
                 continue
+            # Only the Service as read: one changed since (a user, another writer) ends the pass.
+            patch = {**patch, "metadata": {"resourceVersion": service["metadata"].get("resourceVersion")}}
             try:
                 self.kube.patch(core_path("services", snapshot.namespace, name), patch)
             except ApiError as error:
+                if error.status == 409:
+                    raise Conflict(f"Service {snapshot.namespace}/{name}: {error}") from None
                 if error.status != 404:
                     raise
         return names

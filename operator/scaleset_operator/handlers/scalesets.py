@@ -15,7 +15,7 @@ import urllib3
 from scaleset_operator import metrics
 from scaleset_operator.api.models import GROUP, VERSION
 from scaleset_operator.control.context import RESYNC_SECONDS
-from scaleset_operator.control.kube import ApiError
+from scaleset_operator.control.kube import ApiError, Fenced
 from scaleset_operator.control.reconcile import Reconciler
 from scaleset_operator.identity import LABEL_SCALESET
 from scaleset_operator.leader import Leadership
@@ -82,6 +82,11 @@ async def scaleset_daemon(
             started = time.monotonic()
             try:
                 outcome = await asyncio.to_thread(state.reconciler.reconcile, namespace, name)
+            except Fenced as error:
+                # The replica lost (or is giving up) the Lease mid-pass: the write was not sent, and the
+                # leader's next pass reads everything again.
+                log.info("reconcile of %s/%s ended: %s", namespace, name, error)
+                outcome = None
             except Exception as error:  # one bad pass must not end the daemon; the next wake-up retries
                 if transient(error):
                     log.warning("reconcile of %s/%s: %s; retrying in 1s", namespace, name, error)

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from scaleset_operator.control.kube import Fenced
 from scaleset_operator.imds.instances import Instance, InstanceEvents
 from scaleset_operator.planning.scheduled_events import (
     API_VERSIONS,
@@ -135,6 +136,11 @@ async def _internal_errors(request: web.Request, handler: Any) -> web.StreamResp
         return response
     except web.HTTPException:
         raise
+    except Fenced:
+        # An approval is a write: only the replica that holds the Lease makes it. The caller retries.
+        response = _error(503, "Service unavailable. This replica is a standby; retry the request")
+        response.headers["Retry-After"] = "1"
+        return response
     except Exception:
         log.exception("scheduled events request failed")
         return _error(500, "Internal server error")
