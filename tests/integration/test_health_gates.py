@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -271,3 +273,118 @@ def test_emptydir_survives_in_place_update_but_not_reimage(kube: Kube, namespace
     after = kubelet.volume_identities(namespace, "web-0")
     assert after["data"] == disks["data"], "a reimage keeps the data disk"
     assert after["scratch"] != disks["scratch"], "a reimage loses the temp disk"
+
+
+# --------------------------------------------------------------------------- Automatic mode and automatic work
+
+
+def _catalog(kube: Kube, repository: str, *versions: str) -> None:
+    """The ImageCatalog of `repository` (named after it), publishing `versions` thirty days ago."""
+    name = repository.rsplit("/", 1)[-1]
+    published = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "apiVersion": "fleet.scaleset.dev/v1alpha1",
+        "kind": "ImageCatalog",
+        "metadata": {"name": name},
+        "spec": {
+            "images": [
+                {
+                    "repository": repository,
+                    "versions": [{"version": v, "publishedAt": published} for v in versions],
+                }
+            ]
+        },
+    }
+    existing = kube.get_or_none(fleet_path("imagecatalogs", name=name))
+    if existing is None:
+        kube.create(fleet_path("imagecatalogs"), body)
+    else:
+        kube.patch(fleet_path("imagecatalogs", name=name), {"spec": body["spec"]})
+
+
+def _status(kube: Kube, namespace: str, name: str = "web") -> dict[str, Any]:
+    status: dict[str, Any] = kube.get(fleet_path("scalesets", namespace, name)).get("status") or {}
+    return status
+
+
+def _all_ready_on(kube: Kube, namespace: str, tag: str) -> bool:
+    pods = pods_of(kube, namespace, "web")
+    return len(pods) == 10 and all(
+        p["spec"]["containers"][0]["image"].endswith(tag) and is_ready(p) for p in pods
+    )
+
+
+def test_automatic_mode_rolls_automatic_os_images_in_batches_and_a_bad_one_back(
+    kube: Kube, namespace: str, kubelet: Any
+) -> None:
+    # Automatic mode (all at once) is for the user's template changes; an OS image the operator picks
+    # from the catalog goes as the scale set's orchestrator takes it: at most 20 % at a time.
+    repository = f"registry.example/auto-{uuid.uuid4().hex[:8]}"
+    kubelet.script_image(f"{repository}:1.2.0", "never-ready")
+    create(
+        kube,
+        namespace,
+        policy_body(
+            "auto",
+            mode="Automatic",
+            healthCheck={"instanceStartTimeout": "2s"},
+            automaticOSUpgrade={"enabled": True},
+        ),
+    )
+    _catalog(kube, repository, "1.0.0")
+    try:
+        create(kube, namespace, scaleset_body("web", 10, image=f"{repository}:1.0.0", policy="auto"))
+        wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
+        with PodSampler(kube, namespace, "web") as sampler:
+            _catalog(kube, repository, "1.0.0", "1.1.0")
+            wait_for(lambda: _all_ready_on(kube, namespace, ":1.1.0"), TIMEOUT, "every instance on 1.1.0")
+        assert sampler.max_unavailable(10) <= 2, "batches of 20 %, not all at once"
+        moved = sampler.first_seen_on(_status(kube, namespace)["updateRevision"])
+        assert max(moved["web-0"], moved["web-5"]) < min(
+            t for n, t in moved.items() if n not in ("web-0", "web-5")
+        )
+
+        with PodSampler(kube, namespace, "web") as sampler:
+            _catalog(kube, repository, "1.0.0", "1.1.0", "1.2.0")
+            wait_for(
+                lambda: _status(kube, namespace).get("automaticUpdates", {}).get("rolledBack"),
+                TIMEOUT,
+                "1.2.0 rolled back",
+            )
+            upgrade = wait_for(
+                lambda: (
+                    (u := _status(kube, namespace)["upgrade"])["history"][-1]["result"] == "RolledBack" and u
+                ),
+                TIMEOUT,
+                "the rollback in the history",
+            )
+            wait_for(
+                lambda: _all_ready_on(kube, namespace, ":1.1.0"), TIMEOUT, "every instance Ready on 1.1.0"
+            )
+        bad = upgrade["history"][-1]["toRevision"]
+        on_bad = max(sum(1 for rev, _, _ in sample.pods.values() if rev == bad) for sample in sampler.samples)
+        assert on_bad == 2, f"{on_bad} instances reached the bad image; the first batch holds 2"
+
+        # The user's own template change in Automatic mode goes to every instance at once.
+        body = kube.get(fleet_path("scalesets", namespace, "web"))
+        labels = {**body["spec"]["template"]["metadata"]["labels"], "tier": "front"}
+        kube.patch(
+            fleet_path("scalesets", namespace, "web"),
+            {"spec": {"template": {"metadata": {"labels": labels}}}},
+        )
+        batch = wait_for(
+            lambda: (
+                (
+                    b := kube.get(fleet_path("scalesets", namespace, "web"))["status"]["upgrade"].get(
+                        "currentBatch"
+                    )
+                )
+                and len(b["instances"]) == 10
+                and b
+            ),
+            TIMEOUT,
+            "one batch of every instance",
+        )
+        assert batch.get("upgradeDomain") is None
+    finally:
+        kube.delete(fleet_path("imagecatalogs", name=repository.rsplit("/", 1)[-1]))

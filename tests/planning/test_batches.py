@@ -21,6 +21,7 @@ from scaleset_operator.planning.batches import (
     next_step,
 )
 from scaleset_operator.planning.instances import Batch, InstanceState, RolloutState
+from scaleset_operator.planning.updates import automatic_work_policy
 
 DEFAULT = UpgradePolicySpec()
 
@@ -606,6 +607,20 @@ def test_automatic_mode_updates_every_outdated_instance_at_once() -> None:
 def test_automatic_mode_is_not_gated_by_unhealthy_instances() -> None:
     fleet = [down(i) for i in healthy_fleet(4)]
     assert started(plan(fleet, policy=make_policy(mode="Automatic"))) == Batch(None, (0, 1, 2, 3))
+
+
+@pytest.mark.parametrize("mode", ["Automatic", "Rolling", "Manual"])
+def test_automatic_work_goes_in_batches_of_at_most_twenty_percent_whatever_the_mode(mode: str) -> None:
+    # "No more than 20% of the scale set upgrading at any time": 2 of 10, one upgrade domain at a time,
+    # also in Automatic mode, whose all-at-once batch is for a change of the user's template.
+    policy = make_policy(
+        mode=mode, rollingUpgrade={"maxBatchInstancePercent": 50, "maxUnhealthyInstancePercent": 50}
+    )
+    automatic = automatic_work_policy(policy)
+    assert automatic.rolling_upgrade.max_batch_instance_percent == 20
+    assert automatic.mode == ("Rolling" if mode == "Automatic" else mode)
+    assert started(plan(healthy_fleet(10), policy=automatic, walk_upgrade_domain=4)) == Batch(0, (0, 5))
+    assert batch_size(1, automatic) == 1
 
 
 def test_manual_mode_without_walk_moves_nothing() -> None:
