@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -403,6 +403,39 @@ def test_restart_view_counts_instances_put_on_their_revision_since_the_request_a
     view = restart_view([before[0], after], requested)
     assert view[0].revision != restart_revision(requested)
     assert view[1].revision == restart_revision(requested)
+
+
+def restart_plan(instances: list[InstanceState], requested_at: datetime, policy: UpgradePolicySpec) -> Step:
+    return restart_step(
+        replicas=len(instances),
+        upgrade_domain_count=5,
+        paused=False,
+        policy=policy,
+        instances=instances,
+        rollout=RolloutState(),
+        requested_at=requested_at,
+        now=T0,
+    )
+
+
+def test_a_restart_keeps_the_unhealthy_budget_of_the_policy() -> None:
+    # 10 instances, 2 may be unhealthy at once (maxUnhealthyInstancePercent 20 %; the upgraded limit is
+    # lifted so that this test sees the budget alone). Down instances go first: a restart repairs.
+    policy = make_policy(rollingUpgrade={"maxUnhealthyUpgradedInstancePercent": 100})
+    requested = T0 - timedelta(minutes=1)
+    instances = fleet(10, set(), unhealthy={7})
+    step = restart_plan(instances, requested, policy)
+    assert isinstance(step, StartBatch) and step.batch == Batch(2, (7,))
+    # web-7 is recreated and still starting when web-3 falls ill: web-3 is down already, it goes.
+    instances[7] = replace(instances[7], updated_at=T0)
+    instances[3] = replace(instances[3], ready=False, ready_since=None)
+    step = restart_plan(instances, requested, policy)
+    assert isinstance(step, StartBatch) and step.batch == Batch(3, (3,))
+    # Both recreated and still starting: they fill the budget, so no healthy instance is restarted.
+    instances[3] = replace(instances[3], updated_at=T0)
+    step = restart_plan(instances, requested, policy)
+    assert isinstance(step, Stop) and step.reason is StepReason.TOO_MANY_UNHEALTHY
+    assert step.ordinals == (3, 7)
 
 
 @settings(max_examples=60, deadline=None)
