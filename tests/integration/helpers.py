@@ -201,6 +201,20 @@ def set_image(kube: Kube, namespace: str, name: str, image: str) -> None:
     )
 
 
+def never_ready(kube: Kube, namespace: str, kubelet: Any, *names: str, scaleset: str = "web") -> None:
+    """Make these instances (live pods on simulated nodes) stop being Ready, and wait until the API says so."""
+    for name in names:
+        kubelet.set_behaviour(namespace, name, "never-ready")
+    wait_for(
+        lambda: (
+            set(names)
+            <= {p["metadata"]["name"] for p in pods_of(kube, namespace, scaleset) if not is_ready(p)}
+        ),
+        60,
+        f"{', '.join(names)} unready",
+    )
+
+
 def stalled(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
     """The Stalled condition of a ScaleSet when it is True."""
     found = condition(kube.get(fleet_path("scalesets", namespace, name)), "Stalled")

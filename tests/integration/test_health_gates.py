@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from tests.integration.helpers import (
     PodSampler,
     create,
     is_ready,
+    never_ready,
     pods_of,
     policy_body,
     scaleset_body,
@@ -71,7 +74,9 @@ def test_instance_start_timeout_with_pause_stalls_and_a_newer_template_repairs(
     assert done["status"]["updatedReplicas"] == 10
 
 
-def test_proceed_past_timeouts_stops_at_the_upgraded_unhealthy_limit(kube: Kube, namespace: str) -> None:
+def test_a_never_ready_image_stops_ten_instances_after_the_first_batch(kube: Kube, namespace: str) -> None:
+    # The defaults but a short start timeout (Proceed): maxUnhealthyUpgradedInstancePercent is 20 % of
+    # the instances upgraded, and after the first batch both of its two are unhealthy (100 %).
     create(
         kube,
         namespace,
@@ -81,34 +86,62 @@ def test_proceed_past_timeouts_stops_at_the_upgraded_unhealthy_limit(kube: Kube,
     )
     create(kube, namespace, scaleset_body("web", 10, policy="lenient"))
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
-    set_image(kube, namespace, "web", f"{IMAGE}:v2-never-ready")
-    report = wait_for(lambda: stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
-    # Batch one (2 of 10 = 20 %) is within maxUnhealthyUpgradedInstancePercent; batch two (40 %) is not.
-    assert report["reason"] == "TooManyUnhealthyUpgraded"
-    assert _on_revision(kube, namespace, "web") == {"web-0", "web-5", "web-1", "web-6"}
+    with PodSampler(kube, namespace, "web") as sampler:
+        set_image(kube, namespace, "web", f"{IMAGE}:v2-never-ready")
+        report = wait_for(lambda: stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
+        assert report["reason"] == "TooManyUnhealthyUpgraded"
+        assert "2 of the 2 instances" in report["message"]
+        assert _on_revision(kube, namespace, "web") == {"web-0", "web-5"}
+        time.sleep(1.0)
+    assert _on_revision(kube, namespace, "web") == {"web-0", "web-5"}, "a stopped rollout does not move on"
+    assert sampler.max_unavailable(10) <= 2
 
 
-def test_unhealthy_fleet_is_not_taken_further_down(kube: Kube, namespace: str, kubelet: Any) -> None:
-    create(kube, namespace, scaleset_body("web", 5))
+def test_two_instances_down_leave_no_room_and_stop_the_rollout_before_a_batch(
+    kube: Kube, namespace: str, kubelet: Any
+) -> None:
+    # maxUnhealthyInstancePercent 20 % of 10 is 2 at once: web-3 and web-7 use both.
+    create(kube, namespace, scaleset_body("web", 10))
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
-    # Two of five healthy instances fall ill behind the operator's back: 40 % > 20 %.
-    kubelet.set_behaviour(namespace, "web-3", "never-ready")
-    kubelet.set_behaviour(namespace, "web-4", "never-ready")
-    wait_for(
-        lambda: sum(not is_ready(p) for p in pods_of(kube, namespace, "web")) == 2, TIMEOUT, "two unready"
-    )
+    never_ready(kube, namespace, kubelet, "web-3", "web-7")
     set_image(kube, namespace, "web", f"{IMAGE}:v2")
-    wait_for(
-        lambda: (
-            kube.get(fleet_path("scalesets", namespace, "web"))["status"]["upgrade"].get("reason")
-            in ("TooManyUnhealthy", "BatchStarted", "BatchInProgress")
-        ),
-        TIMEOUT,
-        "the planner to decide",
-    )
+    report = wait_for(lambda: stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
+    assert report["reason"] == "TooManyUnhealthy"
+    assert "maxUnhealthyInstancePercent (20 %)" in report["message"]
+    assert "web-3, web-7" in report["message"]
     time.sleep(1.0)
-    healthy_touched = _on_revision(kube, namespace, "web") - {"web-3", "web-4"}
-    assert healthy_touched == set(), f"healthy instances were taken down: {healthy_touched}"
+    assert _on_revision(kube, namespace, "web") == set(), "no instance was taken down"
+    # One of them recovers: room for one, so the next batch is web-0 alone.
+    kubelet.set_behaviour(namespace, "web-3", None)
+    first = wait_for(
+        lambda: kube.get(fleet_path("scalesets", namespace, "web"))["status"]["upgrade"].get("currentBatch"),
+        TIMEOUT,
+        "the first batch",
+    )
+    assert first["instances"] == ["web-0"]
+
+
+def _batches_started(kube: Kube, namespace: str, name: str = "web") -> list[str]:
+    """The instances of each batch started, in order, from the operator's BatchStarted Events."""
+    events = [
+        e
+        for e in kube.list(core_path("events", namespace))
+        if e["involvedObject"].get("name") == name and e["reason"] == "BatchStarted"
+    ]
+    events.sort(key=lambda e: int(e["metadata"]["resourceVersion"]))
+    return [e["message"].split(" in upgrade domain")[0].removeprefix("Upgrading ") for e in events]
+
+
+def test_one_instance_down_shrinks_each_batch_to_one(kube: Kube, namespace: str, kubelet: Any) -> None:
+    # Two may be unhealthy at once (20 % of 10) and web-9 is one of them: batches of 2 shrink to 1.
+    create(kube, namespace, scaleset_body("web", 10))
+    wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
+    never_ready(kube, namespace, kubelet, "web-9")
+    with PodSampler(kube, namespace, "web") as sampler:
+        set_image(kube, namespace, "web", f"{IMAGE}:v2")
+        wait_for(lambda: len(_batches_started(kube, namespace)) >= 4, TIMEOUT, "four batches")
+    assert _batches_started(kube, namespace)[:4] == ["web-0", "web-5", "web-1", "web-6"]
+    assert sampler.max_unavailable(10) <= 2, "web-9 and one instance of a batch, never more"
 
 
 def test_pause_between_batches_spaces_them(kube: Kube, namespace: str) -> None:
@@ -160,14 +193,7 @@ def test_prioritize_unhealthy_instances_upgrades_them_first(kube: Kube, namespac
     create(kube, namespace, policy_body("fixfirst", rollingUpgrade={"prioritizeUnhealthyInstances": True}))
     create(kube, namespace, scaleset_body("web", 6, policy="fixfirst", upgradeDomainCount=3))
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
-    kubelet.set_behaviour(namespace, "web-5", "never-ready")
-    wait_for(
-        lambda: (
-            not next(is_ready(p) for p in pods_of(kube, namespace, "web") if p["metadata"]["name"] == "web-5")
-        ),
-        TIMEOUT,
-        "web-5 unready",
-    )
+    never_ready(kube, namespace, kubelet, "web-5")
     set_image(kube, namespace, "web", f"{IMAGE}:v2")
     first = wait_for(
         lambda: kube.get(fleet_path("scalesets", namespace, "web"))["status"]["upgrade"].get("currentBatch"),
@@ -247,3 +273,118 @@ def test_emptydir_survives_in_place_update_but_not_reimage(kube: Kube, namespace
     after = kubelet.volume_identities(namespace, "web-0")
     assert after["data"] == disks["data"], "a reimage keeps the data disk"
     assert after["scratch"] != disks["scratch"], "a reimage loses the temp disk"
+
+
+# --------------------------------------------------------------------------- Automatic mode and automatic work
+
+
+def _catalog(kube: Kube, repository: str, *versions: str) -> None:
+    """The ImageCatalog of `repository` (named after it), publishing `versions` thirty days ago."""
+    name = repository.rsplit("/", 1)[-1]
+    published = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "apiVersion": "fleet.scaleset.dev/v1alpha1",
+        "kind": "ImageCatalog",
+        "metadata": {"name": name},
+        "spec": {
+            "images": [
+                {
+                    "repository": repository,
+                    "versions": [{"version": v, "publishedAt": published} for v in versions],
+                }
+            ]
+        },
+    }
+    existing = kube.get_or_none(fleet_path("imagecatalogs", name=name))
+    if existing is None:
+        kube.create(fleet_path("imagecatalogs"), body)
+    else:
+        kube.patch(fleet_path("imagecatalogs", name=name), {"spec": body["spec"]})
+
+
+def _status(kube: Kube, namespace: str, name: str = "web") -> dict[str, Any]:
+    status: dict[str, Any] = kube.get(fleet_path("scalesets", namespace, name)).get("status") or {}
+    return status
+
+
+def _all_ready_on(kube: Kube, namespace: str, tag: str) -> bool:
+    pods = pods_of(kube, namespace, "web")
+    return len(pods) == 10 and all(
+        p["spec"]["containers"][0]["image"].endswith(tag) and is_ready(p) for p in pods
+    )
+
+
+def test_automatic_mode_rolls_automatic_os_images_in_batches_and_a_bad_one_back(
+    kube: Kube, namespace: str, kubelet: Any
+) -> None:
+    # Automatic mode (all at once) is for the user's template changes; an OS image the operator picks
+    # from the catalog goes as the scale set's orchestrator takes it: at most 20 % at a time.
+    repository = f"registry.example/auto-{uuid.uuid4().hex[:8]}"
+    kubelet.script_image(f"{repository}:1.2.0", "never-ready")
+    create(
+        kube,
+        namespace,
+        policy_body(
+            "auto",
+            mode="Automatic",
+            healthCheck={"instanceStartTimeout": "2s"},
+            automaticOSUpgrade={"enabled": True},
+        ),
+    )
+    _catalog(kube, repository, "1.0.0")
+    try:
+        create(kube, namespace, scaleset_body("web", 10, image=f"{repository}:1.0.0", policy="auto"))
+        wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
+        with PodSampler(kube, namespace, "web") as sampler:
+            _catalog(kube, repository, "1.0.0", "1.1.0")
+            wait_for(lambda: _all_ready_on(kube, namespace, ":1.1.0"), TIMEOUT, "every instance on 1.1.0")
+        assert sampler.max_unavailable(10) <= 2, "batches of 20 %, not all at once"
+        moved = sampler.first_seen_on(_status(kube, namespace)["updateRevision"])
+        assert max(moved["web-0"], moved["web-5"]) < min(
+            t for n, t in moved.items() if n not in ("web-0", "web-5")
+        )
+
+        with PodSampler(kube, namespace, "web") as sampler:
+            _catalog(kube, repository, "1.0.0", "1.1.0", "1.2.0")
+            wait_for(
+                lambda: _status(kube, namespace).get("automaticUpdates", {}).get("rolledBack"),
+                TIMEOUT,
+                "1.2.0 rolled back",
+            )
+            upgrade = wait_for(
+                lambda: (
+                    (u := _status(kube, namespace)["upgrade"])["history"][-1]["result"] == "RolledBack" and u
+                ),
+                TIMEOUT,
+                "the rollback in the history",
+            )
+            wait_for(
+                lambda: _all_ready_on(kube, namespace, ":1.1.0"), TIMEOUT, "every instance Ready on 1.1.0"
+            )
+        bad = upgrade["history"][-1]["toRevision"]
+        on_bad = max(sum(1 for rev, _, _ in sample.pods.values() if rev == bad) for sample in sampler.samples)
+        assert on_bad == 2, f"{on_bad} instances reached the bad image; the first batch holds 2"
+
+        # The user's own template change in Automatic mode goes to every instance at once.
+        body = kube.get(fleet_path("scalesets", namespace, "web"))
+        labels = {**body["spec"]["template"]["metadata"]["labels"], "tier": "front"}
+        kube.patch(
+            fleet_path("scalesets", namespace, "web"),
+            {"spec": {"template": {"metadata": {"labels": labels}}}},
+        )
+        batch = wait_for(
+            lambda: (
+                (
+                    b := kube.get(fleet_path("scalesets", namespace, "web"))["status"]["upgrade"].get(
+                        "currentBatch"
+                    )
+                )
+                and len(b["instances"]) == 10
+                and b
+            ),
+            TIMEOUT,
+            "one batch of every instance",
+        )
+        assert batch.get("upgradeDomain") is None
+    finally:
+        kube.delete(fleet_path("imagecatalogs", name=repository.rsplit("/", 1)[-1]))

@@ -16,6 +16,8 @@ from tests.integration.helpers import (
     PodSampler,
     condition,
     create,
+    is_ready,
+    never_ready,
     pods_of,
     policy_body,
     scaleset_body,
@@ -362,3 +364,143 @@ def test_the_cli_asks_for_a_rollback_and_reports_the_answer(
     missing = runner.invoke(app, ["restart", "nope", *args])
     assert missing.exit_code == 2
     assert 'ScaleSet "nope" not found' in missing.output
+
+
+# --------------------------------------------------------------------------- the last batch, one instance
+
+
+def test_a_start_timeout_in_the_last_batch_rolls_the_upgrade_back(
+    kube: Kube, namespace: str, kubelet: Any
+) -> None:
+    # An upgrade is in progress until its last batch has passed its health gate. web-4, alone in the
+    # last upgrade domain, never becomes ready: every instance is on the new revision by then, and
+    # onInstanceStartTimeout: Rollback still rolls the upgrade back.
+    create(
+        kube,
+        namespace,
+        policy_body(
+            "rb",
+            rollingUpgrade={"maxUnhealthyInstancePercent": 40},
+            healthCheck={"instanceStartTimeout": "2s", "onInstanceStartTimeout": "Rollback"},
+        ),
+    )
+    create(kube, namespace, scaleset_body("web", 5, policy="rb"))
+    first = wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")["status"][
+        "currentRevision"
+    ]
+    kubelet.set_behaviour(namespace, "web-4", "never-ready")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    second = wait_for(lambda: upgrade_of(kube, namespace).get("toRevision"), TIMEOUT, "the upgrade to start")
+    wait_for(
+        lambda: upgrade_of(kube, namespace).get("phase") == "RollingBack", TIMEOUT, "the rollback to start"
+    )
+    # web-4 went last, and the rollback started once every instance was on the new revision.
+    assert [r for _, r in reasons(kube, namespace)].count("BatchStarted") >= 5
+    rollback = upgrade_of(kube, namespace)["rollback"]
+    assert (rollback["fromRevision"], rollback["toRevision"]) == (second, first)
+    assert rollback["reason"] == "RollbackRequired"
+    kubelet.set_behaviour(namespace, "web-4", None)  # back on the old revision it starts again
+    wait_for(lambda: rolled_back(kube, namespace), TIMEOUT, "the rollback to finish")
+    wait_for(lambda: len(on_revision(kube, namespace, first)) == 5, TIMEOUT, "every instance back")
+
+
+def test_a_single_instance_upgrade_rolls_back_on_its_start_timeout(kube: Kube, namespace: str) -> None:
+    create(
+        kube,
+        namespace,
+        policy_body("rb", healthCheck={"instanceStartTimeout": "2s", "onInstanceStartTimeout": "Rollback"}),
+    )
+    create(kube, namespace, scaleset_body("solo", 1, policy="rb"))
+    first = wait_for(lambda: scaleset_ready(kube, namespace, "solo"), TIMEOUT, "solo Ready")["status"][
+        "currentRevision"
+    ]
+    set_image(kube, namespace, "solo", f"{IMAGE}:v2-never-ready")
+    upgrade = wait_for(lambda: rolled_back(kube, namespace, "solo"), TIMEOUT, "the rollback to finish")
+    assert upgrade["history"][-1]["result"] == "RolledBack"
+    assert ("Warning", "RollbackStarted") in reasons(kube, namespace, "solo")
+    back = wait_for(
+        lambda: (pods := pods_of(kube, namespace, "solo")) and is_ready(pods[0]) and pods[0],
+        TIMEOUT,
+        "solo-0 Ready on the old revision",
+    )
+    assert back["metadata"]["labels"][LABEL_REVISION] == first
+    assert back["spec"]["containers"][0]["image"] == f"{IMAGE}:v1"
+
+
+def test_the_rollback_annotation_is_accepted_while_the_one_instance_has_not_passed_its_gate(
+    kube: Kube, namespace: str
+) -> None:
+    create(
+        kube,
+        namespace,
+        policy_body("strict", healthCheck={"instanceStartTimeout": "2s", "onInstanceStartTimeout": "Pause"}),
+    )
+    create(kube, namespace, scaleset_body("solo", 1, policy="strict"))
+    first = wait_for(lambda: scaleset_ready(kube, namespace, "solo"), TIMEOUT, "solo Ready")["status"][
+        "currentRevision"
+    ]
+    set_image(kube, namespace, "solo", f"{IMAGE}:v2-never-ready")
+    report = wait_for(lambda: stalled(kube, namespace, "solo"), TIMEOUT, "Stalled")
+    assert report["reason"] == "InstanceStartTimeout"
+    # Its only instance is on the new revision, and the upgrade is still in progress.
+    assert on_revision(kube, namespace, first, "solo") == set()
+    assert upgrade_of(kube, namespace, "solo")["rollbackAllowed"] is True
+    annotate(kube, namespace, ANNOTATION_ROLLBACK, "solo")
+    wait_for(lambda: rolled_back(kube, namespace, "solo"), TIMEOUT, "the rollback to finish")
+    assert upgrade_of(kube, namespace, "solo")["lastAction"]["result"] == "Accepted"
+    wait_for(lambda: on_revision(kube, namespace, first, "solo") == {"solo-0"}, TIMEOUT, "solo-0 back")
+
+
+# --------------------------------------------------------------------------- rollbackFailedInstancesOnPolicyBreach
+
+
+def test_a_breach_rolls_back_the_failed_instances_only_and_keeps_the_healthy_upgraded_ones(
+    kube: Kube, namespace: str, kubelet: Any
+) -> None:
+    # "Rollback failed instances to previous model if the rolling upgrade policy is violated": web-5
+    # fails on the new revision (1 of the 2 upgraded, past 20 %); it goes back, web-0 (healthy on the
+    # new revision) stays, and the six instances never updated are left alone.
+    create(
+        kube,
+        namespace,
+        policy_body(
+            "breach",
+            rollingUpgrade={"rollbackFailedInstancesOnPolicyBreach": True},
+            healthCheck={"instanceStartTimeout": "2s"},
+        ),
+    )
+    create(kube, namespace, scaleset_body("web", 10, policy="breach"))
+    first = wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")["status"][
+        "currentRevision"
+    ]
+    never_ready(kube, namespace, kubelet, "web-5")
+    set_image(kube, namespace, "web", f"{IMAGE}:v2")
+    second = wait_for(lambda: upgrade_of(kube, namespace).get("toRevision"), TIMEOUT, "the upgrade to start")
+    rollback = wait_for(
+        lambda: upgrade_of(kube, namespace).get("rollback"), TIMEOUT, "the policy to start a rollback"
+    )
+    assert rollback["instances"] == ["web-5"]
+    assert rollback["reason"] == "TooManyUnhealthyUpgraded"
+    kubelet.set_behaviour(namespace, "web-5", None)
+    upgrade = wait_for(lambda: rolled_back(kube, namespace), TIMEOUT, "the rollback to finish")
+    assert upgrade["rolledBackRevision"] == second
+    kept = identities(kube, namespace)
+    assert on_revision(kube, namespace, second) == {"web-0"}
+    assert on_revision(kube, namespace, first) == {f"web-{o}" for o in range(1, 10)}
+    stall = condition(get(kube, namespace), "Stalled")
+    assert stall and stall["reason"] == "RolledBack" and "web-0 stay on" in stall["message"]
+    # Held while the template asks for the rolled-back revision: web-0 is not moved either way.
+    time.sleep(2)
+    assert identities(kube, namespace) == kept
+    # A newer template moves every instance on, web-0 included.
+    set_image(kube, namespace, "web", f"{IMAGE}:v3")
+    done = wait_for(
+        lambda: (
+            (s := scaleset_ready(kube, namespace, "web"))
+            and s["status"]["currentRevision"] not in (first, second)
+            and s
+        ),
+        TIMEOUT,
+        "the newer template rolled out",
+    )
+    assert done["status"]["updatedReplicas"] == 10

@@ -52,6 +52,9 @@ class FleetSim:
     rollout: RolloutState = field(default_factory=RolloutState)
     started: list[StartBatch] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    # For each batch applied: how many instances were unhealthy just before, and how many healthy ones
+    # it took down.
+    taken_down: list[tuple[int, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.instances:
@@ -78,6 +81,9 @@ class FleetSim:
 
     def apply(self, step: StartBatch) -> None:
         """Record the batch in status, then update its instances not yet on the update revision."""
+        unhealthy = self.unhealthy()
+        moved = {o for o in step.batch.ordinals if self.instances[o].revision != self.update_revision}
+        self.taken_down.append((len(unhealthy), len(moved - unhealthy)))
         resumed = step.batch == self.rollout.batch and self.rollout.revision == self.update_revision
         started_at = self.rollout.batch_started_at if resumed else self.now
         self.rollout = RolloutState(
@@ -125,6 +131,10 @@ class FleetSim:
 
     def advance(self, delta: timedelta) -> None:
         self.now += delta
+
+    def unhealthy(self) -> set[int]:
+        """Every instance not healthy now, for whatever reason."""
+        return {o for o, i in self.instances.items() if not self.gate.is_healthy(i, self.now)}
 
     def down_for_the_rollout(self) -> set[int]:
         """Instances the rollout took down: not healthy, and not down of their own accord."""

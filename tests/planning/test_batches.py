@@ -21,6 +21,7 @@ from scaleset_operator.planning.batches import (
     next_step,
 )
 from scaleset_operator.planning.instances import Batch, InstanceState, RolloutState
+from scaleset_operator.planning.updates import automatic_work_policy
 
 DEFAULT = UpgradePolicySpec()
 
@@ -330,20 +331,66 @@ def test_too_many_unhealthy_instances_stop_the_rollout_before_a_batch() -> None:
     assert "maxUnhealthyInstancePercent" in step.message
 
 
-def test_over_the_unhealthy_limit_only_instances_already_down_are_updated() -> None:
+def test_past_the_unhealthy_limit_no_batch_starts_even_where_instances_are_down_already() -> None:
+    # 3 of 10 down is past the budget of 2 (20 %): the next batch in order, web-0 and web-5, would take
+    # healthy instances down, and without prioritizeUnhealthyInstances the down ones wait their turn.
     fleet = healthy_fleet(10)
     for ordinal in (3, 7, 8):
         fleet[ordinal] = down(fleet[ordinal])
     step = plan(fleet)
-    assert started(step) == Batch(2, (7,))
-    assert isinstance(step, StartBatch) and "already down" in step.message
+    assert isinstance(step, Stop)
+    assert step.reason is StepReason.TOO_MANY_UNHEALTHY
+    assert step.ordinals == (3, 7, 8)
 
 
-def test_unhealthy_instances_at_the_limit_let_the_batch_start() -> None:
+def test_unhealthy_instances_filling_the_budget_stop_the_rollout_before_a_batch() -> None:
+    # maxUnhealthyInstancePercent 20 % of 10 is 2 instances at once; web-3 and web-7 use both, so the
+    # next batch has no room for even one instance.
     fleet = healthy_fleet(10)
     fleet[3] = down(fleet[3])
     fleet[7] = down(fleet[7])
-    assert started(plan(fleet)) == Batch(0, (0, 5))
+    step = plan(fleet)
+    assert isinstance(step, Stop)
+    assert step.reason is StepReason.TOO_MANY_UNHEALTHY
+    assert step.ordinals == (3, 7)
+    assert "maxUnhealthyInstancePercent (20 %)" in step.message
+    assert "web-3, web-7" in step.message and "web-0" in step.message
+
+
+def test_one_unhealthy_instance_shrinks_the_next_batch_to_one() -> None:
+    # Two may be unhealthy at once; web-7 is one, so the batch of two (20 %) shrinks to web-0 alone.
+    fleet = healthy_fleet(10)
+    fleet[7] = down(fleet[7])
+    step = plan(fleet)
+    assert isinstance(step, StartBatch)
+    assert step.batch == Batch(0, (0,))
+    assert "1 of 2" in step.shrunk_because and "web-7" in step.shrunk_because
+    assert step.shrunk_because in step.message
+
+
+def test_a_batch_of_healthy_instances_is_not_called_shrunk() -> None:
+    step = plan(healthy_fleet(14), rollout=RolloutState())
+    assert isinstance(step, StartBatch) and step.shrunk_because == ""
+
+
+def test_a_fleet_too_small_for_the_percent_still_takes_one_instance_at_a_time() -> None:
+    # 20 % of 4 rounds down to 0; a batch is never smaller than one instance, and one is the budget.
+    assert started(plan(healthy_fleet(4))) == Batch(0, (0,))
+    fleet = healthy_fleet(4)
+    fleet[2] = down(fleet[2])
+    step = plan(fleet)
+    assert isinstance(step, Stop) and step.reason is StepReason.TOO_MANY_UNHEALTHY
+
+
+def test_an_unhealthy_instance_in_the_next_batch_costs_nothing() -> None:
+    # web-5 is down already: updating it takes nothing more down, so the batch web-0, web-5 fits in
+    # the one instance of room that web-5 leaves.
+    fleet = healthy_fleet(10)
+    fleet[5] = down(fleet[5])
+    step = plan(fleet)
+    assert isinstance(step, StartBatch)
+    assert step.batch == Batch(0, (0, 5))
+    assert step.shrunk_because == ""
 
 
 def test_missing_instances_count_as_unhealthy_for_the_limit() -> None:
@@ -362,7 +409,8 @@ def test_missing_instances_are_left_to_the_controller_to_create() -> None:
 
 def test_stop_lifts_when_health_recovers() -> None:
     assert isinstance(plan(fleet_with_failed_updates(3, 7, 8), policy=TOLERANT_OF_FAILED_UPDATES), Stop)
-    assert isinstance(plan(fleet_with_failed_updates(3, 7), policy=TOLERANT_OF_FAILED_UPDATES), StartBatch)
+    assert isinstance(plan(fleet_with_failed_updates(3, 7), policy=TOLERANT_OF_FAILED_UPDATES), Stop)
+    assert started(plan(fleet_with_failed_updates(3), policy=TOLERANT_OF_FAILED_UPDATES)) == Batch(0, (0,))
 
 
 def test_too_many_unhealthy_upgraded_instances_stop_the_rollout_after_a_batch() -> None:
@@ -383,7 +431,54 @@ def test_unhealthy_instances_on_the_old_revision_do_not_count_against_the_upgrad
     fleet[5] = updated(fleet[5], T0 - timedelta(minutes=5))
     fleet[9] = down(fleet[9])
     step = plan(fleet, policy=policy, rollout=RolloutState(Batch(0, (0, 5)), NEW, T0 - timedelta(minutes=5)))
-    assert started(step) == Batch(1, (1, 6))
+    # Not a breach; web-9 does use one of the two instances maxUnhealthyInstancePercent allows down.
+    assert started(step) == Batch(1, (1,))
+
+
+def updated_domains(fleet: list[InstanceState], failed: set[int], *ordinals: int) -> list[InstanceState]:
+    for ordinal in ordinals:
+        fleet[ordinal] = updated(fleet[ordinal], T0 - timedelta(hours=1), ready=ordinal not in failed)
+    return fleet
+
+
+def test_upgraded_limit_is_a_share_of_the_upgraded_instances_not_of_all_replicas() -> None:
+    # Five of ten on the update revision: one failed is 20 % of them (at the limit), two are 40 %
+    # (past it), although two are only 20 % of all ten instances.
+    policy = make_policy(rollingUpgrade={"maxUnhealthyInstancePercent": 50})
+    rollout = RolloutState(Batch(2, (2,)), NEW, T0 - timedelta(hours=1))
+    within = plan(updated_domains(healthy_fleet(10), {6}, 0, 5, 1, 6, 2), policy=policy, rollout=rollout)
+    assert isinstance(within, StartBatch)
+    breach = plan(updated_domains(healthy_fleet(10), {5, 6}, 0, 5, 1, 6, 2), policy=policy, rollout=rollout)
+    assert isinstance(breach, Stop)
+    assert breach.reason is StepReason.TOO_MANY_UNHEALTHY_UPGRADED
+    assert breach.ordinals == (5, 6)
+    assert "2 of the 5 instances on web-new" in breach.message
+
+
+def test_defaults_and_a_never_ready_image_stop_ten_instances_after_the_first_batch() -> None:
+    # maxUnhealthyUpgradedInstancePercent 20 % of the two upgraded instances: both failing is 100 %.
+    sim = FleetSim(10, DEFAULT, bad_revisions={NEW})
+    assert isinstance(sim.reconcile(), Wait)
+    sim.advance(timedelta(minutes=30))
+    step = sim.reconcile()
+    assert isinstance(step, Stop)
+    assert step.reason is StepReason.TOO_MANY_UNHEALTHY_UPGRADED
+    assert sim.batches() == [Batch(0, (0, 5))]
+    assert {o for o, i in sim.instances.items() if i.revision == NEW} == {0, 5}
+
+
+def test_a_breach_waits_while_it_rests_on_instances_still_starting() -> None:
+    # web-0 failed (past its timeout) and web-5 is still starting: 1 of 2 failed already breaches 20 %.
+    fleet = healthy_fleet(10)
+    fleet[0] = updated(fleet[0], T0 - timedelta(hours=1), ready=False)
+    fleet[5] = updated(fleet[5], T0 - timedelta(minutes=1), ready=False)
+    step = plan(fleet)
+    assert isinstance(step, Stop) and step.ordinals == (0, 5)
+    # With a 50 % limit one failed of two is within it, and web-5 may yet come up: wait for it.
+    policy = make_policy(rollingUpgrade={"maxUnhealthyUpgradedInstancePercent": 50})
+    step = plan(fleet, policy=policy)
+    assert isinstance(step, Wait) and step.reason is StepReason.INSTANCES_STARTING
+    assert step.until == T0 + timedelta(minutes=29)
 
 
 def test_upgraded_instances_still_starting_are_waited_for_before_a_breach_is_declared() -> None:
@@ -426,11 +521,21 @@ def test_instance_start_timeout_with_rollback_asks_for_a_rollback() -> None:
     assert step.ordinals == (5,)
 
 
-def test_instance_start_timeout_with_proceed_lets_the_next_batch_start() -> None:
+def test_instance_start_timeout_with_proceed_lets_the_next_batch_start_within_the_limits() -> None:
+    # web-5 failed: 1 of the 2 upgraded (50 %) is within a 50 % upgraded limit, and being down it
+    # leaves room for one instance of the next batch under maxUnhealthyInstancePercent (2 of 10).
     fleet, rollout = timed_out_batch()
-    assert started(
-        plan(fleet, policy=make_policy(healthCheck={"onInstanceStartTimeout": "Proceed"}), rollout=rollout)
-    ) == Batch(1, (1, 6))
+    policy = make_policy(
+        healthCheck={"onInstanceStartTimeout": "Proceed"},
+        rollingUpgrade={"maxUnhealthyUpgradedInstancePercent": 50},
+    )
+    assert started(plan(fleet, policy=policy, rollout=rollout)) == Batch(1, (1,))
+
+
+def test_instance_start_timeout_with_proceed_still_answers_to_the_upgraded_limit() -> None:
+    fleet, rollout = timed_out_batch()
+    step = plan(fleet, policy=make_policy(healthCheck={"onInstanceStartTimeout": "Proceed"}), rollout=rollout)
+    assert isinstance(step, Stop) and step.reason is StepReason.TOO_MANY_UNHEALTHY_UPGRADED
 
 
 def test_instance_start_timeout_follows_the_policy_duration() -> None:
@@ -456,7 +561,17 @@ def test_prioritize_unhealthy_instances_upgrades_them_first() -> None:
 def test_unhealthy_instances_wait_their_turn_without_prioritizing() -> None:
     fleet = healthy_fleet(10)
     fleet[7] = down(fleet[7])
-    assert started(plan(fleet)) == Batch(0, (0, 5))
+    assert started(plan(fleet)) == Batch(0, (0,))  # and web-7 shrinks the batch
+
+
+def test_prioritized_unhealthy_instances_go_although_they_fill_the_budget() -> None:
+    # Three down of ten, past the budget of two: they are down already and cost nothing to update, so
+    # with prioritizeUnhealthyInstances they go (domain 2 first), while no healthy instance may.
+    policy = make_policy(rollingUpgrade={"prioritizeUnhealthyInstances": True})
+    fleet = healthy_fleet(10)
+    for ordinal in (3, 7, 8):
+        fleet[ordinal] = down(fleet[ordinal])
+    assert started(plan(fleet, policy=policy)) == Batch(2, (7,))
 
 
 def test_prioritized_unhealthy_instances_go_domain_by_domain() -> None:
@@ -492,6 +607,20 @@ def test_automatic_mode_updates_every_outdated_instance_at_once() -> None:
 def test_automatic_mode_is_not_gated_by_unhealthy_instances() -> None:
     fleet = [down(i) for i in healthy_fleet(4)]
     assert started(plan(fleet, policy=make_policy(mode="Automatic"))) == Batch(None, (0, 1, 2, 3))
+
+
+@pytest.mark.parametrize("mode", ["Automatic", "Rolling", "Manual"])
+def test_automatic_work_goes_in_batches_of_at_most_twenty_percent_whatever_the_mode(mode: str) -> None:
+    # "No more than 20% of the scale set upgrading at any time": 2 of 10, one upgrade domain at a time,
+    # also in Automatic mode, whose all-at-once batch is for a change of the user's template.
+    policy = make_policy(
+        mode=mode, rollingUpgrade={"maxBatchInstancePercent": 50, "maxUnhealthyInstancePercent": 50}
+    )
+    automatic = automatic_work_policy(policy)
+    assert automatic.rolling_upgrade.max_batch_instance_percent == 20
+    assert automatic.mode == ("Rolling" if mode == "Automatic" else mode)
+    assert started(plan(healthy_fleet(10), policy=automatic, walk_upgrade_domain=4)) == Batch(0, (0, 5))
+    assert batch_size(1, automatic) == 1
 
 
 def test_manual_mode_without_walk_moves_nothing() -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from rollout_sim import make_policy
 
 from scaleset_operator.api.models import UpgradePolicySpec
-from scaleset_operator.planning.batches import StepReason
+from scaleset_operator.planning.batches import StepReason, Stop
 from scaleset_operator.planning.instances import Batch
 from scaleset_operator.planning.preview import plan_rollout
 
@@ -74,3 +74,34 @@ def test_instance_names_appear_in_what_holds_the_rollout() -> None:
     )
     assert preview.held_by is not None
     assert preview.held_by.reason is StepReason.WAITING_FOR_WALK
+
+
+def test_an_instance_down_before_the_rollout_shrinks_the_batches_that_would_take_two_down() -> None:
+    # maxUnhealthyInstancePercent lets 2 of 10 be unhealthy at once; web-7 is one, so a batch of two
+    # healthy instances shrinks to one, until web-7 itself is updated (and healthy again).
+    preview = plan_rollout(
+        replicas=10,
+        upgrade_domain_count=5,
+        policy=UpgradePolicySpec(),
+        unhealthy={7},
+        instance_names=lambda ordinal: f"web-{ordinal}",
+    )
+    assert preview.batches == [
+        Batch(0, (0,)),
+        Batch(0, (5,)),
+        Batch(1, (1,)),
+        Batch(1, (6,)),
+        Batch(2, (2, 7)),
+        Batch(3, (3, 8)),
+        Batch(4, (4, 9)),
+    ]
+    assert [bool(why) for why in preview.shrunk] == [True, False, True, False, False, False, False]
+    assert "web-7" in preview.shrunk[0] and "maxUnhealthyInstancePercent (20 %)" in preview.shrunk[0]
+    assert preview.held_by is None
+
+
+def test_instances_down_that_fill_the_budget_stop_the_preview_before_the_first_batch() -> None:
+    preview = plan_rollout(replicas=10, upgrade_domain_count=5, policy=UpgradePolicySpec(), unhealthy={3, 7})
+    assert preview.batches == []
+    assert isinstance(preview.held_by, Stop)
+    assert preview.held_by.reason is StepReason.TOO_MANY_UNHEALTHY

@@ -148,6 +148,8 @@ def test_single_instance_table_warns_of_downtime(tmp_path: Path) -> None:
         ([scaleset()], ["-o", "yaml"], "-o/--output must be one of table, json"),
         ([scaleset(), scaleset("api")], [], "holds 2 ScaleSets"),
         ([], [], "holds no resource"),
+        ([scaleset(replicas=10)], ["--unhealthy", "web-10"], "--unhealthy: 'web-10' is not an instance"),
+        ([scaleset(replicas=10)], ["--unhealthy", "api-1"], "--unhealthy: 'api-1' is not an instance"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_code_two(
@@ -162,6 +164,38 @@ def test_bad_input_is_one_clear_line_and_exit_code_two(
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
     assert result.stdout == ""
+
+
+def test_an_instance_down_shows_the_batches_it_shrinks_and_why(tmp_path: Path) -> None:
+    # 2 of 10 may be unhealthy at once (maxUnhealthyInstancePercent 20 %); web-7 is one of them.
+    file = write(tmp_path / "web.yaml", scaleset(replicas=10))
+    result = run(file, "--unhealthy", "web-7", "-o", "json")
+    assert result.exit_code == 0, result.output
+    batches = json.loads(result.stdout)["batches"]
+    assert [b["instances"] for b in batches[:5]] == [
+        ["web-0"],
+        ["web-5"],
+        ["web-1"],
+        ["web-6"],
+        ["web-2", "web-7"],
+    ]
+    assert "1 of 2, as 1 of 10 instances is unhealthy (web-7)" in batches[0]["shrunk"]
+    assert "shrunk" not in batches[1]
+    table = run(file, "--unhealthy", "7")
+    assert table.exit_code == 0, table.output
+    assert "Smaller, because" in table.stdout and "maxUnhealthyInstancePercent" in table.stdout
+
+
+def test_instances_down_that_fill_the_budget_show_where_the_rollout_stops(tmp_path: Path) -> None:
+    file = write(tmp_path / "web.yaml", scaleset(replicas=10))
+    result = run(file, "--unhealthy", "web-3,web-7", "-o", "json")
+    assert result.exit_code == 0, result.output
+    preview = json.loads(result.stdout)
+    assert preview["batches"] == []
+    assert preview["stoppedBy"]["reason"] == "TooManyUnhealthy"
+    table = run(file, "--unhealthy", "web-3,web-7")
+    assert "stops before its first batch (TooManyUnhealthy)" in " ".join(table.stdout.split())
+    assert "Nothing to update" not in table.stdout
 
 
 def test_unreadable_yaml_names_the_line(tmp_path: Path) -> None:

@@ -515,6 +515,13 @@ class RollbackStatus(ApiModel):
     started_at: str | None = Field(default=None, description="RFC 3339 time the rollback started.")
     from_revision: str | None = Field(default=None, description="The revision being rolled back.")
     to_revision: str | None = Field(default=None, description="The revision instances go back to.")
+    instances: list[str] | None = Field(
+        default=None,
+        description=(
+            "Only these instances go back (the failed ones, rollbackFailedInstancesOnPolicyBreach); "
+            "absent: every updated instance."
+        ),
+    )
 
 
 class RestartStatus(ApiModel):

@@ -16,7 +16,7 @@ from scaleset_operator.api.loading import InvalidResource, load_documents, parse
 from scaleset_operator.api.models import ScaleSet, UpgradeMode, UpgradePolicy, UpgradePolicySpec
 from scaleset_operator.cli.main import app
 from scaleset_operator.identity import instance_name
-from scaleset_operator.planning.batches import batch_size
+from scaleset_operator.planning.batches import Stop, batch_size
 from scaleset_operator.planning.preview import RolloutPreview, plan_rollout
 
 OUTPUT_FORMATS = ("table", "json")
@@ -94,20 +94,41 @@ def choose_policy(
     return PolicyChoice(UpgradePolicySpec(), "built-in defaults (spec.upgradePolicyRef is not set)")
 
 
+def unhealthy_ordinals(scaleset: ScaleSet, names: list[str]) -> set[int]:
+    """The ordinals of the instances --unhealthy names (`web-3`, or `3`), each one of the ScaleSet's."""
+    name = scaleset.metadata.name or ""
+    ordinals = set()
+    for given in (part.strip() for value in names for part in value.split(",")):
+        if not given:
+            continue
+        tail = given.removeprefix(f"{name}-")
+        if not tail.isdigit() or int(tail) >= scaleset.spec.replicas:
+            raise PlanError(
+                f"--unhealthy: {given!r} is not an instance of ScaleSet {name} "
+                f"({instance_name(name, 0)} to {instance_name(name, max(0, scaleset.spec.replicas - 1))})."
+            )
+        ordinals.add(int(tail))
+    return ordinals
+
+
 def preview_files(
-    file: Path, policy_file: Path | None = None
+    file: Path, policy_file: Path | None = None, unhealthy: list[str] | None = None
 ) -> tuple[ScaleSet, PolicyChoice, RolloutPreview]:
-    """The ScaleSet of `file`, the policy it is upgraded by and the preview of its rollout.
+    """The ScaleSet of `file`, the policy it is upgraded by and the preview of its rollout, with the
+    instances `unhealthy` names down before it starts.
 
     Raises InvalidResource or PlanError, each one sentence for the user.
     """
     scaleset, documents = load_scaleset(file)
     choice = choose_policy(scaleset, file, documents, policy_file)
+    name = scaleset.metadata.name or ""
     preview = plan_rollout(
         replicas=scaleset.spec.replicas,
         upgrade_domain_count=scaleset.spec.upgrade_domain_count,
         policy=choice.spec,
         walk_upgrade_domain=scaleset.spec.walk_upgrade_domain,
+        instance_names=lambda ordinal: instance_name(name, ordinal),
+        unhealthy=unhealthy_ordinals(scaleset, unhealthy or []),
     )
     return scaleset, choice, preview
 
@@ -123,9 +144,15 @@ def preview_json(scaleset: ScaleSet, preview: RolloutPreview) -> dict[str, Any]:
             {
                 "upgradeDomain": batch.upgrade_domain,
                 "instances": [instance_name(name, o) for o in batch.ordinals],
+                **({"shrunk": why} if why else {}),
             }
-            for batch in preview.batches
+            for batch, why in zip(preview.batches, preview.shrunk, strict=True)
         ],
+        **(
+            {"stoppedBy": {"reason": str(preview.held_by.reason), "message": preview.held_by.message}}
+            if isinstance(preview.held_by, Stop)
+            else {}
+        ),
     }
 
 
@@ -164,9 +191,13 @@ def render_table(console: Console, scaleset: ScaleSet, choice: PolicyChoice, pre
     batches.add_column("#", justify="right")
     batches.add_column("Domain", justify="right")
     batches.add_column("Instances")
-    for number, batch in enumerate(preview.batches, start=1):
+    shrunk = any(preview.shrunk)
+    if shrunk:
+        batches.add_column("Smaller, because")
+    for number, (batch, why) in enumerate(zip(preview.batches, preview.shrunk, strict=True), start=1):
         domain = "all" if batch.upgrade_domain is None else str(batch.upgrade_domain)
-        batches.add_row(str(number), domain, ", ".join(names[o] for o in batch.ordinals))
+        row = [str(number), domain, ", ".join(names[o] for o in batch.ordinals)]
+        batches.add_row(*row, *([why or "-"] if shrunk else []))
     if policy.mode != UpgradeMode.STAGED:  # no batches: the staged set is created whole
         console.print(batches)
 
@@ -200,13 +231,22 @@ def _notes(
         )
     elif spec.replicas == 1 and not policy.rolling_upgrade.max_surge:
         notes.append("A single instance cannot be upgraded without downtime; use two or more replicas.")
+    if isinstance(preview.held_by, Stop):
+        count = len(preview.batches)
+        when = f"after {count} batch{'es' if count > 1 else ''}" if count else "before its first batch"
+        notes.append(f"The rollout stops {when} ({preview.held_by.reason}): {preview.held_by.message}.")
     if spec.paused:
         notes.append("spec.paused is true: no batch starts until it is false.")
     if preview.minimum_duration:
         notes.append(
             f"Stabilisation and pauses between batches take at least {format_duration(preview.minimum_duration)}."
         )
-    if not preview.batches and spec.replicas and policy.mode != UpgradeMode.MANUAL:
+    if (
+        not preview.batches
+        and spec.replicas
+        and policy.mode != UpgradeMode.MANUAL
+        and preview.held_by is None
+    ):
         notes.append("Nothing to update.")
     return notes
 
@@ -221,13 +261,21 @@ def plan(
         typer.Option("--policy", help="YAML file holding the UpgradePolicy; overrides one found in FILE."),
     ] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+    unhealthy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--unhealthy",
+            help="Instances down before the rollout starts (web-3,web-7 or 3,7; may repeat): shows how "
+            "maxUnhealthyInstancePercent shrinks or stops the batches.",
+        ),
+    ] = None,
 ) -> None:
     """Preview a rollout: the upgrade domains with their instances, and the batches in the order they go."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         if output not in OUTPUT_FORMATS:
             raise PlanError(f"-o/--output must be one of {', '.join(OUTPUT_FORMATS)} (got {output!r}).")
-        scaleset, choice, preview = preview_files(file, policy_file)
+        scaleset, choice, preview = preview_files(file, policy_file, unhealthy)
     except (InvalidResource, PlanError) as problem:
         err.print(f"error: {problem}", markup=False)
         raise typer.Exit(2) from None

@@ -11,6 +11,7 @@ removed: an operator stopped in between finds the action running and only remove
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,8 +25,8 @@ from scaleset_operator.control.context import (
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.kube import ApiError, Kube, fleet_path
 from scaleset_operator.control.snapshot import instance_state
-from scaleset_operator.identity import ANNOTATION_RESTART, ANNOTATION_ROLLBACK
-from scaleset_operator.planning.instances import InstanceState
+from scaleset_operator.identity import ANNOTATION_RESTART, ANNOTATION_ROLLBACK, LABEL_REVISION
+from scaleset_operator.planning.instances import HealthGate, InstanceState
 from scaleset_operator.planning.rollback import (
     Accepted,
     Action,
@@ -87,13 +88,13 @@ class ImperativeActions:
         if snapshot.upgrade.get("locked") and rollback and rollback.get("reason") == REQUESTED:
             return  # asked for and started already: an earlier pass stopped before removing the annotation
         upgrade = dict(snapshot.upgrade)
-        decision = self.decide_rollback(snapshot)
+        decision = self.decide_rollback(snapshot, now)
         if isinstance(decision, Accepted):
             self.start_rollback(snapshot, upgrade, REQUESTED, decision.message, now)
         else:
             self._refuse(snapshot, upgrade, Action.ROLLBACK, decision, now)
 
-    def decide_rollback(self, snapshot: Snapshot) -> Decision:
+    def decide_rollback(self, snapshot: Snapshot, now: datetime) -> Decision:
         if is_staged(snapshot.policy):
             return Refused(
                 Refusal.STAGED_MODE,
@@ -108,13 +109,27 @@ class ImperativeActions:
             instances_of(snapshot),
             snapshot.template_of(lock.from_revision),
             snapshot.template_of(lock.to_revision),
+            HealthGate.of(snapshot.policy.health_check),
+            now,
         )
 
     def start_rollback(
-        self, snapshot: Snapshot, upgrade: dict[str, Any], reason: str, message: str, now: datetime
+        self,
+        snapshot: Snapshot,
+        upgrade: dict[str, Any],
+        reason: str,
+        message: str,
+        now: datetime,
+        only: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """Record the rollback (the upgrade stays locked) and return the new status.upgrade."""
+        """Record the rollback (the upgrade stays locked) and return the new status.upgrade.
+
+        `only` names the instances that go back (rollbackFailedInstancesOnPolicyBreach: the failed
+        ones); None rolls back every updated instance.
+        """
         failed, target = upgrade.get("toRevision"), upgrade.get("fromRevision")
+        if only is not None:
+            message = f"Rolling back the failed instances {', '.join(only)} from {failed} to {target}."
         upgrade = {
             **upgrade,
             "phase": "RollingBack",
@@ -127,6 +142,7 @@ class ImperativeActions:
                 "startedAt": timestamp(now),
                 "fromRevision": failed,
                 "toRevision": target,
+                **({"instances": list(only)} if only is not None else {}),
             },
             "reason": "RollbackStarted",
             "message": message,
@@ -182,8 +198,15 @@ class ImperativeActions:
                 "result": "RolledBack",
             },
         ]
-        message = rolled_back_message(failed, target)
-        self.events.normal(snapshot.scaleset, "RollbackCompleted", f"Every instance runs {target} again.")
+        only = rollback.get("instances")
+        kept = [
+            str(pod["metadata"]["name"])
+            for _, pod in sorted(snapshot.pods.items())
+            if _revision(pod) == failed
+        ]
+        message = rolled_back_message(failed, target, kept)
+        done = f"{', '.join(only)} run {target} again" if only else f"Every instance runs {target} again"
+        self.events.normal(snapshot.scaleset, "RollbackCompleted", f"{done}.")
         return {
             "phase": "Failed",
             "locked": False,
@@ -251,11 +274,23 @@ def remove_annotation(kube: Kube, snapshot: Snapshot, key: str) -> None:
     snapshot.scaleset["metadata"] = updated["metadata"]
 
 
-def rolled_back_message(failed: str | None, target: str | None) -> str:
-    return (
-        f"The upgrade to {failed} was rolled back and every instance runs {target}; {failed} is not tried "
-        "again while spec.template asks for it: change spec.template to roll out a new revision."
+def rolled_back_message(failed: str | None, target: str | None, kept: Sequence[str] = ()) -> str:
+    """Why the ScaleSet holds after a rollback; `kept` are the instances left on the revision rolled back
+    (a rollback of the failed instances only keeps the healthy upgraded ones there)."""
+    runs = (
+        f"the failed instances run {target} again and {', '.join(kept)} stay on {failed}"
+        if kept
+        else f"every instance runs {target}"
     )
+    return (
+        f"The upgrade to {failed} was rolled back and {runs}; {failed} is not tried again while "
+        "spec.template asks for it: change spec.template to roll out a new revision."
+    )
+
+
+def _revision(pod: dict[str, Any]) -> str | None:
+    revision = (pod["metadata"].get("labels") or {}).get(LABEL_REVISION)
+    return None if revision is None else str(revision)
 
 
 def _last_action(action: Action, result: str, reason: str, message: str, now: datetime) -> dict[str, str]:

@@ -37,7 +37,7 @@ from scaleset_operator.planning.automatic import (
 from scaleset_operator.planning.catalog import Catalog, index_catalogs, requested_os_image
 from scaleset_operator.planning.maintenance import AssignedMaintenance, GateDecision
 from scaleset_operator.planning.package import Package, automatic_scopes, gate_package_batch, plan_package
-from scaleset_operator.planning.updates import extension_policy
+from scaleset_operator.planning.updates import automatic_work_policy
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +225,14 @@ class AutomaticUpdates:
     # ------------------------------------------------------------------ during a roll-out
 
     def rollout_scopes(self, snapshot: Snapshot) -> RolloutScopes:
-        """The automatic scopes of the roll-out from the current to the update revision."""
-        current = snapshot.revisions.get(snapshot.current_revision)
-        update = snapshot.revisions.get(snapshot.update_revision)
+        """The automatic scopes of the roll-out from the current to the update revision; during a rollback,
+        those of the roll-out it undoes, so that it goes under the same policy."""
+        rollback = snapshot.upgrade.get("rollback") if snapshot.upgrade.get("locked") else None
+        before, after = snapshot.current_revision, snapshot.update_revision
+        if rollback:
+            before, after = rollback.get("toRevision"), rollback.get("fromRevision")
+        current = snapshot.revisions.get(before or "")
+        update = snapshot.revisions.get(after or "")
         if current is None or update is None or current is update:
             return RolloutScopes(frozenset(), user_changed=False)
         scopes = automatic_scopes(_template(current), _template(update))
@@ -237,9 +242,10 @@ class AutomaticUpdates:
         return RolloutScopes(scopes, user_changed=spec_revision_of(current) != spec_revision_of(update))
 
     def adjust_policy(self, snapshot: Snapshot, scopes: RolloutScopes) -> None:
-        """An extension upgrade rolls in batches of at most 20 % of the instances (at least one)."""
-        if scopes.gated and MaintenanceScope.EXTENSION in scopes.scopes:
-            snapshot.policy = extension_policy(snapshot.policy)
+        """Automatic work rolls in batches of at most 20 % of the instances (at least one), whatever the
+        mode; a roll-out the user's template change is part of keeps the user's policy."""
+        if scopes.gated:
+            snapshot.policy = automatic_work_policy(snapshot.policy)
 
     def gate(
         self, snapshot: Snapshot, scopes: RolloutScopes, assigned: AssignedMaintenance, now: datetime

@@ -56,6 +56,7 @@ from scaleset_operator.identity import (
     LABEL_SLOT,
     LABEL_SURGE,
     LABEL_UPGRADE_DOMAIN,
+    instance_name,
     label_selector,
     ordinal_of,
 )
@@ -69,7 +70,8 @@ from scaleset_operator.planning.revisions import revision_name
 from scaleset_operator.planning.rollback import (
     Accepted,
     Action,
-    automatic_rollback_reason,
+    held_view,
+    policy_rollback,
     rollback_allowed,
     rollback_step,
 )
@@ -372,8 +374,13 @@ class Reconciler:
                 requested_at=requested_at,
                 now=now,
             ), target
+        rollback = upgrade.get("rollback") if upgrade.get("locked") else None
+        if not rollback:
+            # After a rollback of the failed instances only, the healthy ones stay where they are.
+            instances = held_view(instances, upgrade.get("rolledBackRevision"), snapshot.update_revision)
         rollout = self._rollout_state(snapshot, instances, snapshot.update_revision, now)
-        if upgrade.get("locked") and upgrade.get("rollback"):
+        if rollback:
+            only = rollback.get("instances")
             return rollback_step(
                 replicas=spec.replicas,
                 upgrade_domain_count=spec.upgrade_domain_count,
@@ -383,6 +390,7 @@ class Reconciler:
                 instances=instances,
                 rollout=rollout,
                 now=now,
+                only=None if only is None else set(batch_ordinals({"instances": only})),
             ), snapshot.update_revision
         return next_step(
             replicas=spec.replicas,
@@ -586,12 +594,17 @@ class Reconciler:
         automatic = self.automatic.rollback_wanted(
             snapshot, upgrade.get("fromRevision"), upgrade.get("toRevision")
         )
-        reason = automatic_rollback_reason(snapshot.policy, step, automatic_os_upgrade=automatic)
+        wanted = policy_rollback(snapshot.policy, step, automatic_os_upgrade=automatic)
         refusal = ""
-        if reason is not None:
-            decision = self.actions.decide_rollback(snapshot)
+        if wanted is not None:
+            decision = self.actions.decide_rollback(snapshot, now)
             if isinstance(decision, Accepted):
-                upgrade = self.actions.start_rollback(snapshot, upgrade, str(reason), decision.message, now)
+                only = None
+                if wanted.instances is not None:
+                    only = [instance_name(snapshot.instance_base, ordinal) for ordinal in wanted.instances]
+                upgrade = self.actions.start_rollback(
+                    snapshot, upgrade, str(wanted.reason), decision.message, now, only
+                )
                 outcome.requeue_after = 0.05
                 return Wait(StepReason.ROLLBACK_STARTED, f"{step.message}; rolling back"), upgrade
             refusal = f" The policy's automatic rollback was refused: {decision.message}"
@@ -689,7 +702,11 @@ class Reconciler:
             update_revision=snapshot.update_revision,
             locked=bool(upgrade.get("locked")),
             action=lock_of(upgrade).action,
-            held_back=rolled_back_message(snapshot.template_revision, snapshot.update_revision)
+            held_back=rolled_back_message(
+                snapshot.template_revision,
+                snapshot.update_revision,
+                [i.name for i in instances if i.revision == snapshot.template_revision],
+            )
             if held_back
             else None,
             single_instance_downtime=spec.replicas == 1 and not snapshot.policy.rolling_upgrade.max_surge,
@@ -698,7 +715,7 @@ class Reconciler:
         upgrade = {
             **upgrade,
             "rollbackAllowed": not is_staged(snapshot.policy)
-            and rollback_allowed(lock_of(upgrade), spec.replicas, instances),
+            and rollback_allowed(lock_of(upgrade), spec.replicas, instances, gate, now),
         }
         previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
         status = {

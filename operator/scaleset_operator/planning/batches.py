@@ -56,7 +56,9 @@ class StartBatch:
     update revision but they were never updated, BatchRetargeted when the template changed under the
     batch). `surge`: create the replacement instance before removing the old one (policy maxSurge).
     `downtime`: the batch holds every instance and no surge instance carries the load, so the ScaleSet
-    is down while it runs (a single-instance ScaleSet).
+    is down while it runs (a single-instance ScaleSet). `shrunk_because`: why the batch holds fewer
+    instances than maxBatchInstancePercent allows (instances already unhealthy leave less room under
+    maxUnhealthyInstancePercent); empty when it was not shrunk.
     """
 
     batch: Batch
@@ -64,6 +66,7 @@ class StartBatch:
     message: str = ""
     surge: bool = False
     downtime: bool = False
+    shrunk_because: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,8 @@ Step = StartBatch | Wait | Stop | Complete
 def batch_size(replicas: int, policy: UpgradePolicySpec) -> int:
     """The most instances one batch may hold: max(1, floor(replicas * maxBatchInstancePercent / 100)).
 
-    In Rolling and Manual modes a fleet of two or more keeps at least one instance serving, so the size
+    This is a maximum: instances already unhealthy shrink a batch further (`unhealthy_budget`). In
+    Rolling and Manual modes a fleet of two or more keeps at least one instance serving, so the size
     is capped at replicas - 1: otherwise 100 % of a single-domain fleet would take every instance down
     at once, which is what Automatic mode is for. A batch is further limited to one upgrade domain.
     """
@@ -113,9 +117,22 @@ def batch_size(replicas: int, policy: UpgradePolicySpec) -> int:
     return size
 
 
-def _exceeds(count: int, replicas: int, percent: int) -> bool:
-    # count / replicas * 100 > percent, in integers so 1 of 5 at 20 % is exactly at the limit.
-    return count * 100 > percent * replicas
+def unhealthy_budget(replicas: int, policy: UpgradePolicySpec) -> int:
+    """How many instances may be unhealthy at once: max(1, floor(replicas * maxUnhealthyInstancePercent / 100)).
+
+    The VM scale set API: the share of all instances "that can be simultaneously unhealthy, either as
+    a result of being upgraded, or by being found in an unhealthy state", checked before each batch.
+    Rounded down as the batch size is, and at least one, since a batch is never smaller than one
+    instance: with no instance unhealthy, a fleet too small for the percent still takes one at a time.
+    """
+    if replicas <= 0:
+        return 0
+    return max(1, replicas * policy.rolling_upgrade.max_unhealthy_instance_percent // 100)
+
+
+def _exceeds(count: int, total: int, percent: int) -> bool:
+    # count / total * 100 > percent, in integers so 1 of 5 at 20 % is exactly at the limit.
+    return count * 100 > percent * total
 
 
 @dataclass(frozen=True)
@@ -149,9 +166,9 @@ class _Snapshot:
     def surge(self) -> bool:
         return self.policy.rolling_upgrade.max_surge
 
-    def start(self, batch: Batch, reason: StepReason, message: str) -> StartBatch:
+    def start(self, batch: Batch, reason: StepReason, message: str, shrunk_because: str = "") -> StartBatch:
         downtime = len(batch.ordinals) >= self.replicas and not self.surge()
-        return StartBatch(batch, reason=reason, message=message, surge=self.surge(), downtime=downtime)
+        return StartBatch(batch, reason, message, self.surge(), downtime, shrunk_because)
 
     def next_event(self, ordinals: Iterable[int], batch_started_at: datetime | None) -> datetime | None:
         """The earliest moment one of these unhealthy instances turns healthy or runs out of time."""
@@ -207,11 +224,12 @@ def next_step(
 
     In order: the recorded batch must be finished (its instances healthy, or timed out under Proceed);
     the upgraded instances must be healthy enough (maxUnhealthyUpgradedInstancePercent, checked after
-    each batch, counting only instances on the update revision); then, unless there is nothing left,
-    spec.paused, Manual mode's walkUpgradeDomain and the pause between batches may hold the next batch
-    back; the fleet must be healthy enough to lose one more batch (maxUnhealthyInstancePercent; past
-    it only instances already down may be updated); and the next batch starts. So at most one batch is
-    ever in flight, and beyond instances that were already unhealthy no more than one batch is down.
+    each batch, as a share of the instances on the update revision); then, unless there is nothing
+    left, spec.paused, Manual mode's walkUpgradeDomain and the pause between batches may hold the next
+    batch back; the next batch takes at most maxBatchInstancePercent, shrunk so that the instances it
+    takes down plus those unhealthy already stay within maxUnhealthyInstancePercent (no room for one:
+    the rollout stops); and it starts. So at most one batch is ever in flight, and the rollout never
+    takes an instance down while the unhealthy ones fill the budget.
     `descending_domains` walks the upgrade domains from the highest down (a rollback's order).
     """
     snapshot = _snapshot(replicas, upgrade_domain_count, policy, update_revision, instances, now)
@@ -249,31 +267,41 @@ def next_step(
     if pause is not None:
         return pause
 
-    unhealthy = replicas - len(snapshot.healthy)
-    limit = policy.rolling_upgrade.max_unhealthy_instance_percent
-    note = ""
-    if _exceeds(unhealthy, replicas, limit):
-        # The limit keeps a rollout from taking healthy instances down while too many are down already.
-        # Instances that are down already lose nothing by being updated, and updating them is how a newer
-        # template repairs a fleet a bad one broke; so they may still go, and only they.
-        down_already = [o for o in allowed if o not in snapshot.healthy]
-        if not down_already:
-            at_fault = tuple(o for o in snapshot.fleet if o not in snapshot.healthy)
-            return Stop(
-                StepReason.TOO_MANY_UNHEALTHY,
-                f"{unhealthy} of {replicas} instances are unhealthy, more than maxUnhealthyInstancePercent "
-                f"({limit} %) allows before a batch: {snapshot.names(at_fault)}",
-                at_fault,
-            )
-        allowed = down_already
-        note = f"; only instances already down, as {unhealthy} of {replicas} are unhealthy"
+    return _start_next_batch(snapshot, allowed, descending_domains)
 
-    batch = _next_batch(snapshot, allowed, descending_domains)
+
+def _start_next_batch(snapshot: _Snapshot, allowed: Sequence[int], descending: bool) -> StartBatch | Stop:
+    """maxUnhealthyInstancePercent, checked before the batch: the instances it takes down plus those
+    unhealthy already stay within the budget, so the batch shrinks (never below one instance), and
+    when the instances unhealthy already leave no room for one, the rollout stops.
+
+    An instance that is unhealthy already takes nothing more down when it is updated, so it does not use
+    the budget a second time; with prioritizeUnhealthyInstances such instances go first.
+    """
+    policy, replicas = snapshot.policy, snapshot.replicas
+    unhealthy = tuple(o for o in snapshot.fleet if o not in snapshot.healthy)
+    budget = unhealthy_budget(replicas, policy)
+    limit = policy.rolling_upgrade.max_unhealthy_instance_percent
+    candidates, chosen = _next_batch(snapshot, allowed, budget - len(unhealthy), descending)
+    why = (
+        f"{len(unhealthy)} of {replicas} instances {'is' if len(unhealthy) == 1 else 'are'} unhealthy "
+        f"({snapshot.names(unhealthy)}) and maxUnhealthyInstancePercent ({limit} %) lets at most "
+        f"{budget} be unhealthy at once"
+    )
+    if not chosen:
+        return Stop(
+            StepReason.TOO_MANY_UNHEALTHY,
+            f"{why}, which leaves no room to take {snapshot.names(candidates[:1])} down",
+            unhealthy,
+        )
+    batch = Batch(snapshot.domain(chosen[0]), tuple(sorted(chosen)))
+    shrunk = f"{len(chosen)} of {len(candidates)}, as {why}" if len(chosen) < len(candidates) else ""
     return snapshot.start(
         batch,
         StepReason.BATCH_STARTED,
         f"updating {snapshot.names(batch.ordinals)} (upgrade domain {batch.upgrade_domain}) "
-        f"to {update_revision}{note}",
+        f"to {snapshot.update_revision}" + (f"; the batch holds {shrunk}" if shrunk else ""),
+        shrunk,
     )
 
 
@@ -339,18 +367,20 @@ def _finish_recorded_batch(snapshot: _Snapshot, rollout: RolloutState, paused: b
 
 
 def _check_upgraded_health(snapshot: _Snapshot) -> Step | None:
-    """maxUnhealthyUpgradedInstancePercent, over the instances already on the update revision only.
+    """maxUnhealthyUpgradedInstancePercent: "the maximum percentage of upgraded virtual machine instances
+    that can be found to be in an unhealthy state", as a share of the instances on the update revision.
 
-    Instances still inside their start timeout have not had their chance yet: while the limit is
-    breached only thanks to them, the planner waits for them rather than declaring the breach.
+    An upgraded instance still inside its start timeout has not been found unhealthy yet: while the
+    limit is breached only with it, the planner waits for it rather than declaring the breach.
     """
     upgraded = [o for o in snapshot.fleet if snapshot.on_update_revision(o)]
     unhealthy = [o for o in upgraded if o not in snapshot.healthy]
     limit = snapshot.policy.rolling_upgrade.max_unhealthy_upgraded_instance_percent
-    if not _exceeds(len(unhealthy), snapshot.replicas, limit):
+    if not _exceeds(len(unhealthy), len(upgraded), limit):
         return None
-    starting = [o for o in unhealthy if not snapshot.timed_out(o)]
-    if starting:
+    failed = [o for o in unhealthy if snapshot.timed_out(o)]
+    starting = [o for o in unhealthy if o not in failed]
+    if not _exceeds(len(failed), len(upgraded), limit):
         return Wait(
             StepReason.INSTANCES_STARTING,
             f"waiting for updated instances {snapshot.names(starting)} to become healthy",
@@ -358,7 +388,7 @@ def _check_upgraded_health(snapshot: _Snapshot) -> Step | None:
         )
     return Stop(
         StepReason.TOO_MANY_UNHEALTHY_UPGRADED,
-        f"{len(unhealthy)} of {snapshot.replicas} instances are unhealthy on {snapshot.update_revision}, "
+        f"{len(unhealthy)} of the {len(upgraded)} instances on {snapshot.update_revision} are unhealthy, "
         f"more than maxUnhealthyUpgradedInstancePercent ({limit} %) allows: {snapshot.names(unhealthy)}",
         tuple(unhealthy),
     )
@@ -436,12 +466,16 @@ def _waiting_for_walk(snapshot: _Snapshot, outdated: Sequence[int], walk_upgrade
     )
 
 
-def _next_batch(snapshot: _Snapshot, allowed: Sequence[int], descending: bool = False) -> Batch:
-    """Upgrade domains in ascending order (descending when asked), lowest ordinals first, never two
-    domains in one batch.
+def _next_batch(
+    snapshot: _Snapshot, allowed: Sequence[int], room: int, descending: bool = False
+) -> tuple[list[int], list[int]]:
+    """The next batch as maxBatchInstancePercent would have it, and what of it fits in `room`.
 
-    With prioritizeUnhealthyInstances the instances unhealthy now go first (still domain by domain),
-    and a batch holds only unhealthy or only healthy ones, so a healthy instance never rides along.
+    Upgrade domains in ascending order (descending when asked), lowest ordinals first, never two domains
+    in one batch. With prioritizeUnhealthyInstances the instances unhealthy now go first (still domain by
+    domain), and a batch holds only unhealthy or only healthy ones, so a healthy instance never rides
+    along. The batch that fits is the longest start of that order taking at most `room` healthy
+    instances down; the unhealthy ones in it cost nothing.
     """
     prioritize = snapshot.policy.rolling_upgrade.prioritize_unhealthy_instances
 
@@ -451,6 +485,14 @@ def _next_batch(snapshot: _Snapshot, allowed: Sequence[int], descending: bool = 
 
     ordered = sorted(allowed, key=order)
     group = order(ordered[0])[:2]
-    same_group = [o for o in ordered if order(o)[:2] == group]
-    chosen = same_group[: batch_size(snapshot.replicas, snapshot.policy)]
-    return Batch(snapshot.domain(chosen[0]), tuple(sorted(chosen)))
+    candidates = [o for o in ordered if order(o)[:2] == group][
+        : batch_size(snapshot.replicas, snapshot.policy)
+    ]
+    chosen: list[int] = []
+    for ordinal in candidates:
+        if ordinal in snapshot.healthy:
+            if room <= 0:
+                break
+            room -= 1
+        chosen.append(ordinal)
+    return candidates, chosen

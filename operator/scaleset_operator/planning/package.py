@@ -34,8 +34,8 @@ from scaleset_operator.planning.maintenance import AssignedMaintenance, GateDeci
 from scaleset_operator.planning.patches import patches_for, select_patches
 from scaleset_operator.planning.updates import (
     PendingKind,
+    automatic_work_policy,
     base_published_at,
-    extension_policy,
     find_pending,
     gate_scope,
     patch_update,
@@ -201,14 +201,13 @@ def plan_package(
         for update in pending
         if (update.kind, update.name) not in included_keys and not may_start(gates[scope_of(update)])
     )
-    uses_extensions = any(update.kind == PendingKind.EXTENSION for update in included)
     return Package(
         overlay=chosen,
         template=instance_template(spec, chosen),
         included=tuple(included),
         waiting=waiting,
         pending=tuple(pending),
-        policy=extension_policy(policy) if uses_extensions else policy,
+        policy=automatic_work_policy(policy) if included else policy,
         restart=restart or any(update.kind == PendingKind.OS_IMAGE for update in included),
         gates=gates,
     )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from scaleset_operator.api.models import UpgradePolicySpec
@@ -20,15 +20,18 @@ _UPDATE = "update"
 class RolloutPreview:
     """The upgrade domains and, in order, the batches a full rollout from an older revision would take.
 
-    `held_by` is what stops the rollout short of the last instance (Manual mode's walkUpgradeDomain),
-    None when it runs to the end; `minimum_duration` is the time the health gates and pauses take at
-    the least, with every instance healthy at once.
+    `held_by` is what stops the rollout short of the last instance (Manual mode's walkUpgradeDomain,
+    or maxUnhealthyInstancePercent when instances unhealthy already leave no room), None when it runs
+    to the end; `shrunk` says, batch by batch, why a batch holds fewer instances than
+    maxBatchInstancePercent allows ("" when it does not); `minimum_duration` is the time the health
+    gates and pauses take at the least, with every instance healthy once updated.
     """
 
     upgrade_domains: list[list[int]]
     batches: list[Batch]
     held_by: Wait | Stop | None = None
     minimum_duration: timedelta = timedelta(0)
+    shrunk: list[str] = field(default_factory=list)
 
 
 def plan_rollout(
@@ -38,12 +41,14 @@ def plan_rollout(
     policy: UpgradePolicySpec,
     walk_upgrade_domain: int | None = None,
     instance_names: Callable[[int], str] | None = None,
+    unhealthy: Collection[int] = (),
 ) -> RolloutPreview:
     """Preview a rollout by asking `next_step` again and again, as the controller would.
 
-    Every instance starts healthy on an older revision; each batch becomes Ready the moment it is
-    updated, and the clock jumps to whatever the planner waits for. Since the preview is the planner's
-    own answers, it cannot disagree with what the controller will do on a healthy fleet.
+    Every instance starts on an older revision, healthy unless `unhealthy` names it (down of its own
+    accord until it is updated); each batch becomes Ready the moment it is updated, and the clock
+    jumps to whatever the planner waits for. Since the preview is the planner's own answers, it cannot
+    disagree with what the controller will do on such a fleet.
     """
     name_of = instance_names or (lambda ordinal: f"instance-{ordinal}")
     instances = {
@@ -51,14 +56,15 @@ def plan_rollout(
             name=name_of(ordinal),
             ordinal=ordinal,
             revision=_CURRENT,
-            ready=True,
-            ready_since=_EPOCH,
+            ready=ordinal not in unhealthy,
+            ready_since=None if ordinal in unhealthy else _EPOCH,
             updated_at=_EPOCH,
         )
         for ordinal in range(replicas)
     }
     rollout = RolloutState()
     batches: list[Batch] = []
+    shrunk: list[str] = []
     # The fleet has been Ready for exactly the stabilisation period when the rollout begins.
     start = now = _EPOCH + timedelta(seconds=policy.health_check.stabilization_seconds)
     held_by: Wait | Stop | None = None
@@ -80,6 +86,7 @@ def plan_rollout(
             break
         if isinstance(step, StartBatch):
             batches.append(step.batch)
+            shrunk.append(step.shrunk_because)
             rollout = RolloutState(batch=step.batch, revision=_UPDATE, batch_started_at=now)
             for ordinal in step.batch.ordinals:
                 instances[ordinal] = replace(
@@ -97,4 +104,5 @@ def plan_rollout(
         batches=batches,
         held_by=held_by,
         minimum_duration=now - start,
+        shrunk=shrunk,
     )

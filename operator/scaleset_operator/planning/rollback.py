@@ -15,12 +15,14 @@ batch planner with three differences, each for a reason:
 
 Instances still on `fromRevision` are up to date for the planner, so they are never touched: the same
 pod, uid and restart count. Batch size and the health limits are the policy's, as for a rollout.
+`rollbackFailedInstancesOnPolicyBreach` rolls back the failed instances only: the others are shown to
+the planner as up to date, and stay where they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -28,7 +30,7 @@ from typing import Any
 from scaleset_operator.api.loading import parse_quantity
 from scaleset_operator.api.models import OnInstanceStartTimeout, UpgradeMode, UpgradePolicySpec
 from scaleset_operator.planning.batches import Step, StepReason, Stop, next_step
-from scaleset_operator.planning.instances import InstanceState, RolloutState
+from scaleset_operator.planning.instances import HealthGate, InstanceState, RolloutState
 
 
 class Action(StrEnum):
@@ -72,15 +74,28 @@ class Refused:
 Decision = Accepted | Refused
 
 
-def rollback_allowed(lock: Lock, replicas: int, instances: Sequence[InstanceState]) -> bool:
-    """The seed's rule: a rollback is allowed only while an upgrade is in progress, that is while at
-    least one instance is not yet on the new revision. A finished upgrade is undone by a new one."""
+def rollback_allowed(
+    lock: Lock, replicas: int, instances: Sequence[InstanceState], gate: HealthGate, now: datetime
+) -> bool:
+    """A rollback is allowed only while an upgrade is in progress; a finished upgrade is undone by a new one.
+
+    The upgrade is in progress until its last batch has passed its health gate: while an instance is
+    not yet on the new revision (the seed's rule), and after that while an instance on it is not
+    healthy and the upgrade holds the lock (a failing last batch, or the one batch of a single-instance
+    ScaleSet, can be rolled back). Once every instance is on the new revision and healthy, it is done.
+    """
     if not lock.locked or lock.action is not None or lock.to_revision is None or lock.from_revision is None:
         return False
     if lock.to_revision == lock.from_revision:
         return False
-    on_new = {i.ordinal for i in instances if i.running and i.revision == lock.to_revision}
-    return any(ordinal not in on_new for ordinal in range(replicas))
+    by_ordinal = {i.ordinal: i for i in instances}
+    for ordinal in range(replicas):
+        instance = by_ordinal.get(ordinal)
+        if instance is None or not instance.running or instance.revision != lock.to_revision:
+            return True
+        if not gate.is_healthy(instance, now):
+            return True
+    return False
 
 
 def decide_rollback(
@@ -89,6 +104,8 @@ def decide_rollback(
     instances: Sequence[InstanceState],
     from_template: Mapping[str, Any] | None,
     to_template: Mapping[str, Any] | None,
+    gate: HealthGate,
+    now: datetime,
 ) -> Decision:
     """Whether a rollback asked for now (by the user or by the policy) may start."""
     if lock.action is not None:
@@ -96,7 +113,7 @@ def decide_rollback(
             Refusal.ACTION_IN_PROGRESS,
             f"A {lock.action.lower()} is already in progress; wait for it to finish before asking for a rollback.",
         )
-    if not rollback_allowed(lock, replicas, instances):
+    if not rollback_allowed(lock, replicas, instances, gate, now):
         return Refused(
             Refusal.NO_UPGRADE_IN_PROGRESS,
             "No upgrade is in progress, so there is nothing to roll back; to undo a finished upgrade, "
@@ -133,19 +150,36 @@ def decide_restart(lock: Lock) -> Decision:
     return Accepted("Restarting every instance, upgrade domain by upgrade domain.")
 
 
-def automatic_rollback_reason(
-    policy: UpgradePolicySpec, step: Step, *, automatic_os_upgrade: bool = False
-) -> StepReason | None:
-    """The breach that makes the policy roll the upgrade back by itself, or None.
+@dataclass(frozen=True)
+class PolicyRollback:
+    """A rollback the policy starts by itself: why, and which instances go back.
 
-    `onInstanceStartTimeout: Rollback` always does; `rollbackFailedInstancesOnPolicyBreach` does on a
-    breach of either unhealthy limit; an automatic OS image upgrade does on any breach unless
-    `automaticOSUpgrade.disableAutomaticRollback`.
+    `instances` None is the whole upgrade (every updated instance); otherwise only those ordinals.
+    """
+
+    reason: StepReason
+    instances: tuple[int, ...] | None = None
+
+
+def policy_rollback(
+    policy: UpgradePolicySpec, step: Step, *, automatic_os_upgrade: bool = False
+) -> PolicyRollback | None:
+    """The rollback the policy asks for after this step, or None.
+
+    - `onInstanceStartTimeout: Rollback`: the whole upgrade, once an instance of a batch missed its
+      start timeout.
+    - An automatic OS image upgrade: the whole upgrade on any breach, unless
+      `automaticOSUpgrade.disableAutomaticRollback`.
+    - `rollbackFailedInstancesOnPolicyBreach`: the API's "rollback failed instances to previous model if
+      the rolling upgrade policy is violated": after a breach of maxUnhealthyUpgradedInstancePercent,
+      the unhealthy instances on the update revision go back; healthy upgraded instances stay, and so
+      do instances never updated. A breach of maxUnhealthyInstancePercent, checked before a batch, has
+      no failed upgraded instance to roll back.
     """
     if not isinstance(step, Stop):
         return None
     if step.reason == StepReason.ROLLBACK_REQUIRED:
-        return step.reason
+        return PolicyRollback(step.reason)
     breaches = (
         StepReason.TOO_MANY_UNHEALTHY,
         StepReason.TOO_MANY_UNHEALTHY_UPGRADED,
@@ -154,11 +188,11 @@ def automatic_rollback_reason(
     if step.reason not in breaches:
         return None
     if automatic_os_upgrade and not policy.automatic_os_upgrade.disable_automatic_rollback:
-        return step.reason
-    if step.reason != StepReason.INSTANCE_START_TIMEOUT and (
+        return PolicyRollback(step.reason)
+    if step.reason == StepReason.TOO_MANY_UNHEALTHY_UPGRADED and (
         policy.rolling_upgrade.rollback_failed_instances_on_policy_breach
     ):
-        return step.reason
+        return PolicyRollback(step.reason, tuple(sorted(step.ordinals)))
     return None
 
 
@@ -185,8 +219,10 @@ def rollback_step(
     instances: Sequence[InstanceState],
     rollout: RolloutState,
     now: datetime,
+    only: Collection[int] | None = None,
 ) -> Step:
-    """The next step of moving every instance off the failed revision back to `target_revision`."""
+    """The next step of moving every instance off the failed revision back to `target_revision`, or
+    only the instances `only` names (the failed ones, for rollbackFailedInstancesOnPolicyBreach)."""
     return next_step(
         replicas=replicas,
         upgrade_domain_count=upgrade_domain_count,
@@ -194,11 +230,32 @@ def rollback_step(
         paused=paused,
         policy=rollback_policy(policy),
         update_revision=target_revision,
-        instances=instances,
+        instances=instances if only is None else kept_view(instances, target_revision, only),
         rollout=rollout,
         now=now,
         descending_domains=True,
     )
+
+
+def kept_view(
+    instances: Sequence[InstanceState], revision: str, moving: Collection[int]
+) -> list[InstanceState]:
+    """The instances as the planner sees them when only `moving` may go to `revision`: every other
+    instance that exists is shown on `revision` already, so no batch ever holds it."""
+    return [replace(i, revision=revision) if i.exists and i.ordinal not in moving else i for i in instances]
+
+
+def held_view(
+    instances: Sequence[InstanceState], rolled_back_revision: str | None, update_revision: str
+) -> list[InstanceState]:
+    """After a rollback of the failed instances only, the healthy ones it left on the rolled-back revision
+    stay there while spec.template still asks for that revision: the planner sees them as up to date."""
+    if rolled_back_revision is None:
+        return list(instances)
+    return [
+        replace(i, revision=update_revision) if i.exists and i.revision == rolled_back_revision else i
+        for i in instances
+    ]
 
 
 # --------------------------------------------------------------------------- local resources

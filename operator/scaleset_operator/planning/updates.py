@@ -21,6 +21,7 @@ from scaleset_operator.api.models import (
     MaintenanceScope,
     PendingUpdate,
     ScaleSetSpec,
+    UpgradeMode,
     UpgradePolicySpec,
 )
 from scaleset_operator.planning.automatic import base_template, prune
@@ -38,7 +39,8 @@ from scaleset_operator.planning.images import parse_image
 from scaleset_operator.planning.maintenance import AssignedMaintenance, GateDecision, gate_batch
 from scaleset_operator.planning.patches import PatchSelection, gate_patches, patches_for, select_patches
 
-# The VM rule for automatic extension upgrades: no more than 20 % of the instances in one batch.
+# The VM rule for automatic work (OS image, extensions, guest patches): no more than 20 % of the
+# instances in one batch.
 EXTENSION_BATCH_PERCENT: Final = 20
 
 
@@ -77,6 +79,20 @@ def extension_policy(policy: UpgradePolicySpec) -> UpgradePolicySpec:
             )
         }
     )
+
+
+def automatic_work_policy(policy: UpgradePolicySpec) -> UpgradePolicySpec:
+    """The policy automatic work (an OS image, extensions, guest patches) rolls under, whatever the mode.
+
+    The scale set's upgrade orchestrator takes "no more than 20% of the scale set upgrading at any
+    time", health-checked batch by batch: so batches of at most 20 % (at least one), and Automatic
+    mode, all at once, is for a user's template change only; automatic work there goes batch by batch
+    as Rolling mode does. Other modes keep their own rules (Manual's walk, Staged's second set).
+    """
+    capped = extension_policy(policy)
+    if capped.mode != UpgradeMode.AUTOMATIC:
+        return capped
+    return capped.model_copy(update={"mode": UpgradeMode.ROLLING})
 
 
 @dataclass(frozen=True)
