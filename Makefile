@@ -4,13 +4,38 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo crds e2e e2e-kind e2e-real testbed bench clean wheel image
+.PHONY: test lint typecheck unit demo crds e2e e2e-kind e2e-real testbed bench clean wheel image lock lowest
 
-$(STAMP): pyproject.toml
+# Exact versions with their hashes: requirements.lock is what the image installs (the operator alone),
+# requirements-dev.lock what `make test` and `make demo` install (with the [sim] and [dev] extras).
+# Nothing is resolved at install time, and a download whose hash differs is refused.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Resolve pyproject.toml again into both locks (after changing a dependency): uv, from the dev lock.
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	--universal --custom-compile-command 'make lock'
+
+lock:
+	test -x $(BIN)/uv || { test -d $(VENV) || $(PY) -m venv $(VENV); $(BIN)/pip install -q uv; }
+	$(UV_COMPILE) --output-file $(LOCK)
+	$(UV_COMPILE) --extra sim --extra dev --output-file $(DEV_LOCK)
+
+# The lower bounds of pyproject.toml are true: the oldest version of each direct dependency that they
+# allow, installed in a new environment, passes the fast tests.
+lowest: $(STAMP)
+	rm -rf .lowest && $(PY) -m venv .lowest
+	$(BIN)/uv pip compile pyproject.toml --quiet --extra sim --extra dev --resolution lowest-direct \
+		--python-version 3.11 --output-file .lowest/requirements.txt
+	.lowest/bin/pip install -q -r .lowest/requirements.txt
+	.lowest/bin/pip install -q --no-deps --no-build-isolation -e .
+	.lowest/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) tests/planning tests/unit tests/imds
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench
@@ -77,4 +102,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/kubesim_scale.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build
+	rm -rf $(VENV) .lowest .pytest_cache .mypy_cache .ruff_cache dist build

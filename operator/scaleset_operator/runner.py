@@ -125,12 +125,16 @@ async def run(
     resync_seconds: float = RESYNC_SECONDS,
     liveness_endpoint: str | None = None,
     scheduled_events_address: str | None = None,
+    scheduled_events_identity: str = "address",
+    scheduled_events_audience: str = "scaleset-operator",
     metrics_address: str | None = None,
     leader_election: LeaderElection | None = None,
 ) -> None:
     """Run until `stop_flag` is set (or forever); all namespaces when `namespaces` is empty.
 
-    With `scheduled_events_address` ('HOST:PORT'), the scheduled-events endpoint is served beside it.
+    With `scheduled_events_address` ('HOST:PORT'), the scheduled-events endpoint is served beside it,
+    its callers identified by `scheduled_events_identity` ('address' or 'token', with tokens of
+    `scheduled_events_audience`).
     With `leader_election`, every replica watches, serves health and metrics, but only the holder of
     the Lease reconciles, and every write of the process asks the Lease's fence (leader.Leadership).
     """
@@ -159,12 +163,17 @@ async def run(
     stop_metrics = metrics.serve(metrics_address) if metrics_address else None
     lease_stop = asyncio.Event()
     lease_task = asyncio.create_task(leadership.run(lease_stop)) if leadership else None
-    events_server = None
+    stop_events = None
     if scheduled_events_address:
-        from scaleset_operator.imds.instances import KubeInstanceEvents
-        from scaleset_operator.imds.server import start_server
+        from scaleset_operator.imds.server import Identity, serve
 
-        events_server = await start_server(KubeInstanceEvents(kube), scheduled_events_address)
+        stop_events = await serve(
+            kube,
+            scheduled_events_address,
+            namespaces=namespaces,
+            identity=Identity(scheduled_events_identity),
+            audience=scheduled_events_audience,
+        )
     try:
         await kopf.operator(
             clusterwide=not namespaces,
@@ -176,8 +185,8 @@ async def run(
             standalone=True,
         )
     finally:
-        if events_server is not None:
-            await events_server.cleanup()
+        if stop_events is not None:
+            await stop_events()
         # kopf has stopped its daemons, but a pass may still run in a worker thread: the Lease's run
         # closes the fence, waits for the last admitted write to end, and only then releases it.
         lease_stop.set()
@@ -198,9 +207,11 @@ class OperatorThread:
         resync_seconds: float = RESYNC_SECONDS,
         scheduled_events_address: str | None = None,
         metrics_address: str | None = None,
+        scheduled_events_identity: str = "address",
     ):
         self.kubeconfig = kubeconfig
         self.scheduled_events_address = scheduled_events_address
+        self.scheduled_events_identity = scheduled_events_identity
         self.namespaces = namespaces
         self.resync_seconds = resync_seconds
         self.metrics_address = metrics_address
@@ -219,6 +230,7 @@ class OperatorThread:
                     ready_flag=self._ready,
                     resync_seconds=self.resync_seconds,
                     scheduled_events_address=self.scheduled_events_address,
+                    scheduled_events_identity=self.scheduled_events_identity,
                     metrics_address=self.metrics_address,
                 )
             )

@@ -12,8 +12,9 @@ import http.client
 import json
 import socket
 import threading
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
+from kubesim.faults import FaultInjector
 from scaleset_operator.control.kube import Kube, core_path
 from scaleset_operator.identity import LABEL_SCALESET
-from scaleset_operator.imds.instances import KubeInstanceEvents
-from scaleset_operator.imds.server import start_server
+from scaleset_operator.imds.index import InstanceIndex
+from scaleset_operator.imds.instances import IndexedInstanceEvents
+from scaleset_operator.imds.limits import RequestRate
+from scaleset_operator.imds.server import Endpoint, start_server
 from scaleset_operator.planning.scheduled_events import (
     EVENTS_ANNOTATION,
     EventDocument,
@@ -46,6 +50,31 @@ class Setup:
     port: int
     ips: dict[str, str]
     kubeconfig: Path
+    requests: CountingFaults
+    clock: ManualClock
+    index: InstanceIndex
+
+
+class CountingFaults(FaultInjector):
+    """Injects nothing; counts every resource request the API server serves, by (verb, resource)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.served: Counter[tuple[str, str]] = Counter()
+
+    def error_for(self, verb: str, resource: str) -> Any:
+        self.served[(verb, resource)] += 1
+        return super().error_for(verb, resource)
+
+
+class ManualClock:
+    """The rate limit's clock, moved by the tests: requests within one test come at one instant."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _pod(name: str) -> dict[str, Any]:
@@ -60,7 +89,7 @@ def _pod(name: str) -> dict[str, Any]:
 class ServerThread:
     """The endpoint on its own event loop, as the operator runs it beside kopf."""
 
-    def __init__(self, source: KubeInstanceEvents) -> None:
+    def __init__(self, source: Endpoint) -> None:
         self.source = source
         self.loop = asyncio.new_event_loop()
         self.port = 0
@@ -91,7 +120,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     from kubesim.cluster import ThreadedCluster
 
     path = tmp_path_factory.mktemp("kubesim") / "kubeconfig"
-    with ThreadedCluster(nodes=1, time_scale=20.0, kubeconfig_path=str(path)) as cluster:
+    requests = CountingFaults()
+    with ThreadedCluster(nodes=1, time_scale=20.0, kubeconfig_path=str(path), faults=requests) as cluster:
         kube = Kube.from_kubeconfig(str(cluster.kubeconfig_path))
         for crd_file in sorted((ROOT / "crds").glob("*.yaml")):
             kube.create(
@@ -102,15 +132,43 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             kube.create(core_path("pods", NAMESPACE), _pod(name))
 
         def ips() -> dict[str, str] | None:
-            found = {
-                n: (kube.get(core_path("pods", NAMESPACE, n)).get("status") or {}).get("podIP")
-                for n in ("web-0", "web-1")
+            statuses = {
+                n: kube.get(core_path("pods", NAMESPACE, n)).get("status") or {} for n in ("web-0", "web-1")
             }
-            return found if all(found.values()) else None  # type: ignore[return-value]
+            if any(status.get("phase") != "Running" for status in statuses.values()):
+                return None
+            return {n: status["podIP"] for n, status in statuses.items()}
 
-        addresses = wait_for(ips, 20, "pod IPs")
-        with ServerThread(KubeInstanceEvents(kube)) as server:
-            yield Setup(kube, server.port, addresses, Path(cluster.kubeconfig_path))
+        addresses = wait_for(ips, 20, "instances Running with their IPs")
+        index = InstanceIndex(kube).start()
+        clock = ManualClock()
+        endpoint = Endpoint(IndexedInstanceEvents(kube, index), rate=RequestRate(), clock=clock)
+        try:
+            with ServerThread(endpoint) as server:
+                yield Setup(
+                    kube, server.port, addresses, Path(cluster.kubeconfig_path), requests, clock, index
+                )
+        finally:
+            index.stop()
+
+
+@pytest.fixture(autouse=True)
+def a_second_later(setup: Setup) -> None:
+    """Each test starts with every instance's rate window empty."""
+    setup.clock.now += 10.0
+
+
+def seen_by(setup: Setup, pod: str, event_id: str, present: bool = True) -> dict[str, Any]:
+    """The document `pod` reads once the endpoint's index has the change (a watch's delay at most)."""
+
+    def document() -> dict[str, Any] | None:
+        setup.clock.now += 1.0
+        status, body = call(setup, setup.ips[pod])
+        assert status == 200, body
+        found = event_id in [event["EventId"] for event in body["Events"]]
+        return body if found == present else None
+
+    return dict(wait_for(document, 10, f"{pod} to see {event_id}"))
 
 
 def events_of(setup: Setup, pod: str) -> EventDocument:
@@ -163,6 +221,8 @@ def announced(setup: Setup) -> str:
         description="Update of the OS image",
     )
     put_events(setup, "web-0", document)
+    seen_by(setup, "web-0", document.events[-1].event_id)
+    setup.clock.now += 10.0
     return document.events[-1].event_id
 
 
@@ -182,7 +242,7 @@ def test_an_instance_sees_its_own_events_in_the_services_format(setup: Setup, an
 
 def test_another_instance_sees_none_of_them(setup: Setup, announced: str) -> None:
     status, document = call(setup, setup.ips["web-1"])
-    assert status == 200
+    assert status == 200, document
     assert document["DocumentIncarnation"] == events_of(setup, "web-1").incarnation
     assert announced not in [event["EventId"] for event in document["Events"]]
     assert all(event["Resources"] == ["web-1"] for event in document["Events"])
@@ -210,6 +270,7 @@ def test_another_instance_cannot_approve_it(setup: Setup, announced: str) -> Non
 
 def test_every_documented_api_version_answers_and_an_unknown_one_is_refused(setup: Setup) -> None:
     for version in ("2017-03-01", "2017-11-01", "2019-01-01", "2019-08-01", "2020-07-01"):
+        setup.clock.now += 1.0
         assert (
             call(setup, setup.ips["web-0"], path=f"/metadata/scheduledevents?api-version={version}")[0] == 200
         )
@@ -245,9 +306,12 @@ def test_a_malformed_start_request_is_refused(setup: Setup) -> None:
 
 
 def test_a_restarted_server_carries_on_from_the_api(setup: Setup, announced: str) -> None:
-    with ServerThread(KubeInstanceEvents(setup.kube)) as other:
-        fresh = Setup(setup.kube, other.port, setup.ips, setup.kubeconfig)
-        _, document = call(fresh, setup.ips["web-0"])
+    index = InstanceIndex(setup.kube).start()
+    try:
+        with ServerThread(Endpoint(IndexedInstanceEvents(setup.kube, index))) as other:
+            _, document = call(replace(setup, port=other.port), setup.ips["web-0"])
+    finally:
+        index.stop()
     assert announced in [event["EventId"] for event in document["Events"]]
 
 
@@ -258,7 +322,7 @@ def test_the_operator_serves_the_endpoint_beside_itself(setup: Setup, announced:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with OperatorThread(str(setup.kubeconfig), scheduled_events_address=f"127.0.0.1:{port}"):
-        _, document = call(Setup(setup.kube, port, setup.ips, setup.kubeconfig), setup.ips["web-0"])
+        _, document = call(replace(setup, port=port), setup.ips["web-0"])
     assert announced in [event["EventId"] for event in document["Events"]]
 
 
@@ -276,8 +340,7 @@ def test_a_batch_whose_instances_approve_early_starts_at_once(setup: Setup) -> N
     assert timing.waiting_for == ("web-0", "web-1")
     for name in ("web-0", "web-1"):
         (pod,) = pods(setup, name)
-        _, document = call(setup, setup.ips[name])
-        assert event_id(pod, EventType.REBOOT, "rev-early") in [e["EventId"] for e in document["Events"]]
+        seen_by(setup, name, event_id(pod, EventType.REBOOT, "rev-early"))
         status, _ = call(
             setup,
             setup.ips[name],
@@ -287,12 +350,21 @@ def test_a_batch_whose_instances_approve_early_starts_at_once(setup: Setup) -> N
         assert status == 200
     assert control.prepare(pods(setup, "web-0", "web-1"), EventType.REBOOT, "rev-early", now).ready
     control.start(pods(setup, "web-0", "web-1"), EventType.REBOOT, "rev-early", now)
-    _, document = call(setup, setup.ips["web-1"])
-    (started,) = [e for e in document["Events"] if e["EventStatus"] == "Started"]
-    assert started["NotBefore"] == ""
+    (web_1,) = pods(setup, "web-1")
+    started_id = event_id(web_1, EventType.REBOOT, "rev-early")
+
+    def started() -> dict[str, Any] | None:
+        setup.clock.now += 1.0
+        _, document = call(setup, setup.ips["web-1"])
+        return next(
+            (e for e in document["Events"] if e["EventId"] == started_id and e["EventStatus"] == "Started"),
+            None,
+        )
+
+    assert wait_for(started, 10, "the started event")["NotBefore"] == ""
     for pod in pods(setup, "web-0", "web-1"):
         control.finish(pod, EventType.REBOOT, "rev-early")
-    _, document = call(setup, setup.ips["web-1"])
+    document = seen_by(setup, "web-1", started_id, present=False)
     assert document["Events"] == []
 
 
@@ -332,3 +404,261 @@ def test_the_caller_address_is_normalised_as_pods_report_theirs(
     from scaleset_operator.imds.server import caller_address
 
     assert caller_address(remote) == address
+
+
+# --------------------------------------------------------------------------- who may call
+
+HAND_NODE = "imds-hand-run"
+HAND_NODE_ADDRESS = "127.0.3.1"
+
+
+@pytest.fixture(scope="module")
+def hand_node(setup: Setup) -> str:
+    """A node no kubelet runs: the tests write its pods' status themselves, addresses included."""
+    setup.kube.create(
+        core_path("nodes"),
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": HAND_NODE},
+            "status": {"addresses": [{"type": "InternalIP", "address": HAND_NODE_ADDRESS}]},
+        },
+    )
+    setup.kube.patch(
+        core_path("nodes", name=HAND_NODE, sub="status"),
+        {"status": {"addresses": [{"type": "InternalIP", "address": HAND_NODE_ADDRESS}]}},
+    )
+    return HAND_NODE
+
+
+def hand_run_pod(
+    setup: Setup,
+    name: str,
+    ip: str,
+    phase: str = "Running",
+    host_network: bool = False,
+    instance: bool = True,
+) -> dict[str, Any]:
+    """A pod on the hand-run node with the address and phase a kubelet would have reported."""
+    body = _pod(name)
+    if not instance:
+        body["metadata"]["labels"] = {"app": "other"}
+    body["spec"]["nodeName"] = HAND_NODE
+    if host_network:
+        body["spec"]["hostNetwork"] = True
+    setup.kube.create(core_path("pods", NAMESPACE), body)
+    status = {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": HAND_NODE_ADDRESS}
+    return setup.kube.patch(core_path("pods", NAMESPACE, name, sub="status"), {"status": status})
+
+
+@pytest.fixture
+def hand_run(setup: Setup, hand_node: str) -> Iterator[list[dict[str, Any]]]:
+    """Pods a test runs by hand are deleted at its end, and gone from the index before the next."""
+    pods: list[dict[str, Any]] = []
+    yield pods
+    for pod in pods:
+        # No kubelet confirms the deletion of a hand-run pod: it goes at once, as with --force.
+        setup.kube.request(
+            "DELETE",
+            core_path("pods", NAMESPACE, pod["metadata"]["name"]),
+            body={"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0},
+        )
+    wait_for(
+        lambda: all(setup.index.pod(p["metadata"]["uid"]) is None for p in pods), 10, "hand-run pods gone"
+    )
+
+
+def started(setup: Setup, hand_run: list[dict[str, Any]], *pods: tuple[str, str, dict[str, Any]]) -> None:
+    """Run the pods by hand and wait until the endpoint's index holds each as the test wrote it."""
+    for name, ip, options in pods:
+        hand_run.append(hand_run_pod(setup, name, ip, **options))
+
+    def indexed() -> bool:
+        records = [setup.index.pod(pod["metadata"]["uid"]) for pod in hand_run]
+        return all(
+            record is not None and record.resource_version == pod["metadata"]["resourceVersion"]
+            for record, pod in zip(records, hand_run, strict=True)
+        )
+
+    wait_for(indexed, 10, "the index to hold the hand-run pods")
+
+
+def test_an_address_held_by_two_running_pods_names_no_instance(
+    setup: Setup, hand_run: list[dict[str, Any]]
+) -> None:
+    started(setup, hand_run, ("shared-0", "127.0.3.10", {}), ("shared-1", "127.0.3.10", {}))
+    status, body = call(setup, "127.0.3.10")
+    assert status == 403
+    assert body["error"].startswith("Forbidden.") and "held by 2 pods" in body["error"]
+    status, body = call(setup, "127.0.3.10", "POST", body={"StartRequests": [{"EventId": "x"}]})
+    assert status == 403 and "held by 2 pods" in body["error"]
+
+
+def test_a_pod_that_is_no_instance_makes_an_instances_address_shared(
+    setup: Setup, hand_run: list[dict[str, Any]]
+) -> None:
+    started(setup, hand_run, ("alone-0", "127.0.3.11", {}), ("intruder", "127.0.3.11", {"instance": False}))
+    status, body = call(setup, "127.0.3.11")
+    assert status == 403 and "held by 2 pods" in body["error"]
+
+
+def test_an_instance_on_the_host_network_is_refused_and_so_is_its_node(
+    setup: Setup, hand_run: list[dict[str, Any]]
+) -> None:
+    # A hostNetwork pod has its node's address, which every process on the node shares.
+    started(setup, hand_run, ("on-host-0", HAND_NODE_ADDRESS, {"host_network": True}))
+    status, body = call(setup, HAND_NODE_ADDRESS)
+    assert status == 403
+    assert "node" in body["error"] and "ServiceAccount token" in body["error"]
+
+
+def test_a_nodes_address_is_refused_even_without_a_pod_on_it(setup: Setup, hand_node: str) -> None:
+    status, body = call(setup, HAND_NODE_ADDRESS)
+    assert status == 403 and "node" in body["error"]
+
+
+def test_an_address_only_a_finished_pod_lists_is_refused(
+    setup: Setup, hand_run: list[dict[str, Any]]
+) -> None:
+    started(
+        setup,
+        hand_run,
+        ("done-0", "127.0.3.20", {"phase": "Succeeded"}),
+        ("failed-0", "127.0.3.21", {"phase": "Failed"}),
+    )
+    for address in ("127.0.3.20", "127.0.3.21"):
+        status, body = call(setup, address)
+        assert status == 403 and "finished" in body["error"], body
+
+
+def test_a_new_instance_on_a_finished_pods_old_address_is_served(
+    setup: Setup, hand_run: list[dict[str, Any]]
+) -> None:
+    # A finished pod keeps its IP in status after the network gave it to a new pod.
+    started(setup, hand_run, ("old-0", "127.0.3.22", {"phase": "Succeeded"}), ("new-0", "127.0.3.22", {}))
+    status, body = call(setup, "127.0.3.22")
+    assert status == 200, body
+    assert body["Events"] == []
+
+
+def test_a_pending_instance_is_refused(setup: Setup, hand_run: list[dict[str, Any]]) -> None:
+    started(setup, hand_run, ("starting-0", "127.0.3.23", {"phase": "Pending"}))
+    status, body = call(setup, "127.0.3.23")
+    assert status == 403 and "Pending, not Running" in body["error"]
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def test_a_sixth_request_within_a_second_is_refused_with_429(setup: Setup) -> None:
+    """ "In general, requests to IMDS are limited to 5 requests per second (on a per VM basis). Requests
+    exceeding this threshold will be rejected with 429 responses." (the service's Rate limiting)"""
+    answers = [call(setup, setup.ips["web-0"])[0] for _ in range(6)]
+    assert answers == [200] * 5 + [429]
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", setup.port, timeout=10, source_address=(setup.ips["web-0"], 0)
+    )
+    connection.request("GET", PATH, headers={"Metadata": "true"})
+    response = connection.getresponse()
+    assert response.status == 429
+    assert response.getheader("Retry-After") == "1"
+    assert "error" in json.loads(response.read())
+    connection.close()
+    assert call(setup, setup.ips["web-1"])[0] == 200, "the limit is per instance"
+    setup.clock.now += 0.5
+    assert call(setup, setup.ips["web-0"])[0] == 429, "still within the second"
+    setup.clock.now += 0.6
+    assert call(setup, setup.ips["web-0"])[0] == 200, "a second later"
+
+
+def raw_post(setup: Setup, source_ip: str, payload: bytes, chunked: bool = False) -> tuple[int, Any]:
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", setup.port, timeout=10, source_address=(source_ip, 0)
+    )
+    try:
+        headers = {"Metadata": "true", "Content-Type": "application/json"}
+        if chunked:
+            connection.request("POST", PATH, body=iter([payload]), headers=headers, encode_chunked=True)
+        else:
+            connection.request("POST", PATH, body=payload, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+        return response.status, json.loads(raw) if raw else None
+    finally:
+        connection.close()
+
+
+def test_a_body_over_64_kib_is_refused_with_413(setup: Setup, announced: str) -> None:
+    padding = "x" * (64 * 1024)
+    payload = json.dumps({"StartRequests": [{"EventId": announced}], "Padding": padding}).encode()
+    for chunked in (False, True):
+        status, body = raw_post(setup, setup.ips["web-0"], payload, chunked=chunked)
+        assert status == 413, (chunked, body)
+        assert body["error"].startswith("Request entity too large")
+    event = events_of(setup, "web-0").find(announced)
+    assert event is not None and event.approved_at is None, "nothing of a refused body is acted on"
+    small = json.dumps({"StartRequests": [{"EventId": announced}]}).encode()
+    assert raw_post(setup, setup.ips["web-0"], small, chunked=True)[0] == 200
+
+
+def test_an_event_id_named_many_times_is_approved_once_with_one_write(setup: Setup, announced: str) -> None:
+    incarnation = events_of(setup, "web-0").incarnation
+    before = dict(setup.requests.served)
+    status, _ = call(
+        setup, setup.ips["web-0"], "POST", body={"StartRequests": [{"EventId": announced}] * 200}
+    )
+    assert status == 200
+    served = {key: count - before.get(key, 0) for key, count in setup.requests.served.items()}
+    assert served.get(("patch", "pods"), 0) == 1, served
+    assert served.get(("get", "pods"), 0) == 0 and served.get(("list", "pods"), 0) == 0, served
+    document = events_of(setup, "web-0")
+    assert document.incarnation == incarnation + 1, "one approval, one new incarnation"
+    event = document.find(announced)
+    assert event is not None and event.approved_at is not None
+
+
+def test_requests_are_answered_from_the_index_without_reading_pods(setup: Setup, announced: str) -> None:
+    before = dict(setup.requests.served)
+    for _ in range(4):
+        setup.clock.now += 1.0
+        for name in ("web-0", "web-1"):
+            assert call(setup, setup.ips[name])[0] == 200
+    assert call(setup, "127.0.0.1")[0] == 403
+    served = {key: count - before.get(key, 0) for key, count in setup.requests.served.items()}
+    reads = {key: count for key, count in served.items() if key[0] in ("get", "list") and count}
+    assert reads == {}, f"the endpoint read the API per request: {reads}"
+
+
+def test_the_index_lists_again_when_its_watch_is_too_old(tmp_path: Path) -> None:
+    """410 Gone (an etcd compaction, or a watch down too long): the index is listed again and replaced
+    whole, so a pod deleted while nobody watched is not left behind."""
+    from kubesim.cluster import ThreadedCluster
+
+    with ThreadedCluster(
+        kubelet=False, event_window=20, kubeconfig_path=str(tmp_path / "kubeconfig")
+    ) as cluster:
+        kube = Kube.from_kubeconfig(str(cluster.kubeconfig_path))
+        pod = kube.create(core_path("pods", NAMESPACE), _pod("gone-0"))
+        kube.patch(
+            core_path("pods", NAMESPACE, "gone-0", sub="status"),
+            {"status": {"phase": "Running", "podIP": "127.0.4.1", "podIPs": [{"ip": "127.0.4.1"}]}},
+        )
+        index = InstanceIndex(kube, retry_seconds=0.05, relist_after=10**6).start()
+        try:
+            wait_for(lambda: index.holders("127.0.4.1"), 10, "the pod indexed")
+            assert index.pods.lists == 1
+            # The watch breaks and cannot come back while the pod goes and more than the API server's
+            # event window of changes pass.
+            cluster.faults.fail_next("watch", 503, resource="pods", times=10**6)
+            response = index.pods._response
+            assert response is not None
+            response.shutdown()
+            kube.delete(core_path("pods", NAMESPACE, "gone-0"), preconditions_uid=pod["metadata"]["uid"])
+            for i in range(30):
+                kube.create(core_path("configmaps", NAMESPACE), {"metadata": {"name": f"churn-{i}"}})
+            assert index.holders("127.0.4.1"), "nothing was watched meanwhile"
+            cluster.faults.reset()
+            wait_for(lambda: index.pods.lists == 2, 20, "the index to list again")
+            assert index.holders("127.0.4.1") == []
+        finally:
+            index.stop()

@@ -1,7 +1,9 @@
 """The wheel the image installs: built from the sources, installed in a new virtual environment, run.
 
 No container image can be built where these tests run (no Docker engine); this is what the
-Dockerfile's two stages do, minus the base image: `pip wheel`, then `pip install` of the wheel alone.
+Dockerfile's two stages do, minus the base image: `pip wheel`, then `pip install` of the runtime lock
+(exact versions, hashes required) and of the wheel alone. That install has no sim extra: the operator
+runs without kubesim's dependencies, and the sim commands say how to get them.
 """
 
 from __future__ import annotations
@@ -37,8 +39,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv.create(tmp / "venv", with_pip=True)
     bin_dir = tmp / "venv" / "bin"
     # --no-compile: byte-compiling every dependency takes half the install and proves nothing here.
-    run(bin_dir / "pip", "install", "-q", "--disable-pip-version-check", "--no-compile", wheel)
+    pip = (bin_dir / "pip", "install", "-q", "--disable-pip-version-check", "--no-compile", "--no-deps")
+    run(*pip, "--require-hashes", "-r", ROOT / "requirements.lock")
+    run(*pip, wheel)
     return bin_dir
+
+
+def test_the_lock_is_complete_for_the_wheel(installed: Path) -> None:
+    # With --no-deps above, a dependency missing from the lock would be missing here.
+    run(installed / "pip", "check")
 
 
 def test_the_wheel_holds_the_packages_and_no_tests(installed: Path) -> None:
@@ -50,7 +59,13 @@ def test_the_wheel_holds_the_packages_and_no_tests(installed: Path) -> None:
 
 
 def test_the_installed_commands_run_outside_the_source_tree(installed: Path, tmp_path: Path) -> None:
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(tmp_path)}
+    # COLUMNS: wide enough that the help's table shows every option whole.
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "HOME": str(tmp_path),
+        "COLUMNS": "200",
+    }
     for command in (
         ["scaleset", "--help"],
         ["scaleset", "operator", "--help"],
@@ -73,15 +88,52 @@ def test_the_installed_commands_run_outside_the_source_tree(installed: Path, tmp
         cwd=tmp_path,
         env=env,
     ).stdout
-    for option in ("--metrics-address", "--leader-elect", "--log-format", "--liveness"):
+    for option in (
+        "--metrics-address",
+        "--leader-elect",
+        "--log-format",
+        "--liveness",
+        "--scheduled-events-identity",
+    ):
         assert option in operator_help, option
+
+
+def test_the_operator_runs_without_kubesims_dependencies(installed: Path, tmp_path: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(tmp_path)}
+    probe = (
+        "import importlib.util, sys; import scaleset_operator.runner, scaleset_operator.cli.main; "
+        "print([m for m in ('celpy', 'cryptography') if importlib.util.find_spec(m)], "
+        "[m for m in sys.modules if m.split('.')[0] == 'kubesim'])"
+    )
+    result = subprocess.run(
+        [str(installed / "python"), "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[] []", "no sim dependency installed, kubesim not imported"
+    # `scaleset testbed` runs kubesim's kubelet only, which needs nothing of the extra.
+    refused = subprocess.run(
+        [str(installed / "scaleset"), "sim"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert refused.returncode == 2, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1, refused.stderr
+    assert lines[0].startswith("error: `scaleset sim` needs")
+    assert lines[0].endswith("pip install 'scaleset-operator[sim]'.")
 
 
 def test_the_dockerfile_installs_the_wheel_as_a_non_root_user_with_the_operator_as_entrypoint() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", dockerfile, re.M)
-    assert "pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ." in dockerfile
-    assert "pip install --no-cache-dir /wheels/*.whl" in dockerfile
+    # The base image by digest, so a rebuild cannot pick up another image under the same tag.
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}$", dockerfile, re.M)
+    assert "pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels ." in dockerfile
+    assert "COPY requirements.lock /tmp/requirements.lock" in dockerfile
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r /tmp/requirements.lock" in dockerfile
+    assert "pip install --no-cache-dir --no-deps /wheels/*.whl" in dockerfile
     (user,) = re.findall(r"^USER (\S+)$", dockerfile, re.M)
     assert user.split(":")[0].isdigit() and user.split(":")[0] != "0", (
         "a numeric non-root user, for runAsNonRoot"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import aiohttp
 
 from scaleset_operator.control.kube import Fenced
-from scaleset_operator.imds.instances import Instance
+from scaleset_operator.imds.callers import Instance
 from scaleset_operator.imds.server import start_server
 from scaleset_operator.planning.scheduled_events import EventDocument, EventType, announce
 
@@ -28,13 +29,19 @@ class StandbyEvents:
         )
         self.approvals = 0
 
-    def find_instance_by_ip(self, ip: str) -> Instance | None:
+    def ready(self, timeout: float) -> bool:
+        return True
+
+    def by_address(self, ip: str) -> Instance:
         return Instance("default", "web-0", ip)
+
+    def by_token(self, pod: object) -> Instance:
+        raise AssertionError("address identity only")
 
     def read_events(self, instance: Instance) -> EventDocument:
         return self.document
 
-    def approve(self, instance: Instance, event_id: str) -> EventDocument:
+    def approve(self, instance: Instance, event_ids: Sequence[str]) -> EventDocument:
         self.approvals += 1
         raise Fenced("not sent: this replica is not sure it holds the Lease")
 

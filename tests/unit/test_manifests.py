@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import re
 import shutil
 import subprocess
@@ -62,6 +63,8 @@ CLUSTER_CALLS = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),  # kopf's resource observer
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
 }
+# Only with manifests/components/token-review (token identity of the scheduled-events endpoint).
+TOKEN_REVIEW_CALLS = {("authentication.k8s.io", "tokenreviews", "create")}
 NAMESPACE_CALLS = {
     ("coordination.k8s.io", "leases", "get"),
     ("coordination.k8s.io", "leases", "create"),
@@ -70,12 +73,12 @@ NAMESPACE_CALLS = {
 
 
 @functools.cache
-def _rendered() -> list[dict[str, Any]]:
+def _rendered(directory: Path = ROOT / "manifests") -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed")
     result = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "manifests")],
+        [kubectl, "kustomize", str(directory)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -109,7 +112,7 @@ def test_every_object_is_valid_against_the_target_kubernetes_schemas() -> None:
     assert sorted(d["kind"] for d in documents) == sorted(
         ["CustomResourceDefinition"] * 4
         + ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
-        + ["Deployment", "PodDisruptionBudget", "Service"]
+        + ["Deployment", "PodDisruptionBudget", "Service", "NetworkPolicy", "NetworkPolicy"]
     )
     for document in documents:
         # strict: unknown fields are errors too, as the API server's field validation makes them.
@@ -224,5 +227,86 @@ def test_every_resource_the_operator_code_names_is_in_the_rbac() -> None:
         named |= set(re.findall(r'(?:core_path|fleet_path)\(\s*"([a-z]+)"', text))
         named |= set(re.findall(r'group_path\(\s*"[a-z.]+",\s*"v1",\s*"([a-z]+)"', text))
     assert named, "the operator's calls were found"
-    granted = {resource for _, resource, _ in CLUSTER_CALLS | NAMESPACE_CALLS}
+    granted = {resource for _, resource, _ in CLUSTER_CALLS | NAMESPACE_CALLS | TOKEN_REVIEW_CALLS}
     assert named <= granted, named - granted
+
+
+def policy(name: str) -> dict[str, Any]:
+    (found,) = [d for d in rendered() if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == name]
+    return found
+
+
+def test_only_instance_pods_reach_the_scheduled_events_port_and_only_monitoring_the_metrics_port() -> None:
+    pod = one("Deployment")["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    for name, port, source in (
+        (
+            "scaleset-operator-scheduled-events",
+            "scheduled-evts",
+            {
+                "namespaceSelector": {},
+                "podSelector": {
+                    "matchExpressions": [{"key": "fleet.scaleset.dev/scaleset", "operator": "Exists"}]
+                },
+            },
+        ),
+        (
+            "scaleset-operator-metrics",
+            "metrics",
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        ),
+    ):
+        spec = policy(name)["spec"]
+        # It selects the operator's pods, and isolates them for ingress.
+        assert spec["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        assert spec["policyTypes"] == ["Ingress"]
+        (rule,) = spec["ingress"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": port}] and port in ports
+        assert rule["from"] == [source]
+    # Between them, the two policies open no other port.
+    opened = {
+        p["port"]
+        for n in ("scaleset-operator-scheduled-events", "scaleset-operator-metrics")
+        for p in policy(n)["spec"]["ingress"][0]["ports"]
+    }
+    assert opened == {"scheduled-evts", "metrics"}
+
+
+def test_token_identity_adds_exactly_tokenreview_create_and_the_flag(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    overlay = tmp_path_factory.mktemp("overlay")
+    base = Path(os.path.relpath(ROOT / "manifests", overlay))
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [str(base)],
+                "components": [str(base / "components" / "token-review")],
+            }
+        )
+    )
+    documents = copy.deepcopy(_rendered(overlay))
+    for document in documents:
+        kubernetes_validate.validate(document, TARGET_VERSION, strict=True)
+    roles = {d["metadata"]["name"]: d for d in documents if d["kind"] == "ClusterRole"}
+    assert grants(roles["scaleset-operator"]) == CLUSTER_CALLS, "the base role is unchanged"
+    assert grants(roles["scaleset-operator-token-review"]) == TOKEN_REVIEW_CALLS
+    (binding,) = [
+        d
+        for d in documents
+        if d["kind"] == "ClusterRoleBinding" and d["roleRef"]["name"] == "scaleset-operator-token-review"
+    ]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "scaleset-operator", "namespace": "scaleset-system"}
+    ]
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    assert (
+        "--scheduled-events-identity=token" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    assert not any(
+        (d["kind"] == "ClusterRole" and ("authentication.k8s.io", "tokenreviews", "create") in grants(d))
+        for d in rendered()
+    ), "the base grants no TokenReview"

@@ -31,6 +31,17 @@ def operator_command(
         metavar="HOST:PORT",
         help="Serve the scheduled-events endpoint here ('off' to not serve it).",
     ),
+    scheduled_events_identity: str = typer.Option(
+        "address",
+        "--scheduled-events-identity",
+        help="How a caller is told to be an instance: address (its pod IP, when that IP is its alone) "
+        "or token (a projected ServiceAccount token, checked with a TokenReview).",
+    ),
+    scheduled_events_audience: str = typer.Option(
+        "scaleset-operator",
+        "--scheduled-events-audience",
+        help="The audience the instances' projected tokens are issued for (token identity).",
+    ),
     metrics_address: str = typer.Option(
         ":9090", "--metrics-address", help="Serve Prometheus /metrics on HOST:PORT; empty to turn it off."
     ),
@@ -68,6 +79,12 @@ def operator_command(
         except ValueError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None
+    if scheduled_events_identity not in ("address", "token"):
+        typer.echo(
+            f"error: --scheduled-events-identity must be address or token, not {scheduled_events_identity!r}.",
+            err=True,
+        )
+        raise typer.Exit(2)
     if metrics_address and not _is_address(metrics_address):
         typer.echo(f"error: --metrics-address must be HOST:PORT or :PORT, not {metrics_address!r}.", err=True)
         raise typer.Exit(2)
@@ -101,6 +118,8 @@ def operator_command(
             stop_flag=stop,
             liveness_endpoint=liveness,
             scheduled_events_address=events_address,
+            scheduled_events_identity=scheduled_events_identity,
+            scheduled_events_audience=scheduled_events_audience,
             metrics_address=metrics_address or None,
             leader_election=election,
         )

@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from pathlib import Path
+from types import ModuleType
 
 import typer
 
 from scaleset_operator.cli.main import app
+
+# What kubesim needs beyond the operator: the `sim` extra of the package.
+SIM_MODULES = frozenset({"celpy", "cryptography", "jsonpatch"})
+
+
+def import_kubesim(module: str, command: str) -> ModuleType:
+    """`module` of kubesim, or exit 2 with one sentence saying how to install what it needs."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in SIM_MODULES | {"kubesim"}:
+            raise
+        typer.echo(
+            f"error: `scaleset {command}` needs the embedded cluster's dependencies, which the operator's "
+            "own install leaves out: pip install 'scaleset-operator[sim]'.",
+            err=True,
+        )
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -25,7 +45,7 @@ def sim(
 ) -> None:
     """Run an embedded Kubernetes cluster until interrupted (Ctrl-C or SIGTERM)."""
     # Imported here so that other commands do not pay for the server and kubelet imports.
-    from kubesim.__main__ import serve
+    serve = import_kubesim("kubesim.__main__", "sim").serve
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
     asyncio.run(

@@ -31,7 +31,9 @@ def testbed(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the kubelet simulator does."),
 ) -> None:
     """Run etcd, kube-apiserver, kube-controller-manager and kube-scheduler until interrupted."""
-    from kubesim.testbed import Testbed
+    from scaleset_operator.cli.sim import import_kubesim
+
+    Testbed = import_kubesim("kubesim.testbed", "testbed").Testbed
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
     try:

@@ -207,7 +207,7 @@ class Kube:
         content_type: str,
         timeout: float,
     ) -> dict[str, Any]:
-        # The generated client (kubernetes >= 35) splits a call into serialise, send and read;
+        # The generated client (kubernetes >= 37) splits a call into serialise, send and read;
         # errors come back as a status code rather than an exception, so they are raised here.
         serialized = self.api_client.param_serialize(
             method,
