@@ -2,8 +2,8 @@
 pods/eviction as the API server answers it.
 
 The controller (`DisruptionController`) watches the store's changes to pods, budgets and anything with a
-scale subresource, and recomputes each budget of the namespace: the pods it selects (an empty selector
-selects none), how many are healthy (Ready, not being deleted, not evicted in the last two minutes),
+scale subresource, and recomputes each budget of the namespace: the pods it selects (a null selector
+selects none, an empty one every pod of the namespace), how many are healthy (Ready, not being deleted, not evicted in the last two minutes),
 the expected count (the pods themselves for an integer minAvailable, else the replicas of their
 controllers, read through the scale subresource), desiredHealthy, disruptionsAllowed and the
 DisruptionAllowed condition; a selected pod without a known controller fails the sync safe (no
@@ -56,11 +56,12 @@ def _parse(value: Any) -> dt.datetime | None:
 
 
 def selects(pdb: dict[str, Any], pod: dict[str, Any]) -> bool:
-    """Whether the budget covers the pod: same namespace, and a selector that is not empty matches it."""
+    """Whether the budget covers the pod. policy/v1: "A null selector will match no pods, while an
+    empty ({}) selector will select all pods within the namespace"."""
     if (pdb["metadata"].get("namespace") or "") != (pod["metadata"].get("namespace") or ""):
         return False
-    selector = LabelSelector.from_object((pdb.get("spec") or {}).get("selector"))
-    return not selector.empty and selector.matches(pod["metadata"].get("labels"))
+    selector = (pdb.get("spec") or {}).get("selector")
+    return selector is not None and LabelSelector.from_object(selector).matches(pod["metadata"].get("labels"))
 
 
 def is_ready(pod: dict[str, Any]) -> bool:

@@ -328,3 +328,27 @@ def test_max_unavailable_counts_from_the_replicas_of_the_pods_controller(
     policy.patch_namespaced_pod_disruption_budget("web", namespace, {"spec": {"maxUnavailable": "50%"}})
     found = settled(policy, namespace, expectedPods=4, desiredHealthy=2, disruptionsAllowed=1)
     assert found["observedGeneration"] == 2
+
+
+def test_an_empty_selector_selects_every_pod_of_the_namespace(
+    core: client.CoreV1Api, policy: client.PolicyV1Api, namespace: str
+) -> None:
+    # policy/v1: "A null selector will match no pods, while an empty ({}) selector will select all pods
+    # within the namespace."
+    pods = make_pods(core, namespace, 2)
+    wait_ready(core, namespace, pods)
+    budget(policy, namespace, minAvailable=2, selector={})
+    settled(policy, namespace, currentHealthy=2, expectedPods=2, disruptionsAllowed=0)
+    assert evict(core, namespace, "app-0")[0] == 429
+
+
+def test_a_budget_without_a_selector_selects_no_pod(
+    core: client.CoreV1Api, policy: client.PolicyV1Api, namespace: str
+) -> None:
+    pods = make_pods(core, namespace, 1)
+    wait_ready(core, namespace, pods)
+    policy.create_namespaced_pod_disruption_budget(
+        namespace, {"metadata": {"name": "web"}, "spec": {"minAvailable": 5}}
+    )
+    settled(policy, namespace, currentHealthy=0, expectedPods=0, disruptionsAllowed=0)
+    assert evict(core, namespace, "app-0")[0] == 201
