@@ -55,13 +55,29 @@ def _parse(value: Any) -> dt.datetime | None:
         return None
 
 
+def selector_of(pdb: dict[str, Any]) -> LabelSelector | None:
+    """The budget's selector; None selects nothing. policy/v1: "A null selector will match no pods,
+    while an empty ({}) selector will select all pods within the namespace"."""
+    selector = (pdb.get("spec") or {}).get("selector")
+    return None if selector is None else LabelSelector.from_object(selector)
+
+
 def selects(pdb: dict[str, Any], pod: dict[str, Any]) -> bool:
-    """Whether the budget covers the pod. policy/v1: "A null selector will match no pods, while an
-    empty ({}) selector will select all pods within the namespace"."""
+    """Whether the budget covers the pod."""
     if (pdb["metadata"].get("namespace") or "") != (pod["metadata"].get("namespace") or ""):
         return False
-    selector = (pdb.get("spec") or {}).get("selector")
-    return selector is not None and LabelSelector.from_object(selector).matches(pod["metadata"].get("labels"))
+    selector = selector_of(pdb)
+    return selector is not None and selector.matches(pod["metadata"].get("labels"))
+
+
+def _what_counts(pod: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """What of a pod a budget's status depends on: its labels, readiness, deletion and controller."""
+    if pod is None:
+        return None
+    meta = pod.get("metadata") or {}
+    controller = next((r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+    labels = tuple(sorted((meta.get("labels") or {}).items()))
+    return (labels, is_ready(pod), bool(meta.get("deletionTimestamp")), controller)
 
 
 def is_ready(pod: dict[str, Any]) -> bool:
@@ -100,23 +116,34 @@ class DisruptionController:
         if change.storage_key != _PDB_KEY:
             if not self.store.holds_any(_PDB_KEY, namespace):
                 return  # no budget to keep: the common case costs nothing
-            if change.storage_key != _POD_KEY:
+            if change.storage_key == _POD_KEY:
+                after = None if change.type == "DELETED" else change.obj
+                if _what_counts(change.old) == _what_counts(after):
+                    return  # a status write that changes nothing a budget counts
+            else:
                 rt = self.store.type_for_storage(change.storage_key)
                 if rt is None or rt.scale is None:
                     return
+                if change.type == "MODIFIED" and (change.old or {}).get("spec") == change.obj.get("spec"):
+                    return  # its replicas are in its spec: a status write changes no expected count
         self.store.queue(functools.partial(self.sync, namespace), once=("disruption", namespace))
 
     def sync(self, namespace: str) -> None:
         budgets_type = self.store.type("poddisruptionbudgets")
-        budgets = self.store.list(budgets_type, namespace).items
+        # Read-only views of the stored objects (no copies): a sync runs after every change of the namespace.
+        budgets = self.store.list(budgets_type, namespace, copy_items=False).items
         if not budgets:
             return
-        pods = self.store.list(self.store.type("pods"), namespace).items
+        pods = self.store.list(self.store.type("pods"), namespace, copy_items=False).items
         now = self.store.clock()
         for pdb in budgets:
+            selector = selector_of(pdb)
             if pdb["metadata"].get("deletionTimestamp"):
                 continue
-            status = self.status_of(pdb, [p for p in pods if selects(pdb, p)], now)
+            selected = (
+                [] if selector is None else [p for p in pods if selector.matches(p["metadata"].get("labels"))]
+            )
+            status = self.status_of(pdb, selected, now)
             if status != (pdb.get("status") or {}):
                 self.store.update(
                     budgets_type,
@@ -299,7 +326,7 @@ def evict(store: Store, namespace: str, name: str, eviction: dict[str, Any], dry
         delete(with_version=_enforce_resource_version(pod))
         return
     budgets_type = store.type("poddisruptionbudgets")
-    budgets = [b for b in store.list(budgets_type, namespace).items if selects(b, pod)]
+    budgets = [b for b in store.list(budgets_type, namespace, copy_items=False).items if selects(b, pod)]
     if len(budgets) > 1:
         raise ApiError(500, "", MORE_THAN_ONE_BUDGET)
     if not budgets:
