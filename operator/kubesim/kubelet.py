@@ -197,6 +197,22 @@ class Kubelet:
         parsed = parse_behaviour(behaviour) if isinstance(behaviour, str) else behaviour
         self._call_in_loop(self._set_behaviour, namespace, name, parsed, container)
 
+    def evict(
+        self,
+        namespace: str,
+        name: str,
+        message: str = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 42Mi.",
+    ) -> None:
+        """Evict a live pod as the node's eviction manager does under pressure (or a graceful node
+        shutdown): its containers are killed at once and it ends phase Failed, reason Evicted, with a
+        DisruptionTarget condition; the pod object stays until someone deletes it. Safe from any thread."""
+        self._call_in_loop(self._evict, namespace, name, message)
+
+    def _evict(self, namespace: str, name: str, message: str) -> None:
+        runtime = self._runtime(namespace, name)
+        runtime.evict(self.clock.now(), message)
+        self._touch(runtime)
+
     def script_image(self, image: str, behaviour: Behaviour | str) -> None:
         """Make every container that runs `image` (from now on, on any pod) behave so, as a tag clause
         would: for a version that must fail while its tag stays a plain version. Its env still wins."""

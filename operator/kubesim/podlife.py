@@ -409,6 +409,7 @@ def _image_id(image: str) -> str:
 
 
 _OWN_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+DISRUPTION_TARGET = "DisruptionTarget"
 
 
 class PodRuntime:
@@ -461,6 +462,9 @@ class PodRuntime:
         self.initialized_at: float | None = at if not self.inits else None
         self.terminating = False
         self.delete_requested = False
+        # Set when the node's eviction manager killed the pod: (reason, message) of its Failed phase.
+        self.evicted: tuple[str, str] | None = None
+        self._evicted_at = at
         self.conditions: dict[str, tuple[bool, float]] = {}
         self.wake_at: float | None = None
         self.last_sent: dict[str, Any] | None = None
@@ -492,6 +496,18 @@ class PodRuntime:
         self.terminating = True
         for container in self.containers:
             container.stop(at, at + grace)
+        self._update_conditions(at)
+
+    def evict(self, at: float, message: str) -> None:
+        """The node's eviction manager (node pressure, a node shutdown): every container is killed at once
+        and the pod ends Failed with reason Evicted. It stays on the API server until someone deletes it,
+        as an evicted pod does; nothing restarts it."""
+        if self.terminating or self.evicted is not None:
+            return
+        self.evicted = ("Evicted", message)
+        self._evicted_at = at
+        for container in self.containers:
+            container.stop(at, at)
         self._update_conditions(at)
 
     @property
@@ -549,7 +565,9 @@ class PodRuntime:
         gates_ready = all(status == "True" for _, status in self.readiness_gates())
         values = {
             "PodScheduled": True,
-            "PodReadyToStartContainers": self.sandbox_at is not None and not self.finished,
+            "PodReadyToStartContainers": self.sandbox_at is not None
+            and not self.finished
+            and self.evicted is None,
             "Initialized": self.initialized_at is not None,
             "ContainersReady": containers_ready,
             "Ready": containers_ready and gates_ready,
@@ -560,6 +578,8 @@ class PodRuntime:
                 self.conditions[kind] = (value, at)
 
     def phase(self) -> str:
+        if self.evicted is not None:
+            return "Failed"
         if any(c.kind == "init" and c.state == "terminated" and c.exit_code != 0 for c in self.inits):
             return "Failed"
         done = ("terminated", "stopped")
@@ -588,7 +608,20 @@ class PodRuntime:
                 condition.update(self._why_not(kind))
             conditions.append(condition)
         observed = (self.pod.get("status") or {}).get("conditions") or []
-        conditions.extend(c for c in observed if c.get("type") not in _OWN_CONDITIONS)
+        own = (*_OWN_CONDITIONS, DISRUPTION_TARGET) if self.evicted is not None else _OWN_CONDITIONS
+        conditions.extend(c for c in observed if c.get("type") not in own)
+        if self.evicted is not None:
+            # As the kubelet marks a pod it evicts (PodDisruptionConditions).
+            conditions.append(
+                {
+                    "type": DISRUPTION_TARGET,
+                    "status": "True",
+                    "reason": "TerminationByKubelet",
+                    "message": self.evicted[1],
+                    "lastProbeTime": None,
+                    "lastTransitionTime": clock.timestamp(self._evicted_at),
+                }
+            )
         status: dict[str, Any] = {
             "phase": self.phase(),
             "conditions": conditions,
@@ -598,6 +631,8 @@ class PodRuntime:
             # The kubelet reports app containers sorted by name and init containers in spec order.
             "containerStatuses": [c.status(clock) for c in sorted(self.apps, key=lambda c: c.name)],
         }
+        if self.evicted is not None:
+            status["reason"], status["message"] = self.evicted
         if self.pod_ip is not None:
             status["podIP"] = self.pod_ip
             status["podIPs"] = [{"ip": self.pod_ip}]

@@ -482,7 +482,15 @@ def builtin_types() -> list[ResourceType]:
             columns=_columns(PrinterColumn("Holder", "string", compute=_lease_holder)),
         ),
         _builtin(
-            "policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short_names=["pdb"], status=True
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            short_names=["pdb"],
+            status=True,
+            # As the API server's strategy: generation 1 at create, one more for each change of spec,
+            # which status.observedGeneration then acknowledges (an eviction waits until it does).
+            generation=True,
         ),
         _builtin("rbac.authorization.k8s.io", "v1", "Role", "roles"),
         _builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),

@@ -1087,15 +1087,7 @@ class ApiServer:
             target = body.get("target") or {}
             self.store.bind_pod(route.namespace, route.name, str(target.get("name", "")), dry_run=dry_run)
         else:
-            options = body.get("deleteOptions") or {}
-            self.store.delete(
-                route.rt,
-                route.namespace,
-                route.name,
-                grace_period_seconds=options.get("gracePeriodSeconds"),
-                preconditions=options.get("preconditions"),
-                dry_run=dry_run,
-            )
+            self.store.evict_pod(route.namespace, route.name, body, dry_run=dry_run)
         return self._json(
             {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
             201,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from kubesim.disruption import DisruptionController, evict
 from kubesim.errors import (
     ApiError,
     Cause,
@@ -313,6 +314,9 @@ class Store:
         self.on_background: Callable[[], None] | None = None
         # The CA that `kube-root-ca.crt` ConfigMaps carry, once `publish_root_ca` has named it.
         self.root_ca: str | None = None
+        # Controllers of their own modules, told of every change (under the lock: they only queue work).
+        self.disruption = DisruptionController(self)
+        self.observers: list[Callable[[Change], None]] = [self.disruption.observe]
         self._bootstrap()
 
     # -----------------------------------------------------------------------------------------------------
@@ -638,6 +642,8 @@ class Store:
         self._log.append(change)
         for watcher in list(self._watchers):
             watcher.offer(change)
+        for observer in self.observers:
+            observer(change)
 
     def _defer(self, work: Callable[[], None], once: tuple[Any, ...] | None = None) -> None:
         """Queue controller work; with `once`, work already queued under the same key is not queued again."""
@@ -646,6 +652,21 @@ class Store:
                 return
             self._pending_once.add(once)
         self._pending.append((once, work))
+
+    def queue(self, work: Callable[[], None], once: tuple[Any, ...] | None = None) -> None:
+        """Queue controller work to run after the current write (see `_defer`); for controllers that live
+        in modules of their own."""
+        with self._lock:
+            self._defer(work, once)
+
+    def holds_any(self, storage_key: StorageKey, namespace: str) -> bool:
+        """Whether any object of the kind is stored in the namespace."""
+        with self._lock:
+            return any(key[0] == namespace for key in self._objects.get(storage_key, {}))
+
+    def type_for_storage(self, storage_key: StorageKey) -> ResourceType | None:
+        """The served type (its storage version) of objects stored under `storage_key`."""
+        return self._type_for_storage(storage_key)
 
     def _after_write(self) -> None:
         if not self._pending:
@@ -1168,6 +1189,17 @@ class Store:
             result = copy.deepcopy(new)
         self._after_write()
         return result
+
+    # -----------------------------------------------------------------------------------------------------
+    # Pod eviction (pods/NAME/eviction), honouring PodDisruptionBudgets (kubesim.disruption)
+
+    def evict_pod(
+        self, namespace: str, name: str, eviction: dict[str, Any], *, dry_run: bool = False
+    ) -> None:
+        """Evict a pod as the API server's eviction subresource does; raises its refusals (429, 500, 409)."""
+        with self._lock:
+            evict(self, namespace, name, eviction, dry_run)
+        self._after_write()
 
     # -----------------------------------------------------------------------------------------------------
     # Delete

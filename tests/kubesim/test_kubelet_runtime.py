@@ -402,6 +402,27 @@ def test_terminating_pod_does_not_restart_a_crashing_container() -> None:
     assert runtime.finished
 
 
+def test_evicted_pod_is_killed_at_once_and_stays_failed_with_reason_evicted() -> None:
+    # As the kubelet's eviction manager leaves a pod: phase Failed, reason Evicted, its message, a
+    # DisruptionTarget condition (reason TerminationByKubelet); nothing restarts it, nothing deletes it.
+    runtime = admitted(make_pod(container(image="app:v1-shutdown-after-5m")))
+    assert condition(runtime, 10, "Ready")["status"] == "True"
+    runtime.evict(10, "The node was low on resource: memory.")
+    status = runtime.status(CLOCK)
+    assert (status["phase"], status["reason"], status["message"]) == (
+        "Failed",
+        "Evicted",
+        "The node was low on resource: memory.",
+    )
+    assert status_of(runtime, 10)["state"]["terminated"]["exitCode"] == 137
+    target = condition(runtime, 10, "DisruptionTarget")
+    assert (target["status"], target["reason"]) == ("True", "TerminationByKubelet")
+    assert condition(runtime, 10, "Ready")["status"] == "False"
+    status_of(runtime, 1000)
+    assert runtime.phase() == "Failed" and not runtime.finished
+    assert status_of(runtime, 1000)["restartCount"] == 0
+
+
 def test_pod_waiting_for_its_volumes_stays_container_creating() -> None:
     runtime = PodRuntime(make_pod(), "kubesim-node-0", "127.0.1.1", 0, seed=0)
     runtime.advance(100)

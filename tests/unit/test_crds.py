@@ -30,6 +30,7 @@ from scaleset_operator.api.models import (
 from scaleset_operator.api.rules import (
     BATCH_WITHIN_UNHEALTHY_LIMIT,
     MAX_DEFERRAL_AT_MOST_35_DAYS,
+    REPAIR_GRACE_PERIOD_BOUNDS,
     UPGRADE_DOMAIN_COUNT_LOCKED,
     WALK_WITHIN_UPGRADE_DOMAINS,
 )
@@ -579,3 +580,43 @@ def test_api_server_accepts_the_crd_itself(kind: crdgen.CrdKind) -> None:
 def test_api_server_fills_in_the_model_defaults(admission: Any) -> None:
     stored = admission(ScaleSet, SCALESET)
     assert without_empty(stored) == model_view(ScaleSet, SCALESET)
+
+
+@pytest.mark.parametrize(
+    "grace,by_cel,by_operator",
+    [
+        # The scale set API: "The minimum allowed grace period is 10 minutes (PT10M) ... The maximum
+        # allowed grace period is 90 minutes (PT90M)."
+        ("10m", True, True),
+        ("9m", False, False),
+        ("90m", True, True),
+        ("91m", False, False),
+        ("1h30m", True, True),
+        ("1h31m", False, False),
+        ("600s", True, True),
+        ("599s", False, False),
+        ("PT30M", True, True),  # ISO forms are left to the operator by the API server...
+        ("PT5M", True, False),  # ...which refuses them in Python
+        ("2d", True, False),
+    ],
+)
+def test_the_repair_grace_period_is_bounded_as_the_scale_set_api_bounds_it(
+    grace: str, by_cel: bool, by_operator: bool
+) -> None:
+    assert evaluate(REPAIR_GRACE_PERIOD_BOUNDS.rule, grace) is by_cel
+    field = schema_of(ScaleSet)["properties"]["spec"]["properties"]["automaticRepairs"]["properties"][
+        "gracePeriod"
+    ]
+    assert field["x-kubernetes-validations"] == [REPAIR_GRACE_PERIOD_BOUNDS.schema()]
+    spec = {**MINIMAL[ScaleSet]["spec"], "automaticRepairs": {"enabled": True, "gracePeriod": grace}}
+    if by_operator:
+        ScaleSet.model_validate({"spec": spec})
+    else:
+        with pytest.raises(ValueError, match=re.escape(REPAIR_GRACE_PERIOD_BOUNDS.message)):
+            ScaleSet.model_validate({"spec": spec})
+
+
+def test_automatic_repairs_and_the_disruption_budget_are_off_by_default() -> None:
+    spec = ScaleSetSpec.model_validate(MINIMAL[ScaleSet]["spec"])
+    assert not spec.automatic_repairs.enabled and not spec.disruption_budget.enabled
+    assert (spec.automatic_repairs.grace_period, spec.automatic_repairs.repair_action) == ("30m", "Replace")

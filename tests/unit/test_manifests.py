@@ -43,7 +43,12 @@ CLUSTER_CALLS = {
     ("", "pods", "watch"),
     ("", "pods", "create"),  # also the dry run of each new template
     ("", "pods", "patch"),
-    ("", "pods", "delete"),
+    ("", "pods", "delete"),  # a finished or unscheduled pod (nothing to disrupt)
+    ("", "pods/eviction", "create"),  # every other removal, so PodDisruptionBudgets hold
+    ("policy", "poddisruptionbudgets", "get"),  # spec.disruptionBudget: the ScaleSet's own budget
+    ("policy", "poddisruptionbudgets", "create"),
+    ("policy", "poddisruptionbudgets", "patch"),
+    ("policy", "poddisruptionbudgets", "delete"),
     ("", "persistentvolumeclaims", "get"),
     ("", "persistentvolumeclaims", "list"),
     ("", "persistentvolumeclaims", "create"),

@@ -16,6 +16,8 @@ from scaleset_operator.api.rules import (
     MAX_NAME_LENGTH,
     MAX_REPLICAS,
     NAME_FITS_IN_LABELS,
+    REPAIR_GRACE_MINUTES,
+    REPAIR_GRACE_PERIOD_BOUNDS,
     UPGRADE_DOMAIN_COUNT_LOCKED,
     WALK_WITHIN_UPGRADE_DOMAINS,
 )
@@ -317,6 +319,56 @@ class ScheduledEvents(ApiModel):
     )
 
 
+class RepairAction(StrEnum):
+    REPLACE = "Replace"
+    RESTART = "Restart"
+
+
+class AutomaticRepairs(ApiModel):
+    """Repair instances that stay unhealthy, as the scale set API's automaticRepairsPolicy does."""
+
+    enabled: bool = Field(default=False, description="Repair instances that stay not Ready.")
+    grace_period: Duration = Field(
+        default="30m",
+        description=(
+            "How long an instance may stay not Ready, counted from its Ready condition's last transition "
+            "or from when it was created or updated, whichever is later, before it is repaired (10m to 90m)."
+        ),
+        json_schema_extra={"x-kubernetes-validations": [REPAIR_GRACE_PERIOD_BOUNDS.schema()]},
+    )
+    repair_action: RepairAction = Field(
+        default=RepairAction.REPLACE,
+        description=(
+            "Replace: the instance is created again on the revision the ScaleSet has it on now; Restart: "
+            "created again on the revision it ran. Either way it keeps its name and data disks."
+        ),
+    )
+
+    @field_validator("grace_period")
+    @classmethod
+    def _within_the_api_bounds(cls, value: str) -> str:
+        low, high = REPAIR_GRACE_MINUTES
+        if not low * 60 <= parse_duration(value).total_seconds() <= high * 60:
+            raise ValueError(f"{REPAIR_GRACE_PERIOD_BOUNDS.message} (got {value})")
+        return value
+
+    @property
+    def grace_seconds(self) -> float:
+        return parse_duration(self.grace_period).total_seconds()
+
+
+class DisruptionBudget(ApiModel):
+    """A PodDisruptionBudget the operator keeps over the instances, sized by the policy's budget."""
+
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "Keep a PodDisruptionBudget named after the ScaleSet whose maxUnavailable is the share of "
+            "instances maxUnhealthyInstancePercent allows down, so that drains by anyone keep to it."
+        ),
+    )
+
+
 # Enough of a PodTemplateSpec for the API server to refuse a template without containers;
 # everything else is left to the pods themselves.
 _POD_TEMPLATE_SCHEMA: dict[str, Any] = {
@@ -385,6 +437,12 @@ class ScaleSetSpec(ApiModel):
     time_zone: str | None = Field(default=None, description="IANA or Windows time zone of the instances.")
     scheduled_events: ScheduledEvents = Field(
         default_factory=ScheduledEvents, description="Scheduled-event notices before disruptive updates."
+    )
+    automatic_repairs: AutomaticRepairs = Field(
+        default_factory=AutomaticRepairs, description="Repair instances that stay not Ready."
+    )
+    disruption_budget: DisruptionBudget = Field(
+        default_factory=DisruptionBudget, description="A PodDisruptionBudget over the instances."
     )
     paused: bool = Field(default=False, description="Stop starting new batches; running ones finish.")
     walk_upgrade_domain: int | None = Field(
@@ -745,6 +803,41 @@ class HostMaintenanceStatus(ApiModel):
     message: str | None = Field(default=None, description="The same in words.")
 
 
+class RepairEntry(ApiModel):
+    """One automatic repair: the repair in flight, or a line of the history."""
+
+    instance: str = Field(description="The instance repaired.")
+    action: RepairAction = Field(description="Replace or Restart.")
+    started_at: str = Field(description="RFC 3339 time the repair started.")
+    reason: str | None = Field(default=None, description="Why: how long the instance was not Ready.")
+    pod_uid: str | None = Field(
+        default=None, alias="podUID", description="The uid of the pod the repair removes."
+    )
+    revision: str | None = Field(default=None, description="The revision the instance comes back on.")
+    finished_at: str | None = Field(default=None, description="RFC 3339 time the repair ended.")
+    result: str | None = Field(
+        default=None,
+        description="Repaired, StillUnhealthy, Recovered (Ready again before it was removed) or Gone.",
+    )
+
+
+class RepairsStatus(ApiModel):
+    """Automatic repairs: the one in flight, why a due repair waits, and the last ones."""
+
+    current: RepairEntry | None = Field(default=None, description="The repair in flight.")
+    reason: str | None = Field(default=None, description="Why a due repair waits, as a CamelCase reason.")
+    message: str | None = Field(default=None, description="The same in words.")
+    history: list[RepairEntry] = Field(default_factory=list, description="The last repairs, oldest first.")
+
+
+class DisruptionBudgetStatus(ApiModel):
+    """The PodDisruptionBudget the operator keeps over the instances (spec.disruptionBudget)."""
+
+    name: str = Field(description="The PodDisruptionBudget's name.")
+    max_unavailable: int | None = Field(default=None, description="Its spec.maxUnavailable.")
+    problem: str | None = Field(default=None, description="Why it could not be kept, when it could not.")
+
+
 class ScaleSetStatus(ApiModel):
     """What the operator observed and is doing."""
 
@@ -777,6 +870,12 @@ class ScaleSetStatus(ApiModel):
     staged: StagedStatus | None = Field(
         default=None,
         description="Staged mode: which slot is production; absent until a policy in Staged mode applies.",
+    )
+    repairs: RepairsStatus | None = Field(
+        default=None, description="Automatic repairs; absent until spec.automaticRepairs is enabled."
+    )
+    disruption_budget: DisruptionBudgetStatus | None = Field(
+        default=None, description="The PodDisruptionBudget kept over the instances, when enabled."
     )
 
 

@@ -83,3 +83,19 @@ MAX_DEFERRAL_AT_MOST_35_DAYS: Final = ValidationRule(
     rule=f"!self.matches('{_ONE_UNIT_DAYS_OR_HOURS}') || self.matches('{_AT_MOST_35_DAYS}')",
     message=f"spec.maxDeferral must be at most {MAX_DEFERRAL_DAYS} days",
 )
+
+# The scale set API's bounds of automaticRepairsPolicy.gracePeriod. CEL's duration() reads the Go
+# forms (10m, 1h30m, 600s); the others (2d, PT30M) are checked by the operator in Python.
+REPAIR_GRACE_MINUTES: Final = (10, 90)
+_GO_DURATION = r"^([0-9]+([.][0-9]+)?(ms|s|m|h))+$"
+REPAIR_GRACE_PERIOD_BOUNDS: Final = ValidationRule(
+    rule=(
+        f"!self.matches('{_GO_DURATION}') || "
+        f"(duration(self) >= duration('{REPAIR_GRACE_MINUTES[0]}m') && "
+        f"duration(self) <= duration('{REPAIR_GRACE_MINUTES[1]}m'))"
+    ),
+    message=(
+        f"spec.automaticRepairs.gracePeriod must be between {REPAIR_GRACE_MINUTES[0]}m and "
+        f"{REPAIR_GRACE_MINUTES[1]}m, as the scale set API bounds it"
+    ),
+)

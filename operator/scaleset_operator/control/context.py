@@ -27,6 +27,22 @@ def timestamp_precise(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@dataclass(frozen=True)
+class EvictionRefused:
+    """An instance the API server would not evict: a PodDisruptionBudget allows no disruption now.
+
+    `budget` names the PodDisruptionBudget when the API server said which; `message` is its cause.
+    """
+
+    instance: str
+    budget: str | None
+    message: str
+
+    def describe(self) -> str:
+        by = f"PodDisruptionBudget {self.budget}" if self.budget else "a PodDisruptionBudget"
+        return f"evicting {self.instance} is refused by {by} ({self.message}); nothing was deleted"
+
+
 @dataclass
 class Outcome:
     """What a pass leaves for the caller: when to look again even if nothing changes."""
@@ -34,6 +50,8 @@ class Outcome:
     requeue_after: float | None = RESYNC_SECONDS
     step: str = ""
     notes: list[str] = field(default_factory=list)
+    # Removals refused in this pass (InstanceControl.remove_instance): they wait, and status says why.
+    refused: list[EvictionRefused] = field(default_factory=list)
 
     def wait_until(self, moment: datetime | None, now: datetime) -> None:
         """Look again by `moment` at the latest (or soon, when it is unknown)."""

@@ -1,12 +1,15 @@
-"""Every write to instances and their disks: create, delete, update in place, restart, surge, repair.
+"""Every write to instances and their disks: create, remove, update in place, restart, surge, repair.
 
 The reconcile pass decides what should happen (from the planner's step and the batch recorded in
 status); this is the one place that touches pods and PVCs to make it so, as StatefulSet keeps its
-pod writes in stateful_pod_control.go.
+pod writes in stateful_pod_control.go. Every pod the operator takes away goes through one verb,
+`remove_instance`: an eviction, so that PodDisruptionBudgets hold, fenced by the pod's uid and
+resourceVersion as the pass read it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -15,6 +18,8 @@ from scaleset_operator.api.durations import parse_duration
 from scaleset_operator.api.models import UpdateMethod, UpgradeMode
 from scaleset_operator.control import manifests
 from scaleset_operator.control.context import (
+    Conflict,
+    EvictionRefused,
     InvalidInput,
     Outcome,
     Snapshot,
@@ -32,6 +37,7 @@ from scaleset_operator.identity import (
     LABEL_SCALESET,
     LABEL_SLOT,
     LABEL_UPGRADE_DOMAIN,
+    instance_name,
     label_selector,
     ordinal_of,
     slot_of,
@@ -39,10 +45,40 @@ from scaleset_operator.identity import (
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.instances import HealthGate, InstanceState, parse_time
 from scaleset_operator.planning.package import restart_due
+from scaleset_operator.planning.repairs import is_finished
 from scaleset_operator.planning.restart import restart_revision, restarted
 from scaleset_operator.planning.revisions import UpdateKind, classify_update
 from scaleset_operator.planning.scheduled_events import BatchTiming, EventType
 from scaleset_operator.planning.staged import is_staged
+
+# How soon a pass looks again after a PodDisruptionBudget refused an eviction.
+EVICTION_RETRY_SECONDS = 2.0
+_BUDGET_NAMED = re.compile(r"^The disruption budget (\S+) ")
+
+
+def disrupts_nothing(pod: dict[str, Any]) -> bool:
+    """A pod whose removal takes nothing away: finished (Failed or Succeeded) or never scheduled.
+
+    The disruption controller counts neither as healthy, and the Eviction API deletes both without
+    consulting a PodDisruptionBudget; such a pod is deleted outright. Everything else is evicted.
+    """
+    return is_finished((pod.get("status") or {}).get("phase")) or not (pod.get("spec") or {}).get("nodeName")
+
+
+def eviction_refusal(instance: str, error: ApiError) -> EvictionRefused | None:
+    """The refusal of a PodDisruptionBudget in an eviction's answer, or None for any other error.
+
+    The API server answers 429 with a cause of type DisruptionBudget ("The disruption budget web needs 4
+    healthy pods and has 3 currently"), and 500 when more than one budget selects the pod.
+    """
+    if error.status == 429:
+        for kind, message in error.causes:
+            if kind == "DisruptionBudget":
+                named = _BUDGET_NAMED.match(message)
+                return EvictionRefused(instance, named.group(1) if named else None, message)
+    if error.status == 500 and "more than one PodDisruptionBudget" in error.message:
+        return EvictionRefused(instance, None, error.message)
+    return None
 
 
 class InstanceControl:
@@ -52,6 +88,67 @@ class InstanceControl:
         self.kube = kube
         self.events = events
         self.notices = ScheduledEventsControl(kube, events)
+
+    # ------------------------------------------------------------------ removal
+
+    def remove_instance(self, snapshot: Snapshot, pod: dict[str, Any], outcome: Outcome, doing: str) -> bool:
+        """Take one pod of the ScaleSet away (an instance, a surge or a staged one); every removal the
+        operator plans (reimage, restart, host move, scale-in, repair, surge clean-up) comes here.
+
+        It is an eviction, so that a PodDisruptionBudget over the instances (the user's, or the one
+        spec.disruptionBudget keeps) is honoured; a finished or unscheduled pod is deleted outright (see
+        `disrupts_nothing`). Both carry the uid and resourceVersion of the pod as this pass read it: a pod
+        changed since, or replaced by another of its name, is left alone and the pass ends (Conflict) to
+        read again. A refused eviction deletes nothing: it is recorded in `outcome.refused`, the pass
+        looks again soon, and False is returned. True: the pod is gone or going.
+        """
+        metadata = pod["metadata"]
+        name = metadata["name"]
+        if is_terminating(pod):
+            return True
+        uid, version = metadata.get("uid"), metadata.get("resourceVersion")
+        try:
+            if disrupts_nothing(pod):
+                self.kube.delete_exactly(core_path("pods", snapshot.namespace, name), uid, version)
+            else:
+                self.kube.evict(snapshot.namespace, name, uid, version)
+        except ApiError as error:
+            if error.status == 409:
+                raise Conflict(f"pod {name} changed since this pass read it: {error.message}") from None
+            refusal = eviction_refusal(name, error)
+            if refusal is None:
+                raise
+            outcome.refused.append(refusal)
+            if outcome.requeue_after is not None:
+                outcome.requeue_after = min(outcome.requeue_after, EVICTION_RETRY_SECONDS)
+            return False
+        outcome.notes.append(f"{doing} {name}")
+        return True
+
+    def replace_finished(self, snapshot: Snapshot, outcome: Outcome) -> None:
+        """An instance whose pod has finished (Failed: evicted, its node shut down, OOM-killed under
+        restartPolicy Never; or Succeeded) never runs again: its pod is deleted, and the pass creates it
+        again with the same name, ordinal, upgrade domain and claims, on the revision it should run, as
+        StatefulSet replaces a failed pod."""
+        for ordinal, pod in sorted(snapshot.pods.items()):
+            status = pod.get("status") or {}
+            if (
+                ordinal >= snapshot.spec.replicas
+                or is_terminating(pod)
+                or not is_finished(status.get("phase"))
+            ):
+                continue
+            name = pod["metadata"]["name"]
+            if not self.remove_instance(snapshot, pod, outcome, "replacing finished"):
+                continue
+            del snapshot.pods[ordinal]
+            why = ": ".join(str(part) for part in (status.get("reason"), status.get("message")) if part)
+            self.events.warning(
+                snapshot.scaleset,
+                "InstanceFailed",
+                f"{name} is {status.get('phase')}{f' ({why})' if why else ''}; it is created again with its "
+                "name, upgrade domain and data disks.",
+            )
 
     # ------------------------------------------------------------------ scheduled events
 
@@ -105,6 +202,7 @@ class InstanceControl:
         else:
             return
         kept = min(snapshot.spec.replicas, int((snapshot.scaleset.get("status") or {}).get("replicas") or 0))
+        self.replace_finished(snapshot, outcome)
         self._create_missing(snapshot, now, outcome, kept)
 
     def _revision_for_new_instance(self, snapshot: Snapshot, ordinal: int) -> str:
@@ -113,6 +211,14 @@ class InstanceControl:
         Recreating it on the new revision everywhere would move instances the rollout has not reached
         (and, in Manual mode, domains the user has not walked); on the old one everywhere would undo work.
         """
+        repair = (snapshot.stored_status.get("repairs") or {}).get("current") or {}
+        if (
+            repair.get("action") == "Restart"
+            and repair.get("instance") == instance_name(snapshot.instance_base, ordinal)
+            and repair.get("revision") in snapshot.revisions
+        ):
+            restarted: str = repair["revision"]  # a Restart brings the instance back as it ran
+            return restarted
         if snapshot.current_revision == snapshot.update_revision:
             return snapshot.update_revision
         batch = snapshot.upgrade.get("currentBatch") or {}
@@ -127,6 +233,7 @@ class InstanceControl:
 
     def scale(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
         replicas = snapshot.spec.replicas
+        self.replace_finished(snapshot, outcome)
         self._create_missing(snapshot, now, outcome, replicas)
         leaving = [
             snapshot.pods[o]
@@ -138,11 +245,10 @@ class InstanceControl:
             outcome.wait_until(timing.starts_by, now)
             leaving = []
         for pod in leaving:
-            self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
-            outcome.notes.append(f"removed {pod['metadata']['name']}")
+            self.remove_instance(snapshot, pod, outcome, "removed")
         for ordinal, pod in list(snapshot.surges.items()):
             if ordinal >= replicas and not is_terminating(pod):
-                self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
+                self.remove_instance(snapshot, pod, outcome, "removed surge")
         self._release_claims(snapshot)
 
     def _create_missing(self, snapshot: Snapshot, now: datetime, outcome: Outcome, replicas: int) -> None:
@@ -207,15 +313,7 @@ class InstanceControl:
             pod = snapshot.standby.get(ordinal)
             if pod is None or is_terminating(pod):
                 continue
-            try:
-                self.kube.delete(
-                    core_path("pods", snapshot.namespace, pod["metadata"]["name"]),
-                    preconditions_uid=pod["metadata"].get("uid"),
-                )
-            except ApiError as error:
-                if error.status not in (404, 409):
-                    raise
-            outcome.notes.append(f"removed {pod['metadata']['name']}")
+            self.remove_instance(snapshot, pod, outcome, "removed")
 
     def release_standby_claims(self, snapshot: Snapshot, slot: str) -> None:
         """whenScaled: Delete removes the claims of a slot whose set is gone, as of instances scaled away;
@@ -368,7 +466,7 @@ class InstanceControl:
         for ordinal, pod in snapshot.surges.items():
             done = ordinal in healthy
             if (ordinal not in surges_wanted or done) and not is_terminating(pod):
-                self.kube.delete(core_path("pods", snapshot.namespace, pod["metadata"]["name"]))
+                self.remove_instance(snapshot, pod, outcome, "removed surge")
         return timing
 
     def _restart_batch(
@@ -392,11 +490,7 @@ class InstanceControl:
         if timing is not None and not timing.ready:
             return timing
         for pod in due:
-            self.kube.delete(
-                core_path("pods", snapshot.namespace, pod["metadata"]["name"]),
-                preconditions_uid=pod["metadata"].get("uid"),
-            )
-            outcome.notes.append(f"restarting {pod['metadata']['name']}")
+            self.remove_instance(snapshot, pod, outcome, "restarting")
         return timing
 
     def _surge_ready(self, snapshot: Snapshot, ordinal: int, now: datetime) -> bool:
@@ -478,16 +572,15 @@ class InstanceControl:
         self.check_template(snapshot, now)
         name = pod["metadata"]["name"]
         path = core_path("pods", snapshot.namespace, name)
+        if kind == UpdateKind.REIMAGE:
+            self.remove_instance(snapshot, pod, outcome, "reimaging")
+            return
+        patch = manifests.image_patch(
+            snapshot.target_template, snapshot.update_revision, timestamp_precise(now)
+        )
         try:
-            if kind == UpdateKind.REIMAGE:
-                self.kube.delete(path, preconditions_uid=pod["metadata"].get("uid"))
-                outcome.notes.append(f"reimaging {name}")
-            else:
-                patch = manifests.image_patch(
-                    snapshot.target_template, snapshot.update_revision, timestamp_precise(now)
-                )
-                snapshot.pods[ordinal] = self.kube.patch(path, patch, STRATEGIC_MERGE_PATCH)
-                outcome.notes.append(f"updated {name} in place")
+            snapshot.pods[ordinal] = self.kube.patch(path, patch, STRATEGIC_MERGE_PATCH)
+            outcome.notes.append(f"updated {name} in place")
         except ApiError as error:
             if error.status == 404:
                 return

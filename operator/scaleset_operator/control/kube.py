@@ -25,11 +25,16 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 @dataclass
 class ApiError(Exception):
-    """An API server refusal, kept whole so callers can tell 404 from 409 from 422."""
+    """An API server refusal, kept whole so callers can tell 404 from 409 from 422.
+
+    `causes` are the Status's details.causes as (type, message) pairs: a refused eviction names the
+    PodDisruptionBudget in a cause of type DisruptionBudget.
+    """
 
     status: int
     reason: str
     message: str
+    causes: tuple[tuple[str, str], ...] = ()
 
     def __str__(self) -> str:
         return f"{self.status} {self.reason}: {self.message}"
@@ -70,26 +75,28 @@ class _RetryReads(urllib3.Retry):
         return method.upper() in READ_METHODS and super().is_retry(method, status_code, has_retry_after)
 
 
-def _from_exception(exc: ApiException) -> ApiError:
-    reason, message = exc.reason or "", str(exc.body or "")
+def _error(status: int, reason: str, raw: Any) -> ApiError:
+    message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+    causes: tuple[tuple[str, str], ...] = ()
     try:
-        body = json.loads(exc.body or "{}")
+        body = json.loads(raw or "{}")
         reason = body.get("reason", reason)
         message = body.get("message", message)
-    except (TypeError, ValueError):
+        causes = tuple(
+            (str(c.get("reason") or c.get("type") or ""), str(c.get("message") or ""))
+            for c in (body.get("details") or {}).get("causes") or []
+        )
+    except (TypeError, ValueError, AttributeError):
         pass
-    return ApiError(int(exc.status or 0), reason, message)
+    return ApiError(status, reason, message, causes)
+
+
+def _from_exception(exc: ApiException) -> ApiError:
+    return _error(int(exc.status or 0), exc.reason or "", exc.body)
 
 
 def _from_status(status: int, raw: bytes | None) -> ApiError:
-    reason, message = "", (raw or b"").decode("utf-8", "replace")
-    try:
-        body = json.loads(raw or b"{}")
-        reason = body.get("reason", reason)
-        message = body.get("message", message)
-    except (TypeError, ValueError):
-        pass
-    return ApiError(status, reason, message)
+    return _error(status, "", raw)
 
 
 def core_path(
@@ -274,6 +281,38 @@ class Kube:
 
     def patch(self, path: str, body: Any, content_type: str = MERGE_PATCH) -> dict[str, Any]:
         return self.request("PATCH", path, body=body, content_type=content_type)
+
+    def delete_exactly(self, path: str, uid: str | None, resource_version: str | None) -> bool:
+        """Delete the object only as it was read: uid and resourceVersion preconditions. False when it is
+        gone already; a 409 (it changed, or another object holds the name now) is raised, not swallowed."""
+        preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions}
+        try:
+            self.request("DELETE", path, body=body)
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def evict(self, namespace: str, name: str, uid: str | None, resource_version: str | None) -> bool:
+        """Evict a pod (policy/v1 Eviction), so that the PodDisruptionBudgets that select it are honoured,
+        with uid and resourceVersion preconditions. False when it is gone already; a refusal (429 from a
+        budget, 409 from a precondition) is raised."""
+        preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+            "deleteOptions": {"preconditions": preconditions},
+        }
+        try:
+            self.request("POST", core_path("pods", namespace, name, "eviction"), body=body)
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     def delete(self, path: str, preconditions_uid: str | None = None, propagation: str | None = None) -> bool:
         """Delete; False when it was already gone (deleting twice is not an error for a reconciler)."""

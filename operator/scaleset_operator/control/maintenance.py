@@ -131,6 +131,11 @@ class MaintenanceActor:
         moving = [
             name for name in record.get("batch") or [] if not self._moved(snapshot, name, affected, gate, now)
         ]
+        # A recorded move whose pod is still on its node (its eviction was refused, or the operator
+        # stopped before it) is tried again.
+        for pod in [p for p in snapshot.pods.values() if p["metadata"]["name"] in moving]:
+            if not is_terminating(pod) and (pod.get("spec") or {}).get("nodeName") in affected:
+                self.instance_control.remove_instance(snapshot, pod, outcome, "redeploying")
         plan = plan_host_maintenance(
             nodes, placed, batch_size(snapshot.spec.replicas, snapshot.policy), moving
         )
@@ -172,14 +177,13 @@ class MaintenanceActor:
         # The batch is recorded before any of its pods goes: a restarted operator waits for it.
         self._write(snapshot, record)
         self.events.normal(snapshot.scaleset, "HostMaintenance", record["message"])
-        for pod in pods:
-            self.kube.delete(
-                core_path("pods", snapshot.namespace, pod["metadata"]["name"]),
-                preconditions_uid=pod["metadata"].get("uid"),
-            )
-            outcome.notes.append(f"redeploying {pod['metadata']['name']}")
+        removed = [
+            pod
+            for pod in pods
+            if self.instance_control.remove_instance(snapshot, pod, outcome, "redeploying")
+        ]
         # The pass's status counts them as gone: a Ready written now must not include them.
-        for ordinal in [o for o, pod in snapshot.pods.items() if pod in pods]:
+        for ordinal in [o for o, pod in snapshot.pods.items() if pod in removed]:
             del snapshot.pods[ordinal]
         outcome.wait_until(None, now)
         return record

@@ -20,6 +20,7 @@ from scaleset_operator.control.context import (
     HISTORY_KEPT,
     RESYNC_SECONDS,
     Conflict,
+    EvictionRefused,
     InvalidInput,
     Outcome,
     Snapshot,
@@ -31,6 +32,7 @@ from scaleset_operator.control.context import (
     timestamp_precise,
     utcnow,
 )
+from scaleset_operator.control.disruption_budget import DisruptionBudgetControl
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.instance_control import InstanceControl
 from scaleset_operator.control.kube import (
@@ -41,6 +43,7 @@ from scaleset_operator.control.kube import (
     group_path,
 )
 from scaleset_operator.control.maintenance import MaintenanceActor
+from scaleset_operator.control.repairs import RepairControl
 from scaleset_operator.control.snapshot import instance_state
 from scaleset_operator.control.staged import StagedControl, partition, production_slot
 from scaleset_operator.control.status import (
@@ -84,7 +87,14 @@ log = logging.getLogger(__name__)
 class Reconciler:
     """Level-triggered: every pass reads everything it needs from the API, so a restart loses nothing."""
 
-    def __init__(self, kube: Kube, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        clock: Callable[[], datetime] = utcnow,
+        test_only_repair_grace_divisor: float = 1.0,
+    ) -> None:
+        """`test_only_repair_grace_divisor`: automatic repairs' grace periods pass this many times faster,
+        for tests on a live API (the API's minimum grace period is 10 minutes); 1 everywhere else."""
         self.kube = kube
         self.clock = clock
         self.events = EventRecorder(kube)
@@ -93,6 +103,8 @@ class Reconciler:
         self.maintenance = MaintenanceActor(kube, self.events, self.instance_control)
         self.automatic = AutomaticUpdates(kube, self.events)
         self.staged = StagedControl(kube, self.events, self.instance_control)
+        self.repairs = RepairControl(self.events, self.instance_control, test_only_repair_grace_divisor)
+        self.disruption_budget = DisruptionBudgetControl(kube, self.events)
 
     # ------------------------------------------------------------------ entry point
 
@@ -136,20 +148,25 @@ class Reconciler:
                 lambda: self.automatic.gate(snapshot, scopes, assigned, now),
             )
             extra = {
+                "repairs": self.repairs.reconcile(snapshot, now, outcome),
+                "disruptionBudget": self.disruption_budget.reconcile(snapshot),
                 "maintenance": self.maintenance.summary(assigned, now),
                 "hostMaintenance": self.maintenance.host(snapshot, assigned, now, outcome),
                 "pendingUpdates": self.automatic.pending(package) or None,
             }
             self._prune_revisions(snapshot)
             # Host maintenance may have taken instances down in this pass: status counts what is left.
-            self._write_status(snapshot, self._instances(snapshot), step, now, extra)
+            self._write_status(snapshot, self._instances(snapshot), step, now, extra, outcome.refused)
         except InvalidInput as problem:
             self._report_invalid(snapshot.scaleset, problem, now)
             return Outcome(step=problem.reason)
-        except Conflict:
-            # Another writer (a second operator, a user) changed the ScaleSet since it was read: what this
-            # pass decided may be stale, so nothing more is written and the next pass reads again.
-            log.info("%s/%s changed while it was reconciled; reading it again", namespace, name)
+        except Conflict as conflict:
+            # Another writer (a second operator, a user, a kubelet) changed the ScaleSet or a pod since it
+            # was read: what this pass decided may be stale, so nothing more is written and the next pass
+            # reads again.
+            log.info(
+                "%s/%s: %s; reading it again", namespace, name, conflict or "changed while it was reconciled"
+            )
             return Outcome(requeue_after=0.05, step="Conflict")
         return outcome
 
@@ -554,8 +571,21 @@ class Reconciler:
         timing = self.instance_control.carry_out_batch(snapshot, instances, now, outcome)
         if upgrade.get("currentBatch") and timing is not None:
             step = self._waiting_for_notices(snapshot, upgrade, step, timing, now, outcome)
+        blocked = [refusal for refusal in outcome.refused if refusal.instance in members_of(upgrade)]
+        if blocked:
+            step = self._eviction_blocked(snapshot, upgrade, blocked)
         outcome.step = type(step).__name__
         return step
+
+    def _eviction_blocked(
+        self, snapshot: Snapshot, upgrade: dict[str, Any], blocked: list[EvictionRefused]
+    ) -> Step:
+        """The batch waits: a PodDisruptionBudget refused to let its instances go, and nothing was deleted."""
+        message = "The batch waits: " + "; ".join(refusal.describe() for refusal in blocked)
+        if upgrade.get("reason") != StepReason.EVICTION_BLOCKED:
+            self.events.warning(snapshot.scaleset, StepReason.EVICTION_BLOCKED, message)
+        upgrade.update(reason=str(StepReason.EVICTION_BLOCKED), message=message)
+        return Wait(StepReason.EVICTION_BLOCKED, message)
 
     def _waiting_for_notices(
         self,
@@ -680,6 +710,7 @@ class Reconciler:
         step: Any,
         now: datetime,
         extra: dict[str, Any] | None = None,
+        refused: list[EvictionRefused] | None = None,
     ) -> None:
         spec = snapshot.spec
         gate = HealthGate.of(snapshot.policy.health_check)
@@ -711,6 +742,7 @@ class Reconciler:
             else None,
             single_instance_downtime=spec.replicas == 1 and not snapshot.policy.rolling_upgrade.max_surge,
             staged=is_staged(snapshot.policy),
+            eviction_refused="; ".join(r.describe() for r in refused or []) or None,
         )
         upgrade = {
             **upgrade,
@@ -718,6 +750,11 @@ class Reconciler:
             and rollback_allowed(lock_of(upgrade), spec.replicas, instances, gate, now),
         }
         previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
+        was_refused = any(c.get("reason") == StepReason.EVICTION_BLOCKED for c in previous)
+        if refused and not was_refused and not any(r.instance in members_of(upgrade) for r in refused):
+            self.events.warning(
+                snapshot.scaleset, StepReason.EVICTION_BLOCKED, "; ".join(r.describe() for r in refused) + "."
+            )
         status = {
             "observedGeneration": generation,
             "replicas": existing,
@@ -772,6 +809,11 @@ def describe_validation_error(error: ValidationError, prefix: str) -> str:
     first = error.errors()[0]
     sentence = describe_error({**first, "loc": (prefix, *first["loc"])})
     return sentence + ("" if sentence.endswith(".") else ".")
+
+
+def members_of(upgrade: dict[str, Any]) -> set[str]:
+    """The instances of the batch status.upgrade records."""
+    return set((upgrade.get("currentBatch") or {}).get("instances") or [])
 
 
 def _where(upgrade_domain: int | None) -> str:

@@ -68,9 +68,15 @@ class ScheduledEventsControl:
     def _update(
         self, pod: dict[str, Any], change: Callable[[EventDocument], EventDocument]
     ) -> tuple[dict[str, Any], EventDocument, bool]:
-        """Apply `change` to the pod's document with optimistic concurrency; (pod, document, changed)."""
+        """Apply `change` to the pod's document with optimistic concurrency; (pod, document, changed).
+
+        The caller's pod takes the written annotation and resourceVersion when nothing else changed it in
+        between: the pass's own write is part of what it read, so a removal fenced by that
+        resourceVersion is not refused because of it.
+        """
         metadata = pod["metadata"]
         path = core_path("pods", metadata["namespace"], metadata["name"])
+        read = pod
         for _ in range(CONFLICT_RETRIES):
             document = events_of(pod)
             changed = change(document)
@@ -83,7 +89,11 @@ class ScheduledEventsControl:
                 }
             }
             try:
-                return self.kube.patch(path, body), changed, True
+                written = self.kube.patch(path, body)
+                if pod is read:  # after a conflict the pass's read is stale, and stays so
+                    read["metadata"]["resourceVersion"] = written["metadata"].get("resourceVersion")
+                    read["metadata"]["annotations"] = written["metadata"].get("annotations") or {}
+                return written, changed, True
             except ApiError as error:
                 if error.status != 409:
                     raise

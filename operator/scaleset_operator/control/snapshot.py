@@ -29,7 +29,7 @@ def is_terminating(pod: dict[str, Any]) -> bool:
     return bool(pod["metadata"].get("deletionTimestamp"))
 
 
-def _ready_condition(pod: dict[str, Any]) -> dict[str, Any] | None:
+def ready_condition(pod: dict[str, Any]) -> dict[str, Any] | None:
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":
             found: dict[str, Any] = condition
@@ -52,7 +52,7 @@ def instance_state(scaleset: str, ordinal: int, pod: dict[str, Any] | None) -> I
     if pod is None:
         return InstanceState.missing(name, ordinal)
     metadata = pod["metadata"]
-    condition = _ready_condition(pod)
+    condition = ready_condition(pod)
     ready = bool(condition and condition.get("status") == "True") and runs_its_images(pod)
     updated_at = parse_time((metadata.get("annotations") or {}).get(ANNOTATION_UPDATED_AT)) or parse_time(
         metadata.get("creationTimestamp")

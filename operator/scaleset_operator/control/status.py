@@ -86,12 +86,15 @@ def scaleset_conditions(
     held_back: str | None = None,
     single_instance_downtime: bool = False,
     staged: bool = False,
+    eviction_refused: str | None = None,
 ) -> list[ConditionUpdate]:
     """Ready, Progressing and Stalled (and DowntimeOnUpgrade) for what the pass saw and decided.
 
     `held_back` is the message when instances are kept off the template's revision because it was
     rolled back: the ScaleSet is then not Ready and Stalled with reason RolledBack until the template
-    changes, however healthy the instances are.
+    changes, however healthy the instances are. `eviction_refused` says which removals a
+    PodDisruptionBudget refused in this pass: the work waits (Ready and Progressing say so, reason
+    EvictionBlocked), and nothing was deleted.
     """
     replicas = counts.replicas
     converged = (
@@ -130,6 +133,10 @@ def scaleset_conditions(
             if isinstance(step, Stop)
             else ConditionUpdate("Stalled", False, "NotStalled", "")
         )
+    if eviction_refused is not None and not stalled:
+        message = eviction_refused[0].upper() + eviction_refused[1:] + "; it is tried again."
+        ready = ConditionUpdate("Ready", False, "EvictionBlocked", message)
+        progressing = ConditionUpdate("Progressing", True, "EvictionBlocked", message)
     conditions = [ready, progressing, stall]
     if single_instance_downtime and staged:
         conditions.append(

@@ -38,6 +38,8 @@ class StepReason(StrEnum):
     WAITING_FOR_MAINTENANCE_WINDOW = "WaitingForMaintenanceWindow"
     WAITING_FOR_OFF_PEAK_HOURS = "WaitingForOffPeakHours"
     ROLLOUT_COMPLETE = "RolloutComplete"
+    # A PodDisruptionBudget refused to let an instance go (control/instance_control.remove_instance).
+    EVICTION_BLOCKED = "EvictionBlocked"
     # Staged mode (planning/staged.py)
     STAGING = "StagingInstances"
     WAITING_FOR_STAGED_SET = "WaitingForStagedSet"
