@@ -6,6 +6,7 @@ import re
 from typing import Any, Final
 
 from scaleset_operator.api.models import GROUP
+from scaleset_operator.api.rules import SURGE_WORD
 
 LABEL_SCALESET: Final = f"{GROUP}/scaleset"
 LABEL_ORDINAL: Final = f"{GROUP}/ordinal"
@@ -25,6 +26,10 @@ ANNOTATION_OS_UPGRADE: Final = f"{GROUP}/os-upgrade"
 # revision's own template has automatic updates laid over it).
 ANNOTATION_SPEC_REVISION: Final = f"{GROUP}/spec-revision"
 ANNOTATION_SWAP_BACK: Final = f"{GROUP}/swap-back"
+# On a PersistentVolumeClaim: the uid of the ScaleSet that created it. A ScaleSet deletes only the
+# claims it created (this, or an owner reference carrying its uid); a claim kept from an earlier
+# ScaleSet of the same name carries that one's uid and is mounted, never deleted.
+ANNOTATION_CREATED_BY: Final = f"{GROUP}/created-by"
 
 FIELD_MANAGER: Final = "scaleset-operator"
 
@@ -49,12 +54,33 @@ def slot_of(obj: dict[str, Any]) -> str:
 
 def surge_instance_name(scaleset: str, ordinal: int) -> str:
     """A temporary extra instance that carries capacity while `<scaleset>-<ordinal>` is reimaged."""
-    return f"{scaleset}-surge-{ordinal}"
+    return f"{scaleset}-{SURGE_WORD}-{ordinal}"
+
+
+def pod_name(scaleset: str, ordinal: int, slot: str | None = None, surge: bool = False) -> str:
+    """The name (and hostname) of a pod the operator creates: an instance of `slot`, or its surge pod.
+
+    With ScaleSet names that are DNS labels not ending in -green or -surge (the CRD refuses others),
+    no two (ScaleSet, slot, surge, ordinal) get the same name: the ordinal is the last segment, and
+    what stands before it ends in the ScaleSet's name, in -green or in -surge.
+    """
+    base = slot_base(scaleset, slot)
+    return surge_instance_name(base, ordinal) if surge else instance_name(base, ordinal)
 
 
 def claim_name(claim: str, scaleset: str, ordinal: int) -> str:
     """PVC name of one claim template for one instance, as StatefulSet names them."""
     return f"{claim}-{scaleset}-{ordinal}"
+
+
+def instance_claim_name(claim: str, scaleset: str, ordinal: int, slot: str | None = None) -> str:
+    """The PVC of claim template `claim` for instance `ordinal` of `slot`: `<claim>-<scaleset>-<ordinal>`,
+    `<claim>-<scaleset>-green-<ordinal>` in the green slot.
+
+    Two ScaleSets can still meet on a claim name (template `data` of `web-x` and template `data-web` of
+    `x` both give `data-web-x-0`), so a claim is used only when its labels name the instance.
+    """
+    return claim_name(claim, slot_base(scaleset, slot), ordinal)
 
 
 def ordinal_of(pod: dict[str, Any]) -> int | None:

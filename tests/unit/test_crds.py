@@ -30,6 +30,10 @@ from scaleset_operator.api.models import (
 from scaleset_operator.api.rules import (
     BATCH_WITHIN_UNHEALTHY_LIMIT,
     MAX_DEFERRAL_AT_MOST_35_DAYS,
+    MAX_NAME_LENGTH,
+    NAME_DOES_NOT_END_LIKE_A_GENERATED_NAME,
+    NAME_FITS_IN_HOSTNAMES,
+    NAME_IS_A_DNS_LABEL,
     REPAIR_GRACE_PERIOD_BOUNDS,
     UPGRADE_DOMAIN_COUNT_LOCKED,
     WALK_WITHIN_UPGRADE_DOMAINS,
@@ -503,6 +507,34 @@ def test_crd_schema_refuses_unknown_enum_values() -> None:
         jsonschema.validate(policy, without_extensions(schema_of(UpgradePolicy)))
 
 
+@pytest.mark.parametrize(
+    "name,broken",
+    [
+        ("web", None),
+        ("a" * MAX_NAME_LENGTH, None),
+        ("a" * (MAX_NAME_LENGTH + 1), NAME_FITS_IN_HOSTNAMES),
+        ("web.prod", NAME_IS_A_DNS_LABEL),
+        ("web-", NAME_IS_A_DNS_LABEL),
+        ("web-green", NAME_DOES_NOT_END_LIKE_A_GENERATED_NAME),
+        ("web-surge", NAME_DOES_NOT_END_LIKE_A_GENERATED_NAME),
+        ("green", NAME_DOES_NOT_END_LIKE_A_GENERATED_NAME),
+        ("evergreen", None),
+        ("green-web", None),
+    ],
+)
+def test_a_scaleset_name_that_cannot_name_its_instances_is_refused_in_cel_and_python(
+    name: str, broken: Any
+) -> None:
+    document = {**copy.deepcopy(SCALESET), "metadata": {"name": name}}
+    failures = rule_failures(schema_of(ScaleSet), document)
+    assert failures == ([] if broken is None else [broken.message])
+    if broken is None:
+        ScaleSet.model_validate(document)
+    else:
+        with pytest.raises(ValueError, match=re.escape(broken.message)):
+            ScaleSet.model_validate(document)
+
+
 # --------------------------------------------------------------------------- the embedded API server's admission
 
 
@@ -559,6 +591,11 @@ def test_api_server_refuses_long_deferral(admission: Any) -> None:
     config["metadata"] = {"name": "m"}
     config["spec"] = {**MINIMAL[MaintenanceConfiguration]["spec"], "maxDeferral": "60d"}
     assert MAX_DEFERRAL_AT_MOST_35_DAYS.message in refusal(admission, MaintenanceConfiguration, config)
+
+
+def test_api_server_refuses_a_scaleset_named_like_the_green_slot_of_another(admission: Any) -> None:
+    document = {**copy.deepcopy(SCALESET), "metadata": {"name": "web-green"}}
+    assert NAME_DOES_NOT_END_LIKE_A_GENERATED_NAME.message in refusal(admission, ScaleSet, document)
 
 
 def test_api_server_refuses_domain_count_change_while_locked_only(admission: Any) -> None:

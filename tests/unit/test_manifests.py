@@ -52,6 +52,7 @@ CLUSTER_CALLS = {
     ("", "persistentvolumeclaims", "get"),
     ("", "persistentvolumeclaims", "list"),
     ("", "persistentvolumeclaims", "create"),
+    ("", "persistentvolumeclaims", "patch"),  # owner references that follow whenDeleted
     ("", "persistentvolumeclaims", "delete"),
     ("", "services", "list"),  # Staged mode: the Services that select the instances
     ("", "services", "patch"),  # the slot key of their selector: pinned, then swapped

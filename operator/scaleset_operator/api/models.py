@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final, Literal
 
@@ -11,11 +12,15 @@ from pydantic.alias_generators import to_camel
 from scaleset_operator.api.durations import DURATION_PATTERN, parse_duration
 from scaleset_operator.api.rules import (
     BATCH_WITHIN_UNHEALTHY_LIMIT,
+    DNS_LABEL_PATTERN,
+    GENERATED_NAME_END_PATTERN,
     MAX_DEFERRAL_AT_MOST_35_DAYS,
     MAX_DEFERRAL_DAYS,
     MAX_NAME_LENGTH,
     MAX_REPLICAS,
-    NAME_FITS_IN_LABELS,
+    NAME_DOES_NOT_END_LIKE_A_GENERATED_NAME,
+    NAME_FITS_IN_HOSTNAMES,
+    NAME_IS_A_DNS_LABEL,
     REPAIR_GRACE_MINUTES,
     REPAIR_GRACE_PERIOD_BOUNDS,
     UPGRADE_DOMAIN_COUNT_LOCKED,
@@ -884,7 +889,12 @@ class ScaleSet(ApiModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "x-kubernetes-validations": [UPGRADE_DOMAIN_COUNT_LOCKED.schema(), NAME_FITS_IN_LABELS.schema()]
+            "x-kubernetes-validations": [
+                UPGRADE_DOMAIN_COUNT_LOCKED.schema(),
+                NAME_FITS_IN_HOSTNAMES.schema(),
+                NAME_IS_A_DNS_LABEL.schema(),
+                NAME_DOES_NOT_END_LIKE_A_GENERATED_NAME.schema(),
+            ]
         }
     )
 
@@ -898,9 +908,16 @@ class ScaleSet(ApiModel):
     status: ScaleSetStatus | None = None
 
     @model_validator(mode="after")
-    def _name_fits_in_labels(self) -> ScaleSet:
-        if self.metadata.name and len(self.metadata.name) > MAX_NAME_LENGTH:
-            raise ValueError(f"{NAME_FITS_IN_LABELS.message} (got {len(self.metadata.name)})")
+    def _name_makes_valid_instance_names(self) -> ScaleSet:
+        name = self.metadata.name
+        if not name:
+            return self
+        if len(name) > MAX_NAME_LENGTH:
+            raise ValueError(f"{NAME_FITS_IN_HOSTNAMES.message} (got {len(name)})")
+        if not re.search(DNS_LABEL_PATTERN, name):
+            raise ValueError(f"{NAME_IS_A_DNS_LABEL.message} (got {name!r})")
+        if re.search(GENERATED_NAME_END_PATTERN, name):
+            raise ValueError(f"{NAME_DOES_NOT_END_LIKE_A_GENERATED_NAME.message} (got {name!r})")
         return self
 
 

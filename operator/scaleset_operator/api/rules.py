@@ -29,15 +29,44 @@ MAX_DEFERRAL_DAYS: Final = 35
 # The VM scale set limit of one set; a bigger fleet is several ScaleSets. Without a bound a typo
 # (replicas: 1000000000000) would have the operator create pods until the cluster gives out.
 MAX_REPLICAS: Final = 1000
-# Instances carry `<scaleset>-<revision hash>` (up to 11 more characters) in a label value, and a
-# label value has at most 63 characters: StatefulSet names meet the same limit.
-MAX_NAME_LENGTH: Final = 52
+# A pod's hostname is its name, and a hostname is a DNS label: at most 63 characters.
+HOSTNAME_MAX_LENGTH: Final = 63
+# The words the operator puts after a ScaleSet's name in the pods it names (identity.py): the green
+# slot of a staged upgrade, `<scaleset>-green-<ordinal>`, and a surge pod, `<scaleset>-surge-<ordinal>`.
+STAGED_SLOT_WORD: Final = "green"
+SURGE_WORD: Final = "surge"
+# The longest of those names is the surge pod of the green slot at the highest ordinal, so a name that
+# leaves room for this suffix fits every hostname and every label value (`<scaleset>-<revision hash>`
+# adds at most 11 characters).
+LONGEST_NAME_SUFFIX: Final = f"-{STAGED_SLOT_WORD}-{SURGE_WORD}-{MAX_REPLICAS - 1}"
+MAX_NAME_LENGTH: Final = HOSTNAME_MAX_LENGTH - len(LONGEST_NAME_SUFFIX)
+DNS_LABEL_PATTERN: Final = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+GENERATED_NAME_END_PATTERN: Final = f"(^|-)({STAGED_SLOT_WORD}|{SURGE_WORD})$"
 
-NAME_FITS_IN_LABELS: Final = ValidationRule(
+NAME_FITS_IN_HOSTNAMES: Final = ValidationRule(
     rule=f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
     message=(
-        f"metadata.name must be at most {MAX_NAME_LENGTH} characters: the instances carry it, with a "
-        "revision hash, in labels of at most 63"
+        f"metadata.name must be at most {MAX_NAME_LENGTH} characters: the longest instance name adds "
+        f"{len(LONGEST_NAME_SUFFIX)} (<name>{LONGEST_NAME_SUFFIX}), and a pod's hostname, its name, has at "
+        f"most {HOSTNAME_MAX_LENGTH}"
+    ),
+)
+
+NAME_IS_A_DNS_LABEL: Final = ValidationRule(
+    rule=f"self.metadata.name.matches('{DNS_LABEL_PATTERN}')",
+    message=(
+        "metadata.name must be a DNS label (lowercase letters, digits and '-', starting and ending with a "
+        "letter or digit): it begins the hostname of each instance"
+    ),
+)
+
+# Refusing these endings makes the pod names of two ScaleSets distinct by construction: `web-green`
+# would be named like the green slot of `web`, `web-surge` like its surge pods.
+NAME_DOES_NOT_END_LIKE_A_GENERATED_NAME: Final = ValidationRule(
+    rule=f"!self.metadata.name.matches('{GENERATED_NAME_END_PATTERN}')",
+    message=(
+        f"metadata.name must not be or end in -{STAGED_SLOT_WORD} or -{SURGE_WORD}: the ScaleSet web names "
+        f"its staged instances web-{STAGED_SLOT_WORD}-N and its surge pods web-{SURGE_WORD}-N"
     ),
 )
 

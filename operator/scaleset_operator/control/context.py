@@ -85,6 +85,9 @@ class Snapshot:
     # the pods of the other slot (the staged set, or the set kept after a swap), by ordinal.
     slot: str | None = None
     standby: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # The claims labelled with the ScaleSet's name, by name: its own, and any kept from an earlier
+    # ScaleSet of the same name (planning.claims tells them apart).
+    claims: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -95,6 +98,11 @@ class Snapshot:
     def namespace(self) -> str:
         namespace: str = self.scaleset["metadata"]["namespace"]
         return namespace
+
+    @property
+    def uid(self) -> str:
+        uid: str = self.scaleset["metadata"]["uid"]
+        return uid
 
     @property
     def resource_version(self) -> str | None:

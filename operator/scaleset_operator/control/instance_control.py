@@ -10,7 +10,7 @@ resourceVersion as the pass read it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from scaleset_operator.control.context import (
     Outcome,
     Snapshot,
     batch_ordinals,
+    owned_by,
     timestamp,
     timestamp_precise,
 )
@@ -32,15 +33,21 @@ from scaleset_operator.control.kube import STRATEGIC_MERGE_PATCH, ApiError, Kube
 from scaleset_operator.control.scheduled_events import ScheduledEventsControl, event_id, events_of
 from scaleset_operator.control.snapshot import instance_state, is_terminating, pod_images
 from scaleset_operator.identity import (
+    ANNOTATION_CREATED_BY,
     LABEL_ORDINAL,
     LABEL_REVISION,
     LABEL_SCALESET,
     LABEL_SLOT,
     LABEL_UPGRADE_DOMAIN,
     instance_name,
-    label_selector,
-    ordinal_of,
-    slot_of,
+)
+from scaleset_operator.planning.claims import (
+    Claim,
+    Fit,
+    claims_to_release,
+    fit,
+    foreign_claim_message,
+    owner_change,
 )
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.instances import HealthGate, InstanceState, parse_time
@@ -234,6 +241,7 @@ class InstanceControl:
     def scale(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
         replicas = snapshot.spec.replicas
         self.replace_finished(snapshot, outcome)
+        self.sync_claim_owners(snapshot)
         self._create_missing(snapshot, now, outcome, replicas)
         leaving = [
             snapshot.pods[o]
@@ -270,8 +278,10 @@ class InstanceControl:
         outcome: Outcome,
     ) -> dict[str, Any] | None:
         """Create one instance of `slot` on `revision`, its claims first; None while a terminating
-        predecessor still holds the name."""
-        self._ensure_claims(snapshot, ordinal, slot)
+        predecessor still holds the name or one of its claims is being deleted."""
+        if not self._ensure_claims(snapshot, ordinal, slot):
+            outcome.wait_until(None, now)
+            return None
         template = snapshot.template_of(revision) or snapshot.spec.template
         pod = manifests.instance_pod(
             snapshot.scaleset, snapshot.spec, template, revision, ordinal, timestamp_precise(now), slot=slot
@@ -280,6 +290,7 @@ class InstanceControl:
             created = self.kube.create(core_path("pods", snapshot.namespace), pod)
         except ApiError as error:
             if error.status == 409:
+                self._refuse_foreign_holder(snapshot, pod["metadata"]["name"])
                 return None
             if error.status in (400, 422):
                 raise InvalidInput(
@@ -318,11 +329,7 @@ class InstanceControl:
     def release_standby_claims(self, snapshot: Snapshot, slot: str) -> None:
         """whenScaled: Delete removes the claims of a slot whose set is gone, as of instances scaled away;
         with Retain (the default) they stay, and the slot's next set mounts them again."""
-        for claim in self._claims_when_scaled_delete(snapshot):
-            if slot_of(claim) == slot and ordinal_of(claim) not in snapshot.standby:
-                self.kube.delete(
-                    core_path("persistentvolumeclaims", snapshot.namespace, claim["metadata"]["name"])
-                )
+        self._release(snapshot, slot, needed=(), live=snapshot.standby.keys())
 
     def label_slot(self, snapshot: Snapshot) -> None:
         """Put the production slot's label on its instances (those made before the ScaleSet was first
@@ -341,34 +348,133 @@ class InstanceControl:
                 if error.status != 404:
                     raise
 
-    def _ensure_claims(self, snapshot: Snapshot, ordinal: int, slot: str | None) -> None:
-        for claim in manifests.instance_claims(snapshot.scaleset, snapshot.spec, ordinal, slot):
-            path = core_path("persistentvolumeclaims", snapshot.namespace, claim["metadata"]["name"])
-            if self.kube.get_or_none(path) is None:
-                try:
-                    self.kube.create(core_path("persistentvolumeclaims", snapshot.namespace), claim)
-                except ApiError as error:
-                    if error.status != 409:
-                        raise
+    # ------------------------------------------------------------------ data disks
+
+    def _ensure_claims(self, snapshot: Snapshot, ordinal: int, slot: str | None) -> bool:
+        """Create the claims an instance mounts; False while one of them is being deleted.
+
+        A claim of the instance's name is mounted only when its labels name the instance (one kept from
+        an earlier ScaleSet of the same name included); any other object holding the name is reported.
+        """
+        ready = True
+        bodies = manifests.instance_claims(snapshot.scaleset, snapshot.spec, ordinal, slot)
+        for index, body in enumerate(bodies):
+            name = body["metadata"]["name"]
+            existing = snapshot.claims.get(name)
+            if existing is None:
+                existing = self._create_claim(snapshot, body, index)
+            claim = Claim.of(existing) if existing is not None else None
+            verdict = fit(claim, snapshot.name, ordinal, slot)
+            if claim is None or verdict == Fit.WAIT:
+                ready = False  # being deleted, or gone again since the create was refused: next pass
+            elif verdict == Fit.FOREIGN:
+                raise InvalidInput("NameConflict", foreign_claim_message(claim, snapshot.name, ordinal, slot))
+            elif not claim.owned_by(snapshot.uid):
+                self.events.normal(
+                    snapshot.scaleset,
+                    "ClaimReused",
+                    f"PersistentVolumeClaim {name} was not created by this ScaleSet (it was kept from an "
+                    "earlier one of this name, or handed over by its labels): the instance mounts it, and "
+                    "this ScaleSet never deletes it.",
+                )
+        return ready
+
+    def _create_claim(self, snapshot: Snapshot, body: dict[str, Any], index: int) -> dict[str, Any] | None:
+        """Create one claim; on a name already taken, the object that holds it (None if gone since)."""
+        name = body["metadata"]["name"]
+        path = core_path("persistentvolumeclaims", snapshot.namespace)
+        try:
+            created = self.kube.create(path, body)
+        except ApiError as error:
+            if error.status == 409:
+                holder = self.kube.get_or_none(core_path("persistentvolumeclaims", snapshot.namespace, name))
+                if holder is not None:
+                    snapshot.claims[name] = holder
+                return holder
+            if error.status in (400, 422):
+                template = snapshot.spec.volume_claim_templates[index]["metadata"]["name"]
+                raise InvalidInput(
+                    "ClaimRejected",
+                    f"spec.volumeClaimTemplates[{index}] ({template}) was refused for "
+                    f"PersistentVolumeClaim {name}: {error.message}",
+                ) from None
+            raise
+        snapshot.claims[name] = created
+        return created
+
+    def _refuse_foreign_holder(self, snapshot: Snapshot, name: str) -> None:
+        """A pod create refused because the name is taken: fine when this ScaleSet's own pod holds it (a
+        predecessor still terminating), reported when anything else does, which is never adopted."""
+        holder = self.kube.get_or_none(core_path("pods", snapshot.namespace, name))
+        if holder is not None and not owned_by(holder, snapshot.uid):
+            raise InvalidInput(
+                "NameConflict",
+                f"Pod {name} exists and is not owned by this ScaleSet, so this ScaleSet does not create "
+                "it until that pod is removed.",
+            )
+
+    def sync_claim_owners(self, snapshot: Snapshot) -> None:
+        """Give the claims this ScaleSet created the owner references whenDeleted asks for, now: a policy
+        changed to Retain takes the ScaleSet's reference off every claim, one changed to Delete puts it on
+        (KEP-1847: the policy applies to existing claims)."""
+        ref = manifests.scaleset_ref(snapshot.scaleset)
+        when_deleted = snapshot.spec.persistent_volume_claim_retention_policy.when_deleted
+        for name, obj in list(snapshot.claims.items()):
+            claim = Claim.of(obj)
+            change = owner_change(claim, ref, when_deleted)
+            if change is None:
+                continue
+            metadata: dict[str, Any] = {
+                "resourceVersion": claim.resource_version,
+                "ownerReferences": [dict(r) for r in change.owner_references] or None,
+            }
+            if change.mark_created_by:
+                metadata["annotations"] = {ANNOTATION_CREATED_BY: snapshot.uid}
+            path = core_path("persistentvolumeclaims", snapshot.namespace, name)
+            try:
+                snapshot.claims[name] = self.kube.patch(path, {"metadata": metadata})
+            except ApiError as error:
+                if error.status == 404:
+                    snapshot.claims.pop(name, None)
+                    continue
+                if error.status == 409:
+                    raise Conflict(f"PersistentVolumeClaim {name} changed since it was read") from None
+                raise
 
     def _release_claims(self, snapshot: Snapshot) -> None:
         """whenScaled: Delete removes the claims of instances scaled away, once their pods are gone."""
-        for claim in self._claims_when_scaled_delete(snapshot):
-            ordinal = ordinal_of(claim)
-            if ordinal is not None and ordinal >= snapshot.spec.replicas and ordinal not in snapshot.pods:
-                self.kube.delete(
-                    core_path("persistentvolumeclaims", snapshot.namespace, claim["metadata"]["name"])
-                )
-
-    def _claims_when_scaled_delete(self, snapshot: Snapshot) -> list[dict[str, Any]]:
-        """The ScaleSet's claims when whenScaled is Delete (none to look at otherwise)."""
-        if snapshot.spec.persistent_volume_claim_retention_policy.when_scaled != "Delete":
-            return []
-        if not snapshot.spec.volume_claim_templates:
-            return []
-        return self.kube.list(
-            core_path("persistentvolumeclaims", snapshot.namespace), label_selector(snapshot.name)
+        self._release(
+            snapshot,
+            snapshot.slot or "blue",
+            needed=range(snapshot.spec.replicas),
+            live=snapshot.pods.keys(),
         )
+
+    def _release(self, snapshot: Snapshot, slot: str, needed: Collection[int], live: Collection[int]) -> None:
+        when_scaled = snapshot.spec.persistent_volume_claim_retention_policy.when_scaled
+        claims = [Claim.of(obj) for obj in snapshot.claims.values()]
+        ref = manifests.scaleset_ref(snapshot.scaleset)
+        for claim in claims_to_release(claims, ref, when_scaled, slot, needed, live):
+            self._delete_claim(snapshot, claim)
+
+    def _delete_claim(self, snapshot: Snapshot, claim: Claim) -> None:
+        """Delete a claim exactly as the pass read it: uid and resourceVersion preconditions, so a claim
+        replaced or changed since (relabelled, handed to another owner) is not deleted; that refusal
+        ends the pass, and the next one decides again from a fresh read."""
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": claim.uid, "resourceVersion": claim.resource_version},
+        }
+        path = core_path("persistentvolumeclaims", snapshot.namespace, claim.name)
+        try:
+            self.kube.request("DELETE", path, body=options)
+        except ApiError as error:
+            if error.status == 409:
+                raise Conflict(f"PersistentVolumeClaim {claim.name} changed since it was read") from None
+            if error.status != 404:
+                raise
+        snapshot.claims.pop(claim.name, None)
 
     def repair_drift(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
         """Put back what a foreign edit changed on a managed pod: identity labels and container images."""
@@ -513,6 +619,7 @@ class InstanceControl:
             except ApiError as error:
                 if error.status != 409:
                     raise
+                self._refuse_foreign_holder(snapshot, body["metadata"]["name"])
             return False
         return HealthGate.of(snapshot.policy.health_check).is_healthy(
             instance_state(snapshot.name, ordinal, pod), now
@@ -531,7 +638,9 @@ class InstanceControl:
             0,
             timestamp(now),
         )
-        probe["metadata"]["name"] = f"{snapshot.name}-template-check"
+        # A generated name: a pod that holds a fixed one (a 409) would let the template go unchecked.
+        del probe["metadata"]["name"]
+        probe["metadata"]["generateName"] = f"{snapshot.name}-template-check-"
         try:
             self.kube.request(
                 "POST", core_path("pods", snapshot.namespace), body=probe, query={"dryRun": "All"}
@@ -542,8 +651,7 @@ class InstanceControl:
                     "TemplateRejected",
                     f"spec.template is refused by the API server, so no instance was touched: {error.message}",
                 ) from None
-            if error.status != 409:
-                raise
+            raise
         snapshot.template_checked = True
 
     def _update_kind(self, snapshot: Snapshot, pod: dict[str, Any]) -> UpdateKind:

@@ -8,6 +8,7 @@ from typing import Any
 
 from scaleset_operator.api.models import API_VERSION, RetentionAction, ScaleSetSpec
 from scaleset_operator.identity import (
+    ANNOTATION_CREATED_BY,
     ANNOTATION_SPEC_REVISION,
     ANNOTATION_UPDATED_AT,
     LABEL_ORDINAL,
@@ -16,11 +17,10 @@ from scaleset_operator.identity import (
     LABEL_SLOT,
     LABEL_SURGE,
     LABEL_UPGRADE_DOMAIN,
-    claim_name,
-    instance_name,
-    slot_base,
-    surge_instance_name,
+    instance_claim_name,
+    pod_name,
 )
+from scaleset_operator.planning.claims import ScaleSetRef
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.host_maintenance import (
     MAINTENANCE_LABEL,
@@ -39,6 +39,10 @@ def owner_reference(scaleset: dict[str, Any]) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def scaleset_ref(scaleset: dict[str, Any]) -> ScaleSetRef:
+    return ScaleSetRef(scaleset["metadata"]["name"], scaleset["metadata"]["uid"])
 
 
 def instance_labels(name: str, ordinal: int, upgrade_domain: int, revision: str) -> dict[str, str]:
@@ -80,21 +84,20 @@ def instance_pod(
         labels[LABEL_SURGE] = "true"
     if slot is not None:
         labels[LABEL_SLOT] = slot
-    base = slot_base(name, slot)
-    pod_name = surge_instance_name(base, ordinal) if surge else instance_name(base, ordinal)
-    pod_spec.setdefault("hostname", pod_name)
+    instance = pod_name(name, ordinal, slot, surge)
+    pod_spec.setdefault("hostname", instance)
     _avoid_nodes_under_maintenance(pod_spec)
     if surge:
         _scratch_claims(pod_spec, spec)
     else:
-        _mount_claims(pod_spec, spec, base, ordinal)
+        _mount_claims(pod_spec, spec, name, ordinal, slot)
     if spec.scheduled_events.enabled:
         _endpoint_env(pod_spec, scheduled_events_endpoint or default_scheduled_events_endpoint())
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name,
+            "name": instance,
             "namespace": namespace,
             "labels": labels,
             "annotations": {**(metadata.get("annotations") or {}), ANNOTATION_UPDATED_AT: now},
@@ -121,13 +124,18 @@ def _endpoint_env(pod_spec: dict[str, Any], endpoint: str) -> None:
             env.append({"name": ENDPOINT_ENV, "value": endpoint})
 
 
-def _mount_claims(pod_spec: dict[str, Any], spec: ScaleSetSpec, name: str, ordinal: int) -> None:
+def _mount_claims(
+    pod_spec: dict[str, Any], spec: ScaleSetSpec, name: str, ordinal: int, slot: str | None
+) -> None:
     # As StatefulSet does: a claim template named like a template volume replaces that volume.
     claims = {c["metadata"]["name"] for c in spec.volume_claim_templates}
     volumes = [v for v in pod_spec.get("volumes") or [] if v.get("name") not in claims]
     for claim in sorted(claims):
         volumes.append(
-            {"name": claim, "persistentVolumeClaim": {"claimName": claim_name(claim, name, ordinal)}}
+            {
+                "name": claim,
+                "persistentVolumeClaim": {"claimName": instance_claim_name(claim, name, ordinal, slot)},
+            }
         )
     if volumes:
         pod_spec["volumes"] = volumes
@@ -146,10 +154,10 @@ def _scratch_claims(pod_spec: dict[str, Any], spec: ScaleSetSpec) -> None:
 def instance_claims(
     scaleset: dict[str, Any], spec: ScaleSetSpec, ordinal: int, slot: str | None = None
 ) -> list[dict[str, Any]]:
-    """The PVCs of one instance; owned by the ScaleSet only when whenDeleted is Delete (then GC removes them).
-    Each slot has its own claims (labelled with the slot), named after `slot_base`."""
+    """The PVCs of one instance, marked with the uid of the ScaleSet that creates them; owned by the
+    ScaleSet only when whenDeleted is Delete (then GC removes them). Each slot has its own claims
+    (labelled with the slot), named by `instance_claim_name`."""
     name = scaleset["metadata"]["name"]
-    base = slot_base(name, slot)
     claims = []
     for template in spec.volume_claim_templates:
         template = copy.deepcopy(template)
@@ -162,16 +170,18 @@ def instance_claims(
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
             "metadata": {
-                "name": claim_name(claim, base, ordinal),
+                "name": instance_claim_name(claim, name, ordinal, slot),
                 "namespace": scaleset["metadata"]["namespace"],
                 "labels": labels,
+                "annotations": {
+                    **(metadata.get("annotations") or {}),
+                    ANNOTATION_CREATED_BY: scaleset["metadata"]["uid"],
+                },
             },
             "spec": template.get("spec") or {},
         }
         if spec.persistent_volume_claim_retention_policy.when_deleted == RetentionAction.DELETE:
-            reference = owner_reference(scaleset)
-            reference["controller"] = False
-            body["metadata"]["ownerReferences"] = [reference]
+            body["metadata"]["ownerReferences"] = [scaleset_ref(scaleset).owner_reference()]
         claims.append(body)
     return claims
 

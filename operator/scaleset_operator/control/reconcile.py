@@ -210,6 +210,12 @@ class Reconciler:
                 )
                 if existing is None:
                     raise error from None  # the create was refused, not done: a transient conflict, retried
+                if not owned_by(existing, uid):
+                    raise InvalidInput(
+                        "NameConflict",
+                        f"ControllerRevision {update_revision} exists and is not owned by this ScaleSet, so "
+                        "the template's revision is not recorded until that object is removed.",
+                    ) from None
                 revisions[update_revision] = existing
         status = scaleset.get("status") or {}
         current_revision = status.get("currentRevision") or update_revision
@@ -243,6 +249,12 @@ class Reconciler:
             template_revision=update_revision,
             slot=slot,
             standby={ordinal_of(pod) or 0: pod for pod in standby},
+            claims={
+                claim["metadata"]["name"]: claim
+                for claim in self.kube.list(
+                    core_path("persistentvolumeclaims", namespace), label_selector(name)
+                )
+            },
         )
         return snapshot
 
