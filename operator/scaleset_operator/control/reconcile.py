@@ -136,7 +136,7 @@ class Reconciler:
             extra = {
                 "maintenance": self.maintenance.summary(assigned, now),
                 "hostMaintenance": self.maintenance.host(snapshot, assigned, now, outcome),
-                "pendingUpdates": self.automatic.pending(package) or None,
+                "pendingUpdates": self.automatic.pending(package, snapshot) or None,
             }
             self._prune_revisions(snapshot)
             # Host maintenance may have taken instances down in this pass: status counts what is left.
