@@ -25,6 +25,10 @@ ANNOTATION_OS_UPGRADE: Final = f"{GROUP}/os-upgrade"
 # revision's own template has automatic updates laid over it).
 ANNOTATION_SPEC_REVISION: Final = f"{GROUP}/spec-revision"
 ANNOTATION_SWAP_BACK: Final = f"{GROUP}/swap-back"
+# Manual mode: `UD` or `UD@REVISION` releases upgrade domains 0..UD of the update revision (scaleset walk).
+ANNOTATION_WALK: Final = f"{GROUP}/walk"
+# Staged mode with staged.swap Manual: swap the Services to the staged set once it is healthy (scaleset swap).
+ANNOTATION_SWAP: Final = f"{GROUP}/swap"
 
 FIELD_MANAGER: Final = "scaleset-operator"
 
