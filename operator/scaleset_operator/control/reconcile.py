@@ -126,7 +126,9 @@ class Reconciler:
             self.automatic.adjust_policy(snapshot, scopes)
             self.instance_control.scale(snapshot, now, outcome)
             self.instance_control.repair_drift(snapshot, now, outcome)
-            staged_step = self.staged.reconcile(snapshot, now, outcome)  # may swap the production set
+            staged_step = self.staged.reconcile(  # may swap the production set
+                snapshot, now, outcome, lambda: self.automatic.gate(snapshot, scopes, assigned, now)
+            )
             instances = self._instances(snapshot)
             step = staged_step or self._roll(
                 snapshot,
