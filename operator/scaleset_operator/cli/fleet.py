@@ -67,10 +67,13 @@ def render_status(scaleset: dict[str, Any]) -> RenderableType:
             f", revision {status.get('currentRevision') or '-'}",
         )
     ]
-    staged = status.get("staged")
+    staged = status.get("staged") or {}
     if staged:
         lines.append(Text(_staged_line(staged)))
-    if upgrade.get("locked") and phase not in ("Staging", "Swapping"):  # a staged set has no batches
+    staged_upgrade = bool(staged) and (
+        phase in ("Staging", "ReadyToSwap", "Swapping") or bool(staged.get("staging"))
+    )
+    if upgrade.get("locked") and not staged_upgrade:  # a staged set has no batches
         batch = upgrade.get("currentBatch") or {}
         where = (
             f"upgrade domain {upgrade['currentUpgradeDomain']}"
