@@ -30,6 +30,10 @@ ANNOTATION_SWAP_BACK: Final = f"{GROUP}/swap-back"
 # claims it created (this, or an owner reference carrying its uid); a claim kept from an earlier
 # ScaleSet of the same name carries that one's uid and is mounted, never deleted.
 ANNOTATION_CREATED_BY: Final = f"{GROUP}/created-by"
+# Manual mode: `UD` or `UD@REVISION` releases upgrade domains 0..UD of the update revision (scaleset walk).
+ANNOTATION_WALK: Final = f"{GROUP}/walk"
+# Staged mode with staged.swap Manual: swap the Services to the staged set once it is healthy (scaleset swap).
+ANNOTATION_SWAP: Final = f"{GROUP}/swap"
 
 FIELD_MANAGER: Final = "scaleset-operator"
 

@@ -70,13 +70,21 @@ def publish(kube: Kube, repository: str, *versions: dict[str, str], **spec: Any)
     kube.patch(path, {"spec": {**spec, "images": [{"repository": repository, "versions": images}]}})
 
 
-def automatic_policy(health: dict[str, Any] | None = None, **rolling: Any) -> dict[str, Any]:
+# Guest patches are installed only when the policy asks for them, hotpatches without a restart only
+# with enableHotpatching; the tests that publish patches ask for both unless they say otherwise.
+PATCHING = {"enabled": True, "enableHotpatching": True}
+
+
+def automatic_policy(
+    health: dict[str, Any] | None = None, patching: dict[str, Any] | None = None, **rolling: Any
+) -> dict[str, Any]:
     return policy_body(
         "auto",
         rollingUpgrade={"maxBatchInstancePercent": 50, "maxUnhealthyInstancePercent": 50, **rolling},
         healthCheck=health or {},
         automaticOSUpgrade={"enabled": True},
         automaticExtensionUpgrade={"enabled": True},
+        automaticGuestPatching=patching or {},
     )
 
 
@@ -100,10 +108,16 @@ def all_run(kube: Kube, namespace: str, image: str, container: str = "os") -> bo
 
 
 def start(
-    kube: Kube, namespace: str, repository: str, replicas: int = 4, sidecar: str | None = None, **spec: Any
+    kube: Kube,
+    namespace: str,
+    repository: str,
+    replicas: int = 4,
+    sidecar: str | None = None,
+    patching: dict[str, Any] | None = None,
+    **spec: Any,
 ) -> None:
     """A ScaleSet `web` on `repository`:1.0.0 (and the extension log-shipper in a container `logs`)."""
-    create(kube, namespace, automatic_policy())
+    create(kube, namespace, automatic_policy(patching=patching))
     body = scaleset_body("web", replicas, image=f"{repository}:1.0.0", policy="auto", upgrade_domain_count=2)
     body["metadata"]["labels"] = {"fleet": catalog_name(repository)}
     if sidecar:
@@ -312,7 +326,7 @@ def test_a_hotpatch_restarts_nothing_and_is_recorded_on_each_pod(
     kube: Kube, namespace: str, repository: str, configurations: list[str]
 ) -> None:
     open_patch_window(kube, repository, configurations)
-    start(kube, namespace, repository)
+    start(kube, namespace, repository, patching=PATCHING)
     pods = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(kube, namespace, "web")}
     before = {name: restarts(kube, namespace, name, "os") for name in pods}
     patch = {"id": "HP-1", "classification": "Critical", "appliesTo": [repository], "hotpatch": True}
@@ -428,7 +442,7 @@ def test_a_patched_image_that_leaves_instances_unhealthy_is_rolled_back_and_not_
     create(
         kube,
         namespace,
-        automatic_policy({"instanceStartTimeout": "3s"}, maxUnhealthyUpgradedInstancePercent=20),
+        automatic_policy({"instanceStartTimeout": "3s"}, PATCHING, maxUnhealthyUpgradedInstancePercent=20),
     )
     body = scaleset_body("web", 4, image=f"{repository}:1.0.0", policy="auto", upgrade_domain_count=2)
     body["metadata"]["labels"] = {"fleet": tag}
@@ -455,7 +469,7 @@ def test_a_patch_that_requires_a_reboot_restarts_each_instance_once(
     kube: Kube, namespace: str, repository: str, configurations: list[str]
 ) -> None:
     open_patch_window(kube, repository, configurations)
-    start(kube, namespace, repository)
+    start(kube, namespace, repository, patching=PATCHING)
     before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods_of(kube, namespace, "web")}
     old = status_of(kube, namespace)["currentRevision"]
     patch = {"id": "KB2", "classification": "Critical", "appliesTo": [repository], "hotpatch": True}

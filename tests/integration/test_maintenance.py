@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
 
 TIMEOUT = 60
 LABEL = "fleet.scaleset.dev/maintenance"
+FROZEN_ON = "fleet.scaleset.dev/frozen-on"
 
 
 def node_of(kube: Kube, namespace: str, pod: str) -> str:
@@ -146,10 +148,10 @@ def host_reason(kube: Kube, namespace: str) -> str | None:
     return (status.get("hostMaintenance") or {}).get("reason")
 
 
-def cordon_under_a_distant_host_window(
+def fleet_under_a_distant_host_window(
     kube: Kube, namespace: str, configurations: list[str], **spec: Any
-) -> tuple[str, str, list[str]]:
-    """A ScaleSet under a Host window two days away, and the node of web-0 cordoned: (tag, node, instances on it)."""
+) -> tuple[str, str]:
+    """A ScaleSet of 4 under a Host window two days away: (tag, the node of web-0)."""
     tag = uuid.uuid4().hex[:8]
     kube.create(
         fleet_path("maintenanceconfigurations"),
@@ -162,7 +164,14 @@ def cordon_under_a_distant_host_window(
     scaleset["metadata"]["labels"] = {"window": tag}
     create(kube, namespace, scaleset)
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready")
-    node = node_of(kube, namespace, "web-0")
+    return tag, node_of(kube, namespace, "web-0")
+
+
+def cordon_under_a_distant_host_window(
+    kube: Kube, namespace: str, configurations: list[str], **spec: Any
+) -> tuple[str, str, list[str]]:
+    """A ScaleSet under a Host window two days away, and the node of web-0 cordoned: (tag, node, instances on it)."""
+    tag, node = fleet_under_a_distant_host_window(kube, namespace, configurations, **spec)
     staying = on_node(kube, namespace, node)
     kube.patch(core_path("nodes", name=node), {"spec": {"unschedulable": True}})
     return tag, node, staying
@@ -209,3 +218,63 @@ def test_host_work_pending_past_max_deferral_goes_ahead_outside_the_window_with_
     assert "has waited longer than the maxDeferral of 3s" in warning["message"]
     assert f"host-{tag}" in warning["message"] and "outside a maintenance window" in warning["message"]
     wait_for(lambda: scaleset_ready(kube, namespace, "web"), TIMEOUT, "web Ready again")
+
+
+def freeze_label(kube: Kube, node: str) -> str | None:
+    return (kube.get(core_path("nodes", name=node))["metadata"].get("labels") or {}).get(LABEL)
+
+
+def host_freeze(kube: Kube, namespace: str) -> dict[str, Any]:
+    status = kube.get(fleet_path("scalesets", namespace, "web")).get("status") or {}
+    return dict((status.get("hostMaintenance") or {}).get("freeze") or {})
+
+
+def freeze_under_a_distant_host_window(
+    kube: Kube, namespace: str, configurations: list[str], **spec: Any
+) -> tuple[str, str]:
+    """A ScaleSet under a Host window two days away, and the node of web-0 labelled for a freeze."""
+    tag, node = fleet_under_a_distant_host_window(kube, namespace, configurations, **spec)
+    kube.patch(core_path("nodes", name=node), {"metadata": {"labels": {LABEL: "freeze"}}})
+    return tag, node
+
+
+def test_a_freeze_waits_for_its_host_window_then_goes_inside_it(
+    kube: Kube, namespace: str, configurations: list[str], restore_nodes: None
+) -> None:
+    tag, node = freeze_under_a_distant_host_window(kube, namespace, configurations)
+    held = wait_for(lambda: host_freeze(kube, namespace), TIMEOUT, "the freeze waiting for the Host window")
+    assert held["nodes"] == [node] and held["reason"] == "WaitingForMaintenanceWindow"
+    assert f"host-{tag}" in held["message"]
+    time.sleep(2)  # passes go by: no instance agrees to a freeze it was not told of, the node waits
+    assert freeze_label(kube, node) == "freeze"
+    assert not any(
+        (p["metadata"].get("annotations") or {}).get(FROZEN_ON) for p in pods_of(kube, namespace, "web")
+    )
+
+    opened = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")
+    kube.patch(
+        fleet_path("maintenanceconfigurations", name=f"host-{tag}"),
+        {"spec": {"window": {"startDateTime": opened}}},
+    )
+    wait_for(lambda: freeze_label(kube, node) == "ready", TIMEOUT, f"{node} labelled ready in the window")
+    # The node is labelled during the pass; its status, without the waiting freeze, ends it.
+    wait_for(lambda: host_freeze(kube, namespace) == {}, TIMEOUT, "no freeze waiting in status")
+
+
+def test_a_freeze_pending_past_max_deferral_goes_outside_the_window_with_a_warning(
+    kube: Kube, namespace: str, configurations: list[str], restore_nodes: None
+) -> None:
+    _, node = freeze_under_a_distant_host_window(kube, namespace, configurations, maxDeferral="4s")
+    pending_since = wait_for(
+        lambda: host_freeze(kube, namespace).get("pendingSince"), TIMEOUT, "the freeze waiting"
+    )
+    assert freeze_label(kube, node) == "freeze"
+    wait_for(lambda: freeze_label(kube, node) == "ready", TIMEOUT, f"{node} labelled ready past maxDeferral")
+    warning = next(
+        e
+        for e in kube.list(core_path("events", namespace))
+        if e["reason"] == "MaxDeferralExceeded" and e["involvedObject"]["name"] == "web"
+    )
+    assert warning["type"] == "Warning" and "maxDeferral of 4s" in warning["message"]
+    waited = parse_time(warning["firstTimestamp"]) - parse_time(pending_since)
+    assert waited >= timedelta(seconds=4), f"the freeze went {waited} after it became pending"

@@ -127,10 +127,11 @@ def test_status_walk_history_pause_and_resume_through_kubectl(manual: tuple[Plug
     assert f"Rolling {old} ->" in waiting and "0/4" in waiting, waiting
     assert "WaitingForWalk" in waiting
 
-    assert (
-        plugin("walk", "web", "0", "-n", NS).strip()
-        == "scaleset.fleet.scaleset.dev/web walked to upgrade domain 0"
-    )
+    new = kube.get(fleet_path("scalesets", NS, "web"))["status"]["updateRevision"]
+    walked = plugin("walk", "web", "0", "-n", NS)
+    # The walk names the update it releases, and the operator answers.
+    assert f"(fleet.scaleset.dev/walk=0@{new})" in walked, walked
+    assert f"Accepted: Upgrade domain 0 of {new} may be updated." in walked, walked
     wait_for(
         lambda: (
             (s := kube.get(fleet_path("scalesets", NS, "web"))["status"]).get("updatedReplicas") == 2
@@ -231,6 +232,6 @@ def test_kubectl_completes_the_plugins_commands_and_flags(manual: tuple[Plugin, 
     commands = plugin.run("__complete", "scaleset", "")
     assert commands.returncode == 0, commands.stderr
     offered = commands.stdout.split()
-    assert {"status", "history", "walk", "pause", "resume"} <= set(offered), offered
+    assert {"status", "history", "walk", "pause", "resume", "swap"} <= set(offered), offered
     flags = plugin.run("__complete", "scaleset", "status", "--k").stdout.split()
     assert "--kubeconfig" in flags, flags

@@ -187,8 +187,13 @@ def test_a_staged_upgrade_swaps_every_service_at_once_and_swaps_back(
         "the Service back on blue",
     )
     assert time.monotonic() - asked < 5, "a swap back waits for nothing"
-    back = staged_of(kube, namespace)
-    assert back["production"] == "blue" and back["productionRevision"] == first
+    # The Services move first, then status.staged records the new production slot (the same pass).
+    back = wait_for(
+        lambda: (staged := staged_of(kube, namespace)).get("production") == "blue" and staged,
+        TIMEOUT,
+        "status.staged to record blue",
+    )
+    assert back["productionRevision"] == first
     assert back["swappedBackRevision"] == second and back["previous"]["slot"] == "green"
     wait_for_reason(kube, namespace, "Stalled", "SwappedBack")
     assert len(pods_of(kube, namespace, "web")) == 4  # nothing staged again while the template asks for it

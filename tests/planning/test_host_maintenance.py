@@ -1,19 +1,27 @@
-"""Node maintenance: instances leave cordoned or labelled nodes one batch at a time, UD by UD."""
+"""Node maintenance: instances leave cordoned or labelled nodes one batch at a time, UD by UD; node
+freezes are told to their instances, inside a Host window when one applies."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scaleset_operator.api.models import MaintenanceConfiguration, MaintenanceScope
 from scaleset_operator.planning.host_maintenance import (
+    FreezeGate,
+    FreezePlan,
     FreezingInstance,
     NodeState,
     PlacedInstance,
     freeze_may_proceed,
+    gate_freezes,
     plan_freeze,
     plan_host_maintenance,
 )
+from scaleset_operator.planning.maintenance import AssignedMaintenance, assign, gate_batch, may_start
 
 
 def fleet(placement: dict[str, str | None], domains: int = 3) -> list[PlacedInstance]:
@@ -187,3 +195,79 @@ def test_freeze_tells_only_instances_on_freezing_nodes_and_ends_only_freezes_no_
             assert instance.frozen_on != instance.node or not still_held
         if instance.frozen_on is None and node is not None and node.freezing:
             assert instance.name in told, "an instance on a freezing node is told"
+
+
+# --------------------------------------------------------------------------- a freeze waits for its Host window
+
+# A Host window every Saturday 22:00-04:00 UTC, from Saturday 2026-11-07; maxDeferral 2 days.
+HOST = MaintenanceConfiguration.model_validate(
+    {
+        "metadata": {"name": "host-nights"},
+        "spec": {
+            "maintenanceScope": "Host",
+            "window": {"startDateTime": "2026-11-07 22:00", "duration": "6h", "recurEvery": "Week Saturday"},
+            "maxDeferral": "2d",
+        },
+    }
+)
+TUESDAY = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
+SATURDAY_NIGHT = datetime(2026, 11, 14, 23, 0, tzinfo=UTC)
+FREEZING = FreezePlan({"n2": ("web-1", "web-2"), "n6": ("web-7",)}, {})
+
+
+def freeze_gate(
+    now: datetime, pending_since: datetime | None, started: frozenset[str] = frozenset()
+) -> FreezeGate:
+    assigned = assign([HOST], {}, {})
+    decision = gate_batch(assigned, MaintenanceScope.HOST, now, pending_since or now)
+    return gate_freezes(FREEZING, started, decision, pending_since, now)
+
+
+def test_a_freeze_waits_for_the_host_window_when_one_applies() -> None:
+    # Maintenance control exists for workloads that "cannot take even a few seconds of freeze": with a
+    # Host configuration, a freeze waits for its window, as a move does.
+    gate = freeze_gate(TUESDAY, None)
+    assert gate.announce == {}
+    assert gate.held == ("n2", "n6") and gate.pending_since == TUESDAY
+    assert gate.reason == "WaitingForMaintenanceWindow"
+    assert gate.until == datetime(2026, 11, 14, 22, 0, tzinfo=UTC)
+    assert "host-nights" in (gate.message or "") and "n2, n6" in (gate.message or "")
+
+
+def test_a_freeze_goes_inside_the_window_and_past_max_deferral() -> None:
+    assert freeze_gate(SATURDAY_NIGHT, TUESDAY).announce == FREEZING.announce
+    # Pending since Tuesday noon, maxDeferral 2 days: on Thursday noon it goes outside the window.
+    thursday = TUESDAY + timedelta(days=2)
+    assert freeze_gate(thursday - timedelta(seconds=1), TUESDAY).held == ("n2", "n6")
+    assert freeze_gate(thursday, TUESDAY).announce == FREEZING.announce
+
+
+def test_a_freeze_already_told_goes_on_when_the_window_closes() -> None:
+    gate = freeze_gate(TUESDAY, TUESDAY, started=frozenset({"n2"}))
+    assert gate.announce == {"n2": ("web-1", "web-2")} and gate.held == ("n6",)
+
+
+def test_without_a_host_configuration_a_freeze_is_told_at_once() -> None:
+    decision = gate_batch(AssignedMaintenance(), MaintenanceScope.HOST, TUESDAY, TUESDAY)
+    gate = gate_freezes(FREEZING, set(), decision, None, TUESDAY)
+    assert gate.announce == FREEZING.announce and gate.held == () and gate.pending_since is None
+
+
+@given(
+    hours=st.integers(0, 24 * 30),
+    waited=st.integers(0, 24 * 5),
+    started=st.sets(st.sampled_from(["n2", "n6"])),
+)
+def test_a_freeze_not_yet_told_goes_exactly_when_host_work_may_start(
+    hours: int, waited: int, started: set[str]
+) -> None:
+    now = TUESDAY + timedelta(hours=hours)
+    pending_since = now - timedelta(hours=waited)
+    decision = gate_batch(assign([HOST], {}, {}), MaintenanceScope.HOST, now, pending_since)
+    gate = gate_freezes(FREEZING, started, decision, pending_since, now)
+    for node in FREEZING.announce:
+        told = node in gate.announce
+        assert told == (node in started or may_start(decision))
+        assert told != (node in gate.held)
+        if told:
+            assert gate.announce[node] == FREEZING.announce[node]

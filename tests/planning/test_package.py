@@ -31,9 +31,10 @@ from scaleset_operator.planning.package import (
     plan_package,
     provision_order,
     restart_due,
+    restarts_in_place,
 )
 from scaleset_operator.planning.revisions import UpdateKind, classify_update
-from scaleset_operator.planning.updates import extension_policy, pending_updates, scope_of
+from scaleset_operator.planning.updates import extension_policy, pending_updates, rolling_out, scope_of
 
 NIGHT = datetime(2026, 12, 1, 23, 0, tzinfo=UTC)  # off-peak in UTC
 NOON = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -111,8 +112,16 @@ def scaleset(os_image: str = f"{OS}:22.4.1", **spec: Any) -> ScaleSetSpec:
     )
 
 
+# Guest patches are installed only with automaticGuestPatching, hotpatches without a restart only with
+# enableHotpatching (the VM API's patchMode AutomaticByPlatform and enableHotpatching).
+GUEST_PATCHING = {"automaticGuestPatching": {"enabled": True, "enableHotpatching": True}}
+PATCHING = UpgradePolicySpec.model_validate(GUEST_PATCHING)
 ALL_ON = UpgradePolicySpec.model_validate(
-    {"automaticOSUpgrade": {"enabled": True}, "automaticExtensionUpgrade": {"enabled": True}}
+    {
+        "automaticOSUpgrade": {"enabled": True},
+        "automaticExtensionUpgrade": {"enabled": True},
+        **GUEST_PATCHING,
+    }
 )
 
 
@@ -192,16 +201,14 @@ def test_closed_windows_leave_their_updates_for_a_later_package() -> None:
 
 def test_hotpatches_alone_restart_nothing() -> None:
     spec = scaleset(os_image=f"{OS}:22.4.2")
-    package = plan_package(spec, UpgradePolicySpec(), index_catalogs([CATALOG]), None, NIGHT)
+    package = plan_package(spec, PATCHING, index_catalogs([CATALOG]), None, NIGHT)
     assert [u.name for u in package.included] == ["HP-NEW"]
     assert package.template["spec"] == spec.template["spec"]
     assert classify_update(spec.template, package.template) == UpdateKind.IN_PLACE
     assert not package.restart
     assert not restart_due(spec.template, package.template, spec.os_container_name)
     always = InstallPatches(reboot_setting="Always")
-    rebooting = plan_package(
-        spec, UpgradePolicySpec(), index_catalogs([CATALOG]), None, NIGHT, settings=always
-    )
+    rebooting = plan_package(spec, PATCHING, index_catalogs([CATALOG]), None, NIGHT, settings=always)
     assert rebooting.restart
     # Under Always the hotpatch is recorded with the patches that restart, and the move restarts.
     assert rebooting.overlay.patches is not None and rebooting.overlay.patches.patch_ids == ["HP-NEW"]
@@ -244,9 +251,94 @@ def test_restart_due_when_restart_patches_arrive_without_an_image(
     assert not restart_due(with_patches(before), with_patches(after, f"{OS}:22.4.1-p1"), "os")
 
 
+def test_guest_patches_are_assessed_but_never_installed_until_the_policy_enables_them() -> None:
+    # Off by default, as the VM API's patchMode is not AutomaticByPlatform unless asked for: update
+    # management still lists what would apply, with what it waits for.
+    spec = scaleset(os_image=f"{OS}:22.4.2")
+    for policy in (UpgradePolicySpec(), ALL_ON.model_copy(update={"automatic_guest_patching": PATCHING_OFF})):
+        package = plan_package(spec, policy, index_catalogs([CATALOG]), None, NIGHT)
+        assert [u.name for u in package.included if u.kind == "Patch"] == []
+        assert package.overlay.patches is None
+        assert HOTPATCHES_ANNOTATION not in package.template["metadata"].get("annotations", {})
+        assert [(u.name, gate.reason) for u, gate in package.waiting] == [
+            ("HP-NEW", "AutomaticGuestPatchingDisabled")
+        ]
+        assert "automaticGuestPatching.enabled" in package.waiting[0][1].message
+    enabled = plan_package(spec, PATCHING, index_catalogs([CATALOG]), None, NIGHT)
+    assert [u.name for u in enabled.included] == ["HP-NEW"] and enabled.waiting == ()
+
+
+PATCHING_OFF = UpgradePolicySpec().automatic_guest_patching
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hours=st.integers(0, 24 * 14),
+    reboot=st.sampled_from(["IfRequired", "Never", "Always"]),
+    os_upgrade=st.booleans(),
+)
+def test_no_patch_ever_touches_a_scaleset_without_automatic_guest_patching(
+    hours: int, reboot: str, os_upgrade: bool
+) -> None:
+    policy = UpgradePolicySpec.model_validate(
+        {"automaticOSUpgrade": {"enabled": os_upgrade}, "automaticExtensionUpgrade": {"enabled": True}}
+    )
+    spec = scaleset()
+    now = NOON + timedelta(hours=hours)
+    package = plan_package(
+        spec, policy, index_catalogs([CATALOG]), None, now, settings=InstallPatches(reboot_setting=reboot)
+    )
+    assert package.overlay.patches is None
+    assert HOTPATCHES_ANNOTATION not in (package.template.get("metadata") or {}).get("annotations", {})
+    assert not [u for u in package.included if u.kind == "Patch"]
+    assert {u.name for u in package.pending if u.kind == "Patch"} <= {u.name for u, _ in package.waiting}
+
+
+def test_a_hotpatch_without_hotpatching_restarts_each_instance_once() -> None:
+    spec = scaleset(os_image=f"{OS}:22.4.2")
+    no_hotpatching = UpgradePolicySpec.model_validate({"automaticGuestPatching": {"enabled": True}})
+    package = plan_package(spec, no_hotpatching, index_catalogs([CATALOG]), None, NIGHT)
+    assert [u.name for u in package.included] == ["HP-NEW"]
+    assert package.restart
+    assert package.overlay.patches is not None and package.overlay.patches.patch_ids == ["HP-NEW"]
+    assert restart_due(spec.template, package.template, spec.os_container_name)
+
+
+def test_an_update_being_rolled_out_stays_pending_until_every_instance_runs_it() -> None:
+    spec = scaleset()
+    package = plan_package(spec, ALL_ON, index_catalogs([CATALOG]), None, NIGHT)
+    brought = rolling_out(spec.template, package.template, index_catalogs([CATALOG]))
+    assert [(u.kind, u.name, u.version, u.classification, u.scope) for u in brought] == [
+        ("OSImage", OS, "22.4.2", None, "OSImage"),
+        ("Extension", "log-agent", "2.1.0", None, "Extension"),
+        ("Patch", "HP-NEW", "hotpatch", "Security", "InGuestPatch"),
+    ]
+    assert [u.since for u in brought] == [at(12), at(5), at(20)]
+    assert rolling_out(package.template, package.template, index_catalogs([CATALOG])) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "restarts"),
+    [
+        ({"metadata": {"annotations": {HOTPATCHES_ANNOTATION: "HP-1"}}}, False),  # a hotpatch
+        ({"metadata": {"labels": {"tier": "front"}}}, False),
+        ({"spec": {"containers": [{"name": "os", "image": f"{OS}:22.4.2"}]}}, True),
+    ],
+)
+def test_only_an_image_change_restarts_an_instance_updated_in_place(
+    change: dict[str, Any], restarts: bool
+) -> None:
+    before = {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "os", "image": f"{OS}:22.4.1"}]},
+    }
+    after = {**before, **{key: {**before[key], **value} for key, value in change.items()}}
+    assert restarts_in_place(before, after) is restarts
+
+
 def test_an_os_image_not_in_the_catalog_gets_every_patch() -> None:
     spec = scaleset(os_image=f"{OS}:22.4.0")
-    package = plan_package(spec, UpgradePolicySpec(), index_catalogs([CATALOG]), None, NIGHT)
+    package = plan_package(spec, PATCHING, index_catalogs([CATALOG]), None, NIGHT)
     assert sorted(u.name for u in package.included) == ["HP-NEW", "HP-OLD"]
 
 

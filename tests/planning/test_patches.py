@@ -70,6 +70,20 @@ def test_critical_and_security_by_default_split_by_how_they_apply() -> None:
     assert selection.image == f"{UBUNTU}:22.4.1-kb2"  # the patched image published last
 
 
+def test_without_hotpatching_a_hotpatch_is_installed_with_a_restart() -> None:
+    # enableHotpatching off: "devices that do not meet the hotpatch prerequisites will automatically
+    # receive the Latest Cumulative Update (LCU) instead, which ... necessitates a device restart".
+    candidates = patches_for(index_catalogs([PATCHES]), UBUNTU, datetime(2026, 6, 1, tzinfo=UTC))
+    selection = select_patches(candidates, InstallPatches(), now=NOW, hotpatching=False)
+    assert ids(selection.hotpatches) == []
+    assert ids(selection.image_patches) == ["HP1", "HP3", "KB1", "KB2"]
+    assert selection.restart
+    # rebootSetting Never holds every patch that would restart, so a hotpatch too.
+    never = select_patches(candidates, InstallPatches(reboot_setting="Never"), now=NOW, hotpatching=False)
+    assert never.due == () and not never.restart
+    assert (next(p for p, _ in never.held if p.id == "HP1"), HeldReason.REBOOT_NEVER) in never.held
+
+
 def test_a_patch_older_than_the_running_image_is_in_it_already() -> None:
     assert "OLD" in ids(select(None).due)
     assert "OLD" not in ids(select().due)

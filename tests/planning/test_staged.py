@@ -15,6 +15,7 @@ from scaleset_operator.api.models import Slot
 from scaleset_operator.identity import LABEL_SLOT
 from scaleset_operator.planning.batches import Complete, StepReason, Stop, Wait
 from scaleset_operator.planning.instances import InstanceState
+from scaleset_operator.planning.maintenance import Closed, Deferred, GateDecision, Open
 from scaleset_operator.planning.staged import (
     PreviousSet,
     StagedPlan,
@@ -60,6 +61,9 @@ def plan(
     now: datetime = T0,
     swap_back: bool = False,
     quota_free: int | None = None,
+    paused: bool = False,
+    swap: bool = False,
+    gate: GateDecision | None = None,
 ) -> StagedPlan:
     return plan_staged(
         record=record,
@@ -70,6 +74,9 @@ def plan(
         now=now,
         swap_back_requested=swap_back,
         quota_free=quota_free,
+        paused=paused,
+        swap_requested=swap,
+        gate=gate,
     )
 
 
@@ -390,6 +397,130 @@ def test_the_record_reads_back_as_written() -> None:
     )
     assert StagedRecord.from_status(record.to_status(), "ignored") == record
     assert StagedRecord.from_status(None, OLD) == RECORD
+
+
+# --------------------------------------------------------------------------- paused, windows, manual swap
+
+STAGING = replace(RECORD, staging=StagedSet(Slot.GREEN, NEW, T0))
+MANUAL_SWAP = make_policy(mode="Staged", staged={"swap": "Manual"})
+WINDOW_CLOSED = Closed(
+    T0 + timedelta(days=2), "OSImage maintenance waits for the next window of MaintenanceConfiguration w."
+)
+
+
+@pytest.mark.parametrize(
+    ("record", "others"),
+    [(RECORD, {}), (STAGING, {}), (STAGING, standby(2)), (STAGING, standby(3))],
+    ids=["nothing-staged", "staging-recorded", "part-built", "healthy-set"],
+)
+def test_spec_paused_creates_removes_and_swaps_nothing(
+    record: StagedRecord, others: dict[int, InstanceState]
+) -> None:
+    # "spec.paused: true starts no new batch": in Staged mode the set and the swap are the batches.
+    result = plan(record, others=others, paused=True)
+    assert (result.create, result.remove, result.swap) == ((), (), None)
+    assert isinstance(result.step, Wait) and result.step.reason == StepReason.PAUSED
+    assert result.record.staging == record.staging  # kept as it was, for the resume
+    resumed = plan(record, others=others)
+    assert resumed.create or resumed.swap or resumed.step.reason == StepReason.WAITING_FOR_STAGED_SET  # type: ignore[union-attr]
+
+
+def test_a_recorded_swap_finishes_even_when_paused() -> None:
+    swapping = replace(STAGING, swap=Swap(Slot.GREEN, NEW, T0))
+    assert plan(swapping, others=standby(3), paused=True).swap == swapping.swap
+
+
+def test_with_manual_swap_a_healthy_set_waits_ready_to_swap_until_asked() -> None:
+    waiting = plan(STAGING, policy=MANUAL_SWAP, others=standby(3))
+    assert waiting.swap is None and waiting.create == ()
+    assert isinstance(waiting.step, Wait) and waiting.step.reason == StepReason.READY_TO_SWAP
+    assert "scaleset swap" in waiting.step.message
+    asked = plan(STAGING, policy=MANUAL_SWAP, others=standby(3), swap=True)
+    assert asked.swap == Swap(Slot.GREEN, NEW, T0) and asked.swap_refusal is None
+
+
+@pytest.mark.parametrize(
+    ("record", "others", "template", "paused", "why"),
+    [
+        (RECORD, {}, OLD, False, "production (blue) runs"),
+        (STAGING, {}, NEW, False, "Creating the staged set"),
+        (
+            STAGING,
+            {**standby(2), 2: InstanceState("web-green-2", 2, NEW, ready=False, updated_at=T0)},
+            NEW,
+            False,
+            "2 of 3",
+        ),
+        (STAGING, standby(3), NEW, True, "spec.paused"),
+    ],
+)
+def test_a_swap_asked_for_before_the_set_is_ready_is_refused_and_says_why(
+    record: StagedRecord, others: dict[int, InstanceState], template: str, paused: bool, why: str
+) -> None:
+    result = plan(record, policy=MANUAL_SWAP, template=template, others=others, paused=paused, swap=True)
+    assert result.swap is None
+    assert result.swap_refusal is not None and result.swap_refusal.startswith(
+        "No staged set is ready to swap to"
+    )
+    assert why in result.swap_refusal
+
+
+def test_an_automatic_package_is_not_staged_outside_its_window() -> None:
+    result = plan(RECORD, gate=WINDOW_CLOSED)
+    assert (result.create, result.swap, result.record.staging) == ((), None, None)
+    assert isinstance(result.step, Wait) and result.step.reason == StepReason.WAITING_FOR_MAINTENANCE_WINDOW
+    assert result.step.until == WINDOW_CLOSED.next_start and result.step.message == WINDOW_CLOSED.message
+
+
+def test_a_staged_set_built_in_its_window_waits_for_the_next_one_to_swap() -> None:
+    # Built while the window was open (creating it goes on), healthy after it closed: the swap, the
+    # moment production changes, waits for the next window.
+    building = plan(STAGING, others=standby(2), gate=WINDOW_CLOSED)
+    assert building.create == (2,)
+    held = plan(STAGING, others=standby(3), gate=WINDOW_CLOSED)
+    assert held.swap is None
+    assert isinstance(held.step, Wait) and held.step.reason == StepReason.WAITING_FOR_MAINTENANCE_WINDOW
+    opened = Open("InsideMaintenanceWindow", "open")
+    deferred = Deferred(T0 - timedelta(days=40), timedelta(days=35), "past maxDeferral")
+    for gate in (opened, deferred, None):
+        assert plan(STAGING, others=standby(3), gate=gate).swap == Swap(Slot.GREEN, NEW, T0)
+    # A swap the user asks for is the user's, never held for a window.
+    asked = plan(STAGING, policy=MANUAL_SWAP, others=standby(3), gate=WINDOW_CLOSED, swap=True)
+    assert asked.swap == Swap(Slot.GREEN, NEW, T0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    others=st.dictionaries(st.integers(0, 4), st.booleans(), max_size=5),
+    staged=st.booleans(),
+    manual=st.booleans(),
+    asked=st.booleans(),
+    closed=st.booleans(),
+)
+def test_staged_mode_swaps_only_a_whole_healthy_set_and_never_while_paused(
+    others: dict[int, bool], staged: bool, manual: bool, asked: bool, closed: bool
+) -> None:
+    # A not-Ready instance was just created: inside its start timeout, it holds the swap.
+    instances = {
+        o: replace(
+            standby(5)[o],
+            ready=ready,
+            ready_since=LONG_AGO if ready else None,
+            updated_at=LONG_AGO if ready else T0,
+        )
+        for o, ready in others.items()
+    }
+    policy = MANUAL_SWAP if manual else STAGED
+    record = STAGING if staged else RECORD
+    gate = WINDOW_CLOSED if closed else None
+    paused = plan(record, policy=policy, replicas=5, others=instances, swap=asked, gate=gate, paused=True)
+    assert paused.swap is None and paused.create == () and paused.remove == ()
+    result = plan(record, policy=policy, replicas=5, others=instances, swap=asked, gate=gate)
+    if result.swap is not None:
+        assert len(instances) == 5 and all(i.ready for i in instances.values())
+        assert asked or (not manual and not closed)
+    if asked:
+        assert (result.swap is None) != (result.swap_refusal is None)
 
 
 # --------------------------------------------------------------------------- properties

@@ -55,6 +55,10 @@ def test_upgrade_policy_defaults_follow_the_vm_scale_set_api() -> None:
     assert policy.health_check.on_instance_start_timeout == "Proceed"
     assert policy.automatic_os_upgrade.enabled is False
     assert policy.automatic_extension_upgrade.enabled is False
+    # Guest patching is something a user enables, hotpatching too (patchMode, enableHotpatching).
+    assert policy.automatic_guest_patching.enabled is False
+    assert policy.automatic_guest_patching.enable_hotpatching is False
+    assert policy.staged.swap == "Automatic"
 
 
 def test_maintenance_defaults_defer_35_days_and_install_critical_and_security_patches() -> None:

@@ -95,3 +95,30 @@ def test_json_holds_the_same_data() -> None:
     assert data["nextWindows"] == SCALESET["status"]["maintenance"]["nextWindows"]
     assert [d["revision"] for d in data["upgradeDomains"]] == ["web-2", "web-1"]
     assert data["currentBatch"]["instances"] == ["web-0", "web-2"]
+
+
+def test_a_staged_upgrade_waiting_for_its_swap_shows_no_batches_and_says_why() -> None:
+    staged = {
+        **SCALESET,
+        "status": {
+            **SCALESET["status"],
+            "upgrade": {
+                "locked": True,
+                "phase": "ReadyToSwap",
+                "reason": "ReadyToSwap",
+                "message": "The staged set is healthy and waits for the swap: scaleset swap",
+                "fromRevision": "web-1",
+                "toRevision": "web-2",
+            },
+            "staged": {
+                "production": "blue",
+                "productionRevision": "web-1",
+                "staging": {"slot": "green", "revision": "web-2"},
+            },
+        },
+    }
+    text = rendered(staged)
+    assert "phase ReadyToSwap" in text
+    assert "staging web-2 in slot green" in text
+    assert "Rolling web-1 -> web-2" not in text  # a staged set has no batches
+    assert "ReadyToSwap: The staged set is healthy and waits for the swap: scaleset swap" in text

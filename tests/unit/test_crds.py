@@ -20,6 +20,7 @@ from scaleset_operator.api import crdgen
 from scaleset_operator.api.loading import load_documents
 from scaleset_operator.api.models import (
     RESOURCE_MODELS,
+    AutomaticGuestPatching,
     ImageCatalog,
     MaintenanceConfiguration,
     RollingUpgrade,
@@ -29,6 +30,7 @@ from scaleset_operator.api.models import (
 )
 from scaleset_operator.api.rules import (
     BATCH_WITHIN_UNHEALTHY_LIMIT,
+    HOTPATCHING_NEEDS_GUEST_PATCHING,
     MAX_DEFERRAL_AT_MOST_35_DAYS,
     MAX_NAME_LENGTH,
     NAME_DOES_NOT_END_LIKE_A_GENERATED_NAME,
@@ -414,6 +416,27 @@ def test_walked_domain_must_exist_in_cel_and_python(walk: int | None, count: int
     else:
         with pytest.raises(ValueError, match=re.escape(WALK_WITHIN_UPGRADE_DOMAINS.message)):
             ScaleSetSpec.model_validate(spec)
+
+
+@pytest.mark.parametrize(
+    "patching,allowed",
+    [
+        ({}, True),
+        ({"enabled": True}, True),
+        ({"enabled": True, "enableHotpatching": True}, True),
+        ({"enableHotpatching": False}, True),
+        ({"enableHotpatching": True}, False),
+        ({"enabled": False, "enableHotpatching": True}, False),
+    ],
+)
+def test_hotpatching_needs_guest_patching_in_cel_and_python(patching: dict[str, Any], allowed: bool) -> None:
+    # The VM API: "For enableHotpatching, ... 'patchMode' must be set to 'AutomaticByPlatform'".
+    assert evaluate(HOTPATCHING_NEEDS_GUEST_PATCHING.rule, patching) is allowed
+    if allowed:
+        AutomaticGuestPatching.model_validate(patching)
+    else:
+        with pytest.raises(ValueError, match=re.escape(HOTPATCHING_NEEDS_GUEST_PATCHING.message)):
+            AutomaticGuestPatching.model_validate(patching)
 
 
 @pytest.mark.parametrize(

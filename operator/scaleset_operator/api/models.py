@@ -14,6 +14,7 @@ from scaleset_operator.api.rules import (
     BATCH_WITHIN_UNHEALTHY_LIMIT,
     DNS_LABEL_PATTERN,
     GENERATED_NAME_END_PATTERN,
+    HOTPATCHING_NEEDS_GUEST_PATCHING,
     MAX_DEFERRAL_AT_MOST_35_DAYS,
     MAX_DEFERRAL_DAYS,
     MAX_NAME_LENGTH,
@@ -197,9 +198,14 @@ class HealthCheck(ApiModel):
         return parse_duration(self.stabilization_period).total_seconds()
 
 
+class SwapMode(StrEnum):
+    AUTOMATIC = "Automatic"
+    MANUAL = "Manual"
+
+
 class StagedUpgrade(ApiModel):
-    """How a staged upgrade (mode Staged) keeps the set it swapped away from, and how many extra
-    instances it may add."""
+    """How a staged upgrade (mode Staged) keeps the set it swapped away from, how many extra
+    instances it may add, and who swaps."""
 
     keep_previous_for: Duration = Field(
         default="1h",
@@ -211,6 +217,14 @@ class StagedUpgrade(ApiModel):
         description=(
             "Most instances a staged upgrade may run beside production; a larger ScaleSet waits "
             "(StagedCapacity) rather than creating part of its staged set. Unlimited when absent."
+        ),
+    )
+
+    swap: SwapMode = Field(
+        default=SwapMode.AUTOMATIC,
+        description=(
+            "Automatic: the Services are swapped once the staged set is healthy. Manual: the set waits, "
+            "phase ReadyToSwap, until the swap is asked for (scaleset swap, annotation fleet.scaleset.dev/swap)."
         ),
     )
 
@@ -236,13 +250,41 @@ class AutomaticExtensionUpgrade(ApiModel):
     enabled: bool = Field(default=False, description="Upgrade extensions with enableAutomaticUpgrade.")
 
 
+class AutomaticGuestPatching(ApiModel):
+    """Guest patches from the ImageCatalogs, installed by the operator (the VM API's patchMode
+    AutomaticByPlatform); off, patches are only assessed and listed in status.pendingUpdates."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [HOTPATCHING_NEEDS_GUEST_PATCHING.schema()]}
+    )
+
+    enabled: bool = Field(
+        default=False,
+        description="Install the guest patches published for the OS image; off, they are only assessed.",
+    )
+    enable_hotpatching: bool = Field(
+        default=False,
+        description=(
+            "Apply hotpatches without a restart; off, a hotpatch is installed as a patch that restarts "
+            "the instance. Needs enabled."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _hotpatching_needs_guest_patching(self) -> AutomaticGuestPatching:
+        if self.enable_hotpatching and not self.enabled:
+            raise ValueError(HOTPATCHING_NEEDS_GUEST_PATCHING.message)
+        return self
+
+
 class UpgradePolicySpec(ApiModel):
     """How and how fast the instances of a ScaleSet are upgraded."""
 
     mode: UpgradeMode = Field(
         default=UpgradeMode.ROLLING,
         description=(
-            "Automatic (all at once), Rolling (batch by batch), Manual (walkUpgradeDomain decides) or "
+            "Automatic (all at once), Rolling (batch by batch), Manual (the user walks each update "
+            "revision domain by domain: scaleset walk) or "
             "Staged (a second set on the new revision, then every Service swapped to it at once)."
         ),
     )
@@ -267,6 +309,10 @@ class UpgradePolicySpec(ApiModel):
     )
     automatic_extension_upgrade: AutomaticExtensionUpgrade = Field(
         default_factory=AutomaticExtensionUpgrade, description="Automatic extension upgrades."
+    )
+    automatic_guest_patching: AutomaticGuestPatching = Field(
+        default_factory=AutomaticGuestPatching,
+        description="Guest patches from the ImageCatalog: off by default (assessed, not installed).",
     )
 
 
@@ -451,7 +497,13 @@ class ScaleSetSpec(ApiModel):
     )
     paused: bool = Field(default=False, description="Stop starting new batches; running ones finish.")
     walk_upgrade_domain: int | None = Field(
-        default=None, ge=0, le=19, description="Manual mode: upgrade domains 0..N may be upgraded."
+        default=None,
+        ge=0,
+        le=19,
+        description=(
+            "Manual mode: a change of this value walks the update revision of that moment to domains 0..N; "
+            "a value left unchanged never walks a later revision (prefer scaleset walk)."
+        ),
     )
     revision_history_limit: int = Field(default=10, ge=0, description="How many old revisions to keep.")
 
@@ -541,6 +593,7 @@ class UpgradePhase(StrEnum):
     ROLLING_BACK = "RollingBack"
     RESTARTING = "Restarting"
     STAGING = "Staging"
+    READY_TO_SWAP = "ReadyToSwap"
     SWAPPING = "Swapping"
     COMPLETED = "Completed"
     FAILED = "Failed"
@@ -596,11 +649,30 @@ class RestartStatus(ApiModel):
 class ActionStatus(ApiModel):
     """The last imperative action asked for with an annotation, and what became of it."""
 
-    action: str = Field(description="Rollback or Restart.")
+    action: str = Field(description="Rollback, Restart, OSUpgrade, Walk, Swap or SwapBack.")
     result: str = Field(description="Accepted or Refused.")
     reason: str = Field(default="", description="Why, as a CamelCase reason.")
     message: str = Field(default="", description="The same in words.")
     at: str | None = Field(default=None, description="RFC 3339 time of the decision.")
+
+
+class WalkStatus(ApiModel):
+    """Manual mode: the upgrade domains of one update revision the user has released."""
+
+    revision: str = Field(
+        description="The update revision the walk belongs to; a new revision starts unwalked."
+    )
+    upgrade_domain: int | None = Field(
+        default=None, description="Upgrade domains 0..upgradeDomain of the revision may be updated."
+    )
+    source: str = Field(
+        description="Annotation (scaleset walk) or Spec (a change of spec.walkUpgradeDomain)."
+    )
+    at: str | None = Field(default=None, description="RFC 3339 time the walk was recorded.")
+    spec_walk_upgrade_domain: int | None = Field(
+        default=None,
+        description="spec.walkUpgradeDomain when last read: only a change of it walks the update revision.",
+    )
 
 
 class UpgradeHistoryEntry(ApiModel):
@@ -638,7 +710,10 @@ class UpgradeStatus(ApiModel):
         description="The revision last rolled back; not tried again while spec.template asks for it.",
     )
     last_action: ActionStatus | None = Field(
-        default=None, description="The last rollback or restart asked for, accepted or refused."
+        default=None, description="The last action asked for by annotation, accepted or refused."
+    )
+    walk: WalkStatus | None = Field(
+        default=None, description="Manual mode: the upgrade domains walked, and for which revision."
     )
 
 
@@ -797,6 +872,19 @@ class MaintenanceStatus(ApiModel):
     )
 
 
+class HostFreezeStatus(ApiModel):
+    """Freezes of nodes this ScaleSet's instances run on that wait for a Host maintenance window."""
+
+    nodes: list[str] = Field(
+        default_factory=list, description="Nodes labelled for a freeze, not yet announced."
+    )
+    pending_since: str | None = Field(
+        default=None, description="Since when a freeze waits; maxDeferral counts from it."
+    )
+    reason: str | None = Field(default=None, description="Why it waits, as a CamelCase reason.")
+    message: str | None = Field(default=None, description="The same in words.")
+
+
 class HostMaintenanceStatus(ApiModel):
     """Instances being moved off nodes under maintenance (cordoned, or labelled for maintenance)."""
 
@@ -806,6 +894,9 @@ class HostMaintenanceStatus(ApiModel):
     waiting: list[str] = Field(default_factory=list, description="Instances still on such nodes, in order.")
     reason: str | None = Field(default=None, description="Why the work waits or goes, as a CamelCase reason.")
     message: str | None = Field(default=None, description="The same in words.")
+    freeze: HostFreezeStatus | None = Field(
+        default=None, description="Node freezes waiting for a Host window; absent when none waits."
+    )
 
 
 class RepairEntry(ApiModel):

@@ -90,6 +90,14 @@ WALK_WITHIN_UPGRADE_DOMAINS: Final = ValidationRule(
     field_path=".walkUpgradeDomain",
 )
 
+# The VM API's enableHotpatching "must be set" with patchMode AutomaticByPlatform: here, with
+# automaticGuestPatching.enabled. The has() guards let the schema's own default ({}) pass.
+HOTPATCHING_NEEDS_GUEST_PATCHING: Final = ValidationRule(
+    rule="!has(self.enableHotpatching) || !self.enableHotpatching || (has(self.enabled) && self.enabled)",
+    message="spec.automaticGuestPatching.enableHotpatching needs spec.automaticGuestPatching.enabled",
+    field_path=".enableHotpatching",
+)
+
 # A transition rule on the root of the ScaleSet: rules on spec cannot see status, and only
 # status says whether an upgrade holds the lock.
 UPGRADE_DOMAIN_COUNT_LOCKED: Final = ValidationRule(

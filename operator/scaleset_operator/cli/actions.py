@@ -1,4 +1,4 @@
-"""`scaleset rollback`, `restart`, `upgrade` and `swap-back`: ask the operator for an imperative action and report its answer.
+"""`scaleset rollback`, `restart`, `upgrade`, `swap` and `swap-back`: ask the operator for an imperative action and report its answer.
 
 Each sets the action's annotation on the ScaleSet, as `kubectl annotate` would, then waits until the
 operator has consumed it and prints what it decided (status.upgrade.lastAction).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -17,8 +17,12 @@ from scaleset_operator.identity import (
     ANNOTATION_OS_UPGRADE,
     ANNOTATION_RESTART,
     ANNOTATION_ROLLBACK,
+    ANNOTATION_SWAP,
     ANNOTATION_SWAP_BACK,
 )
+
+if TYPE_CHECKING:
+    from scaleset_operator.control.kube import Kube
 
 KUBECONFIG_OPTION = typer.Option(
     None, "--kubeconfig", help="Kubeconfig file; default $KUBECONFIG or ~/.kube/config."
@@ -54,7 +58,7 @@ def ask(
     timeout: float,
     value: str = "true",
 ) -> None:
-    from scaleset_operator.control.kube import ApiError, Kube, fleet_path
+    from scaleset_operator.control.kube import Kube
 
     namespace = namespace or context_namespace(kubeconfig, context)
     try:
@@ -62,6 +66,22 @@ def ask(
     except Exception as error:  # the client's config errors have no common base class
         typer.echo(f"error: cannot load the kubeconfig: {error}", err=True)
         raise typer.Exit(2) from None
+    ask_with(kube, action, annotation, name, namespace, wait, timeout, value)
+
+
+def ask_with(
+    kube: Kube,
+    action: str,
+    annotation: str,
+    name: str,
+    namespace: str,
+    wait: bool,
+    timeout: float,
+    value: str = "true",
+) -> None:
+    """Set the annotation, then wait until the operator has consumed it and print its answer."""
+    from scaleset_operator.control.kube import ApiError, fleet_path
+
     path = fleet_path("scalesets", namespace, name)
     try:
         kube.patch(path, {"metadata": {"annotations": {annotation: value}}})
@@ -159,6 +179,21 @@ def swap_back_command(
 ) -> None:
     """Swap every Service back to the set the last staged upgrade swapped away from, while it is kept."""
     ask("SwapBack", ANNOTATION_SWAP_BACK, name, namespace, kubeconfig, context, wait, timeout)
+
+
+@app.command("swap")
+def swap_command(
+    name: str = typer.Argument(
+        ..., help="The ScaleSet (Staged mode, staged.swap Manual) whose Services to swap."
+    ),
+    namespace: str | None = NAMESPACE_OPTION,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
+    wait: bool = WAIT_OPTION,
+    timeout: float = TIMEOUT_OPTION,
+) -> None:
+    """Swap every Service to the staged set, once it is built and healthy (phase ReadyToSwap)."""
+    ask("Swap", ANNOTATION_SWAP, name, namespace, kubeconfig, context, wait, timeout)
 
 
 @app.command("approve")

@@ -16,6 +16,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from scaleset_operator.cli.actions import TIMEOUT_OPTION, WAIT_OPTION, ask_with
 from scaleset_operator.cli.main import app
 from scaleset_operator.cli.target import (
     CONTEXT_OPTION,
@@ -27,7 +28,7 @@ from scaleset_operator.cli.target import (
     explain,
 )
 from scaleset_operator.control.kube import MERGE_PATCH, ApiError, fleet_path, group_path
-from scaleset_operator.identity import LABEL_SCALESET
+from scaleset_operator.identity import ANNOTATION_WALK, LABEL_SCALESET
 
 
 @contextmanager
@@ -66,10 +67,13 @@ def render_status(scaleset: dict[str, Any]) -> RenderableType:
             f", revision {status.get('currentRevision') or '-'}",
         )
     ]
-    staged = status.get("staged")
+    staged = status.get("staged") or {}
     if staged:
         lines.append(Text(_staged_line(staged)))
-    if upgrade.get("locked") and phase not in ("Staging", "Swapping"):  # a staged set has no batches
+    staged_upgrade = bool(staged) and (
+        phase in ("Staging", "ReadyToSwap", "Swapping") or bool(staged.get("staging"))
+    )
+    if upgrade.get("locked") and not staged_upgrade:  # a staged set has no batches
         batch = upgrade.get("currentBatch") or {}
         where = (
             f"upgrade domain {upgrade['currentUpgradeDomain']}"
@@ -308,14 +312,6 @@ def _patch_spec(target: Target, name: str, spec: dict[str, Any], what: str) -> d
     return patched
 
 
-def _policy_mode(target: Target, scaleset: dict[str, Any]) -> str:
-    ref = ((scaleset.get("spec") or {}).get("upgradePolicyRef") or {}).get("name")
-    if not ref:
-        return "Rolling"
-    policy = target.kube.get_or_none(fleet_path("upgradepolicies", target.namespace, ref)) or {}
-    return str((policy.get("spec") or {}).get("mode") or "Rolling")
-
-
 @app.command()
 def walk(
     name: str = typer.Argument(..., help="The ScaleSet."),
@@ -323,8 +319,14 @@ def walk(
     namespace: str | None = NAMESPACE_OPTION,
     context: str | None = CONTEXT_OPTION,
     kubeconfig: Path | None = KUBECONFIG_OPTION,
+    wait: bool = WAIT_OPTION,
+    timeout: float = TIMEOUT_OPTION,
 ) -> None:
-    """Release upgrade domains 0..UD of a Manual-mode ScaleSet (sets spec.walkUpgradeDomain)."""
+    """Release upgrade domains 0..UD of the update in progress of a Manual-mode ScaleSet.
+
+    The walk names the update revision (annotation fleet.scaleset.dev/walk=UD@REVISION), so it never
+    releases a later update: a new update starts unwalked.
+    """
     with _errors():
         target = connect(kubeconfig, context, namespace)
         scaleset = target.scaleset(name)
@@ -334,14 +336,23 @@ def walk(
                 f"upgrade domain {upgrade_domain} does not exist: spec.upgradeDomainCount of "
                 f'ScaleSet "{name}" is {count}, so domains are 0 to {count - 1}.'
             )
-        mode = _policy_mode(target, scaleset)
-        _patch_spec(target, name, {"walkUpgradeDomain": upgrade_domain}, "set spec.walkUpgradeDomain")
-        typer.echo(f"scaleset.fleet.scaleset.dev/{name} walked to upgrade domain {upgrade_domain}")
-        if mode != "Manual":
-            typer.echo(
-                f"note: its UpgradePolicy is in {mode} mode; spec.walkUpgradeDomain holds back Manual mode only.",
-                err=True,
-            )
+        revision = _update_revision(target, name, scaleset, timeout)
+    value = f"{upgrade_domain}@{revision}" if revision else str(upgrade_domain)
+    ask_with(target.kube, "Walk", ANNOTATION_WALK, name, target.namespace, wait, timeout, value)
+
+
+def _update_revision(target: Target, name: str, scaleset: dict[str, Any], timeout: float) -> str | None:
+    """The update revision once the operator has seen the ScaleSet's current spec (a template applied a
+    moment ago is the one to walk), or the last one it wrote when it does not catch up in time."""
+    deadline = time.monotonic() + min(timeout, 10.0)
+    while True:
+        status = scaleset.get("status") or {}
+        current = status.get("observedGeneration") == scaleset["metadata"].get("generation")
+        if current or time.monotonic() > deadline:
+            revision = status.get("updateRevision")
+            return str(revision) if revision else None
+        time.sleep(0.2)
+        scaleset = target.scaleset(name)
 
 
 def _set_paused(name: str, paused: bool, target_of: Callable[[], Target]) -> None:

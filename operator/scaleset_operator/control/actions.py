@@ -1,4 +1,4 @@
-"""Imperative actions: the rollback and restart annotations, consumed once, and rollbacks the policy starts.
+"""Imperative actions: the rollback, restart and walk annotations, consumed once, and rollbacks the policy starts.
 
 An action is asked for with an annotation on the ScaleSet (`fleet.scaleset.dev/rollback`,
 `fleet.scaleset.dev/restart`, any non-empty value). The operator decides (planning/rollback.py), then
@@ -6,6 +6,9 @@ either records the action in `status.upgrade` (guarded by the resourceVersion it
 operators cannot both start one) or refuses it with a Warning Event; either way the outcome goes to
 `status.upgrade.lastAction` and the annotation is removed. Status is written before the annotation is
 removed: an operator stopped in between finds the action running and only removes the annotation.
+
+Manual mode's walk (`fleet.scaleset.dev/walk`, and a change of spec.walkUpgradeDomain) is recorded
+in `status.upgrade.walk` for the update revision it releases (planning/walk.py).
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ from scaleset_operator.control.context import (
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.kube import ApiError, Kube, fleet_path
 from scaleset_operator.control.snapshot import instance_state
-from scaleset_operator.identity import ANNOTATION_RESTART, ANNOTATION_ROLLBACK, LABEL_REVISION
+from scaleset_operator.identity import (
+    ANNOTATION_RESTART,
+    ANNOTATION_ROLLBACK,
+    ANNOTATION_WALK,
+    LABEL_REVISION,
+)
 from scaleset_operator.planning.instances import HealthGate, InstanceState
 from scaleset_operator.planning.rollback import (
     Accepted,
@@ -38,10 +46,12 @@ from scaleset_operator.planning.rollback import (
     decide_rollback,
 )
 from scaleset_operator.planning.staged import is_staged
+from scaleset_operator.planning.walk import Walk, WalkAccepted, decide_walk, observe_spec
 
 log = logging.getLogger(__name__)
 
 REQUESTED = "Requested"
+WALK = "Walk"
 
 
 def lock_of(upgrade: dict[str, Any]) -> Lock:
@@ -181,6 +191,48 @@ class ImperativeActions:
         self.write_upgrade(snapshot, upgrade)
         self.events.normal(snapshot.scaleset, "RestartStarted", decision.message)
 
+    # ------------------------------------------------------------------ walk
+
+    def consume_walk(self, snapshot: Snapshot, now: datetime) -> None:
+        """Record a walk of the update revision: a change of spec.walkUpgradeDomain, then the walk
+        annotation (answered in status.upgrade.lastAction, then removed). Call it once the pass knows
+        which revision instances go to (after a rollback's target is chosen)."""
+        upgrade = dict(snapshot.upgrade)
+        walk = Walk.from_status(upgrade.get("walk"))
+        observed = observe_spec(walk, snapshot.spec.walk_upgrade_domain, snapshot.update_revision, now)
+        request = (snapshot.scaleset["metadata"].get("annotations") or {}).get(ANNOTATION_WALK)
+        if observed is None and request is None:
+            return
+        if observed is not None:
+            walk = observed
+            upgrade["walk"] = observed.to_status()
+        decision = None
+        if request is not None:
+            decision = decide_walk(
+                str(request),
+                mode=snapshot.policy.mode,
+                upgrade_domain_count=snapshot.spec.upgrade_domain_count,
+                update_revision=snapshot.update_revision,
+                current_revision=snapshot.current_revision,
+                action=lock_of(upgrade).action,
+                walk=walk,
+                now=now,
+            )
+            if isinstance(decision, WalkAccepted):
+                upgrade["walk"] = decision.walk.to_status()
+                result, reason = "Accepted", REQUESTED
+            else:
+                result, reason = "Refused", str(decision.reason)
+            upgrade["lastAction"] = _last_action(WALK, result, reason, decision.message, now)
+        self.write_upgrade(snapshot, upgrade)
+        if decision is None:
+            return
+        if isinstance(decision, WalkAccepted):
+            self.events.normal(snapshot.scaleset, "Walked", decision.message)
+        else:
+            self.events.warning(snapshot.scaleset, str(decision.reason), decision.message)
+        self._remove_annotation(snapshot, ANNOTATION_WALK)
+
     # ------------------------------------------------------------------ finishing
 
     def finish_rollback(self, snapshot: Snapshot, upgrade: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -293,7 +345,9 @@ def _revision(pod: dict[str, Any]) -> str | None:
     return None if revision is None else str(revision)
 
 
-def _last_action(action: Action, result: str, reason: str, message: str, now: datetime) -> dict[str, str]:
+def _last_action(
+    action: Action | str, result: str, reason: str, message: str, now: datetime
+) -> dict[str, str]:
     return {
         "action": str(action),
         "result": result,

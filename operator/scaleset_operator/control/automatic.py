@@ -37,7 +37,7 @@ from scaleset_operator.planning.automatic import (
 from scaleset_operator.planning.catalog import Catalog, index_catalogs, requested_os_image
 from scaleset_operator.planning.maintenance import AssignedMaintenance, GateDecision
 from scaleset_operator.planning.package import Package, automatic_scopes, gate_package_batch, plan_package
-from scaleset_operator.planning.updates import automatic_work_policy
+from scaleset_operator.planning.updates import automatic_work_policy, rolling_out
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +145,43 @@ class AutomaticUpdates:
             self.events.normal(snapshot.scaleset, "UpdatesPackaged", f"One update per instance: {what}.")
         return True
 
-    @staticmethod
-    def pending(package: Package | None) -> list[dict[str, Any]]:
-        """status.pendingUpdates: each update not running yet, with what it waits for."""
+    def pending(self, package: Package | None, snapshot: Snapshot | None = None) -> list[dict[str, Any]]:
+        """status.pendingUpdates: each update not running yet, with what it waits for: those the catalog
+        offers, and those a roll-out is bringing that not every instance runs yet (with the roll-out's
+        reason). Call it after the roll-out's step, so that status.upgrade says where it stands."""
         if package is None:
             return []
         waiting = {(update.kind, update.name): gate for update, gate in package.waiting}
         result = []
-        for update in package.pending:
+        for update in [*self._rolling_out(snapshot), *package.pending]:
             gate = waiting.get((update.kind, update.name))
             item = update if gate is None else update.model_copy(update={"waiting_for": gate.message})
             result.append(item.model_dump(by_alias=True, exclude_none=True))
         return result
+
+    def _rolling_out(self, snapshot: Snapshot | None) -> list[PendingUpdate]:
+        upgrade = snapshot.upgrade if snapshot is not None else {}
+        if snapshot is None or not upgrade.get("locked") or upgrade.get("rollback") or upgrade.get("restart"):
+            return []
+        source = snapshot.template_of(snapshot.current_revision)
+        target = snapshot.template_of(snapshot.update_revision)
+        if source is None or target is None or source is target:
+            return []
+        where = " ".join(
+            part
+            for part in (
+                f"{upgrade.get('reason')}:" if upgrade.get("reason") else "",
+                upgrade.get("message") or "",
+            )
+            if part
+        )
+        why = f"In the roll-out to {snapshot.update_revision}, not on every instance yet" + (
+            f"; {where}" if where else "."
+        )
+        return [
+            update.model_copy(update={"waiting_for": why})
+            for update in rolling_out(source, target, self.catalog() or Catalog())
+        ]
 
     # ------------------------------------------------------------------ scaleset upgrade
 

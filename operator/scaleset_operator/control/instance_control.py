@@ -51,7 +51,7 @@ from scaleset_operator.planning.claims import (
 )
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.instances import HealthGate, InstanceState, parse_time
-from scaleset_operator.planning.package import restart_due
+from scaleset_operator.planning.package import restart_due, restarts_in_place
 from scaleset_operator.planning.repairs import is_finished
 from scaleset_operator.planning.restart import restart_revision, restarted
 from scaleset_operator.planning.revisions import UpdateKind, classify_update
@@ -556,7 +556,9 @@ class InstanceControl:
             timing = self.notice(
                 snapshot,
                 {
-                    EventType.REBOOT: [p for _, p, k in due if k == UpdateKind.IN_PLACE],
+                    EventType.REBOOT: [
+                        p for _, p, k in due if k == UpdateKind.IN_PLACE and self._restarts(snapshot, p)
+                    ],
                     EventType.REDEPLOY: [p for _, p, k in due if k == UpdateKind.REIMAGE],
                 },
                 snapshot.update_revision,
@@ -653,6 +655,11 @@ class InstanceControl:
                 ) from None
             raise
         snapshot.template_checked = True
+
+    def _restarts(self, snapshot: Snapshot, pod: dict[str, Any]) -> bool:
+        """An in-place update that restarts a container; a hotpatch (annotations only) is no reboot."""
+        old_template = snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION))
+        return old_template is None or restarts_in_place(old_template, snapshot.target_template)
 
     def _update_kind(self, snapshot: Snapshot, pod: dict[str, Any]) -> UpdateKind:
         """In place when only what a live pod may change differs (and the policy allows it), else reimage."""

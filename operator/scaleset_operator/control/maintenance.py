@@ -24,6 +24,7 @@ from scaleset_operator.control.context import Conflict, Outcome, Snapshot, times
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.instance_control import InstanceControl
 from scaleset_operator.control.kube import JSON_PATCH, ApiError, Kube, core_path, fleet_path
+from scaleset_operator.control.scheduled_events import event_id, events_of
 from scaleset_operator.control.snapshot import instance_state, is_terminating
 from scaleset_operator.identity import ANNOTATION_FROZEN_ON, LABEL_SCALESET
 from scaleset_operator.planning.batches import batch_size
@@ -32,10 +33,13 @@ from scaleset_operator.planning.host_maintenance import (
     MAINTENANCE_FREEZE,
     MAINTENANCE_LABEL,
     MAINTENANCE_READY,
+    FreezeGate,
+    FreezePlan,
     FreezingInstance,
     NodeState,
     PlacedInstance,
     freeze_may_proceed,
+    gate_freezes,
     plan_freeze,
     plan_host_maintenance,
 )
@@ -96,13 +100,12 @@ class MaintenanceActor:
     def host(
         self, snapshot: Snapshot, assigned: AssignedMaintenance, now: datetime, outcome: Outcome
     ) -> dict[str, Any] | None:
-        """One step of moving this ScaleSet's instances off nodes under maintenance.
+        """One step of Host maintenance for this ScaleSet: node freezes, then moves off nodes.
 
-        Returns status.hostMaintenance (None when no instance is on such a node and none is moving).
-        Moves run only between upgrades: an upgrade, rollback or restart holds the instances first. A
-        freeze moves nothing and is answered whatever else runs (see `freeze`).
+        Returns status.hostMaintenance (None when no instance is on such a node, none is moving and no
+        freeze waits). A freeze moves nothing and is answered whatever else runs (see `freeze`).
         """
-        record: dict[str, Any] = dict((snapshot.scaleset.get("status") or {}).get("hostMaintenance") or {})
+        stored: dict[str, Any] = (snapshot.scaleset.get("status") or {}).get("hostMaintenance") or {}
         listed = self.kube.list(core_path("nodes"))
         nodes = [
             NodeState(
@@ -112,7 +115,28 @@ class MaintenanceActor:
             )
             for node in listed
         ]
-        self.freeze(snapshot, nodes, now, outcome)
+        freeze = self.freeze(snapshot, nodes, now, outcome, assigned, stored.get("freeze"))
+        record = self._moves(snapshot, nodes, listed, assigned, now, outcome)
+        if freeze is None:
+            if record is not None:
+                record.pop("freeze", None)
+            return record
+        return {**(record or {}), "freeze": freeze}
+
+    def _moves(
+        self,
+        snapshot: Snapshot,
+        nodes: list[NodeState],
+        listed: list[dict[str, Any]],
+        assigned: AssignedMaintenance,
+        now: datetime,
+        outcome: Outcome,
+    ) -> dict[str, Any] | None:
+        """Moving this ScaleSet's instances off nodes under maintenance, one batch of the policy at a time.
+
+        Moves run only between upgrades: an upgrade, rollback or restart holds the instances first.
+        """
+        record: dict[str, Any] = dict((snapshot.scaleset.get("status") or {}).get("hostMaintenance") or {})
         if snapshot.upgrade.get("locked"):
             return record or None
         affected = {node.name for node in nodes if node.under_maintenance}
@@ -190,10 +214,22 @@ class MaintenanceActor:
 
     # ------------------------------------------------------------------ freeze
 
-    def freeze(self, snapshot: Snapshot, nodes: list[NodeState], now: datetime, outcome: Outcome) -> None:
+    def freeze(
+        self,
+        snapshot: Snapshot,
+        nodes: list[NodeState],
+        now: datetime,
+        outcome: Outcome,
+        assigned: AssignedMaintenance | None = None,
+        stored: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
         """Tell the instances on nodes labelled `freeze` (a Freeze scheduled event), mark each that agreed
         (approved, or its NotBefore passed) and label a node `ready` once every instance on it has; when
-        the node tool takes the label away, the events and marks go."""
+        the node tool takes the label away, the events and marks go.
+
+        A freeze not yet told to any instance waits for a Host window when one applies, up to its
+        maxDeferral; returns status.hostMaintenance.freeze while one waits (`stored` is the last one).
+        """
         own = {
             pod["metadata"]["name"]: pod
             for pod in snapshot.pods.values()
@@ -215,7 +251,10 @@ class MaintenanceActor:
                 "HostFreezeFinished",
                 f"The freeze of node {node} is over for {', '.join(names)}.",
             )
-        for node, names in plan.announce.items():
+        gate = self._gate_freezes(snapshot, plan, own, assigned, stored, now)
+        if gate.until is not None:
+            outcome.wait_until(gate.until, now)
+        for node, names in gate.announce.items():
             pods = [own[name] for name in names]
             timing = self.instance_control.notice(snapshot, {EventType.FREEZE: pods}, _freeze_work(node), now)
             if timing is not None and not timing.ready:
@@ -230,8 +269,44 @@ class MaintenanceActor:
                 "nothing is moved, and the node is labelled ready once every instance on it has agreed.",
             )
         for state in nodes:
-            if state.freezing:
+            if state.freezing and state.name not in gate.held:
                 self._release_frozen(snapshot, state.name)
+        if not gate.held:
+            return None
+        if (stored or {}).get("reason") != gate.reason:
+            post = self.events.warning if gate.reason == "MaxDeferralExceeded" else self.events.normal
+            post(snapshot.scaleset, str(gate.reason), str(gate.message))
+        return {
+            "nodes": list(gate.held),
+            "pendingSince": timestamp(gate.pending_since or now),
+            "reason": gate.reason,
+            "message": gate.message,
+        }
+
+    def _gate_freezes(
+        self,
+        snapshot: Snapshot,
+        plan: FreezePlan,
+        own: dict[str, dict[str, Any]],
+        assigned: AssignedMaintenance | None,
+        stored: dict[str, Any] | None,
+        now: datetime,
+    ) -> FreezeGate:
+        """The Host gate for the freezes to tell: those some instance was told of or agreed to go on."""
+        started = {
+            node
+            for node, names in plan.announce.items()
+            for name in names
+            if events_of(own[name]).find(event_id(own[name], EventType.FREEZE, _freeze_work(node)))
+            is not None
+        }
+        started |= {mark for pod in own.values() if (mark := _frozen_on(pod)) is not None}
+        pending_since = parse_time((stored or {}).get("pendingSince")) or now
+        decision = gate_batch(assigned or AssignedMaintenance(), MaintenanceScope.HOST, now, pending_since)
+        gate = gate_freezes(plan, started, decision, pending_since, now)
+        if isinstance(decision, Deferred) and gate.announce and (stored or {}).get("nodes"):
+            self.events.warning(snapshot.scaleset, decision.reason, decision.message)
+        return gate
 
     def _mark_frozen(self, pod: dict[str, Any], node: str | None) -> None:
         try:

@@ -80,6 +80,7 @@ from scaleset_operator.planning.rollback import (
 )
 from scaleset_operator.planning.scheduled_events import BatchTiming
 from scaleset_operator.planning.staged import is_staged, staged_refusal
+from scaleset_operator.planning.walk import Walk, effective_walk, explain_wait
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class Reconciler:
                 return Outcome(requeue_after=0.05, step="OSUpgradeRequested")
             self._choose_target(snapshot)
             self._remember_rolled_back(snapshot, now)
+            self.actions.consume_walk(snapshot, now)  # Manual mode: for the revision chosen above
             refused = self._refused_change(snapshot)
             if refused is not None:
                 self.instance_control.hold(snapshot, now, outcome)
@@ -138,7 +140,9 @@ class Reconciler:
             self.automatic.adjust_policy(snapshot, scopes)
             self.instance_control.scale(snapshot, now, outcome)
             self.instance_control.repair_drift(snapshot, now, outcome)
-            staged_step = self.staged.reconcile(snapshot, now, outcome)  # may swap the production set
+            staged_step = self.staged.reconcile(  # may swap the production set
+                snapshot, now, outcome, lambda: self.automatic.gate(snapshot, scopes, assigned, now)
+            )
             instances = self._instances(snapshot)
             step = staged_step or self._roll(
                 snapshot,
@@ -152,7 +156,7 @@ class Reconciler:
                 "disruptionBudget": self.disruption_budget.reconcile(snapshot),
                 "maintenance": self.maintenance.summary(assigned, now),
                 "hostMaintenance": self.maintenance.host(snapshot, assigned, now, outcome),
-                "pendingUpdates": self.automatic.pending(package) or None,
+                "pendingUpdates": self.automatic.pending(package, snapshot) or None,
             }
             self._prune_revisions(snapshot)
             # Host maintenance may have taken instances down in this pass: status counts what is left.
@@ -421,16 +425,21 @@ class Reconciler:
                 now=now,
                 only=None if only is None else set(batch_ordinals({"instances": only})),
             ), snapshot.update_revision
-        return next_step(
+        walk = Walk.from_status(upgrade.get("walk"))
+        step = next_step(
             replicas=spec.replicas,
             upgrade_domain_count=spec.upgrade_domain_count,
-            walk_upgrade_domain=spec.walk_upgrade_domain,
+            walk_upgrade_domain=effective_walk(walk, snapshot.update_revision),
             paused=spec.paused,
             policy=snapshot.policy,
             update_revision=snapshot.update_revision,
             instances=instances,
             rollout=rollout,
             now=now,
+        )
+        outdated = [i.ordinal for i in instances if i.running and i.revision != snapshot.update_revision]
+        return explain_wait(
+            step, walk, snapshot.update_revision, spec.upgrade_domain_count, outdated, snapshot.name
         ), snapshot.update_revision
 
     def _begin(
@@ -552,6 +561,7 @@ class Reconciler:
             )
             outcome.requeue_after = 1.0
         elif isinstance(step, Complete):
+            walk = upgrade.get("walk")  # kept past the upgrade: it remembers spec.walkUpgradeDomain
             if action is Action.ROLLBACK:
                 self._batch_completed(snapshot, upgrade)
                 upgrade = self.actions.finish_rollback(snapshot, upgrade, now)
@@ -560,6 +570,8 @@ class Reconciler:
                 upgrade = self.actions.finish_restart(snapshot, upgrade, now)
             elif upgrade.get("locked") or snapshot.current_revision != snapshot.update_revision:
                 upgrade = self._complete(snapshot, upgrade, now)
+            if walk:
+                upgrade["walk"] = walk
             snapshot.current_revision = snapshot.update_revision
         elif isinstance(step, Wait):
             if upgrade.get("locked"):

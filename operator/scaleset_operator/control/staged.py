@@ -5,12 +5,14 @@ two writes carries on: status.staged first (guarded by the resourceVersion read;
 the commitment), then the instances (through `InstanceControl`), then the Services, one update each,
 then status.staged again with the new production slot. Before any second set exists, the production
 instances carry their slot label and every Service that selects them has the slot key in its
-selector, so a Service never selects both sets.
+selector, so a Service never selects both sets. The swap and swap-back annotations are answered in
+status.upgrade.lastAction, written with the record before the annotation is removed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,8 +30,9 @@ from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.instance_control import InstanceControl
 from scaleset_operator.control.kube import ApiError, Kube, core_path
 from scaleset_operator.control.snapshot import instance_state
-from scaleset_operator.identity import ANNOTATION_SWAP_BACK, slot_base, slot_of
+from scaleset_operator.identity import ANNOTATION_SWAP, ANNOTATION_SWAP_BACK, slot_base, slot_of
 from scaleset_operator.planning.batches import Complete, Step, StepReason, Stop
+from scaleset_operator.planning.maintenance import Deferred, GateDecision
 from scaleset_operator.planning.staged import (
     StagedPlan,
     StagedRecord,
@@ -44,6 +47,13 @@ from scaleset_operator.planning.staged import (
 log = logging.getLogger(__name__)
 
 SWAP_BACK = "SwapBack"
+SWAP = "Swap"
+# The phase of status.upgrade while a staged upgrade waits for one of these, rather than Staging.
+_PHASE_OF_WAIT: dict[str | None, str] = {
+    StepReason.READY_TO_SWAP: "ReadyToSwap",
+    StepReason.WAITING_FOR_MAINTENANCE_WINDOW: "WaitingForMaintenanceWindow",
+    StepReason.PAUSED: "Paused",
+}
 
 
 def production_slot(status: dict[str, Any], staged_mode: bool) -> str | None:
@@ -70,16 +80,33 @@ class StagedControl:
         self.events = events
         self.instances = instances
 
-    def reconcile(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> Step | None:
+    def reconcile(
+        self,
+        snapshot: Snapshot,
+        now: datetime,
+        outcome: Outcome,
+        gate: Callable[[], GateDecision | None] = lambda: None,
+    ) -> Step | None:
+        """`gate` answers whether the automatic work the staged revision carries may start now."""
         staged_mode = is_staged(snapshot.policy)
         stored = snapshot.stored_status.get("staged")
-        asked = bool((snapshot.scaleset["metadata"].get("annotations") or {}).get(ANNOTATION_SWAP_BACK))
+        annotations = snapshot.scaleset["metadata"].get("annotations") or {}
+        asked = bool(annotations.get(ANNOTATION_SWAP_BACK))
+        swap_asked = bool(annotations.get(ANNOTATION_SWAP))
         if not staged_mode and not stored:
             if asked:
                 self._answer_swap_back(
                     snapshot,
                     "There is no previous set to swap back to: this ScaleSet "
                     "has never been upgraded in Staged mode.",
+                    now,
+                )
+            if swap_asked:
+                self._answer(
+                    snapshot,
+                    SWAP,
+                    ANNOTATION_SWAP,
+                    "There is nothing to swap to: the UpgradePolicy is not in Staged mode.",
                     now,
                 )
             return None
@@ -93,6 +120,8 @@ class StagedControl:
             self._supersede_restart(snapshot)
         standby_base = slot_base(snapshot.name, record.standby)
         standby = {o: instance_state(standby_base, o, pod) for o, pod in snapshot.standby.items()}
+        upgrading = staged_mode and snapshot.template_revision != record.production_revision
+        decision = gate() if upgrading else None
         plan = plan_staged(
             record=record,
             policy=snapshot.policy,
@@ -101,18 +130,27 @@ class StagedControl:
             standby=standby,
             now=now,
             swap_back_requested=asked,
-            quota_free=self._quota_free(snapshot)
-            if staged_mode and snapshot.template_revision != record.production_revision
-            else None,
+            quota_free=self._quota_free(snapshot) if upgrading else None,
+            paused=snapshot.spec.paused,
+            swap_requested=swap_asked and staged_mode,
+            gate=decision,
         )
         upgrade = self._upgrade(snapshot, record, plan, now) if staged_mode else dict(snapshot.upgrade)
         if asked:
             upgrade["lastAction"] = _last_action(plan, now)
+        if swap_asked:
+            upgrade["lastAction"] = _swap_answer(plan, staged_mode, now)
         patch = merge_patch(snapshot.stored_status, {"staged": plan.record.to_status(), "upgrade": upgrade})
         if patch:
             patch_status(self.kube, snapshot, patch)
         if asked:
             self._answered(snapshot, plan)
+        if swap_asked:
+            if plan.swap_refusal is not None or not staged_mode:
+                self.events.warning(snapshot.scaleset, "SwapRefused", upgrade["lastAction"]["message"])
+            remove_annotation(self.kube, snapshot, ANNOTATION_SWAP)
+        if isinstance(decision, Deferred) and (plan.swap is not None or plan.create):
+            self.events.warning(snapshot.scaleset, decision.reason, decision.message)
         self.instances.remove_standby(snapshot, plan.remove, outcome)
         if plan.create and plan.record.staging is not None:
             self.instances.create_standby(
@@ -238,7 +276,7 @@ class StagedControl:
             if plan.swap
             else (plan.record.staging.revision if plan.record.staging else None)
         )
-        if reason == StepReason.STAGED_CAPACITY:
+        if reason in (StepReason.STAGED_CAPACITY, *_PHASE_OF_WAIT) and target is None:
             target = snapshot.template_revision  # an upgrade waits to start: it is locked, not idle
         if target is None:
             if upgrade.get("locked"):
@@ -257,7 +295,7 @@ class StagedControl:
                 )
             upgrade.update(
                 locked=True,
-                phase="Swapping" if plan.swap else "Staging",
+                phase="Swapping" if plan.swap else _PHASE_OF_WAIT.get(reason, "Staging"),
                 fromRevision=record.production_revision,
                 toRevision=target,
                 currentBatch=None,
@@ -275,10 +313,15 @@ class StagedControl:
         remove_annotation(self.kube, snapshot, ANNOTATION_SWAP_BACK)
 
     def _answer_swap_back(self, snapshot: Snapshot, message: str, now: datetime) -> None:
-        upgrade = {**snapshot.upgrade, "lastAction": _answer("Refused", "SwapBackRefused", message, now)}
+        self._answer(snapshot, SWAP_BACK, ANNOTATION_SWAP_BACK, message, now)
+
+    def _answer(self, snapshot: Snapshot, action: str, annotation: str, message: str, now: datetime) -> None:
+        """Refuse an action asked for by annotation: the answer in status, a Warning, the annotation gone."""
+        reason = f"{action}Refused"
+        upgrade = {**snapshot.upgrade, "lastAction": _answer("Refused", reason, message, now, action)}
         patch_status(self.kube, snapshot, {"upgrade": upgrade})
-        self.events.warning(snapshot.scaleset, "SwapBackRefused", message)
-        remove_annotation(self.kube, snapshot, ANNOTATION_SWAP_BACK)
+        self.events.warning(snapshot.scaleset, reason, message)
+        remove_annotation(self.kube, snapshot, annotation)
 
     # ------------------------------------------------------------------ capacity and timing
 
@@ -320,5 +363,18 @@ def _last_action(plan: StagedPlan, now: datetime) -> dict[str, Any]:
     return _answer("Accepted", "Requested", message, now)
 
 
-def _answer(result: str, reason: str, message: str, now: datetime) -> dict[str, Any]:
-    return {"action": SWAP_BACK, "result": result, "reason": reason, "message": message, "at": timestamp(now)}
+def _swap_answer(plan: StagedPlan, staged_mode: bool, now: datetime) -> dict[str, Any]:
+    if not staged_mode:
+        message = "There is nothing to swap to: the UpgradePolicy is not in Staged mode."
+        return _answer("Refused", "SwapRefused", message, now, SWAP)
+    if plan.swap_refusal is not None:
+        return _answer("Refused", "SwapRefused", plan.swap_refusal, now, SWAP)
+    swap = plan.swap
+    message = (
+        f"Swapping every Service to slot {swap.to_slot} ({swap.revision})." if swap else "Swapped already."
+    )
+    return _answer("Accepted", "Requested", message, now, SWAP)
+
+
+def _answer(result: str, reason: str, message: str, now: datetime, action: str = SWAP_BACK) -> dict[str, Any]:
+    return {"action": action, "result": result, "reason": reason, "message": message, "at": timestamp(now)}

@@ -45,6 +45,7 @@ class StepReason(StrEnum):
     WAITING_FOR_STAGED_SET = "WaitingForStagedSet"
     STAGED_CAPACITY = "StagedCapacity"
     STAGED_SET_UNHEALTHY = "StagedSetUnhealthy"
+    READY_TO_SWAP = "ReadyToSwap"
     SWAPPING = "Swapping"
     SWAPPED_BACK = "SwappedBack"
 

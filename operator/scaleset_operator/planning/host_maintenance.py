@@ -1,10 +1,19 @@
 """Node (Host) maintenance: which instances must leave nodes under maintenance, one batch at a time, UD by UD;
-and which instances are told of a node's freeze, work on the node that moves no instance."""
+and which instances are told of a node's freeze, work on the node that moves no instance.
+
+A freeze is Host work like a move: maintenance control exists for workloads that cannot take even a
+few seconds of freeze at an arbitrary time, so when a MaintenanceConfiguration of scope Host applies
+to the ScaleSet, a freeze not yet told to any of its instances waits for a Host window, up to the
+configuration's maxDeferral (`gate_freezes`). One already told goes on, as a running batch does.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+
+from scaleset_operator.planning.maintenance import Closed, GateDecision, may_start
 
 MAINTENANCE_LABEL = "fleet.scaleset.dev/maintenance"
 MAINTENANCE_PENDING = "pending"
@@ -159,3 +168,49 @@ def freeze_may_proceed(node: str, frozen_on: Iterable[str | None]) -> bool:
     """Whether a freezing node may be labelled `ready`: every instance on it (of every ScaleSet) is frozen
     for it. `frozen_on`: the mark of each instance pod on the node. An empty node may proceed."""
     return all(mark == node for mark in frozen_on)
+
+
+@dataclass(frozen=True)
+class FreezeGate:
+    """The freezes that may be told now, and those that wait for a Host window.
+
+    `announce`: the part of FreezePlan.announce that goes now. `held`: nodes whose freeze waits, with
+    `reason`, `message` and `until` (the next window's start) from the gate; `pending_since` is when
+    the first of them started to wait, what maxDeferral counts from.
+    """
+
+    announce: Mapping[str, tuple[str, ...]]
+    held: tuple[str, ...] = ()
+    pending_since: datetime | None = None
+    reason: str | None = None
+    message: str | None = None
+    until: datetime | None = None
+
+
+def gate_freezes(
+    plan: FreezePlan,
+    started: Collection[str],
+    decision: GateDecision,
+    pending_since: datetime | None,
+    now: datetime,
+) -> FreezeGate:
+    """Which freezes of `plan` are told now under the Host gate `decision` (planning.maintenance.gate_batch
+    of scope Host, asked with `pending_since`).
+
+    `started`: nodes whose freeze some instance of the ScaleSet has been told of, or has agreed to
+    already: they go on whatever the gate says. The others go when the gate lets Host work start (no
+    Host configuration applies, a window is open, or maxDeferral has passed) and wait otherwise.
+    """
+    waiting = tuple(sorted(node for node in plan.announce if node not in started))
+    if may_start(decision) or not waiting:
+        return FreezeGate(dict(plan.announce))
+    going = {node: names for node, names in plan.announce.items() if node in started}
+    assert isinstance(decision, Closed)
+    return FreezeGate(
+        going,
+        held=waiting,
+        pending_since=pending_since or now,
+        reason=decision.reason,
+        message=f"The freeze of node{'s' if len(waiting) > 1 else ''} {', '.join(waiting)} waits: {decision.message}",
+        until=decision.next_start,
+    )

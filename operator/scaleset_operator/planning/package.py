@@ -31,7 +31,7 @@ from scaleset_operator.api.models import (
 from scaleset_operator.planning.automatic import choose, effective_template, overlay_of, prune, record_patches
 from scaleset_operator.planning.catalog import Catalog, container_image
 from scaleset_operator.planning.maintenance import AssignedMaintenance, GateDecision, may_start
-from scaleset_operator.planning.patches import patches_for, select_patches
+from scaleset_operator.planning.patches import patches_for, patching_disabled, select_patches
 from scaleset_operator.planning.updates import (
     PendingKind,
     automatic_work_policy,
@@ -144,7 +144,8 @@ def plan_package(
     """Combine every pending update whose scope may start now into one package.
 
     Guest patches are chosen against the OS image the package runs: a new OS image carries the
-    patches published before it, so those are not applied on top of it.
+    patches published before it, so those are not applied on top of it. They are applied only when
+    the policy enables automaticGuestPatching; otherwise they wait, assessed, in `waiting`.
     """
     assigned = assigned or AssignedMaintenance()
     current = prune(overlay or AutomaticUpdatesStatus(), spec.template)
@@ -155,6 +156,10 @@ def plan_package(
     if patches_for(catalog, found.os_repository, None):
         scopes.add(MaintenanceScope.IN_GUEST_PATCH)
     gates = {scope: gate_scope(assigned, scope, spec.time_zone, now, pending) for scope in sorted(scopes)}
+    guest = policy.automatic_guest_patching
+    if MaintenanceScope.IN_GUEST_PATCH in gates and not guest.enabled:
+        # Update management assesses without installing: the patches show in pendingUpdates, no more.
+        gates[MaintenanceScope.IN_GUEST_PATCH] = patching_disabled()
     open_scopes = {scope for scope, gate in gates.items() if may_start(gate)}
     resolutions = []
     if found.os_image is not None and MaintenanceScope.OS_IMAGE in open_scopes:
@@ -179,6 +184,7 @@ def plan_package(
             applied,
             chosen.failed_patch_ids,
             now,
+            hotpatching=guest.enable_hotpatching,
         )
         if selection.due:
             # Under rebootSetting Always a hotpatch restarts too, so it is recorded with those that do.
@@ -241,6 +247,18 @@ def restart_due(from_template: Mapping[str, Any], to_template: Mapping[str, Any]
     return bool(new) and container_image(from_template, os_container) == container_image(
         to_template, os_container
     )
+
+
+def restarts_in_place(from_template: Mapping[str, Any], to_template: Mapping[str, Any]) -> bool:
+    """Whether updating an instance in place from one revision to another restarts a container: an
+    image changes. A move that changes only the pod's labels and annotations, as a hotpatch does,
+    restarts nothing; it is no reboot, so no scheduled event announces it."""
+
+    def images(template: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+        containers = (template.get("spec") or {}).get("containers") or []
+        return [(container.get("name"), container.get("image")) for container in containers]
+
+    return images(from_template) != images(to_template)
 
 
 def gate_package_batch(

@@ -1,6 +1,8 @@
 """Guest patches: which published patches an instance gets, image patch or hotpatch, and the off-peak hours.
 
-Selection, as automatic VM guest patching does it:
+Nothing here installs a patch unless the UpgradePolicy enables ``automaticGuestPatching`` (the VM
+API's patchMode AutomaticByPlatform); without it the selection is an assessment only, shown in
+status.pendingUpdates. Selection, as automatic VM guest patching does it:
 
 - A patch is for the ScaleSet when its ``appliesTo`` names the OS container's repository.
 - Critical and Security patches only, unless an assigned InGuestPatch configuration's
@@ -11,6 +13,9 @@ Selection, as automatic VM guest patching does it:
 - ``rebootSetting``: IfRequired restarts the OS container for a patched image or a patch with
   ``rebootRequired``, never for a hotpatch; Never holds back every patch that needs a restart (it
   stays pending) and applies hotpatches; Always restarts whenever anything is applied.
+- Hotpatching is an opt-in of its own (``enableHotpatching``): without it a hotpatch is installed as
+  a patch that restarts the instance, as a machine that cannot take hotpatches gets the same fix in
+  an update that needs a restart.
 
 A patch with an image is applied by running that image (the container restarts: the reboot); when
 several are due the one published last is run, as a patched image carries the fixes before it. A
@@ -75,7 +80,7 @@ class HeldReason(StrEnum):
 class PatchSelection:
     """The patches due for the OS image, split by how they are applied."""
 
-    image_patches: tuple[Patch, ...] = ()
+    image_patches: tuple[Patch, ...] = ()  # applied with a restart: a patched image, or none that needs one
     hotpatches: tuple[Patch, ...] = ()
     held: tuple[tuple[Patch, HeldReason], ...] = ()
     restart: bool = False
@@ -112,11 +117,13 @@ def select_patches(
     applied: Collection[str] = (),
     failed: Collection[str] = (),
     now: datetime | None = None,
+    hotpatching: bool = True,
 ) -> PatchSelection:
     """Which of the patches for the OS image are applied, and whether that restarts the OS container.
 
     `applied`: patches the instances have (status.automaticUpdates.patches); `failed`: patches whose
-    roll-out was rolled back; `now`: patches published later are not yet known.
+    roll-out was rolled back; `now`: patches published later are not yet known; `hotpatching`
+    (the policy's enableHotpatching): without it a hotpatch is applied with a restart.
     """
     classifications = {PatchClassification(item) for item in settings.classifications_to_include}
     included, excluded = set(settings.patch_ids_to_include), set(settings.patch_ids_to_exclude)
@@ -135,9 +142,9 @@ def select_patches(
             held.append((patch, HeldReason.FAILED))
         elif patch.classification not in classifications and patch.id not in included:
             held.append((patch, HeldReason.CLASSIFICATION))
-        elif patch.restarts and reboot == RebootSetting.NEVER:
+        elif (patch.restarts or not hotpatching) and reboot == RebootSetting.NEVER:
             held.append((patch, HeldReason.REBOOT_NEVER))
-        elif patch.restarts:
+        elif patch.restarts or not hotpatching:
             image_patches.append(patch)
         else:
             hotpatches.append(patch)
@@ -182,6 +189,16 @@ def next_off_peak(now: datetime, time_zone: str | None) -> datetime:
     if night.start_utc > now.astimezone(UTC):
         return night.start
     return _night(night.start.date() + timedelta(days=1), _zone(time_zone)).start
+
+
+def patching_disabled() -> Closed:
+    """The gate of guest patches while the UpgradePolicy does not enable them: assessed, never installed."""
+    return Closed(
+        None,
+        "Assessed, not installed: the UpgradePolicy's spec.automaticGuestPatching.enabled is off, so guest "
+        "patches never touch the instances.",
+        reason="AutomaticGuestPatchingDisabled",
+    )
 
 
 def gate_patches(

@@ -7,19 +7,35 @@ selector's slot key. The set swapped away from is kept for `spec.staged.keepPrev
 swap back is one more such update. Everything here is pure: the clock is an argument, and the state
 is what status.staged records (`StagedRecord`), so an operator killed between any two writes picks
 up where it stopped.
+
+Like every mode, Staged mode honours `spec.paused` (nothing is created or swapped), and the staged
+roll-out of an automatic package waits for its maintenance window like any other: the set is not
+started, and the Services are not swapped, while the window of its scopes is closed. With
+`staged.swap: Manual` the healthy set waits in phase ReadyToSwap until the user asks for the swap
+(the seed's VIP swap is an action the user takes); a swap asked for is the user's, never gated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+import functools
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec
 
-from scaleset_operator.api.models import OnInstanceStartTimeout, Slot, UpgradeMode, UpgradePolicySpec
-from scaleset_operator.identity import LABEL_SLOT
+from scaleset_operator.api.models import (
+    OnInstanceStartTimeout,
+    Slot,
+    SwapMode,
+    UpgradeMode,
+    UpgradePolicySpec,
+)
+from scaleset_operator.identity import ANNOTATION_SWAP, LABEL_SLOT
 from scaleset_operator.planning.batches import Complete, Step, StepReason, Stop, Wait
 from scaleset_operator.planning.instances import HealthGate, InstanceState, parse_time
+from scaleset_operator.planning.maintenance import Closed, GateDecision
+
+P = ParamSpec("P")
 
 
 def other_slot(slot: Slot | str) -> Slot:
@@ -155,7 +171,8 @@ class StagedPlan:
     """What one pass does in Staged mode, in this order: write `record` (when it changed), delete the
     standby instances `remove`, create the standby instances `create` (slot `record.standby`, revision
     `record.staging.revision`), then, with `swap`, move every selecting Service to `swap.to_slot` and
-    write `finish_swap(...)`. `step` is for the conditions; `refusal` answers a swap back refused."""
+    write `finish_swap(...)`. `step` is for the conditions; `refusal` answers a swap back refused,
+    `swap_refusal` a swap asked for that cannot be made now."""
 
     record: StagedRecord
     step: Step
@@ -163,8 +180,24 @@ class StagedPlan:
     remove: tuple[int, ...] = ()
     swap: Swap | None = None
     refusal: str | None = None
+    swap_refusal: str | None = None
 
 
+def _answering_swap(plan: Callable[P, StagedPlan]) -> Callable[P, StagedPlan]:
+    """A swap asked for is answered: with the swap, or with why there is none (the step's message)."""
+
+    @functools.wraps(plan)
+    def answered(*args: P.args, **kwargs: P.kwargs) -> StagedPlan:
+        result = plan(*args, **kwargs)
+        if kwargs.get("swap_requested") and result.swap is None and result.swap_refusal is None:
+            why = getattr(result.step, "message", "") or "nothing is staged"
+            result = replace(result, swap_refusal=f"No staged set is ready to swap to: {why}")
+        return result
+
+    return answered
+
+
+@_answering_swap
 def plan_staged(
     *,
     record: StagedRecord,
@@ -175,11 +208,16 @@ def plan_staged(
     now: datetime,
     swap_back_requested: bool = False,
     quota_free: int | None = None,
+    paused: bool = False,
+    swap_requested: bool = False,
+    gate: GateDecision | None = None,
 ) -> StagedPlan:
     """The next step of Staged mode (or, in another mode, of finishing what Staged mode left).
 
     `standby` holds the instances of the standby slot that exist, by ordinal. `quota_free` is how many
-    more pods the namespace's ResourceQuotas let be created, None when none limits pods.
+    more pods the namespace's ResourceQuotas let be created, None when none limits pods. `paused` is
+    spec.paused; `swap_requested` the swap annotation; `gate` the window gate of the automatic work
+    the staged revision carries (None for a template change the user made, which is never gated).
     """
     production = record.production_revision or template_revision
     if record.swap is not None:
@@ -221,7 +259,22 @@ def plan_staged(
             )
         return StagedPlan(settled, step, remove=remove, refusal=refusal)
 
+    if paused:
+        # Nothing is created, removed or swapped; what is staged stays as it is for the resume.
+        held_record = replace(record, production_revision=production)
+        message = (
+            f"spec.paused holds the staged upgrade to {template_revision}: nothing is created or swapped; "
+            f"production ({record.production}) serves."
+        )
+        return StagedPlan(held_record, Wait(StepReason.PAUSED, message), refusal=refusal)
+
     slot = record.standby
+    starting = record.staging is None or record.staging.revision != template_revision
+    if starting and isinstance(gate, Closed):
+        # An automatic package is not started outside its window; production serves meanwhile.
+        kept_record = replace(record, production_revision=production, previous=previous)
+        waiting = Wait(StepReason.WAITING_FOR_MAINTENANCE_WINDOW, gate.message, gate.next_start)
+        return StagedPlan(kept_record, waiting, refusal=refusal)
     capacity = _capacity_problem(policy, replicas, standby, template_revision, quota_free)
     if capacity is not None:
         # Nothing is created or removed: a set that cannot be completed is not started, and the kept
@@ -251,10 +304,20 @@ def plan_staged(
 
     members = [standby[o] for o in range(replicas)]
     health = _set_health(members, policy, template_revision, staging.started_at, now, replicas)
-    if health is None:
-        swap = Swap(slot, template_revision, now)
-        return StagedPlan(replace(staged_record, swap=swap), _swapping(swap), swap=swap, refusal=refusal)
-    return StagedPlan(staged_record, health, refusal=refusal)
+    if health is not None:
+        return StagedPlan(staged_record, health, refusal=refusal)
+    if not swap_requested and policy.staged.swap == SwapMode.MANUAL:
+        message = (
+            f"The staged set ({replicas} instances on {template_revision}, slot {slot}) is healthy and waits "
+            f"for the swap: scaleset swap, or the annotation {ANNOTATION_SWAP}=true; production "
+            f"({record.production}) serves meanwhile."
+        )
+        return StagedPlan(staged_record, Wait(StepReason.READY_TO_SWAP, message), refusal=refusal)
+    if not swap_requested and isinstance(gate, Closed):
+        waiting = Wait(StepReason.WAITING_FOR_MAINTENANCE_WINDOW, gate.message, gate.next_start)
+        return StagedPlan(staged_record, waiting, refusal=refusal)
+    swap = Swap(slot, template_revision, now)
+    return StagedPlan(replace(staged_record, swap=swap), _swapping(swap), swap=swap, refusal=refusal)
 
 
 def _swapping(swap: Swap) -> Wait:

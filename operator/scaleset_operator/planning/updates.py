@@ -3,19 +3,22 @@
 An update is pending while the catalog has published something the instances do not run yet and
 automatic updates would choose it: a newer OS image (automaticOSUpgrade enabled), a newer version of
 an extension that opts in (automaticExtensionUpgrade enabled and the extension's
-enableAutomaticUpgrade), or a guest patch the patch settings select. ``since`` is when it was
-published, the moment maxDeferral counts from.
+enableAutomaticUpgrade), or a guest patch the patch settings select (listed whether or not the policy
+enables automaticGuestPatching: update management assesses without installing). ``since`` is when
+it was published, the moment maxDeferral counts from. An update already packaged stays listed while
+the roll-out that brings it has not reached every instance (:func:`rolling_out`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from scaleset_operator.api.models import (
+    AutomaticImage,
     AutomaticUpdatesStatus,
     InstallPatches,
     MaintenanceScope,
@@ -24,7 +27,7 @@ from scaleset_operator.api.models import (
     UpgradeMode,
     UpgradePolicySpec,
 )
-from scaleset_operator.planning.automatic import base_template, prune
+from scaleset_operator.planning.automatic import base_template, overlay_of, prune
 from scaleset_operator.planning.catalog import (
     Catalog,
     Patch,
@@ -180,6 +183,7 @@ def find_pending(
         applied,
         current.failed_patch_ids,
         now,
+        hotpatching=policy.automatic_guest_patching.enable_hotpatching,
     )
     return Pending(os_image, extensions, patches, repository)
 
@@ -194,6 +198,48 @@ def pending_updates(
 ) -> list[PendingUpdate]:
     """status.pendingUpdates of a ScaleSet at `now`."""
     return find_pending(spec, policy, catalog, overlay, now, settings).updates()
+
+
+def rolling_out(
+    from_template: Mapping[str, Any], to_template: Mapping[str, Any], catalog: Catalog
+) -> list[PendingUpdate]:
+    """The automatic updates a roll-out from one revision to another brings: still pending, since not
+    every instance runs them yet. Read from the revisions' own records (overlay_of); a patch's
+    classification and publication come from the catalog."""
+    before, after = overlay_of(from_template), overlay_of(to_template)
+    images: list[tuple[PendingKind, str, AutomaticImage]] = []
+    if after.os_image is not None:
+        images.append((PendingKind.OS_IMAGE, after.os_image.repository, after.os_image))
+    images.extend((PendingKind.EXTENSION, entry.name, entry) for entry in after.extensions)
+    had_images = {
+        (entry.repository, entry.version) for entry in [*before.extensions, *filter(None, [before.os_image])]
+    }
+    result = [
+        PendingUpdate(
+            kind=str(kind),
+            name=name,
+            version=entry.version,
+            since=entry.published_at,
+            scope=str(SCOPE_OF_KIND[kind]),
+        )
+        for kind, name, entry in images
+        if (entry.repository, entry.version) not in had_images
+    ]
+    had = set() if before.patches is None else {*before.patches.patch_ids, *before.patches.hotpatch_ids}
+    published = {patch.id: patch for patch in catalog.patches}
+    brought = [] if after.patches is None else [*after.patches.patch_ids, *after.patches.hotpatch_ids]
+    for patch_id in brought:
+        if patch_id in had:
+            continue
+        patch = published.get(patch_id)
+        result.append(
+            patch_update(patch)
+            if patch is not None
+            else PendingUpdate(
+                kind=str(PendingKind.PATCH), name=patch_id, scope=str(MaintenanceScope.IN_GUEST_PATCH)
+            )
+        )
+    return result
 
 
 def oldest_since(updates: Iterable[PendingUpdate], scope: MaintenanceScope) -> datetime | None:
