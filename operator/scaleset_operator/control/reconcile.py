@@ -500,10 +500,17 @@ class Reconciler:
                 self.instance_control.check_template(snapshot, now)
             # Record the batch before touching any instance: a restarted operator finishes it. The write
             # is guarded by the resourceVersion read, so of two operators only one records a batch.
+            # With the conditions of a batch under way: automatic work changes no generation, so the
+            # Ready=True of the pass before would otherwise read as at rest until the next status write.
             self._patch_status(
                 snapshot,
                 merge_patch(
-                    snapshot.stored_status, {"upgrade": upgrade, "updateRevision": snapshot.update_revision}
+                    snapshot.stored_status,
+                    {
+                        "upgrade": upgrade,
+                        "updateRevision": snapshot.update_revision,
+                        "conditions": self._conditions(snapshot, instances, step, now),
+                    },
                 ),
             )
             verb = {Action.ROLLBACK: "Rolling back", Action.RESTART: "Restarting", None: "Upgrading"}[action]
@@ -676,6 +683,42 @@ class Reconciler:
         existing = sum(1 for i in instances if i.exists)
         upgrade = (snapshot.scaleset.get("status") or {}).get("upgrade") or {}
         generation = int(snapshot.scaleset["metadata"].get("generation") or 1)
+        upgrade = {
+            **upgrade,
+            "rollbackAllowed": not is_staged(snapshot.policy)
+            and rollback_allowed(lock_of(upgrade), spec.replicas, instances),
+        }
+        status = {
+            "observedGeneration": generation,
+            "replicas": existing,
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+            "labelSelector": label_selector(snapshot.name)
+            + (f",{LABEL_SLOT}={snapshot.slot}" if snapshot.slot else ""),
+            "currentRevision": snapshot.current_revision,
+            "updateRevision": snapshot.update_revision,
+            "conditions": self._conditions(snapshot, instances, step, now),
+            "upgrade": {**upgrade, "phase": upgrade.get("phase") or "Idle"},
+            "upgradeDomains": upgrade_domain_summaries(
+                instances, spec.upgrade_domain_count, snapshot.update_revision, healthy
+            ),
+            **(extra or {}),
+        }
+        patch = merge_patch(snapshot.stored_status, status)
+        if patch:
+            self._patch_status(snapshot, patch)
+
+    def _conditions(
+        self, snapshot: Snapshot, instances: list[InstanceState], step: Any, now: datetime
+    ) -> list[dict[str, Any]]:
+        """The conditions for what the pass saw and decided, transition times kept where unchanged."""
+        spec = snapshot.spec
+        gate = HealthGate.of(snapshot.policy.health_check)
+        healthy = {i.name for i in instances if gate.is_healthy(i, now)}
+        updated = sum(1 for i in instances if i.revision == snapshot.update_revision)
+        existing = sum(1 for i in instances if i.exists)
+        upgrade = (snapshot.scaleset.get("status") or {}).get("upgrade") or {}
+        generation = int(snapshot.scaleset["metadata"].get("generation") or 1)
         held_back = snapshot.update_revision != snapshot.template_revision and not upgrade.get("locked")
         conditions = scaleset_conditions(
             FleetCounts(
@@ -695,31 +738,8 @@ class Reconciler:
             single_instance_downtime=spec.replicas == 1 and not snapshot.policy.rolling_upgrade.max_surge,
             staged=is_staged(snapshot.policy),
         )
-        upgrade = {
-            **upgrade,
-            "rollbackAllowed": not is_staged(snapshot.policy)
-            and rollback_allowed(lock_of(upgrade), spec.replicas, instances),
-        }
         previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
-        status = {
-            "observedGeneration": generation,
-            "replicas": existing,
-            "readyReplicas": ready,
-            "updatedReplicas": updated,
-            "labelSelector": label_selector(snapshot.name)
-            + (f",{LABEL_SLOT}={snapshot.slot}" if snapshot.slot else ""),
-            "currentRevision": snapshot.current_revision,
-            "updateRevision": snapshot.update_revision,
-            "conditions": merge_conditions(previous, conditions, generation, timestamp(now)),
-            "upgrade": {**upgrade, "phase": upgrade.get("phase") or "Idle"},
-            "upgradeDomains": upgrade_domain_summaries(
-                instances, spec.upgrade_domain_count, snapshot.update_revision, healthy
-            ),
-            **(extra or {}),
-        }
-        patch = merge_patch(snapshot.stored_status, status)
-        if patch:
-            self._patch_status(snapshot, patch)
+        return merge_conditions(previous, conditions, generation, timestamp(now))
 
     def _report_invalid(self, scaleset: dict[str, Any], problem: InvalidInput, now: datetime) -> None:
         status = scaleset.get("status") or {}

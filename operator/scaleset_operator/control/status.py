@@ -87,7 +87,7 @@ def scaleset_conditions(
     single_instance_downtime: bool = False,
     staged: bool = False,
 ) -> list[ConditionUpdate]:
-    """Ready, Progressing and Stalled (and DowntimeOnUpgrade) for what the pass saw and decided.
+    """Ready, Progressing, Stalled and Reconciling (and DowntimeOnUpgrade) for what the pass saw and decided.
 
     `held_back` is the message when instances are kept off the template's revision because it was
     rolled back: the ScaleSet is then not Ready and Stalled with reason RolledBack until the template
@@ -130,7 +130,12 @@ def scaleset_conditions(
             if isinstance(step, Stop)
             else ConditionUpdate("Stalled", False, "NotStalled", "")
         )
-    conditions = [ready, progressing, stall]
+    conditions = [
+        ready,
+        progressing,
+        stall,
+        reconciling_condition(ready, stall, converged or settled_unhealthy),
+    ]
     if single_instance_downtime and staged:
         conditions.append(
             ConditionUpdate(
@@ -151,3 +156,17 @@ def scaleset_conditions(
             )
         )
     return conditions
+
+
+def reconciling_condition(ready: ConditionUpdate, stall: ConditionUpdate, at_rest: bool) -> ConditionUpdate:
+    """Reconciling, of abnormal-true polarity (the kstatus conventions of Flux, kpt and cli-utils): True
+    while the operator has work left, whatever Ready said before; False once at rest or stalled.
+
+    kstatus reads Reconciling=True as InProgress before it looks at Ready, so a status written as a
+    batch starts reads in progress even where Ready=True is still there from before.
+    """
+    if stall.status:
+        return ConditionUpdate("Reconciling", False, stall.reason, stall.message)
+    if at_rest:
+        return ConditionUpdate("Reconciling", False, ready.reason, ready.message)
+    return ConditionUpdate("Reconciling", True, ready.reason, ready.message)
