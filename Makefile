@@ -92,6 +92,29 @@ $(HELM_BIN): tools/helm/go.mod tools/helm/go.sum
 	cd tools/helm && GOTOOLCHAIN=local $(GO) build -trimpath -ldflags '$(HELM_LDFLAGS)' \
 		-o ../../$@ helm.sh/helm/v4/cmd/helm
 
+# What a user installs from: the wheel (the CLI and kubectl plugin, `pipx install`), install.yaml (one file:
+# the kustomize base with the image by digest), the packaged chart and the CHANGELOG, in $(DIST).
+# IMAGE_DIGEST is the digest of the pushed image: `make release IMAGE_DIGEST=sha256:...`.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_REPO ?= ghcr.io/scaleset-operator/scaleset-operator
+IMAGE_DIGEST ?=
+DIST ?= dist
+KUBECTL ?= kubectl
+
+release: $(STAMP) $(HELM_BIN)
+	@case "$(IMAGE_DIGEST)" in sha256:????????????????????????????????????????????????????????????????) ;; \
+	  *) echo "make release needs IMAGE_DIGEST=sha256:<64 hex digits>, the digest of $(IMAGE_REPO):$(VERSION)"; exit 2;; esac
+	rm -rf $(DIST) && mkdir -p $(DIST)/bundle
+	$(BIN)/pip wheel -q --no-deps --wheel-dir $(DIST) .
+	printf 'resources: [%s]\nimages:\n  - name: %s\n    digest: %s\n' \
+		"$$(realpath -m --relative-to=$(DIST)/bundle manifests)" '$(IMAGE_REPO)' '$(IMAGE_DIGEST)' > $(DIST)/bundle/kustomization.yaml
+	{ echo '# scaleset-operator $(VERSION): kubectl apply --server-side -f install.yaml (CRDs, namespace, RBAC, operator)'; \
+	  $(KUBECTL) kustomize --load-restrictor LoadRestrictionsNone $(DIST)/bundle; } > $(DIST)/install.yaml
+	rm -r $(DIST)/bundle
+	$(HELM_BIN) package charts/scaleset-operator --destination $(DIST) 2>/dev/null
+	cp CHANGELOG.md $(DIST)/
+	@ls $(DIST)
+
 kstatus: $(KSTATUS_BIN)
 	@echo $(KSTATUS_BIN)
 
