@@ -24,7 +24,7 @@ from scaleset_operator.runner import OperatorThread
 from tests.integration.conftest import _crd_served, token_kubeconfig
 from tests.integration.helpers import IMAGE, create, scaleset_body, scaleset_ready, set_image, wait_for
 from tests.integration.rbac_usage import format_permissions, usage_from_audit_file
-from tests.unit.test_chart import CHART, helm_binary
+from tests.unit.test_chart import helm_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kubectl]
 
@@ -32,6 +32,23 @@ ROOT = Path(__file__).resolve().parents[2]
 RELEASE = "scaleset-operator"
 NAMESPACE = "scaleset-system"
 TIMEOUT = 90
+DIGEST = "sha256:" + "5e" * 32
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dist/ of `make release`: what a user without the sources has."""
+    dist = tmp_path_factory.mktemp("release") / "dist"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "release", f"DIST={dist}", f"IMAGE_DIGEST={DIGEST}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dist
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +114,12 @@ def release_objects(kube: Kube) -> list[str]:
 
 
 def test_helm_install_runs_a_rollout_under_the_charts_rbac_and_uninstall_leaves_nothing(
-    bed: Any, tmp_path: Path
+    bed: Any, release: Path, tmp_path: Path
 ) -> None:
     kube = Kube.from_kubeconfig(str(bed.kubeconfig_path))
+    (chart,) = release.glob("scaleset-operator-*.tgz")
     # The chart's kubeVersion is checked against the testbed's real version.
-    out = helm(bed, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace")
+    out = helm(bed, "install", RELEASE, str(chart), "--namespace", NAMESPACE, "--create-namespace")
     assert "STATUS: deployed" in out
     installed = release_objects(kube)
     assert {
@@ -131,7 +149,7 @@ def test_helm_install_runs_a_rollout_under_the_charts_rbac_and_uninstall_leaves_
         bed,
         "upgrade",
         RELEASE,
-        str(CHART),
+        str(chart),
         "--namespace",
         NAMESPACE,
         "--set",
@@ -150,6 +168,32 @@ def test_helm_install_runs_a_rollout_under_the_charts_rbac_and_uninstall_leaves_
     # Nothing stuck terminating in the release namespace; the CRDs stay (Helm never deletes them).
     wait_for(lambda: not kube.list(core_path("pods", NAMESPACE)), 60, "the operator's pods gone")
     assert _crd_served(kube, "scalesets")
+
+
+def test_kubectl_apply_of_install_yaml_runs_a_rollout_and_delete_removes_it(
+    bed: Any, release: Path, tmp_path: Path
+) -> None:
+    kube = Kube.from_kubeconfig(str(bed.kubeconfig_path))
+    bundle = str(release / "install.yaml")
+    kubectl(bed, "apply", "--server-side", "--force-conflicts", "-f", bundle)
+    deployment = kube.get("/apis/apps/v1/namespaces/scaleset-system/deployments/scaleset-operator")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f"@{DIGEST}")
+    wait_for(lambda: _crd_served(kube, "scalesets"), 30, "the bundle's CRDs served")
+    account = f"system:serviceaccount:{NAMESPACE}:scaleset-operator"
+    kubeconfig = token_kubeconfig(
+        kube, str(bed.kubeconfig_path), tmp_path / "operator.kubeconfig", NAMESPACE, "scaleset-operator"
+    )
+    namespace = "bundle-rollout"
+    kube.create(
+        core_path("namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    )
+    with OperatorThread(kubeconfig, resync_seconds=5.0):
+        roll(kube, namespace)
+    usage = usage_from_audit_file(bed.audit_log, account)
+    assert not usage.refused, format_permissions(usage.refused)
+    kubectl(bed, "delete", "-f", bundle, "--wait", "--timeout=90s")
+    assert not _crd_served(kube, "scalesets")
+    assert kube.get_or_none(core_path("namespaces", name=NAMESPACE)) is None
 
 
 def roll(kube: Kube, namespace: str) -> None:
