@@ -84,12 +84,12 @@ HELM_BIN := .cache/helm/$(HELM_KEY)/helm
 
 $(KSTATUS_BIN): tools/kstatus/go.mod tools/kstatus/go.sum tools/kstatus/main.go
 	mkdir -p $(dir $@)
-	cd tools/kstatus && GOTOOLCHAIN=local $(GO) build -trimpath -o ../../$@ .
+	cd tools/kstatus && GOTOOLCHAIN=local $(GO) build -o ../../$@ .
 
 # helm reports the version it is built from (`helm version`), as its own Makefile stamps it.
 $(HELM_BIN): tools/helm/go.mod tools/helm/go.sum
 	mkdir -p $(dir $@)
-	cd tools/helm && GOTOOLCHAIN=local $(GO) build -trimpath -ldflags '$(HELM_LDFLAGS)' \
+	cd tools/helm && GOTOOLCHAIN=local $(GO) build -ldflags '$(HELM_LDFLAGS)' \
 		-o ../../$@ helm.sh/helm/v4/cmd/helm
 
 # What a user installs from: the wheel (the CLI and kubectl plugin, `pipx install`), install.yaml (one file:
@@ -114,6 +114,9 @@ release: $(STAMP) $(HELM_BIN)
 	$(HELM_BIN) package charts/scaleset-operator --destination $(DIST) 2>/dev/null
 	cp CHANGELOG.md $(DIST)/
 	@ls $(DIST)
+
+# The chart and status tests of make unit run both.
+unit: $(KSTATUS_BIN) $(HELM_BIN)
 
 kstatus: $(KSTATUS_BIN)
 	@echo $(KSTATUS_BIN)
