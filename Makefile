@@ -108,7 +108,7 @@ release: $(STAMP) $(HELM_BIN)
 	$(BIN)/pip wheel -q --no-deps --wheel-dir $(DIST) .
 	printf 'resources: [%s]\nimages:\n  - name: %s\n    digest: %s\n' \
 		"$$(realpath -m --relative-to=$(DIST)/bundle manifests)" '$(IMAGE_REPO)' '$(IMAGE_DIGEST)' > $(DIST)/bundle/kustomization.yaml
-	{ echo '# scaleset-operator $(VERSION): kubectl apply --server-side -f install.yaml (CRDs, namespace, RBAC, operator)'; \
+	{ echo '# scaleset-operator $(VERSION): kubectl apply -f install.yaml (CRDs, namespace, RBAC, operator)'; \
 	  $(KUBECTL) kustomize --load-restrictor LoadRestrictionsNone $(DIST)/bundle; } > $(DIST)/install.yaml
 	rm -r $(DIST)/bundle
 	$(HELM_BIN) package charts/scaleset-operator --destination $(DIST) 2>/dev/null

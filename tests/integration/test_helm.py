@@ -175,7 +175,7 @@ def test_kubectl_apply_of_install_yaml_runs_a_rollout_and_delete_removes_it(
 ) -> None:
     kube = Kube.from_kubeconfig(str(bed.kubeconfig_path))
     bundle = str(release / "install.yaml")
-    kubectl(bed, "apply", "--server-side", "--force-conflicts", "-f", bundle)
+    kubectl(bed, "apply", "-f", bundle)
     deployment = kube.get("/apis/apps/v1/namespaces/scaleset-system/deployments/scaleset-operator")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f"@{DIGEST}")
     wait_for(lambda: _crd_served(kube, "scalesets"), 30, "the bundle's CRDs served")
