@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo crds e2e e2e-kind e2e-real testbed bench clean wheel image lock lowest
+.PHONY: test lint typecheck unit demo crds e2e e2e-kind e2e-real testbed bench clean wheel image lock lowest kstatus helm release
 
 # Exact versions with their hashes: requirements.lock is what the image installs (the operator alone),
 # requirements-dev.lock what `make test` and `make demo` install (with the [sim] and [dev] extras).
@@ -78,16 +78,76 @@ image:
 	docker build -t $(IMAGE) .
 
 # A real control plane built from its Go modules (testbed/), cached by the versions in go.sum.
-TESTBED_KEY := $(shell cat testbed/go.sum testbed/go.mod 2>/dev/null | sha256sum | cut -c1-16)
+# It reports the version of the Kubernetes modules it is built from (so `kubectl version` and a chart's
+# kubeVersion work), stamped as Kubernetes' own build stamps it (hack/lib/version.sh); the key follows.
+KUBE_VERSION := $(shell sed -n 's|^[[:space:]]*k8s.io/kubernetes \(v[0-9][0-9.]*\).*|\1|p' testbed/go.mod)
+KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
+TESTBED_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(pkg).gitVersion=$(KUBE_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_MINOR) \
+	-X $(pkg).gitCommit= -X $(pkg).gitTreeState=clean)
+# kubesim/testbed.py (cached_binary) computes the same key: change TESTBED_RECIPE in both places.
+TESTBED_RECIPE := version stamped from go.mod
+TESTBED_KEY := $(shell (cat testbed/go.sum testbed/go.mod; echo '$(TESTBED_RECIPE)') 2>/dev/null | sha256sum | cut -c1-16)
 TESTBED_BIN := .cache/testbed/$(TESTBED_KEY)/testbed
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 
 $(TESTBED_BIN): testbed/go.mod testbed/go.sum $(wildcard testbed/*.go)
 	mkdir -p $(dir $@)
-	cd testbed && GOTOOLCHAIN=local $(GO) build -o ../$@ .
+	cd testbed && GOTOOLCHAIN=local $(GO) build -ldflags '$(TESTBED_LDFLAGS)' -o ../$@ .
 
 testbed: $(TESTBED_BIN)
 	@echo $(TESTBED_BIN)
+
+# The tools the chart and status tests run, built from the Go module proxy (tools/*/go.mod) and cached
+# like the testbed, by their go.sum: kstatus (the status library of Flux, kpt and cli-utils) and helm.
+KSTATUS_KEY := $(shell cat tools/kstatus/go.sum tools/kstatus/go.mod tools/kstatus/main.go 2>/dev/null | sha256sum | cut -c1-16)
+KSTATUS_BIN := .cache/kstatus/$(KSTATUS_KEY)/kstatus
+HELM_VERSION := $(shell sed -n 's|^\(require\)*[[:space:]]*helm.sh/helm/v4 \(v[0-9][0-9.]*\).*|\2|p' tools/helm/go.mod)
+HELM_LDFLAGS := -s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)
+HELM_KEY := $(shell (cat tools/helm/go.sum tools/helm/go.mod; echo '$(HELM_LDFLAGS)') 2>/dev/null | sha256sum | cut -c1-16)
+HELM_BIN := .cache/helm/$(HELM_KEY)/helm
+
+$(KSTATUS_BIN): tools/kstatus/go.mod tools/kstatus/go.sum tools/kstatus/main.go
+	mkdir -p $(dir $@)
+	cd tools/kstatus && GOTOOLCHAIN=local $(GO) build -o ../../$@ .
+
+# helm reports the version it is built from (`helm version`), as its own Makefile stamps it.
+$(HELM_BIN): tools/helm/go.mod tools/helm/go.sum
+	mkdir -p $(dir $@)
+	cd tools/helm && GOTOOLCHAIN=local $(GO) build -ldflags '$(HELM_LDFLAGS)' \
+		-o ../../$@ helm.sh/helm/v4/cmd/helm
+
+# What a user installs from: the wheel (the CLI and kubectl plugin, `pipx install`), install.yaml (one file:
+# the kustomize base with the image by digest), the packaged chart and the CHANGELOG, in $(DIST).
+# IMAGE_DIGEST is the digest of the pushed image: `make release IMAGE_DIGEST=sha256:...`.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_REPO ?= ghcr.io/scaleset-operator/scaleset-operator
+IMAGE_DIGEST ?=
+DIST ?= dist
+KUBECTL ?= kubectl
+
+release: $(STAMP) $(HELM_BIN)
+	@case "$(IMAGE_DIGEST)" in sha256:????????????????????????????????????????????????????????????????) ;; \
+	  *) echo "make release needs IMAGE_DIGEST=sha256:<64 hex digits>, the digest of $(IMAGE_REPO):$(VERSION)"; exit 2;; esac
+	rm -rf $(DIST) && mkdir -p $(DIST)/bundle
+	$(BIN)/pip wheel -q --no-deps --wheel-dir $(DIST) .
+	printf 'resources: [%s]\nimages:\n  - name: %s\n    digest: %s\n' \
+		"$$(realpath -m --relative-to=$(DIST)/bundle manifests)" '$(IMAGE_REPO)' '$(IMAGE_DIGEST)' > $(DIST)/bundle/kustomization.yaml
+	{ echo '# scaleset-operator $(VERSION): kubectl apply -f install.yaml (CRDs, namespace, RBAC, operator)'; \
+	  $(KUBECTL) kustomize --load-restrictor LoadRestrictionsNone $(DIST)/bundle; } > $(DIST)/install.yaml
+	rm -r $(DIST)/bundle
+	$(HELM_BIN) package charts/scaleset-operator --destination $(DIST) 2>/dev/null
+	cp CHANGELOG.md $(DIST)/
+	@ls $(DIST)
+
+# The chart and status tests of make unit run both.
+unit: $(KSTATUS_BIN) $(HELM_BIN)
+
+kstatus: $(KSTATUS_BIN)
+	@echo $(KSTATUS_BIN)
+
+helm: $(HELM_BIN)
+	@echo $(HELM_BIN)
 
 # On the testbed: the integration suite (the operator under manifests/rbac.yaml's ServiceAccount), then
 # kubesim's own tests (each cluster a testbed of its own); both run, and either failing fails.

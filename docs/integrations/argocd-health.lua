@@ -30,7 +30,9 @@ if stalled ~= nil and stalled.status == "True" then
   return hs
 end
 local ready = conditions["Ready"]
-if ready ~= nil and ready.status == "True" then
+local reconciling = conditions["Reconciling"]
+-- Reconciling=True (work left) outweighs a Ready=True not yet rewritten, as it does for kstatus.
+if ready ~= nil and ready.status == "True" and not (reconciling ~= nil and reconciling.status == "True") then
   hs.status = "Healthy"
   hs.message = describe(ready)
   return hs

@@ -40,9 +40,15 @@ def source_folder(start: Path | None = None) -> Path | None:
     return None
 
 
+# The Makefile's TESTBED_RECIPE: how the binary is built (the version it reports) is part of its key.
+TESTBED_RECIPE = b"version stamped from go.mod\n"
+
+
 def cached_binary(source: Path) -> Path:
-    """Where `make testbed` puts the binary: a folder keyed by go.sum, so new versions build anew."""
-    key = hashlib.sha256((source / "go.sum").read_bytes() + (source / "go.mod").read_bytes()).hexdigest()[:16]
+    """Where `make testbed` puts the binary: a folder keyed by go.sum and the build recipe, so new
+    versions build anew."""
+    built_from = (source / "go.sum").read_bytes() + (source / "go.mod").read_bytes() + TESTBED_RECIPE
+    key = hashlib.sha256(built_from).hexdigest()[:16]
     return source.parent / ".cache" / "testbed" / key / "testbed"
 
 

@@ -31,8 +31,6 @@ def main() -> int:
     # Logging is the command's to set up, not livedemo.run's: run() also runs inside the test suite,
     # where a root handler on the captured stderr outlives the test that installed it.
     logging.basicConfig(level=logging.ERROR)
-    # kopf warns when it cancels the daemon at shutdown; stopping is what the demo asks for.
-    logging.getLogger("kopf.objects").setLevel(logging.CRITICAL)
     print("The plan (scaleset plan examples/scaleset.yaml --policy examples/upgradepolicy.yaml):\n")
     if print_plan() != 0:
         return 2

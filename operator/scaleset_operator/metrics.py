@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -39,11 +39,27 @@ INSTANCE_UPDATES = Counter(
     "Instances put on a new revision, by how (Reimage or InPlace).",
     ["method"],
 )
+BUILD_INFO = Info("scaleset_build", "The operator's version and what it runs on (always 1).")
 API_REQUESTS = Counter(
     "scaleset_api_requests_total",
     "Requests of the control layer to the Kubernetes API, by verb and HTTP status code.",
     ["verb", "code"],
 )
+
+
+def build_info() -> dict[str, str]:
+    """The operator's own version, Python's and kopf's: the labels of scaleset_build_info."""
+    import importlib.metadata
+    import platform
+
+    return {
+        "version": importlib.metadata.version("scaleset-operator"),
+        "python_version": platform.python_version(),
+        "kopf_version": importlib.metadata.version("kopf"),
+    }
+
+
+BUILD_INFO.info(build_info())
 
 
 def reconcile_pass(ok: bool, duration_seconds: float | None = None) -> None:

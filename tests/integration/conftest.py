@@ -139,27 +139,31 @@ def service_account_kubeconfig(kube: Kube, admin_kubeconfig: str, path: Path) ->
         except ApiError as error:
             if error.status != 409:
                 raise
+    return token_kubeconfig(kube, admin_kubeconfig, path, OPERATOR_NAMESPACE, OPERATOR_ACCOUNT)
+
+
+def token_kubeconfig(kube: Kube, admin_kubeconfig: str, path: Path, namespace: str, account: str) -> str:
+    """A kubeconfig at `path` for the cluster of `admin_kubeconfig`, with a TokenRequest token of the
+    ServiceAccount `namespace`/`account`."""
     request = {
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenRequest",
         "spec": {"expirationSeconds": 7200},
     }
-    answer = kube.create(
-        core_path("serviceaccounts", OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, sub="token"), request
-    )
+    answer = kube.create(core_path("serviceaccounts", namespace, account, sub="token"), request)
     admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": admin["clusters"],
-        "users": [{"name": OPERATOR_ACCOUNT, "user": {"token": answer["status"]["token"]}}],
+        "users": [{"name": account, "user": {"token": answer["status"]["token"]}}],
         "contexts": [
             {
-                "name": OPERATOR_ACCOUNT,
-                "context": {"cluster": admin["clusters"][0]["name"], "user": OPERATOR_ACCOUNT},
+                "name": account,
+                "context": {"cluster": admin["clusters"][0]["name"], "user": account},
             }
         ],
-        "current-context": OPERATOR_ACCOUNT,
+        "current-context": account,
     }
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)

@@ -86,6 +86,19 @@ def test_the_configmap_carries_the_tested_script() -> None:
             "Degraded",
         ),
         (scaleset(Ready=("False", "PolicyNotFound"), Stalled=("True", "PolicyNotFound")), "Degraded"),
+        # A batch under way says so even where a Ready=True from before is still there.
+        (
+            scaleset(Ready=("True", "AllInstancesHealthy"), Reconciling=("True", "BatchStarted")),
+            "Progressing",
+        ),
+        (
+            scaleset(
+                Ready=("True", "AllInstancesHealthy"),
+                Stalled=("False", "NotStalled"),
+                Reconciling=("False", "AllInstancesHealthy"),
+            ),
+            "Healthy",
+        ),
         (
             scaleset(
                 phase="Paused",

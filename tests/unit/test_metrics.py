@@ -179,3 +179,16 @@ def test_a_bad_metrics_address_is_one_sentence_naming_the_option() -> None:
     result = CliRunner().invoke(app, ["operator", "--metrics-address", "nine-thousand"])
     assert result.exit_code == 2
     assert "--metrics-address must be HOST:PORT or :PORT, not 'nine-thousand'." in result.output
+
+
+def test_build_info_names_the_installed_version() -> None:
+    import importlib.metadata
+
+    from prometheus_client import REGISTRY
+
+    labels = {
+        "version": importlib.metadata.version("scaleset-operator"),
+        "python_version": __import__("platform").python_version(),
+        "kopf_version": importlib.metadata.version("kopf"),
+    }
+    assert REGISTRY.get_sample_value("scaleset_build_info", labels) == 1.0

@@ -13,6 +13,28 @@ app = typer.Typer(
 )
 
 
+def version() -> str:
+    """The installed package's version (the wheel's, the image's)."""
+    import importlib.metadata
+
+    return importlib.metadata.version("scaleset-operator")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"scaleset {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Rolling upgrades by upgrade domain for fleets of pods."""
+
+
 def main() -> None:
     app()
 

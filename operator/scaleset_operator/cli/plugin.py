@@ -7,7 +7,9 @@ import io
 import os
 import sys
 
-from scaleset_operator.cli.main import app
+import typer
+
+from scaleset_operator.cli import main as scaleset
 
 PROG_NAME = "kubectl scaleset"
 COMPLETE_VAR = "_KUBECTL_SCALESET_COMPLETE"
@@ -15,9 +17,36 @@ COMPLETE_VAR = "_KUBECTL_SCALESET_COMPLETE"
 # Cobra's ShellCompDirectiveNoFileComp: kubectl offers no file names after the candidates.
 NO_FILE_COMPLETION = 4
 
+# What a kubectl user steers a fleet with: not the commands that run a cluster or the operator itself.
+NOT_PLUGIN_COMMANDS = frozenset({"sim", "testbed", "operator"})
+
+
+def command_name(info: typer.models.CommandInfo) -> str:
+    """The name typer gives a command: its own, or its function's with dashes (typer's rule)."""
+    assert info.callback is not None
+    return info.name or info.callback.__name__.lower().replace("_", "-")
+
+
+def plugin_app() -> typer.Typer:
+    """`scaleset`'s user commands, options and completion under kubectl's name."""
+    plugin = typer.Typer(
+        name="kubectl scaleset",
+        help="Steer fleets of pods rolled by upgrade domain (the scaleset-operator's ScaleSets).",
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+    )
+    plugin.registered_callback = scaleset.app.registered_callback  # --version
+    plugin.registered_commands = [
+        info for info in scaleset.app.registered_commands if command_name(info) not in NOT_PLUGIN_COMMANDS
+    ]
+    return plugin
+
+
+app = plugin_app()
+
 
 def main() -> None:
-    # The same commands, options and completion as `scaleset`; only the name in help and usage differs.
     app(prog_name=PROG_NAME, complete_var=COMPLETE_VAR)
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from scaleset_operator.cli.kubeconfig import context_of, kubeconfig_files, merged
 from scaleset_operator.control.kube import ApiError, Kube, fleet_path
 
 KUBECONFIG_OPTION: Any = typer.Option(
@@ -39,25 +39,21 @@ class Target:
 
 
 def connect(kubeconfig: Path | None, context: str | None, namespace: str | None) -> Target:
-    """kubectl's rules: --kubeconfig, else $KUBECONFIG, else ~/.kube/config, else the pod's account."""
+    """kubectl's rules: --kubeconfig, else $KUBECONFIG (its files merged), else ~/.kube/config, else the
+    pod's account."""
+    import kubernetes
     from kubernetes import config
 
-    path = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or None
-    default = Path.home() / ".kube" / "config"
-    if path is None and default.exists():
-        path = str(default)
+    files = kubeconfig_files(kubeconfig)
     try:
-        if path is None:
-            kube = Kube.from_kubeconfig(None, context)
-            return Target(kube, namespace or _pod_namespace() or "default")
-        kube = Kube.from_kubeconfig(path.split(os.pathsep)[0], context)
-        _, active = config.list_kube_config_contexts(config_file=path.split(os.pathsep)[0])  # type: ignore[no-untyped-call]
-        if context:
-            contexts, _ = config.list_kube_config_contexts(config_file=path.split(os.pathsep)[0])  # type: ignore[no-untyped-call]
-            active = next((c for c in contexts if c.get("name") == context), active)
-    except config.ConfigException as error:
-        raise CommandError(f"cannot use the kubeconfig: {error}.") from None
-    return Target(kube, namespace or (active or {}).get("context", {}).get("namespace") or "default")
+        if not files:
+            return Target(Kube.from_kubeconfig(None, context), namespace or _pod_namespace() or "default")
+        merged_config = merged(files, explicit=kubeconfig is not None)
+        client = kubernetes.config.new_client_from_config_dict(merged_config, context=context)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, FileNotFoundError) as error:
+        raise CommandError(f"cannot use the kubeconfig: {str(error).rstrip('.')}.") from None
+    chosen = context_of(merged_config, context)
+    return Target(Kube(client), namespace or chosen.get("namespace") or "default")
 
 
 def _pod_namespace() -> str | None:

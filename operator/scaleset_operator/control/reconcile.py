@@ -546,10 +546,17 @@ class Reconciler:
                 self.instance_control.check_template(snapshot, now)
             # Record the batch before touching any instance: a restarted operator finishes it. The write
             # is guarded by the resourceVersion read, so of two operators only one records a batch.
+            # With the conditions of a batch under way: automatic work changes no generation, so the
+            # Ready=True of the pass before would otherwise read as at rest until the next status write.
             self._patch_status(
                 snapshot,
                 merge_patch(
-                    snapshot.stored_status, {"upgrade": upgrade, "updateRevision": snapshot.update_revision}
+                    snapshot.stored_status,
+                    {
+                        "upgrade": upgrade,
+                        "updateRevision": snapshot.update_revision,
+                        "conditions": self._conditions(snapshot, instances, step, now),
+                    },
                 ),
             )
             verb = {Action.ROLLBACK: "Rolling back", Action.RESTART: "Restarting", None: "Upgrading"}[action]
@@ -744,6 +751,53 @@ class Reconciler:
         existing = sum(1 for i in instances if i.exists)
         upgrade = (snapshot.scaleset.get("status") or {}).get("upgrade") or {}
         generation = int(snapshot.scaleset["metadata"].get("generation") or 1)
+        upgrade = {
+            **upgrade,
+            "rollbackAllowed": not is_staged(snapshot.policy)
+            and rollback_allowed(lock_of(upgrade), spec.replicas, instances, gate, now),
+        }
+        previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
+        was_refused = any(c.get("reason") == StepReason.EVICTION_BLOCKED for c in previous)
+        if refused and not was_refused and not any(r.instance in members_of(upgrade) for r in refused):
+            self.events.warning(
+                snapshot.scaleset, StepReason.EVICTION_BLOCKED, "; ".join(r.describe() for r in refused) + "."
+            )
+        status = {
+            "observedGeneration": generation,
+            "replicas": existing,
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+            "labelSelector": label_selector(snapshot.name)
+            + (f",{LABEL_SLOT}={snapshot.slot}" if snapshot.slot else ""),
+            "currentRevision": snapshot.current_revision,
+            "updateRevision": snapshot.update_revision,
+            "conditions": self._conditions(snapshot, instances, step, now, refused),
+            "upgrade": {**upgrade, "phase": upgrade.get("phase") or "Idle"},
+            "upgradeDomains": upgrade_domain_summaries(
+                instances, spec.upgrade_domain_count, snapshot.update_revision, healthy
+            ),
+            **(extra or {}),
+        }
+        patch = merge_patch(snapshot.stored_status, status)
+        if patch:
+            self._patch_status(snapshot, patch)
+
+    def _conditions(
+        self,
+        snapshot: Snapshot,
+        instances: list[InstanceState],
+        step: Any,
+        now: datetime,
+        refused: list[EvictionRefused] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The conditions for what the pass saw and decided, transition times kept where unchanged."""
+        spec = snapshot.spec
+        gate = HealthGate.of(snapshot.policy.health_check)
+        healthy = {i.name for i in instances if gate.is_healthy(i, now)}
+        updated = sum(1 for i in instances if i.revision == snapshot.update_revision)
+        existing = sum(1 for i in instances if i.exists)
+        upgrade = (snapshot.scaleset.get("status") or {}).get("upgrade") or {}
+        generation = int(snapshot.scaleset["metadata"].get("generation") or 1)
         held_back = snapshot.update_revision != snapshot.template_revision and not upgrade.get("locked")
         conditions = scaleset_conditions(
             FleetCounts(
@@ -768,36 +822,8 @@ class Reconciler:
             staged=is_staged(snapshot.policy),
             eviction_refused="; ".join(r.describe() for r in refused or []) or None,
         )
-        upgrade = {
-            **upgrade,
-            "rollbackAllowed": not is_staged(snapshot.policy)
-            and rollback_allowed(lock_of(upgrade), spec.replicas, instances, gate, now),
-        }
         previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
-        was_refused = any(c.get("reason") == StepReason.EVICTION_BLOCKED for c in previous)
-        if refused and not was_refused and not any(r.instance in members_of(upgrade) for r in refused):
-            self.events.warning(
-                snapshot.scaleset, StepReason.EVICTION_BLOCKED, "; ".join(r.describe() for r in refused) + "."
-            )
-        status = {
-            "observedGeneration": generation,
-            "replicas": existing,
-            "readyReplicas": ready,
-            "updatedReplicas": updated,
-            "labelSelector": label_selector(snapshot.name)
-            + (f",{LABEL_SLOT}={snapshot.slot}" if snapshot.slot else ""),
-            "currentRevision": snapshot.current_revision,
-            "updateRevision": snapshot.update_revision,
-            "conditions": merge_conditions(previous, conditions, generation, timestamp(now)),
-            "upgrade": {**upgrade, "phase": upgrade.get("phase") or "Idle"},
-            "upgradeDomains": upgrade_domain_summaries(
-                instances, spec.upgrade_domain_count, snapshot.update_revision, healthy
-            ),
-            **(extra or {}),
-        }
-        patch = merge_patch(snapshot.stored_status, status)
-        if patch:
-            self._patch_status(snapshot, patch)
+        return merge_conditions(previous, conditions, generation, timestamp(now))
 
     def _report_invalid(self, scaleset: dict[str, Any], problem: InvalidInput, now: datetime) -> None:
         status = scaleset.get("status") or {}

@@ -88,7 +88,7 @@ def scaleset_conditions(
     staged: bool = False,
     eviction_refused: str | None = None,
 ) -> list[ConditionUpdate]:
-    """Ready, Progressing and Stalled (and DowntimeOnUpgrade) for what the pass saw and decided.
+    """Ready, Progressing, Stalled and Reconciling (and DowntimeOnUpgrade) for what the pass saw and decided.
 
     `held_back` is the message when instances are kept off the template's revision because it was
     rolled back: the ScaleSet is then not Ready and Stalled with reason RolledBack until the template
@@ -137,7 +137,13 @@ def scaleset_conditions(
         message = eviction_refused[0].upper() + eviction_refused[1:] + "; it is tried again."
         ready = ConditionUpdate("Ready", False, "EvictionBlocked", message)
         progressing = ConditionUpdate("Progressing", True, "EvictionBlocked", message)
-    conditions = [ready, progressing, stall]
+    conditions = [
+        ready,
+        progressing,
+        stall,
+        # An eviction a budget refused is work left, whatever the counts say.
+        reconciling_condition(ready, stall, (converged or settled_unhealthy) and eviction_refused is None),
+    ]
     if single_instance_downtime and staged:
         conditions.append(
             ConditionUpdate(
@@ -158,3 +164,17 @@ def scaleset_conditions(
             )
         )
     return conditions
+
+
+def reconciling_condition(ready: ConditionUpdate, stall: ConditionUpdate, at_rest: bool) -> ConditionUpdate:
+    """Reconciling, of abnormal-true polarity (the kstatus conventions of Flux, kpt and cli-utils): True
+    while the operator has work left, whatever Ready said before; False once at rest or stalled.
+
+    kstatus reads Reconciling=True as InProgress before it looks at Ready, so a status written as a
+    batch starts reads in progress even where Ready=True is still there from before.
+    """
+    if stall.status:
+        return ConditionUpdate("Reconciling", False, stall.reason, stall.message)
+    if at_rest:
+        return ConditionUpdate("Reconciling", False, ready.reason, ready.message)
+    return ConditionUpdate("Reconciling", True, ready.reason, ready.message)

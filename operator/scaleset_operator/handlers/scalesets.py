@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +64,10 @@ def _memo(memo: Any) -> OperatorMemo:
     return operator_memo
 
 
-@kopf.daemon(GROUP, VERSION, "scalesets", cancellation_timeout=5.0)
+# On stop (operator exit, ScaleSet deleted) kopf raises `stopped` and, after cancellation_backoff, cancels
+# the daemon. The daemon's waits end on `stopped`, and a pass under way (in a thread, which a cancel
+# would abandon mid-write) gets the backoff to finish, so the daemon returns by itself.
+@kopf.daemon(GROUP, VERSION, "scalesets", cancellation_backoff=10.0, cancellation_timeout=5.0)
 async def scaleset_daemon(
     name: str, namespace: str | None, stopped: kopf.DaemonStopped, memo: Any, **_: Any
 ) -> None:
@@ -77,7 +80,7 @@ async def scaleset_daemon(
             waker.clear()
             if not state.is_active():
                 # A standby replica watches and serves metrics, but only the Lease holder acts.
-                await state.wait_active(timeout=state.resync_seconds)
+                await _first_of(state.wait_active(timeout=state.resync_seconds), stopped)
                 continue
             started = time.monotonic()
             try:
@@ -113,13 +116,24 @@ async def scaleset_daemon(
             )
             if outcome is None:
                 timeout = 1.0
-            try:
-                await asyncio.wait_for(waker.wait(), timeout=timeout)
+            if await _first_of(asyncio.wait_for(waker.wait(), timeout=timeout), stopped):
                 await asyncio.sleep(COALESCE_SECONDS)
-            except TimeoutError:
-                pass
     finally:
         state.wakers.pop((namespace, name), None)
+
+
+async def _first_of(wait: Awaitable[Any], stopped: kopf.DaemonStopped) -> bool:
+    """Await `wait` unless the daemon is stopped first; True when `wait` ended (a timeout counts as
+    not ended), False on a timeout or a stop."""
+    waiting = asyncio.ensure_future(wait)
+    halting = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({waiting, halting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        halting.cancel()
+        if not waiting.done():
+            waiting.cancel()
+    return waiting.done() and not waiting.cancelled() and waiting.exception() is None
 
 
 @kopf.on.event(GROUP, VERSION, "scalesets")
