@@ -102,10 +102,11 @@ def test_a_refused_eviction_says_so_in_ready_and_progressing() -> None:
     refusal = EvictionRefused(
         "web-3", "web-budget", "The disruption budget web-budget needs 3 healthy pods and has 3 currently"
     )
-    ready, progressing, stalled = scaleset_conditions(
+    ready, progressing, stalled, reconciling = scaleset_conditions(
         counts, Complete(), update_revision="web-1", locked=False, eviction_refused=refusal.describe()
     )
     assert (ready.status, ready.reason) == (False, "EvictionBlocked")
     assert (progressing.status, progressing.reason) == (True, "EvictionBlocked")
     assert "PodDisruptionBudget web-budget" in ready.message and ready.message.endswith("it is tried again.")
     assert not stalled.status
+    assert reconciling.status, "a refused eviction is work left: kstatus must read it as InProgress"
