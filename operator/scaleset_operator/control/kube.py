@@ -20,36 +20,57 @@ JSON_PATCH = "application/json-patch+json"
 
 @dataclass
 class ApiError(Exception):
-    """An API server refusal, kept whole so callers can tell 404 from 409 from 422."""
+    """An API server refusal, kept whole so callers can tell 404 from 409 from 422.
+
+    `retry_after` is the Retry-After the server sent (429, 503), in seconds; `verb` and `target` say
+    what was asked ("create", "pods/web-3"), so a refusal can be reported naming its object.
+    """
 
     status: int
     reason: str
     message: str
+    retry_after: float | None = None
+    verb: str = ""
+    target: str = ""
 
     def __str__(self) -> str:
         return f"{self.status} {self.reason}: {self.message}"
 
 
-def _from_exception(exc: ApiException) -> ApiError:
-    reason, message = exc.reason or "", str(exc.body or "")
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Retry-After in seconds (the API server sends whole seconds; an HTTP date is not used by it)."""
+    value = (headers or {}).get("Retry-After")
     try:
-        body = json.loads(exc.body or "{}")
-        reason = body.get("reason", reason)
-        message = body.get("message", message)
-    except (TypeError, ValueError):
-        pass
-    return ApiError(int(exc.status or 0), reason, message)
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
-def _from_status(status: int, raw: bytes | None) -> ApiError:
-    reason, message = "", (raw or b"").decode("utf-8", "replace")
+def _from_status(status: int, raw: bytes | str | None, reason: str = "", headers: Any = None) -> ApiError:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+    message = text
     try:
-        body = json.loads(raw or b"{}")
+        body = json.loads(text or "{}")
         reason = body.get("reason", reason)
         message = body.get("message", message)
-    except (TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError):
         pass
-    return ApiError(status, reason, message)
+    return ApiError(status, reason, message, retry_after=_retry_after(headers))
+
+
+def _target(method: str, path: str, body: Any) -> tuple[str, str]:
+    """The verb and object of a request, as `create` and `pods/web-3`, for messages about a refusal."""
+    parts = [part for part in path.split("/") if part]
+    if "namespaces" in parts and parts.index("namespaces") + 2 < len(parts):
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[3:] if parts[:1] == ["apis"] else parts[2:]
+    name = parts[1] if len(parts) > 1 else ((body or {}).get("metadata") or {}).get("name", "")
+    resource = parts[0] if parts else ""
+    verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+        method.upper(), "get"
+    )
+    return verb, f"{resource}/{name}" if name else resource
 
 
 def core_path(
@@ -130,18 +151,19 @@ class Kube:
             response.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:
             metrics.api_request(method, query, exc.status or "error")
-            raise _from_exception(exc) from None
+            error = _from_status(int(exc.status or 0), exc.body, exc.reason or "", exc.headers)
         except Exception:
             metrics.api_request(method, query, "error")
             raise
-        raw = response.data
-        metrics.api_request(method, query, response.status)
-        if not 200 <= response.status <= 299:
-            raise _from_status(response.status, raw)
-        if not raw:
-            return {}
-        result: dict[str, Any] = json.loads(raw)
-        return result
+        else:
+            raw = response.data
+            metrics.api_request(method, query, response.status)
+            if 200 <= response.status <= 299:
+                result: dict[str, Any] = json.loads(raw) if raw else {}
+                return result
+            error = _from_status(response.status, raw, headers=response.headers)
+        error.verb, error.target = _target(method, path, body if isinstance(body, dict) else None)
+        raise error
 
     def update(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """Replace an object; 409 when its metadata.resourceVersion is not the stored one."""

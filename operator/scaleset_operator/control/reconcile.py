@@ -41,6 +41,7 @@ from scaleset_operator.control.kube import (
     group_path,
 )
 from scaleset_operator.control.maintenance import MaintenanceActor
+from scaleset_operator.control.refusals import refusal_of
 from scaleset_operator.control.snapshot import instance_state
 from scaleset_operator.control.staged import StagedControl, partition, production_slot
 from scaleset_operator.control.status import (
@@ -101,9 +102,8 @@ class Reconciler:
             return Outcome(requeue_after=None, step="Gone")
         try:
             snapshot = self._snapshot(scaleset, now)
-        except InvalidInput as problem:
-            self._report_invalid(scaleset, problem, now)
-            return Outcome(step=problem.reason)
+        except (InvalidInput, ApiError) as problem:
+            return self._refused(scaleset, problem, now)
         outcome = Outcome()
         try:
             self.actions.consume(snapshot, now)
@@ -141,9 +141,8 @@ class Reconciler:
             self._prune_revisions(snapshot)
             # Host maintenance may have taken instances down in this pass: status counts what is left.
             self._write_status(snapshot, self._instances(snapshot), step, now, extra)
-        except InvalidInput as problem:
-            self._report_invalid(snapshot.scaleset, problem, now)
-            return Outcome(step=problem.reason)
+        except (InvalidInput, ApiError) as problem:
+            return self._refused(snapshot.scaleset, problem, now)
         except Conflict:
             # Another writer (a second operator, a user) changed the ScaleSet since it was read: what this
             # pass decided may be stale, so nothing more is written and the next pass reads again.
@@ -720,6 +719,18 @@ class Reconciler:
         patch = merge_patch(snapshot.stored_status, status)
         if patch:
             self._patch_status(snapshot, patch)
+
+    def _refused(self, scaleset: dict[str, Any], problem: InvalidInput | ApiError, now: datetime) -> Outcome:
+        """A pass that cannot go on: input the operator cannot honour, or a write the API server refuses
+        until someone changes something, is reported in conditions and retried after the back-off;
+        any other API error (a conflict, a timeout, a server error) goes to the caller as it is."""
+        if isinstance(problem, ApiError):
+            refusal = refusal_of(problem)
+            if refusal is None:
+                raise problem
+            problem = refusal
+        self._report_invalid(scaleset, problem, now)
+        return Outcome.failed(problem.reason)
 
     def _report_invalid(self, scaleset: dict[str, Any], problem: InvalidInput, now: datetime) -> None:
         status = scaleset.get("status") or {}
