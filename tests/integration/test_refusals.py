@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from kubesim.testing import use_testbed
-from scaleset_operator.control.kube import MERGE_PATCH, Kube, core_path, fleet_path
+from scaleset_operator.control.kube import MERGE_PATCH, ApiError, Kube, core_path, fleet_path
 from tests.integration.helpers import condition, pods_of, scaleset_body, scaleset_ready, stalled, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("operator")]
@@ -126,3 +126,23 @@ def test_a_retry_after_is_waited_for(kubesim: Any, kube: Kube, namespace: str) -
         faults.reset()
     # Two refusals, each with Retry-After: 3; retried after the 1 s back-off it would be about 2 s.
     assert waited >= 5.5, f"created {waited:.1f}s after the ScaleSet"
+
+
+@pytest.mark.parametrize(
+    ("template", "field"),
+    [
+        ({"spec": {"accessModes": ["ReadWriteOnce"]}}, "spec.volumeClaimTemplates[0].metadata"),
+        ({"metadata": {"labels": {"a": "b"}}, "spec": {}}, "spec.volumeClaimTemplates[0].metadata.name"),
+        ({"metadata": {"name": ""}, "spec": {}}, "spec.volumeClaimTemplates[0].metadata.name"),
+    ],
+)
+def test_a_claim_template_without_a_name_is_refused_at_admission(
+    kube: Kube, namespace: str, template: dict[str, Any], field: str
+) -> None:
+    body = scaleset_body("web", 1)
+    body["spec"]["volumeClaimTemplates"] = [template]
+    with pytest.raises(ApiError) as refused:
+        kube.create(fleet_path("scalesets", namespace), body)
+    assert refused.value.status == 422
+    assert field in refused.value.message
+    assert kube.get_or_none(fleet_path("scalesets", namespace, "web")) is None
