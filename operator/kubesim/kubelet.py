@@ -123,6 +123,8 @@ class Kubelet:
         self._binding: dict[str, str] = {}
         # Pods per node, running or being bound: kept up to date so scheduling 10,000 pods stays linear.
         self._node_load: dict[str, int] = dict.fromkeys(self.node_names, 0)
+        # The images each node has pulled: what a container of imagePullPolicy Never may run there.
+        self._node_images: dict[str, set[str]] = {node: set() for node in self.node_names}
         self._binding_supported = True
         self._claims: dict[tuple[str, str], Mapping[str, Any]] = {}
         self._provisioning: set[str] = set()
@@ -810,7 +812,13 @@ class Kubelet:
         uid = str(meta.get("uid", ""))
         now = self.clock.now()
         runtime = PodRuntime(
-            pod, node, host_ip(self.node_names.index(node)), now, self.seed, self.image_behaviours
+            pod,
+            node,
+            host_ip(self.node_names.index(node)),
+            now,
+            self.seed,
+            self.image_behaviours,
+            self._node_images.setdefault(node, set()),
         )
         self._pods[uid] = runtime
         self._node_load[node] += 1

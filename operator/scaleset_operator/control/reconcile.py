@@ -62,7 +62,14 @@ from scaleset_operator.identity import (
 )
 from scaleset_operator.planning.batches import Complete, StartBatch, Step, StepReason, Stop, Wait, next_step
 from scaleset_operator.planning.domains import upgrade_domain_of
-from scaleset_operator.planning.instances import Batch, HealthGate, InstanceState, RolloutState, parse_time
+from scaleset_operator.planning.instances import (
+    Batch,
+    HealthGate,
+    InstanceState,
+    RolloutState,
+    parse_time,
+    start_failures,
+)
 from scaleset_operator.planning.maintenance import Closed, Deferred, GateDecision
 from scaleset_operator.planning.package import instance_template
 from scaleset_operator.planning.restart import restart_revision, restart_step, restart_view
@@ -676,6 +683,10 @@ class Reconciler:
         upgrade = (snapshot.scaleset.get("status") or {}).get("upgrade") or {}
         generation = int(snapshot.scaleset["metadata"].get("generation") or 1)
         held_back = snapshot.update_revision != snapshot.template_revision and not upgrade.get("locked")
+        cannot_start = start_failures(instances, gate, snapshot.update_revision, now)
+        previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
+        if cannot_start and not any(cannot_start in (c.get("message") or "") for c in previous):
+            self.events.warning(snapshot.scaleset, "InstancesCannotStart", cannot_start)
         conditions = scaleset_conditions(
             FleetCounts(
                 replicas=spec.replicas,
@@ -693,13 +704,13 @@ class Reconciler:
             else None,
             single_instance_downtime=spec.replicas == 1 and not snapshot.policy.rolling_upgrade.max_surge,
             staged=is_staged(snapshot.policy),
+            cannot_start=cannot_start,
         )
         upgrade = {
             **upgrade,
             "rollbackAllowed": not is_staged(snapshot.policy)
             and rollback_allowed(lock_of(upgrade), spec.replicas, instances),
         }
-        previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
         status = {
             "observedGeneration": generation,
             "replicas": existing,

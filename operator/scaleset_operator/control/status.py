@@ -86,12 +86,15 @@ def scaleset_conditions(
     held_back: str | None = None,
     single_instance_downtime: bool = False,
     staged: bool = False,
+    cannot_start: str | None = None,
 ) -> list[ConditionUpdate]:
     """Ready, Progressing and Stalled (and DowntimeOnUpgrade) for what the pass saw and decided.
 
     `held_back` is the message when instances are kept off the template's revision because it was
     rolled back: the ScaleSet is then not Ready and Stalled with reason RolledBack until the template
-    changes, however healthy the instances are.
+    changes, however healthy the instances are. `cannot_start` names instances of the update revision
+    that will not start by themselves (planning.instances.start_failures): Stalled then, whatever the
+    step, since only a change of the template (or of what it refers to) lets them start.
     """
     replicas = counts.replicas
     converged = (
@@ -129,6 +132,12 @@ def scaleset_conditions(
             ConditionUpdate("Stalled", True, str(step.reason), step.message)
             if isinstance(step, Stop)
             else ConditionUpdate("Stalled", False, "NotStalled", "")
+        )
+    if cannot_start is not None and held_back is None:
+        stall = (
+            ConditionUpdate("Stalled", True, str(step.reason), f"{cannot_start} {step.message}")
+            if isinstance(step, Stop)
+            else ConditionUpdate("Stalled", True, "InstancesCannotStart", cannot_start)
         )
     conditions = [ready, progressing, stall]
     if single_instance_downtime and staged:
