@@ -52,8 +52,9 @@ wheel: $(STAMP)
 image:
 	docker build -t $(IMAGE) .
 
-# A real control plane built from its Go modules (testbed/), cached by the versions in go.sum.
-TESTBED_KEY := $(shell cat testbed/go.sum testbed/go.mod 2>/dev/null | sha256sum | cut -c1-16)
+# A real control plane built from its Go modules (testbed/), cached by the versions in go.sum and its
+# own source: a changed testbed/*.go builds into a folder of its own, never over a binary in use.
+TESTBED_KEY := $(shell cat testbed/go.sum testbed/go.mod $(sort $(wildcard testbed/*.go)) 2>/dev/null | sha256sum | cut -c1-16)
 TESTBED_BIN := .cache/testbed/$(TESTBED_KEY)/testbed
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 

@@ -48,6 +48,11 @@ NODE_STATUS_EVERY = 60.0
 WRITE_CONCURRENCY = 16
 # Real seconds before a failed write (binding, status, volume, deletion) is tried again.
 RETRY_SECONDS = 0.2
+# A request (not a watch) gets this long: an API server that went away mid-request (a restart) must
+# not hold the status writer, and with it every pod's status, until the connection times out.
+REQUEST_SECONDS = 15.0
+# What a request to an API server that is restarting or gone may raise.
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 # The provisioner name of the simulated storage, and the default StorageClass that uses it, when the
 # kubelet leaves binding claims to a real PV controller and acts only as an external provisioner.
 PROVISIONER = "kubesim.dev/simulated"
@@ -270,7 +275,12 @@ class Kubelet:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         async with self._session.request(
-            method, self.base_url + path, data=data, headers=headers, params=params
+            method,
+            self.base_url + path,
+            data=data,
+            headers=headers,
+            params=params,
+            timeout=aiohttp.ClientTimeout(total=REQUEST_SECONDS),
         ) as response:
             raw = await response.read()
         try:
@@ -508,7 +518,7 @@ class Kubelet:
                     # Leases are a nicety: a server without them still gets node status heartbeats.
                     log.info("node leases unavailable (%s); relying on node status heartbeats", status)
                     self._leases_supported = False
-        except aiohttp.ClientError as exc:
+        except TRANSPORT_ERRORS as exc:
             log.debug("lease renewal for %s failed: %s", name, exc)
 
     async def _heartbeat(self) -> None:
@@ -653,7 +663,7 @@ class Kubelet:
             base = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
             bound = {"status": {"phase": "Bound", "accessModes": modes, "capacity": {"storage": size}}}
             await self._expect("PATCH", base + "/status", bound, "application/merge-patch+json")
-        except (KubeletApiError, aiohttp.ClientError) as exc:
+        except (KubeletApiError, *TRANSPORT_ERRORS) as exc:
             log.info("could not bind claim %s/%s (%s); retrying", namespace, name, exc)
             self._later(RETRY_SECONDS, lambda: self._retry_provision(namespace, name, uid))
         finally:
@@ -795,7 +805,7 @@ class Kubelet:
                 status, body = await self._request("PATCH", path, patch, "application/merge-patch+json")
             if status >= 300:
                 raise KubeletApiError("BIND", path, status, body)
-        except (KubeletApiError, aiohttp.ClientError) as exc:
+        except (KubeletApiError, *TRANSPORT_ERRORS) as exc:
             if self._end_binding(uid) and uid in self._unscheduled:
                 log.debug("binding %s/%s to %s failed: %s", namespace, name, node, exc)
                 # The pod may be gone (its deletion is on the way) or changed; try again shortly.
@@ -931,7 +941,7 @@ class Kubelet:
             status, body = await self._request(
                 "DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", options
             )
-        except aiohttp.ClientError as exc:
+        except TRANSPORT_ERRORS as exc:
             status, body = 0, {"message": str(exc)}
         if status == 404 or (status == 409 and "precondition" in str(body.get("message", "")).lower()):
             # Already gone, or replaced by a new pod of the same name.
@@ -999,9 +1009,9 @@ class Kubelet:
         async with self._write_slots:
             try:
                 code, body = await self._request("PATCH", path, patch, "application/merge-patch+json")
-            except aiohttp.ClientError as exc:
+            except TRANSPORT_ERRORS as exc:
                 code, body = 0, {"message": str(exc)}
-        if code < 300:
+        if 200 <= code < 300:  # 0: no answer (the server is restarting or gone), written again later
             if runtime is not None:
                 runtime.last_sent = status
             elif unscheduled is not None:

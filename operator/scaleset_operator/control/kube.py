@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,21 +180,29 @@ class Kube:
                 return None
             raise
 
-    def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
-        return list(self.iterate(path, label_selector))
+    def list(self, path: str, label_selector: str | None = None, page: int = 500) -> list[dict[str, Any]]:
+        """Every object of a collection, read in pages of `page`, as one consistent list.
 
-    def iterate(
-        self, path: str, label_selector: str | None = None, page: int = 500
-    ) -> Iterator[dict[str, Any]]:
+        A continue token outlives etcd's compaction only so long: past it the API server answers 410
+        ("The provided continue parameter is too old"), and the pages read so far are dropped and the
+        list is read again whole, without pages, as client-go's pager does (FullListIfExpired), so the
+        result is never a mix of two moments.
+        """
+        items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            chunk = self.request(
-                "GET", path, query={"labelSelector": label_selector, "limit": page, "continue": token}
-            )
-            yield from chunk.get("items") or []
+            query = {"labelSelector": label_selector, "limit": page, "continue": token}
+            try:
+                chunk = self.request("GET", path, query=query)
+            except ApiError as error:
+                if error.status != 410 or token is None:
+                    raise
+                whole = self.request("GET", path, query={"labelSelector": label_selector})
+                return list(whole.get("items") or [])
+            items.extend(chunk.get("items") or [])
             token = (chunk.get("metadata") or {}).get("continue")
             if not token:
-                return
+                return items
 
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", path, body=body)
