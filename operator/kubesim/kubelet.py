@@ -32,6 +32,7 @@ from kubesim.podlife import (
     digest,
     emptydir_identity,
     grace_seconds,
+    reference_problem,
 )
 from kubesim.scheduling import NodeView, PodIPPool, choose_node, host_ip
 
@@ -53,6 +54,8 @@ RETRY_SECONDS = 0.2
 REQUEST_SECONDS = 15.0
 # What a request to an API server that is restarting or gone may raise.
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+# How often (real seconds) a container waiting for a Secret or ConfigMap its env names looks again.
+REFERENCES_AGAIN_SECONDS = 1.0
 # The provisioner name of the simulated storage, and the default StorageClass that uses it, when the
 # kubelet leaves binding claims to a real PV controller and acts only as an external provisioner.
 PROVISIONER = "kubesim.dev/simulated"
@@ -833,6 +836,8 @@ class Kubelet:
         self._pods[uid] = runtime
         self._node_load[node] += 1
         self._by_name[(runtime.namespace, runtime.name)] = uid
+        if runtime.references():
+            self._spawn(self._read_references(uid))
         if meta.get("deletionTimestamp"):
             runtime.begin_termination(now, 0.0)
         else:
@@ -858,6 +863,42 @@ class Kubelet:
         pod_ip = self._pool.allocate(runtime.uid, preferred=str(previous) if previous else None)
         runtime.start_sandbox(self.clock.now(), pod_ip, identities)
         self._touch(runtime)
+
+    async def _read_references(self, uid: str) -> None:
+        """Read the Secrets and ConfigMaps the pod's containers' env names, as the kubelet does when it
+        makes a container; a container that lacks one waits (CreateContainerConfigError) and this runs
+        again until it is there."""
+        runtime = self._pods.get(uid)
+        if runtime is None or runtime.terminating:
+            return
+        references = runtime.references()
+        wanted = {(ref.kind, ref.name) for refs in references.values() for ref in refs}
+        found: dict[tuple[str, str], dict[str, Any] | None] = {}
+        try:
+            for kind, name in sorted(wanted):
+                plural = "secrets" if kind == "secret" else "configmaps"
+                code, body = await self._request(
+                    "GET", f"/api/v1/namespaces/{runtime.namespace}/{plural}/{name}"
+                )
+                if code == 404:
+                    found[(kind, name)] = None
+                elif code < 300:
+                    found[(kind, name)] = body
+                else:
+                    raise KubeletApiError("GET", plural, code, body)
+        except (KubeletApiError, *TRANSPORT_ERRORS) as exc:
+            log.debug("reading the references of pod %s/%s failed: %s", runtime.namespace, runtime.name, exc)
+            self._later(REFERENCES_AGAIN_SECONDS, lambda: self._spawn(self._read_references(uid)))
+            return
+        if self._pods.get(uid) is not runtime:
+            return
+        errors = {
+            name: reference_problem(refs, runtime.namespace, found) for name, refs in references.items()
+        }
+        runtime.set_reference_errors(errors, self.clock.now())
+        self._touch(runtime)
+        if any(errors.values()):
+            self._later(REFERENCES_AGAIN_SECONDS, lambda: self._spawn(self._read_references(uid)))
 
     def _on_running_pod(self, runtime: PodRuntime, pod: dict[str, Any]) -> None:
         now = self.clock.now()

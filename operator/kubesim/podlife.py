@@ -147,6 +147,9 @@ class ContainerRuntime:
         self.has_run = False
         self.pulls = 0
         self.pull_failures = 0
+        # A Secret or ConfigMap key the container's env names that the API server does not have (the
+        # kubelet reads them when it creates the container, after the pull): CreateContainerConfigError.
+        self.reference_error: str | None = None
         self.pull_error_until: float | None = None
         self.stopping = False
         self.stop_exit: _Exit | None = None
@@ -254,6 +257,10 @@ class ContainerRuntime:
                     continue
                 if self.state == "pulling":
                     self.node_images.add(self.image)
+                    if self.reference_error is not None:
+                        self.state, self.waiting_reason = "stuck", "CreateContainerConfigError"
+                        self.waiting_message, self.start_at = self.reference_error, None
+                        continue
                 self._start(self.start_at)
                 continue
             if self.state == "running":
@@ -389,6 +396,16 @@ class ContainerRuntime:
         self.pull_error_until = None
         self.pull_policy = str(spec.get("imagePullPolicy") or self.pull_policy)
         self.begin_pull(at)
+
+    def set_reference_error(self, error: str | None, at: float) -> None:
+        """What the kubelet found reading the Secrets and ConfigMaps the container's env names: a
+        container waiting for one starts once it is there (the kubelet tries again on each sync)."""
+        self.reference_error = error
+        waiting_for_it = self.state == "stuck" and self.waiting_reason == "CreateContainerConfigError"
+        if waiting_for_it and error is None and self.config_error is None:
+            self._start(at)
+        elif waiting_for_it and error is not None and self.config_error is None:
+            self.waiting_message = error
 
     def set_override(self, behaviour: Behaviour | None, at: float) -> None:
         """Change how the process behaves from `at` on (None: back to what its env and image say)."""
@@ -687,6 +704,23 @@ class PodRuntime:
             }
         return {}
 
+    def references(self) -> dict[str, list[EnvReference]]:
+        """The Secrets and ConfigMaps each container's env and envFrom name, by container."""
+        spec = self.pod.get("spec") or {}
+        found: dict[str, list[EnvReference]] = {}
+        for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+            refs = env_references(container)
+            if refs:
+                found[str(container.get("name", ""))] = refs
+        return found
+
+    def set_reference_errors(self, errors: Mapping[str, str | None], at: float) -> None:
+        self.advance(at)
+        for container in self.containers:
+            if container.name in errors:
+                container.set_reference_error(errors[container.name], at)
+        self._step(at)
+
     def set_behaviour(self, behaviour: Behaviour | None, container: str | None, at: float) -> None:
         targets = [c for c in self.containers if container is None or c.name == container]
         if container is None:
@@ -722,3 +756,53 @@ def grace_seconds(pod: Mapping[str, Any]) -> float:
 
 def emptydir_identity(uid: str, volume: str) -> str:
     return "emptydir-" + digest("emptyDir", uid, volume)[:20]
+
+
+@dataclass(frozen=True)
+class EnvReference:
+    """A Secret or ConfigMap (kind `secret` or `configmap`) an env var or envFrom names; `key` None for
+    envFrom (every key), `optional` when the container may start without it."""
+
+    kind: str
+    name: str
+    key: str | None
+    optional: bool
+
+
+def env_references(container: Mapping[str, Any]) -> list[EnvReference]:
+    refs: list[EnvReference] = []
+    for env in container.get("env") or []:
+        source = env.get("valueFrom") or {}
+        for kind, field in (("secret", "secretKeyRef"), ("configmap", "configMapKeyRef")):
+            ref = source.get(field)
+            if ref and ref.get("name"):
+                refs.append(
+                    EnvReference(kind, str(ref["name"]), str(ref.get("key", "")), bool(ref.get("optional")))
+                )
+    for env_from in container.get("envFrom") or []:
+        for kind, field in (("secret", "secretRef"), ("configmap", "configMapRef")):
+            ref = env_from.get(field)
+            if ref and ref.get("name"):
+                refs.append(EnvReference(kind, str(ref["name"]), None, bool(ref.get("optional"))))
+    return refs
+
+
+def reference_problem(
+    refs: list[EnvReference], namespace: str, found: Mapping[tuple[str, str], Mapping[str, Any] | None]
+) -> str | None:
+    """The kubelet's error making the container's environment (kubelet_pods.go), or None: `secret "x" not
+    found`, `configmap "x" not found`, `couldn't find key k in Secret ns/x`. `found` holds each object
+    read, None for one that does not exist."""
+    for ref in refs:
+        obj = found.get((ref.kind, ref.name))
+        if obj is None:
+            if ref.optional:
+                continue
+            return f'{ref.kind} "{ref.name}" not found'
+        if ref.key is None:
+            continue
+        keys = {*(obj.get("data") or {}), *(obj.get("binaryData") or {})}
+        if ref.key not in keys and not ref.optional:
+            kind = "Secret" if ref.kind == "secret" else "ConfigMap"
+            return f"couldn't find key {ref.key} in {kind} {namespace}/{ref.name}"
+    return None

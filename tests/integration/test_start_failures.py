@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from scaleset_operator.control.kube import Kube, fleet_path
+from scaleset_operator.control.kube import Kube, core_path, fleet_path
 from scaleset_operator.identity import LABEL_REVISION
 from tests.integration.helpers import (
     IMAGE,
@@ -71,6 +71,26 @@ def test_an_image_never_pulled_under_pull_policy_never_is_stalled_at_once(kube: 
     assert "web-0 cannot start by itself" in report["message"]
     assert "ErrImageNeverPull" in report["message"]
     assert "is not present with pull policy of Never" in report["message"]
+
+
+def test_env_naming_a_secret_that_does_not_exist_is_stalled_at_once_and_starts_once_it_does(
+    kube: Kube, namespace: str
+) -> None:
+    body = scaleset_body("web", 1)
+    body["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}}
+    ]
+    kube.create(fleet_path("scalesets", namespace), body)
+    report = wait_for(lambda: stalled(kube, namespace, "web"), AT_ONCE, "Stalled")
+    assert "web-0 cannot start by itself" in report["message"]
+    assert 'CreateContainerConfigError (secret "api" not found)' in report["message"]
+    before = _uids(kube, namespace)
+    kube.create(
+        core_path("secrets", namespace),
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api"}, "data": {"token": "czNjcjN0"}},
+    )
+    wait_for(lambda: scaleset_ready(kube, namespace, "web"), 60, "web Ready once the Secret exists")
+    assert _uids(kube, namespace) == before, "the same instance started, not a new one"
 
 
 def test_a_rollout_to_an_image_that_cannot_start_is_rolled_back_at_once(kube: Kube, namespace: str) -> None:

@@ -10,7 +10,14 @@ import pytest
 
 from kubesim.behaviour import DEFAULT_SHUTDOWN
 from kubesim.images import image_reference_problem
-from kubesim.podlife import ContainerRuntime, PodRuntime, SimClock
+from kubesim.podlife import (
+    ContainerRuntime,
+    EnvReference,
+    PodRuntime,
+    SimClock,
+    env_references,
+    reference_problem,
+)
 
 WALL0 = 1_700_000_000.0
 CLOCK = SimClock(1.0, monotonic=lambda: 0.0, wall=lambda: WALL0)
@@ -257,6 +264,54 @@ def test_pull_policy_never_runs_an_image_the_node_pulled_before() -> None:
     second.start_sandbox(PULLED, "127.1.0.2", {})
     second.advance(PULLED)
     assert second.status(CLOCK)["containerStatuses"][0]["ready"]
+
+
+def test_env_naming_a_missing_secret_waits_in_create_container_config_error_until_it_exists() -> None:
+    # kubelet_pods.go makeEnvironmentVariables: the container is made after the pull, and not at all
+    # while a Secret or ConfigMap key it names is missing; the kubelet tries again on each sync.
+    env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}}]
+    runtime = admitted(make_pod(container(env=env)))
+    assert runtime.references() == {"app": [EnvReference("secret", "api", "token", False)]}
+    runtime.set_reference_errors({"app": reference_problem(runtime.references()["app"], "default", {})}, 0.1)
+    assert status_of(runtime, 10)["state"]["waiting"] == {
+        "reason": "CreateContainerConfigError",
+        "message": 'secret "api" not found',
+    }
+    runtime.set_reference_errors({"app": None}, 20)
+    assert status_of(runtime, 20)["state"] == {"running": {"startedAt": stamp(20)}}
+
+
+@pytest.mark.parametrize(
+    ("env", "found", "problem"),
+    [
+        (
+            [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}}],
+            {("configmap", "cfg"): {"data": {"b": "1"}}},
+            "couldn't find key a in ConfigMap default/cfg",
+        ),
+        (
+            [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "api", "key": "a", "optional": True}}}],
+            {},
+            None,
+        ),
+        (
+            [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "api", "key": "a"}}}],
+            {("secret", "api"): {"data": {"a": "MQ=="}}},
+            None,
+        ),
+    ],
+)
+def test_a_reference_problem_is_the_kubelets_sentence(
+    env: list[dict[str, Any]], found: dict[tuple[str, str], Any], problem: str | None
+) -> None:
+    assert reference_problem(env_references(container(env=env)), "default", found) == problem
+
+
+def test_env_from_a_missing_config_map_is_refused_and_an_optional_one_is_not() -> None:
+    refs = env_references(
+        container(envFrom=[{"configMapRef": {"name": "cfg"}}, {"secretRef": {"name": "s", "optional": True}}])
+    )
+    assert reference_problem(refs, "default", {}) == 'configmap "cfg" not found'
 
 
 def test_image_name_that_does_not_parse_is_never_started() -> None:
