@@ -111,6 +111,82 @@ def test_a_resource_quota_refusal_keeps_what_runs_and_passes_once_raised(kube: K
     assert {k: after[k] for k in running} == running, "the instances that ran were never touched"
 
 
+def test_an_admission_policy_denial_names_the_instance_and_the_policy(kube: Kube, namespace: str) -> None:
+    if not use_testbed():
+        pytest.skip("kubesim serves no ValidatingAdmissionPolicies; the testbed's API server does")
+    name = f"no-latest-{namespace}"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": "object.spec.containers.all(c, !c.image.endsWith(':latest'))",
+                    "message": "images must name a version, not latest",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            },
+        },
+    }
+    admission = "/apis/admissionregistration.k8s.io/v1"
+    kube.create(f"{admission}/validatingadmissionpolicies", policy)
+    kube.create(f"{admission}/validatingadmissionpolicybindings", binding)
+    try:
+        # The API server takes a moment to load a new policy: wait until it denies a pod (a dry run).
+        probe = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "probe"},
+            "spec": {"containers": [{"name": "c", "image": "registry.example/app:latest"}]},
+        }
+        wait_for(lambda: _denied(kube, namespace, probe), TIMEOUT, "the policy in force")
+        kube.create(
+            fleet_path("scalesets", namespace), scaleset_body("web", 2, image="registry.example/app:latest")
+        )
+        report = wait_for(lambda: stalled(kube, namespace, "web"), TIMEOUT, "Stalled")
+        # A policy's denial is a 422 (Invalid) or 403 (Forbidden), as its validation's reason says:
+        # TemplateRejected names the template for the first, AdmissionDenied the policy for the second.
+        assert report["reason"] in ("TemplateRejected", "AdmissionDenied")
+        assert '"web-' in report["message"] or "Pod web-" in report["message"]
+        assert "spec.template" in report["message"]
+        assert f"ValidatingAdmissionPolicy '{name}'" in report["message"]
+        assert "images must name a version, not latest" in report["message"]
+    finally:
+        kube.delete(f"{admission}/validatingadmissionpolicybindings/{name}")
+        kube.delete(f"{admission}/validatingadmissionpolicies/{name}")
+
+
+def _denied(kube: Kube, namespace: str, pod: dict[str, Any]) -> bool:
+    try:
+        kube.request("POST", core_path("pods", namespace), body=pod, query={"dryRun": "All"})
+    except ApiError as error:
+        return "denied request" in error.message
+    return False
+
+
 def test_a_retry_after_is_waited_for(kubesim: Any, kube: Kube, namespace: str) -> None:
     faults = getattr(kubesim, "faults", None)
     if faults is None:
