@@ -77,7 +77,8 @@ wheel: $(STAMP)
 image:
 	docker build -t $(IMAGE) .
 
-# A real control plane built from its Go modules (testbed/), cached by the versions in go.sum.
+# A real control plane built from its Go modules (testbed/), cached by the versions in go.sum and its
+# own source: a changed testbed/*.go builds into a folder of its own, never over a binary in use.
 # It reports the version of the Kubernetes modules it is built from (so `kubectl version` and a chart's
 # kubeVersion work), stamped as Kubernetes' own build stamps it (hack/lib/version.sh); the key follows.
 KUBE_VERSION := $(shell sed -n 's|^[[:space:]]*k8s.io/kubernetes \(v[0-9][0-9.]*\).*|\1|p' testbed/go.mod)
@@ -87,7 +88,7 @@ TESTBED_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/
 	-X $(pkg).gitCommit= -X $(pkg).gitTreeState=clean)
 # kubesim/testbed.py (cached_binary) computes the same key: change TESTBED_RECIPE in both places.
 TESTBED_RECIPE := version stamped from go.mod
-TESTBED_KEY := $(shell (cat testbed/go.sum testbed/go.mod; echo '$(TESTBED_RECIPE)') 2>/dev/null | sha256sum | cut -c1-16)
+TESTBED_KEY := $(shell (cat testbed/go.sum testbed/go.mod $(sort $(wildcard testbed/*.go)); echo '$(TESTBED_RECIPE)') 2>/dev/null | sha256sum | cut -c1-16)
 TESTBED_BIN := .cache/testbed/$(TESTBED_KEY)/testbed
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 

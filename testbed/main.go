@@ -6,12 +6,20 @@
 //	testbed up --dir DIR --kubeconfig PATH   start everything, write an admin kubeconfig
 //	testbed kube-apiserver|kube-controller-manager|kube-scheduler ARGS...
 //	                                         run one component (used by "up")
+//
+// "up" also serves a control endpoint on the loopback interface (its URL is in
+// the ready line) for what tests do to a cluster's control plane:
+//
+//	POST /compact                  compact etcd to its current revision
+//	POST /restart/kube-apiserver   stop kube-apiserver and start it again on
+//	                               the same port and etcd, once it is ready
 package main
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -22,9 +30,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/server/v3/embed"
 	"k8s.io/component-base/cli"
 	_ "k8s.io/component-base/logs/json/register"
@@ -114,6 +124,12 @@ type component struct {
 	args []string
 	cmd  *exec.Cmd
 	done chan struct{}
+
+	mu sync.Mutex
+	// Which start of the component runs now, and whether it is being stopped on purpose to be started
+	// again: the exit of a process that is not the current one, or of one being restarted, is no failure.
+	generation int
+	restarting bool
 }
 
 func (c *component) start(dir string) error {
@@ -121,7 +137,8 @@ func (c *component) start(dir string) error {
 	if err != nil {
 		return err
 	}
-	log, err := os.Create(filepath.Join(dir, c.name+".log"))
+	// Appended to, so that a restarted component's log follows the one before.
+	log, err := os.OpenFile(filepath.Join(dir, c.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -131,9 +148,37 @@ func (c *component) start(dir string) error {
 	if err := c.cmd.Start(); err != nil {
 		return err
 	}
-	c.done = make(chan struct{})
-	go func() { _ = c.cmd.Wait(); log.Close(); close(c.done) }()
+	done := make(chan struct{})
+	cmd := c.cmd
+	c.mu.Lock()
+	c.done = done
+	c.generation++
+	c.mu.Unlock()
+	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
 	return nil
+}
+
+// watch reports on exited the name of the component when its current process
+// ends, unless it was stopped to be restarted.
+func (c *component) watch(exited chan<- string) {
+	c.mu.Lock()
+	done, generation := c.done, c.generation
+	c.mu.Unlock()
+	go func() {
+		<-done
+		c.mu.Lock()
+		failed := c.generation == generation && !c.restarting
+		c.mu.Unlock()
+		if failed {
+			exited <- c.name
+		}
+	}()
+}
+
+func (c *component) setRestarting(restarting bool) {
+	c.mu.Lock()
+	c.restarting = restarting
+	c.mu.Unlock()
 }
 
 func (c *component) stop() {
@@ -174,6 +219,78 @@ func waitReady(ctx context.Context, p pki, server string) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// controlPlane is what the control endpoint acts on: the embedded etcd and
+// kube-apiserver, one request at a time.
+type controlPlane struct {
+	mu        sync.Mutex
+	etcd      *embed.Etcd
+	apiserver *component
+	dir       string
+	pki       pki
+	server    string
+	exited    chan<- string
+	timeout   time.Duration
+}
+
+// compact compacts etcd to its current revision: every older revision is
+// gone, so continue tokens and watches from before it expire (410 Gone).
+func (cp *controlPlane) compact(ctx context.Context) (int64, error) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	revision := cp.etcd.Server.KV().Rev()
+	_, err := cp.etcd.Server.Compact(ctx, &pb.CompactionRequest{Revision: revision, Physical: true})
+	return revision, err
+}
+
+// restartAPIServer stops kube-apiserver (SIGTERM, as a rolling restart of a
+// control plane does) and starts it again with the same flags, port and etcd;
+// it returns once /readyz answers again.
+func (cp *controlPlane) restartAPIServer(ctx context.Context) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	c := cp.apiserver
+	c.setRestarting(true)
+	c.stop()
+	err := c.start(cp.dir)
+	c.setRestarting(false)
+	if err != nil {
+		return err
+	}
+	c.watch(cp.exited)
+	ctx, cancel := context.WithTimeout(ctx, cp.timeout)
+	defer cancel()
+	return waitReady(ctx, cp.pki, cp.server)
+}
+
+// serveControl serves the control endpoint on a free loopback port; it
+// returns its URL.
+func (cp *controlPlane) serveControl() (string, error) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /compact", func(w http.ResponseWriter, r *http.Request) {
+		revision, err := cp.compact(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]int64{"revision": revision})
+	})
+	mux.HandleFunc("POST /restart/kube-apiserver", func(w http.ResponseWriter, r *http.Request) {
+		if err := cp.restartAPIServer(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"restarted":"kube-apiserver"}` + "\n"))
+	})
+	go func() { _ = http.Serve(listener, mux) }()
+	return "http://" + listener.Addr().String(), nil
 }
 
 // auditPolicy records what service accounts outside kube-system did (no
@@ -309,17 +426,22 @@ func up(args []string) error {
 			return err
 		}
 	}
-	fmt.Printf("testbed ready: server=%s kubeconfig=%s dir=%s pid=%d\n", server, *kubeconfig, *dir, os.Getpid())
+	exited := make(chan string, len(components))
+	for _, c := range components {
+		c.watch(exited)
+	}
+	control := &controlPlane{
+		etcd: etcd, apiserver: components[0], dir: *dir, pki: p, server: server, exited: exited, timeout: *timeout,
+	}
+	controlURL, err := control.serveControl()
+	if err != nil {
+		return fmt.Errorf("control endpoint: %w", err)
+	}
+	fmt.Printf("testbed ready: server=%s kubeconfig=%s dir=%s pid=%d control=%s\n",
+		server, *kubeconfig, *dir, os.Getpid(), controlURL)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	exited := make(chan string, len(components))
-	for _, c := range components {
-		go func(c *component) {
-			<-c.done
-			exited <- c.name
-		}(c)
-	}
 	select {
 	case <-sig:
 		return nil

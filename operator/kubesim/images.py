@@ -32,3 +32,15 @@ def image_reference_problem(image: str) -> str | None:
     if re.fullmatch(r"[a-f0-9]{64}", match.group("name")):
         return prefix + "invalid repository name (64-byte hexadecimal strings are digests, not names)"
     return None
+
+
+def fully_qualified(image: str) -> str:
+    """The reference a container runtime pulls: `app:v1` is `docker.io/library/app:v1`, `nginx` is
+    `docker.io/library/nginx:latest`, `registry.example/app` keeps its registry."""
+    first, _, rest = image.partition("/")
+    has_domain = bool(rest) and ("." in first or ":" in first or first == "localhost")
+    if not has_domain:
+        image = f"docker.io/{image}" if rest else f"docker.io/library/{image}"
+    if "@" not in image and ":" not in image.rsplit("/", 1)[-1]:
+        image += ":latest"
+    return image

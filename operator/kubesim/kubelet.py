@@ -32,6 +32,7 @@ from kubesim.podlife import (
     digest,
     emptydir_identity,
     grace_seconds,
+    reference_problem,
 )
 from kubesim.scheduling import NodeView, PodIPPool, choose_node, host_ip
 
@@ -48,6 +49,13 @@ NODE_STATUS_EVERY = 60.0
 WRITE_CONCURRENCY = 16
 # Real seconds before a failed write (binding, status, volume, deletion) is tried again.
 RETRY_SECONDS = 0.2
+# A request (not a watch) gets this long: an API server that went away mid-request (a restart) must
+# not hold the status writer, and with it every pod's status, until the connection times out.
+REQUEST_SECONDS = 15.0
+# What a request to an API server that is restarting or gone may raise.
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+# How often (real seconds) a container waiting for a Secret or ConfigMap its env names looks again.
+REFERENCES_AGAIN_SECONDS = 1.0
 # The provisioner name of the simulated storage, and the default StorageClass that uses it, when the
 # kubelet leaves binding claims to a real PV controller and acts only as an external provisioner.
 PROVISIONER = "kubesim.dev/simulated"
@@ -123,6 +131,8 @@ class Kubelet:
         self._binding: dict[str, str] = {}
         # Pods per node, running or being bound: kept up to date so scheduling 10,000 pods stays linear.
         self._node_load: dict[str, int] = dict.fromkeys(self.node_names, 0)
+        # The images each node has pulled: what a container of imagePullPolicy Never may run there.
+        self._node_images: dict[str, set[str]] = {node: set() for node in self.node_names}
         self._binding_supported = True
         self._claims: dict[tuple[str, str], Mapping[str, Any]] = {}
         self._provisioning: set[str] = set()
@@ -284,7 +294,12 @@ class Kubelet:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         async with self._session.request(
-            method, self.base_url + path, data=data, headers=headers, params=params
+            method,
+            self.base_url + path,
+            data=data,
+            headers=headers,
+            params=params,
+            timeout=aiohttp.ClientTimeout(total=REQUEST_SECONDS),
         ) as response:
             raw = await response.read()
         try:
@@ -522,7 +537,7 @@ class Kubelet:
                     # Leases are a nicety: a server without them still gets node status heartbeats.
                     log.info("node leases unavailable (%s); relying on node status heartbeats", status)
                     self._leases_supported = False
-        except aiohttp.ClientError as exc:
+        except TRANSPORT_ERRORS as exc:
             log.debug("lease renewal for %s failed: %s", name, exc)
 
     async def _heartbeat(self) -> None:
@@ -667,7 +682,7 @@ class Kubelet:
             base = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
             bound = {"status": {"phase": "Bound", "accessModes": modes, "capacity": {"storage": size}}}
             await self._expect("PATCH", base + "/status", bound, "application/merge-patch+json")
-        except (KubeletApiError, aiohttp.ClientError) as exc:
+        except (KubeletApiError, *TRANSPORT_ERRORS) as exc:
             log.info("could not bind claim %s/%s (%s); retrying", namespace, name, exc)
             self._later(RETRY_SECONDS, lambda: self._retry_provision(namespace, name, uid))
         finally:
@@ -809,7 +824,7 @@ class Kubelet:
                 status, body = await self._request("PATCH", path, patch, "application/merge-patch+json")
             if status >= 300:
                 raise KubeletApiError("BIND", path, status, body)
-        except (KubeletApiError, aiohttp.ClientError) as exc:
+        except (KubeletApiError, *TRANSPORT_ERRORS) as exc:
             if self._end_binding(uid) and uid in self._unscheduled:
                 log.debug("binding %s/%s to %s failed: %s", namespace, name, node, exc)
                 # The pod may be gone (its deletion is on the way) or changed; try again shortly.
@@ -826,11 +841,19 @@ class Kubelet:
         uid = str(meta.get("uid", ""))
         now = self.clock.now()
         runtime = PodRuntime(
-            pod, node, host_ip(self.node_names.index(node)), now, self.seed, self.image_behaviours
+            pod,
+            node,
+            host_ip(self.node_names.index(node)),
+            now,
+            self.seed,
+            self.image_behaviours,
+            self._node_images.setdefault(node, set()),
         )
         self._pods[uid] = runtime
         self._node_load[node] += 1
         self._by_name[(runtime.namespace, runtime.name)] = uid
+        if runtime.references():
+            self._spawn(self._read_references(uid))
         if meta.get("deletionTimestamp"):
             runtime.begin_termination(now, 0.0)
         else:
@@ -856,6 +879,42 @@ class Kubelet:
         pod_ip = self._pool.allocate(runtime.uid, preferred=str(previous) if previous else None)
         runtime.start_sandbox(self.clock.now(), pod_ip, identities)
         self._touch(runtime)
+
+    async def _read_references(self, uid: str) -> None:
+        """Read the Secrets and ConfigMaps the pod's containers' env names, as the kubelet does when it
+        makes a container; a container that lacks one waits (CreateContainerConfigError) and this runs
+        again until it is there."""
+        runtime = self._pods.get(uid)
+        if runtime is None or runtime.terminating:
+            return
+        references = runtime.references()
+        wanted = {(ref.kind, ref.name) for refs in references.values() for ref in refs}
+        found: dict[tuple[str, str], dict[str, Any] | None] = {}
+        try:
+            for kind, name in sorted(wanted):
+                plural = "secrets" if kind == "secret" else "configmaps"
+                code, body = await self._request(
+                    "GET", f"/api/v1/namespaces/{runtime.namespace}/{plural}/{name}"
+                )
+                if code == 404:
+                    found[(kind, name)] = None
+                elif code < 300:
+                    found[(kind, name)] = body
+                else:
+                    raise KubeletApiError("GET", plural, code, body)
+        except (KubeletApiError, *TRANSPORT_ERRORS) as exc:
+            log.debug("reading the references of pod %s/%s failed: %s", runtime.namespace, runtime.name, exc)
+            self._later(REFERENCES_AGAIN_SECONDS, lambda: self._spawn(self._read_references(uid)))
+            return
+        if self._pods.get(uid) is not runtime:
+            return
+        errors = {
+            name: reference_problem(refs, runtime.namespace, found) for name, refs in references.items()
+        }
+        runtime.set_reference_errors(errors, self.clock.now())
+        self._touch(runtime)
+        if any(errors.values()):
+            self._later(REFERENCES_AGAIN_SECONDS, lambda: self._spawn(self._read_references(uid)))
 
     def _on_running_pod(self, runtime: PodRuntime, pod: dict[str, Any]) -> None:
         now = self.clock.now()
@@ -939,7 +998,7 @@ class Kubelet:
             status, body = await self._request(
                 "DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", options
             )
-        except aiohttp.ClientError as exc:
+        except TRANSPORT_ERRORS as exc:
             status, body = 0, {"message": str(exc)}
         if status == 404 or (status == 409 and "precondition" in str(body.get("message", "")).lower()):
             # Already gone, or replaced by a new pod of the same name.
@@ -1007,9 +1066,9 @@ class Kubelet:
         async with self._write_slots:
             try:
                 code, body = await self._request("PATCH", path, patch, "application/merge-patch+json")
-            except aiohttp.ClientError as exc:
+            except TRANSPORT_ERRORS as exc:
                 code, body = 0, {"message": str(exc)}
-        if code < 300:
+        if 200 <= code < 300:  # 0: no answer (the server is restarting or gone), written again later
             if runtime is not None:
                 runtime.last_sent = status
             elif unscheduled is not None:

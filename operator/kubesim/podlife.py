@@ -29,13 +29,26 @@ from kubesim.behaviour import (
     startup_outcome,
     value_at,
 )
-from kubesim.images import image_reference_problem
+from kubesim.images import fully_qualified, image_reference_problem
 
 # Image pulls take between these many simulated seconds.
 PULL_SECONDS = (1.0, 2.0)
+# The kubelet's image back-off (flowcontrol.Backoff of backOffPeriod 10 s and MaxContainerBackOff 5 min):
+# after each failed pull of an image by a pod, the next waits twice as long.
+IMAGE_BACKOFF_INITIAL = 10.0
+IMAGE_BACKOFF_MAX = 300.0
+# A failed pull shows as ErrImagePull until the pod's next sync finds the image in back-off.
+PULL_ERROR_SHOWN = 1.0
 
 ContainerKind = Literal["init", "sidecar", "app"]
-ContainerState = Literal["pending", "pulling", "running", "backoff", "stuck", "terminated", "stopped"]
+ContainerState = Literal[
+    "pending", "pulling", "pull-backoff", "running", "backoff", "stuck", "terminated", "stopped"
+]
+
+
+def image_backoff(failures: int) -> float:
+    """Seconds the kubelet waits before pulling an image again after `failures` failed pulls in a row."""
+    return min(IMAGE_BACKOFF_INITIAL * 2.0 ** min(max(failures - 1, 0), 32), IMAGE_BACKOFF_MAX)
 
 
 class SimClock:
@@ -106,8 +119,12 @@ class ContainerRuntime:
         owner: str,
         pull_seconds: Callable[[ContainerRuntime], float],
         scripts: Mapping[str, Behaviour] | None = None,
+        node_images: set[str] | None = None,
     ) -> None:
         self.name = str(spec.get("name", ""))
+        # The images on the node (pulled there before): what imagePullPolicy Never may run.
+        self.node_images = node_images if node_images is not None else set()
+        self.pull_policy = str(spec.get("imagePullPolicy") or "")
         self.scripts = scripts or {}
         self.owner = owner
         self.kind: ContainerKind = kind
@@ -129,6 +146,11 @@ class ContainerRuntime:
         self.consecutive_exits = 0
         self.has_run = False
         self.pulls = 0
+        self.pull_failures = 0
+        # A Secret or ConfigMap key the container's env names that the API server does not have (the
+        # kubelet reads them when it creates the container, after the pull): CreateContainerConfigError.
+        self.reference_error: str | None = None
+        self.pull_error_until: float | None = None
         self.stopping = False
         self.stop_exit: _Exit | None = None
 
@@ -181,6 +203,14 @@ class ContainerRuntime:
                 self.image_error,
             )
             return
+        if self.pull_policy == "Never" and self.image not in self.node_images:
+            # The kubelet's ErrImageNeverPull: it never pulls, and waits for the image to be put there.
+            self.state, self.waiting_reason, self.waiting_message = (
+                "stuck",
+                "ErrImageNeverPull",
+                f'Container image "{self.image}" is not present with pull policy of Never',
+            )
+            return
         if self.config_error:
             self.state, self.waiting_reason, self.waiting_message = (
                 "stuck",
@@ -190,17 +220,47 @@ class ContainerRuntime:
             return
         self.pulls += 1
         self.state, self.waiting_reason, self.waiting_message = "pulling", "ContainerCreating", ""
-        self.start_at = at + self._pull_seconds(self)
+        self.start_at = at + (0.0 if self.pull_policy == "Never" else self._pull_seconds(self))
+
+    def _pull_failed(self, at: float) -> None:
+        """The registry refused the image: ErrImagePull now, ImagePullBackOff from the next sync, and
+        another pull once the back-off has passed (the status keeps saying ImagePullBackOff meanwhile)."""
+        self.pull_failures += 1
+        self.state = "pull-backoff"
+        self.waiting_reason = "ErrImagePull"
+        reference = fully_qualified(self.image)
+        self.waiting_message = (
+            f'rpc error: code = NotFound desc = failed to pull and unpack image "{reference}": '
+            f'failed to resolve reference "{reference}": {reference}: not found'
+        )
+        self.pull_error_until = at + PULL_ERROR_SHOWN
+        self.start_at = at + image_backoff(self.pull_failures)
 
     def advance_to(self, t: float, restart_policy: str) -> None:
         """Apply every transition due at or before `t`, in order."""
         while True:
-            if self.state in ("pulling", "backoff") and self.start_at is not None and self.start_at <= t:
-                if self.state == "pulling" and self.behaviour.pull_error:
-                    self.state = "stuck"
+            if self.state == "pull-backoff":
+                if self.pull_error_until is not None and self.pull_error_until <= t:
+                    self.pull_error_until = None
                     self.waiting_reason = "ImagePullBackOff"
                     self.waiting_message = f'Back-off pulling image "{self.image}"'
                     continue
+                if self.start_at is not None and self.start_at <= t:
+                    retry_at = self.start_at
+                    self.pulls += 1
+                    self.state, self.pull_error_until = "pulling", None
+                    self.start_at = retry_at + self._pull_seconds(self)
+                    continue
+            if self.state in ("pulling", "backoff") and self.start_at is not None and self.start_at <= t:
+                if self.state == "pulling" and self.behaviour.pull_error:
+                    self._pull_failed(self.start_at)
+                    continue
+                if self.state == "pulling":
+                    self.node_images.add(self.image)
+                    if self.reference_error is not None:
+                        self.state, self.waiting_reason = "stuck", "CreateContainerConfigError"
+                        self.waiting_message, self.start_at = self.reference_error, None
+                        continue
                 self._start(self.start_at)
                 continue
             if self.state == "running":
@@ -214,6 +274,8 @@ class ContainerRuntime:
         self.seen_until = max(self.seen_until, t)
 
     def next_event(self) -> float | None:
+        if self.state == "pull-backoff":
+            return min(t for t in (self.pull_error_until, self.start_at) if t is not None)
         if self.state in ("pulling", "backoff"):
             return self.start_at
         if self.state != "running":
@@ -327,9 +389,23 @@ class ContainerRuntime:
             self.ready_flips = []
             self.started = False
             self.exit = None
-        # A changed container is a new container to the kubelet: no back-off carried over.
+        # A changed container is a new container to the kubelet: no back-off carried over (the image
+        # back-off is kept per pod and image, and this is another image).
         self.consecutive_exits = 0
+        self.pull_failures = 0
+        self.pull_error_until = None
+        self.pull_policy = str(spec.get("imagePullPolicy") or self.pull_policy)
         self.begin_pull(at)
+
+    def set_reference_error(self, error: str | None, at: float) -> None:
+        """What the kubelet found reading the Secrets and ConfigMaps the container's env names: a
+        container waiting for one starts once it is there (the kubelet tries again on each sync)."""
+        self.reference_error = error
+        waiting_for_it = self.state == "stuck" and self.waiting_reason == "CreateContainerConfigError"
+        if waiting_for_it and error is None and self.config_error is None:
+            self._start(at)
+        elif waiting_for_it and error is not None and self.config_error is None:
+            self.waiting_message = error
 
     def set_override(self, behaviour: Behaviour | None, at: float) -> None:
         """Change how the process behaves from `at` on (None: back to what its env and image say)."""
@@ -339,11 +415,7 @@ class ContainerRuntime:
             self.outcomes = kept + self.behaviour.process_outcomes(at)
             self.behaviour_exit = self.behaviour.process_exit(at, init=self.kind == "init")
             self._plan()
-        elif (
-            self.state == "stuck"
-            and self.waiting_reason == "ImagePullBackOff"
-            and not self.behaviour.pull_error
-        ):
+        elif self.state == "pull-backoff" and not self.behaviour.pull_error:
             self.begin_pull(at)
 
     def stop(self, at: float, deadline: float) -> None:
@@ -355,7 +427,7 @@ class ContainerRuntime:
                 _Exit(shutdown, 0, "Completed") if shutdown <= deadline else _Exit(deadline, 137, "Error")
             )
             self._plan()
-        elif self.state in ("pulling", "backoff", "pending", "stuck"):
+        elif self.state in ("pulling", "pull-backoff", "backoff", "pending", "stuck"):
             self.state = "stopped"
             if self.last_terminated is not None:
                 self.terminated = self.last_terminated
@@ -423,6 +495,7 @@ class PodRuntime:
         at: float,
         seed: int,
         scripts: Mapping[str, Behaviour] | None = None,
+        node_images: set[str] | None = None,
     ) -> None:
         meta = pod.get("metadata") or {}
         spec = pod.get("spec") or {}
@@ -447,11 +520,12 @@ class PodRuntime:
                 owner,
                 self._pull_seconds,
                 scripts,
+                node_images,
             )
             for c in spec.get("initContainers") or []
         ]
         self.apps = [
-            ContainerRuntime(c, "app", owner, self._pull_seconds, scripts)
+            ContainerRuntime(c, "app", owner, self._pull_seconds, scripts, node_images)
             for c in spec.get("containers") or []
         ]
         if self.inits:
@@ -665,6 +739,23 @@ class PodRuntime:
             }
         return {}
 
+    def references(self) -> dict[str, list[EnvReference]]:
+        """The Secrets and ConfigMaps each container's env and envFrom name, by container."""
+        spec = self.pod.get("spec") or {}
+        found: dict[str, list[EnvReference]] = {}
+        for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+            refs = env_references(container)
+            if refs:
+                found[str(container.get("name", ""))] = refs
+        return found
+
+    def set_reference_errors(self, errors: Mapping[str, str | None], at: float) -> None:
+        self.advance(at)
+        for container in self.containers:
+            if container.name in errors:
+                container.set_reference_error(errors[container.name], at)
+        self._step(at)
+
     def set_behaviour(self, behaviour: Behaviour | None, container: str | None, at: float) -> None:
         targets = [c for c in self.containers if container is None or c.name == container]
         if container is None:
@@ -700,3 +791,53 @@ def grace_seconds(pod: Mapping[str, Any]) -> float:
 
 def emptydir_identity(uid: str, volume: str) -> str:
     return "emptydir-" + digest("emptyDir", uid, volume)[:20]
+
+
+@dataclass(frozen=True)
+class EnvReference:
+    """A Secret or ConfigMap (kind `secret` or `configmap`) an env var or envFrom names; `key` None for
+    envFrom (every key), `optional` when the container may start without it."""
+
+    kind: str
+    name: str
+    key: str | None
+    optional: bool
+
+
+def env_references(container: Mapping[str, Any]) -> list[EnvReference]:
+    refs: list[EnvReference] = []
+    for env in container.get("env") or []:
+        source = env.get("valueFrom") or {}
+        for kind, field in (("secret", "secretKeyRef"), ("configmap", "configMapKeyRef")):
+            ref = source.get(field)
+            if ref and ref.get("name"):
+                refs.append(
+                    EnvReference(kind, str(ref["name"]), str(ref.get("key", "")), bool(ref.get("optional")))
+                )
+    for env_from in container.get("envFrom") or []:
+        for kind, field in (("secret", "secretRef"), ("configmap", "configMapRef")):
+            ref = env_from.get(field)
+            if ref and ref.get("name"):
+                refs.append(EnvReference(kind, str(ref["name"]), None, bool(ref.get("optional"))))
+    return refs
+
+
+def reference_problem(
+    refs: list[EnvReference], namespace: str, found: Mapping[tuple[str, str], Mapping[str, Any] | None]
+) -> str | None:
+    """The kubelet's error making the container's environment (kubelet_pods.go), or None: `secret "x" not
+    found`, `configmap "x" not found`, `couldn't find key k in Secret ns/x`. `found` holds each object
+    read, None for one that does not exist."""
+    for ref in refs:
+        obj = found.get((ref.kind, ref.name))
+        if obj is None:
+            if ref.optional:
+                continue
+            return f'{ref.kind} "{ref.name}" not found'
+        if ref.key is None:
+            continue
+        keys = {*(obj.get("data") or {}), *(obj.get("binaryData") or {})}
+        if ref.key not in keys and not ref.optional:
+            kind = "Secret" if ref.kind == "secret" else "ConfigMap"
+            return f"couldn't find key {ref.key} in {kind} {namespace}/{ref.name}"
+    return None

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import ssl
@@ -45,10 +46,10 @@ TESTBED_RECIPE = b"version stamped from go.mod\n"
 
 
 def cached_binary(source: Path) -> Path:
-    """Where `make testbed` puts the binary: a folder keyed by go.sum and the build recipe, so new
-    versions build anew."""
-    built_from = (source / "go.sum").read_bytes() + (source / "go.mod").read_bytes() + TESTBED_RECIPE
-    key = hashlib.sha256(built_from).hexdigest()[:16]
+    """Where `make testbed` puts the binary: a folder keyed by go.sum, go.mod, the program's own source
+    and the build recipe, so new versions (and a changed testbed) build anew."""
+    parts = [source / "go.sum", source / "go.mod", *sorted(source.glob("*.go"))]
+    key = hashlib.sha256(b"".join(part.read_bytes() for part in parts) + TESTBED_RECIPE).hexdigest()[:16]
     return source.parent / ".cache" / "testbed" / key / "testbed"
 
 
@@ -71,6 +72,8 @@ class Testbed:
 
     `with Testbed(nodes=3, time_scale=20) as bed:` gives `bed.kubeconfig_path` (admin), `bed.url`,
     `bed.kubelet`, `bed.state_dir` (certificates, logs, `audit.log`), `bed.ca_path` and `bed.ssl_context`.
+    What tests do to a control plane goes through the program's loopback control endpoint:
+    `bed.compact()` (etcd, to its current revision) and `bed.restart_apiserver()`.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Testbed:
         self.with_kubelet = kubelet
         self.timeout = timeout
         self.url = ""
+        self.control_url = ""
         self.kubelet: Kubelet | None = None
         self._process: subprocess.Popen[str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -146,6 +150,7 @@ class Testbed:
             if line.startswith(READY_PREFIX):
                 fields = dict(part.split("=", 1) for part in line[len(READY_PREFIX) :].split() if "=" in part)
                 self.url = fields["server"]
+                self.control_url = fields.get("control", "")
                 # Keep draining its output so that the child never blocks on a full pipe.
                 threading.Thread(target=self._drain, daemon=True).start()
                 return
@@ -209,6 +214,25 @@ class Testbed:
         self._thread.start()
         started.result(timeout=60)
         self.kubelet = kubelet
+
+    def compact(self) -> int:
+        """Compact etcd to its current revision, as the API server's own compactor does every 5 minutes:
+        continue tokens and watch positions from before it expire (410 Gone). Returns the revision."""
+        answer = self._control("/compact")
+        return int(answer["revision"])
+
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on the same port and etcd; returns once it is ready.
+        Every client's connections and watches break, and the new one's watch cache starts afresh."""
+        self._control("/restart/kube-apiserver")
+
+    def _control(self, path: str) -> dict[str, Any]:
+        if not self.control_url:
+            raise RuntimeError("this testbed binary has no control endpoint: run `make testbed`")
+        request = urllib.request.Request(self.control_url + path, method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=self.timeout + 30) as response:
+            answer: dict[str, Any] = json.loads(response.read() or b"{}")
+        return answer
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None:

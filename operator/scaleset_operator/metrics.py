@@ -26,6 +26,12 @@ RECONCILE_PASSES = Counter(
 RECONCILE_ERRORS = Counter(
     "scaleset_reconcile_errors_total", "Reconcile passes that ended in an unexpected error."
 )
+RECONCILE_FAILURES = Counter(
+    "scaleset_reconcile_failures_total",
+    "Reconcile passes that could not do their work, by reason: the condition reason of a refusal "
+    "(QuotaExceeded, PodSecurityViolation, InvalidSpec, ...) or the API error's (TooManyRequests, ...).",
+    ["reason"],
+)
 RECONCILE_DURATION = Histogram(
     "scaleset_reconcile_duration_seconds",
     "Wall time of one reconcile pass.",
@@ -62,11 +68,15 @@ def build_info() -> dict[str, str]:
 BUILD_INFO.info(build_info())
 
 
-def reconcile_pass(ok: bool, duration_seconds: float | None = None) -> None:
-    """Count one reconcile pass; `ok` is False when it raised."""
-    RECONCILE_PASSES.labels(result="success" if ok else "error").inc()
+def reconcile_pass(ok: bool, duration_seconds: float | None = None, failure: str | None = None) -> None:
+    """Count one reconcile pass; `ok` is False when it raised, `failure` the reason it could not do its
+    work (a refusal reported in conditions when `ok`, the error's reason when not)."""
+    result = "error" if not ok else "refused" if failure is not None else "success"
+    RECONCILE_PASSES.labels(result=result).inc()
     if not ok:
         RECONCILE_ERRORS.inc()
+    if failure is not None:
+        RECONCILE_FAILURES.labels(reason=failure).inc()
     if duration_seconds is not None:
         RECONCILE_DURATION.observe(duration_seconds)
 

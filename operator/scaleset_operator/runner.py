@@ -32,7 +32,10 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         # Started by `kopf run` rather than `scaleset operator`: credentials come from the environment
         # (in-cluster, then $KUBECONFIG), as for any kopf operator.
         memo["scaleset"] = OperatorMemo(reconciler=Reconciler(Kube.from_kubeconfig()))
-    # The finalizer and kopf's bookkeeping carry the project's own group, not kopf's defaults.
+    # No handler needs a finalizer (no daemons, timers or deletion handlers: the loops of passes are the
+    # operator's own), so kopf adds none. It still knows this name, the one its daemons used to put on
+    # every ScaleSet, and takes it off each ScaleSet it sees as one no handler requires: a ScaleSet of
+    # an older operator is released, and deleting it never waits for an operator that is gone.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

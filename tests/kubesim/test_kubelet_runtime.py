@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,7 +10,14 @@ import pytest
 
 from kubesim.behaviour import DEFAULT_SHUTDOWN
 from kubesim.images import image_reference_problem
-from kubesim.podlife import ContainerRuntime, PodRuntime, SimClock
+from kubesim.podlife import (
+    ContainerRuntime,
+    EnvReference,
+    PodRuntime,
+    SimClock,
+    env_references,
+    reference_problem,
+)
 
 WALL0 = 1_700_000_000.0
 CLOCK = SimClock(1.0, monotonic=lambda: 0.0, wall=lambda: WALL0)
@@ -191,6 +199,119 @@ def test_pull_error_image_waits_in_image_pull_backoff() -> None:
         "message": 'Back-off pulling image "app:v6-pull-error"',
     }
     assert runtime.phase() == "Pending"
+
+
+def test_an_image_that_cannot_be_pulled_alternates_err_image_pull_and_back_off_as_the_kubelet() -> None:
+    # pkg/kubelet/images: a failed pull is ErrImagePull (the runtime's error), the syncs in the back-off
+    # that follows are ImagePullBackOff ("Back-off pulling image"), and the back-off doubles from 10 s.
+    runtime = admitted(make_pod(container(image="registry.example/app:v6-pull-error")))
+    pull = app(runtime)
+    first_failure = pull.start_at
+    assert first_failure is not None
+    error = status_of(runtime, first_failure)["state"]["waiting"]
+    assert error["reason"] == "ErrImagePull"
+    assert error["message"] == (
+        'rpc error: code = NotFound desc = failed to pull and unpack image "registry.example/app:v6-pull-error": '
+        'failed to resolve reference "registry.example/app:v6-pull-error": registry.example/app:v6-pull-error: '
+        "not found"
+    )
+    assert status_of(runtime, first_failure + 1.5)["state"]["waiting"] == {
+        "reason": "ImagePullBackOff",
+        "message": 'Back-off pulling image "registry.example/app:v6-pull-error"',
+    }
+    failures = []
+    at = first_failure
+    while len(failures) < 7:
+        at += 0.25
+        runtime.advance(at)
+        if pull.pull_failures > len(failures):
+            failures.append(at)
+    gaps = [b - a for a, b in itertools.pairwise(failures)]
+    # Each gap is the back-off plus the next pull (1-2 s): 10, 20, 40, 80, 160, then at most 300.
+    for gap, backoff in zip(gaps, [10, 20, 40, 80, 160, 300], strict=True):
+        assert backoff <= gap <= backoff + 2.5
+    assert runtime.phase() == "Pending" and not status_of(runtime, at)["ready"]
+
+
+def test_a_short_image_name_is_reported_as_the_runtime_pulls_it() -> None:
+    runtime = admitted(make_pod(container(image="app:v6-pull-error")))
+    failed = app(runtime).start_at
+    assert failed is not None
+    assert (
+        '"docker.io/library/app:v6-pull-error"' in status_of(runtime, failed)["state"]["waiting"]["message"]
+    )
+
+
+def test_pull_policy_never_without_the_image_on_the_node_is_err_image_never_pull() -> None:
+    runtime = admitted(make_pod(container(image="app:v1", imagePullPolicy="Never")))
+    assert status_of(runtime, 60)["state"]["waiting"] == {
+        "reason": "ErrImageNeverPull",
+        "message": 'Container image "app:v1" is not present with pull policy of Never',
+    }
+    assert runtime.phase() == "Pending"
+
+
+def test_pull_policy_never_runs_an_image_the_node_pulled_before() -> None:
+    node_images: set[str] = set()
+    first = PodRuntime(
+        make_pod(container(image="app:v1")), "kubesim-node-0", "127.0.1.1", 0.0, 0, None, node_images
+    )
+    first.start_sandbox(0.0, "127.1.0.1", {})
+    first.advance(PULLED)
+    assert node_images == {"app:v1"}
+    pod = make_pod(container(image="app:v1", imagePullPolicy="Never"), uid="uid-2")
+    second = PodRuntime(pod, "kubesim-node-0", "127.1.0.2", PULLED, 0, None, node_images)
+    second.start_sandbox(PULLED, "127.1.0.2", {})
+    second.advance(PULLED)
+    assert second.status(CLOCK)["containerStatuses"][0]["ready"]
+
+
+def test_env_naming_a_missing_secret_waits_in_create_container_config_error_until_it_exists() -> None:
+    # kubelet_pods.go makeEnvironmentVariables: the container is made after the pull, and not at all
+    # while a Secret or ConfigMap key it names is missing; the kubelet tries again on each sync.
+    env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}}]
+    runtime = admitted(make_pod(container(env=env)))
+    assert runtime.references() == {"app": [EnvReference("secret", "api", "token", False)]}
+    runtime.set_reference_errors({"app": reference_problem(runtime.references()["app"], "default", {})}, 0.1)
+    assert status_of(runtime, 10)["state"]["waiting"] == {
+        "reason": "CreateContainerConfigError",
+        "message": 'secret "api" not found',
+    }
+    runtime.set_reference_errors({"app": None}, 20)
+    assert status_of(runtime, 20)["state"] == {"running": {"startedAt": stamp(20)}}
+
+
+@pytest.mark.parametrize(
+    ("env", "found", "problem"),
+    [
+        (
+            [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}}],
+            {("configmap", "cfg"): {"data": {"b": "1"}}},
+            "couldn't find key a in ConfigMap default/cfg",
+        ),
+        (
+            [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "api", "key": "a", "optional": True}}}],
+            {},
+            None,
+        ),
+        (
+            [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "api", "key": "a"}}}],
+            {("secret", "api"): {"data": {"a": "MQ=="}}},
+            None,
+        ),
+    ],
+)
+def test_a_reference_problem_is_the_kubelets_sentence(
+    env: list[dict[str, Any]], found: dict[tuple[str, str], Any], problem: str | None
+) -> None:
+    assert reference_problem(env_references(container(env=env)), "default", found) == problem
+
+
+def test_env_from_a_missing_config_map_is_refused_and_an_optional_one_is_not() -> None:
+    refs = env_references(
+        container(envFrom=[{"configMapRef": {"name": "cfg"}}, {"secretRef": {"name": "s", "optional": True}}])
+    )
+    assert reference_problem(refs, "default", {}) == 'configmap "cfg" not found'
 
 
 def test_image_name_that_does_not_parse_is_never_started() -> None:

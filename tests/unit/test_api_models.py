@@ -118,6 +118,12 @@ def test_template_without_containers_is_refused() -> None:
         ScaleSetSpec.model_validate({"template": {"spec": {"containers": []}}})
 
 
+@pytest.mark.parametrize("claim", [{"spec": {}}, {"metadata": {}}, {"metadata": {"name": ""}}])
+def test_claim_template_without_a_name_is_refused_naming_the_field(claim: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match=r"spec\.volumeClaimTemplates\[1\]\.metadata\.name is required"):
+        scaleset_spec(volumeClaimTemplates=[{"metadata": {"name": "data"}}, claim])
+
+
 def test_os_container_and_extension_containers_must_exist_in_the_template() -> None:
     assert scaleset_spec(osContainer="agent").os_container_name == "agent"
     assert scaleset_spec().os_container_name == "os"

@@ -311,10 +311,13 @@ def test_pod_template_and_claim_templates_keep_unknown_fields() -> None:
     spec = schema_of(ScaleSet)["properties"]["spec"]["properties"]
     assert spec["template"]["type"] == "object"
     assert spec["template"]["x-kubernetes-preserve-unknown-fields"] is True
-    assert spec["volumeClaimTemplates"]["items"] == {
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": True,
-    }
+    claim = spec["volumeClaimTemplates"]["items"]
+    assert claim["type"] == "object"
+    assert claim["x-kubernetes-preserve-unknown-fields"] is True
+    # A claim is named after its template: the API server refuses a template without metadata.name.
+    assert claim["required"] == ["metadata"]
+    assert claim["properties"]["metadata"]["x-kubernetes-preserve-unknown-fields"] is True
+    assert claim["properties"]["metadata"]["required"] == ["name"]
 
 
 def test_descriptions_and_bounds_come_from_the_model_fields() -> None:

@@ -29,7 +29,7 @@ CLUSTER_CALLS = {
     ("fleet.scaleset.dev", "scalesets", "get"),  # the reconciler reads its ScaleSet
     ("fleet.scaleset.dev", "scalesets", "list"),  # kopf's watch
     ("fleet.scaleset.dev", "scalesets", "watch"),
-    ("fleet.scaleset.dev", "scalesets", "patch"),  # kopf's finalizer
+    ("fleet.scaleset.dev", "scalesets", "patch"),  # annotations consumed; kopf releases an old finalizer
     ("fleet.scaleset.dev", "scalesets/status", "patch"),
     ("fleet.scaleset.dev", "upgradepolicies", "get"),
     ("fleet.scaleset.dev", "upgradepolicies", "list"),

@@ -446,6 +446,24 @@ _POD_TEMPLATE_SCHEMA: dict[str, Any] = {
     },
 }
 
+# A claim template is a PersistentVolumeClaim (left to the claims themselves) that must be named: each
+# instance's claim is `<metadata.name>-<scaleset>-<ordinal>`, so without a name there is no claim to make.
+_CLAIM_TEMPLATE_SCHEMA: dict[str, Any] = {
+    "items": {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+        "required": ["metadata"],
+        "properties": {
+            "metadata": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+                "required": ["name"],
+                "properties": {"name": {"type": "string", "minLength": 1}},
+            }
+        },
+    }
+}
+
 
 class ScaleSetSpec(ApiModel):
     """The instances of a ScaleSet, their upgrade domains and how they are upgraded."""
@@ -472,6 +490,7 @@ class ScaleSetSpec(ApiModel):
     volume_claim_templates: list[dict[str, Any]] = Field(
         default_factory=list,
         description="One PVC per instance and template (PersistentVolumeClaims), kept across reimage.",
+        json_schema_extra=_CLAIM_TEMPLATE_SCHEMA,
     )
     persistent_volume_claim_retention_policy: PersistentVolumeClaimRetentionPolicy = Field(
         default_factory=PersistentVolumeClaimRetentionPolicy,
@@ -517,6 +536,18 @@ class ScaleSetSpec(ApiModel):
             if not isinstance(container, dict) or not container.get("name") or not container.get("image"):
                 raise ValueError(f"spec.template.spec.containers[{index}] needs a name and an image")
         return template
+
+    @field_validator("volume_claim_templates")
+    @classmethod
+    def _claim_templates_are_named(cls, templates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for index, template in enumerate(templates):
+            name = (template.get("metadata") or {}).get("name") if isinstance(template, dict) else None
+            if not isinstance(name, str) or not name:
+                raise ValueError(
+                    f"spec.volumeClaimTemplates[{index}].metadata.name is required: each instance's claim "
+                    "is named <metadata.name>-<scaleset>-<ordinal>"
+                )
+        return templates
 
     @model_validator(mode="after")
     def _walk_within_upgrade_domains(self) -> ScaleSetSpec:

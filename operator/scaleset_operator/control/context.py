@@ -45,13 +45,25 @@ class EvictionRefused:
 
 @dataclass
 class Outcome:
-    """What a pass leaves for the caller: when to look again even if nothing changes."""
+    """What a pass leaves for the caller: when to look again even if nothing changes.
+
+    `failure` is set when the pass could not do its work (a refusal reported in conditions, an API
+    error): the caller then looks again after its back-off (at least `retry_after`, the server's
+    Retry-After), not after `requeue_after`, and counts the pass as failed for that reason.
+    """
 
     requeue_after: float | None = RESYNC_SECONDS
     step: str = ""
     notes: list[str] = field(default_factory=list)
     # Removals refused in this pass (InstanceControl.remove_instance): they wait, and status says why.
     refused: list[EvictionRefused] = field(default_factory=list)
+    failure: str | None = None
+    retry_after: float | None = None
+
+    @classmethod
+    def failed(cls, reason: str, retry_after: float | None = None) -> Outcome:
+        """A pass that ended on `reason`: looked at again after the back-off, however long that is."""
+        return cls(step=reason, failure=reason, retry_after=retry_after)
 
     def wait_until(self, moment: datetime | None, now: datetime) -> None:
         """Look again by `moment` at the latest (or soon, when it is unknown)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -28,13 +28,18 @@ class ApiError(Exception):
     """An API server refusal, kept whole so callers can tell 404 from 409 from 422.
 
     `causes` are the Status's details.causes as (type, message) pairs: a refused eviction names the
-    PodDisruptionBudget in a cause of type DisruptionBudget.
+    PodDisruptionBudget in a cause of type DisruptionBudget. `retry_after` is the Retry-After the server
+    sent (429, 503), in seconds; `verb` and `target` say what was asked ("create", "pods/web-3"), so a
+    refusal can be reported naming its object.
     """
 
     status: int
     reason: str
     message: str
     causes: tuple[tuple[str, str], ...] = ()
+    retry_after: float | None = None
+    verb: str = ""
+    target: str = ""
 
     def __str__(self) -> str:
         return f"{self.status} {self.reason}: {self.message}"
@@ -75,7 +80,16 @@ class _RetryReads(urllib3.Retry):
         return method.upper() in READ_METHODS and super().is_retry(method, status_code, has_retry_after)
 
 
-def _error(status: int, reason: str, raw: Any) -> ApiError:
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Retry-After in seconds (the API server sends whole seconds; an HTTP date is not used by it)."""
+    value = (headers or {}).get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error(status: int, reason: str, raw: Any, headers: Any = None) -> ApiError:
     message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
     causes: tuple[tuple[str, str], ...] = ()
     try:
@@ -88,15 +102,26 @@ def _error(status: int, reason: str, raw: Any) -> ApiError:
         )
     except (TypeError, ValueError, AttributeError):
         pass
-    return ApiError(status, reason, message, causes)
+    return ApiError(status, reason, message, causes, retry_after=_retry_after(headers))
 
 
-def _from_exception(exc: ApiException) -> ApiError:
-    return _error(int(exc.status or 0), exc.reason or "", exc.body)
+def _from_status(status: int, raw: bytes | str | None, reason: str = "", headers: Any = None) -> ApiError:
+    return _error(status, reason, raw, headers)
 
 
-def _from_status(status: int, raw: bytes | None) -> ApiError:
-    return _error(status, "", raw)
+def _target(method: str, path: str, body: Any) -> tuple[str, str]:
+    """The verb and object of a request, as `create` and `pods/web-3`, for messages about a refusal."""
+    parts = [part for part in path.split("/") if part]
+    if "namespaces" in parts and parts.index("namespaces") + 2 < len(parts):
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[3:] if parts[:1] == ["apis"] else parts[2:]
+    name = parts[1] if len(parts) > 1 else ((body or {}).get("metadata") or {}).get("name", "")
+    resource = parts[0] if parts else ""
+    verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+        method.upper(), "get"
+    )
+    return verb, f"{resource}/{name}" if name else resource
 
 
 def core_path(
@@ -232,18 +257,19 @@ class Kube:
             response.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:
             metrics.api_request(method, query, exc.status or "error")
-            raise _from_exception(exc) from None
+            error = _from_status(int(exc.status or 0), exc.body, exc.reason or "", exc.headers)
         except Exception:
             metrics.api_request(method, query, "error")
             raise
-        raw = response.data
-        metrics.api_request(method, query, response.status)
-        if not 200 <= response.status <= 299:
-            raise _from_status(response.status, raw)
-        if not raw:
-            return {}
-        result: dict[str, Any] = json.loads(raw)
-        return result
+        else:
+            raw = response.data
+            metrics.api_request(method, query, response.status)
+            if 200 <= response.status <= 299:
+                result: dict[str, Any] = json.loads(raw) if raw else {}
+                return result
+            error = _from_status(response.status, raw, headers=response.headers)
+        error.verb, error.target = _target(method, path, body if isinstance(body, dict) else None)
+        raise error
 
     def update(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """Replace an object; 409 when its metadata.resourceVersion is not the stored one."""
@@ -260,21 +286,29 @@ class Kube:
                 return None
             raise
 
-    def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
-        return list(self.iterate(path, label_selector))
+    def list(self, path: str, label_selector: str | None = None, page: int = 500) -> list[dict[str, Any]]:
+        """Every object of a collection, read in pages of `page`, as one consistent list.
 
-    def iterate(
-        self, path: str, label_selector: str | None = None, page: int = 500
-    ) -> Iterator[dict[str, Any]]:
+        A continue token outlives etcd's compaction only so long: past it the API server answers 410
+        ("The provided continue parameter is too old"), and the pages read so far are dropped and the
+        list is read again whole, without pages, as client-go's pager does (FullListIfExpired), so the
+        result is never a mix of two moments.
+        """
+        items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            chunk = self.request(
-                "GET", path, query={"labelSelector": label_selector, "limit": page, "continue": token}
-            )
-            yield from chunk.get("items") or []
+            query = {"labelSelector": label_selector, "limit": page, "continue": token}
+            try:
+                chunk = self.request("GET", path, query=query)
+            except ApiError as error:
+                if error.status != 410 or token is None:
+                    raise
+                whole = self.request("GET", path, query={"labelSelector": label_selector})
+                return list(whole.get("items") or [])
+            items.extend(chunk.get("items") or [])
             token = (chunk.get("metadata") or {}).get("continue")
             if not token:
-                return
+                return items
 
     def create(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         return self.request("POST", path, body=body, timeout=timeout)

@@ -43,6 +43,7 @@ from scaleset_operator.control.kube import (
     group_path,
 )
 from scaleset_operator.control.maintenance import MaintenanceActor
+from scaleset_operator.control.refusals import refusal_of
 from scaleset_operator.control.repairs import RepairControl
 from scaleset_operator.control.snapshot import instance_state
 from scaleset_operator.control.staged import StagedControl, partition, production_slot
@@ -65,7 +66,14 @@ from scaleset_operator.identity import (
 )
 from scaleset_operator.planning.batches import Complete, StartBatch, Step, StepReason, Stop, Wait, next_step
 from scaleset_operator.planning.domains import upgrade_domain_of
-from scaleset_operator.planning.instances import Batch, HealthGate, InstanceState, RolloutState, parse_time
+from scaleset_operator.planning.instances import (
+    Batch,
+    HealthGate,
+    InstanceState,
+    RolloutState,
+    parse_time,
+    start_failures,
+)
 from scaleset_operator.planning.maintenance import Closed, Deferred, GateDecision
 from scaleset_operator.planning.package import instance_template
 from scaleset_operator.planning.restart import restart_revision, restart_step, restart_view
@@ -116,9 +124,8 @@ class Reconciler:
             return Outcome(requeue_after=None, step="Gone")
         try:
             snapshot = self._snapshot(scaleset, now)
-        except InvalidInput as problem:
-            self._report_invalid(scaleset, problem, now)
-            return Outcome(step=problem.reason)
+        except (InvalidInput, ApiError) as problem:
+            return self._refused(scaleset, problem, now)
         outcome = Outcome()
         try:
             self.actions.consume(snapshot, now)
@@ -161,9 +168,8 @@ class Reconciler:
             self._prune_revisions(snapshot)
             # Host maintenance may have taken instances down in this pass: status counts what is left.
             self._write_status(snapshot, self._instances(snapshot), step, now, extra, outcome.refused)
-        except InvalidInput as problem:
-            self._report_invalid(snapshot.scaleset, problem, now)
-            return Outcome(step=problem.reason)
+        except (InvalidInput, ApiError) as problem:
+            return self._refused(snapshot.scaleset, problem, now)
         except Conflict as conflict:
             # Another writer (a second operator, a user, a kubelet) changed the ScaleSet or a pod since it
             # was read: what this pass decided may be stale, so nothing more is written and the next pass
@@ -799,6 +805,10 @@ class Reconciler:
         upgrade = (snapshot.scaleset.get("status") or {}).get("upgrade") or {}
         generation = int(snapshot.scaleset["metadata"].get("generation") or 1)
         held_back = snapshot.update_revision != snapshot.template_revision and not upgrade.get("locked")
+        cannot_start = start_failures(instances, gate, snapshot.update_revision, now)
+        previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
+        if cannot_start and not any(cannot_start in (c.get("message") or "") for c in previous):
+            self.events.warning(snapshot.scaleset, "InstancesCannotStart", cannot_start)
         conditions = scaleset_conditions(
             FleetCounts(
                 replicas=spec.replicas,
@@ -821,9 +831,21 @@ class Reconciler:
             single_instance_downtime=spec.replicas == 1 and not snapshot.policy.rolling_upgrade.max_surge,
             staged=is_staged(snapshot.policy),
             eviction_refused="; ".join(r.describe() for r in refused or []) or None,
+            cannot_start=cannot_start,
         )
-        previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
         return merge_conditions(previous, conditions, generation, timestamp(now))
+
+    def _refused(self, scaleset: dict[str, Any], problem: InvalidInput | ApiError, now: datetime) -> Outcome:
+        """A pass that cannot go on: input the operator cannot honour, or a write the API server refuses
+        until someone changes something, is reported in conditions and retried after the back-off;
+        any other API error (a conflict, a timeout, a server error) goes to the caller as it is."""
+        if isinstance(problem, ApiError):
+            refusal = refusal_of(problem)
+            if refusal is None:
+                raise problem
+            problem = refusal
+        self._report_invalid(scaleset, problem, now)
+        return Outcome.failed(problem.reason)
 
     def _report_invalid(self, scaleset: dict[str, Any], problem: InvalidInput, now: datetime) -> None:
         status = scaleset.get("status") or {}

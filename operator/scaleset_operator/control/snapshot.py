@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from scaleset_operator.identity import ANNOTATION_UPDATED_AT, LABEL_REVISION, instance_name
-from scaleset_operator.planning.instances import InstanceState, parse_time
+from scaleset_operator.planning.instances import ContainerWaiting, InstanceState, parse_time
 
 # Registries the kubelet spells out in containerStatuses[].image while the spec says the short form.
 _DEFAULT_REGISTRY_PREFIXES = ("docker.io/library/", "docker.io/", "index.docker.io/library/")
@@ -57,6 +57,7 @@ def instance_state(scaleset: str, ordinal: int, pod: dict[str, Any] | None) -> I
     updated_at = parse_time((metadata.get("annotations") or {}).get(ANNOTATION_UPDATED_AT)) or parse_time(
         metadata.get("creationTimestamp")
     )
+    status = pod.get("status") or {}
     return InstanceState(
         name=name,
         ordinal=ordinal,
@@ -66,4 +67,21 @@ def instance_state(scaleset: str, ordinal: int, pod: dict[str, Any] | None) -> I
         updated_at=updated_at,
         exists=True,
         terminating=is_terminating(pod),
+        waiting=waiting_containers(pod),
+        started_at=parse_time(status.get("startTime")),
     )
+
+
+def waiting_containers(pod: dict[str, Any]) -> tuple[ContainerWaiting, ...]:
+    """The containers (init containers first) that wait to start, with the kubelet's reason and message."""
+    status = pod.get("status") or {}
+    found = []
+    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            found.append(
+                ContainerWaiting(
+                    str(container.get("name", "")), str(waiting["reason"]), str(waiting.get("message", ""))
+                )
+            )
+    return tuple(found)

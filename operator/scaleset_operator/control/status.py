@@ -87,6 +87,7 @@ def scaleset_conditions(
     single_instance_downtime: bool = False,
     staged: bool = False,
     eviction_refused: str | None = None,
+    cannot_start: str | None = None,
 ) -> list[ConditionUpdate]:
     """Ready, Progressing, Stalled and Reconciling (and DowntimeOnUpgrade) for what the pass saw and decided.
 
@@ -94,7 +95,9 @@ def scaleset_conditions(
     rolled back: the ScaleSet is then not Ready and Stalled with reason RolledBack until the template
     changes, however healthy the instances are. `eviction_refused` says which removals a
     PodDisruptionBudget refused in this pass: the work waits (Ready and Progressing say so, reason
-    EvictionBlocked), and nothing was deleted.
+    EvictionBlocked), and nothing was deleted. `cannot_start` names instances of the update revision
+    that will not start by themselves (planning.instances.start_failures): Stalled then, whatever the
+    step, since only a change of the template (or of what it refers to) lets them start.
     """
     replicas = counts.replicas
     converged = (
@@ -132,6 +135,12 @@ def scaleset_conditions(
             ConditionUpdate("Stalled", True, str(step.reason), step.message)
             if isinstance(step, Stop)
             else ConditionUpdate("Stalled", False, "NotStalled", "")
+        )
+    if cannot_start is not None and held_back is None:
+        stall = (
+            ConditionUpdate("Stalled", True, str(step.reason), f"{cannot_start} {step.message}")
+            if isinstance(step, Stop)
+            else ConditionUpdate("Stalled", True, "InstancesCannotStart", cannot_start)
         )
     if eviction_refused is not None and not stalled:
         message = eviction_refused[0].upper() + eviction_refused[1:] + "; it is tried again."

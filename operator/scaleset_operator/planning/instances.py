@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from scaleset_operator.api.models import HealthCheck
+
+# Waiting reasons a container does not leave by itself: the kubelet tries again and fails the same way
+# until someone changes the pod's spec or what it refers to (an image name that does not parse, a
+# Secret or ConfigMap it names that does not exist, an image not on the node under imagePullPolicy Never).
+CANNOT_START = frozenset({"InvalidImageName", "CreateContainerConfigError", "ErrImageNeverPull"})
+# A pull that failed (ErrImagePull) and the kubelet's back-off before the next (ImagePullBackOff),
+# 10 s doubling to 5 minutes: a registry that hiccups passes, a name or tag that does not exist does not.
+PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff"})
+# Still failing to pull this long after the kubelet took the instance (or its new image) means at least
+# three pulls failed in a row (at about 0, 10 and 30 s), past the point a transient registry error
+# explains; an instanceStartTimeout of 30 minutes would hold a batch for some 9 more failed pulls.
+PULL_FAILURE_BOUND = timedelta(seconds=60)
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -19,6 +32,15 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class ContainerWaiting:
+    """A container of an instance that waits to start: its name, the kubelet's reason and message."""
+
+    container: str
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class InstanceState:
     """One instance (pod) as read from the API server.
 
@@ -28,7 +50,9 @@ class InstanceState:
     lastTransitionTime of Ready=True; `updated_at` when the instance was put on its current revision
     (created or patched). A pod that does not exist is listed with `exists=False`; one being deleted has
     `terminating=True`. The upgrade domain is not carried: the planner derives it from the ordinal and
-    the ScaleSet's upgradeDomainCount, so a stale label cannot mislead it.
+    the ScaleSet's upgradeDomainCount, so a stale label cannot mislead it. `waiting` holds the containers
+    waiting to start with their reasons (containerStatuses[].state.waiting), and `started_at` is when a
+    kubelet took the pod (status.startTime).
     """
 
     name: str
@@ -39,6 +63,8 @@ class InstanceState:
     updated_at: datetime | None = None
     exists: bool = True
     terminating: bool = False
+    waiting: tuple[ContainerWaiting, ...] = ()
+    started_at: datetime | None = None
 
     @classmethod
     def missing(cls, name: str, ordinal: int) -> InstanceState:
@@ -86,6 +112,7 @@ class HealthGate:
 
     stabilization: timedelta = timedelta(0)
     start_timeout: timedelta = timedelta(minutes=30)
+    pull_failure_bound: timedelta = PULL_FAILURE_BOUND
 
     @classmethod
     def of(cls, health_check: HealthCheck) -> HealthGate:
@@ -119,12 +146,44 @@ class HealthGate:
 
         Counted from the moment it reached the revision; an instance not there yet (its pod being
         recreated, or absent) is counted from the start of its batch, and has no deadline without one.
+        An instance that will not start by itself (`cannot_start_since`) has used its time up then.
         """
+        deadline = None
         if instance.running and instance.revision == update_revision and instance.updated_at is not None:
-            return instance.updated_at + self.start_timeout
-        if batch_started_at is not None:
-            return batch_started_at + self.start_timeout
+            deadline = instance.updated_at + self.start_timeout
+        elif batch_started_at is not None:
+            deadline = batch_started_at + self.start_timeout
+        stuck = self.cannot_start_since(instance) if instance.revision == update_revision else None
+        if stuck is not None and (deadline is None or stuck < deadline):
+            return stuck
+        return deadline
+
+    def cannot_start_since(self, instance: InstanceState) -> datetime | None:
+        """From when an instance that is not Ready counts as one that will not start by itself.
+
+        At once (from when it reached its revision or a kubelet took it) for a reason of CANNOT_START;
+        `pull_failure_bound` after that for an image the kubelet keeps failing to pull; None otherwise.
+        """
+        if not instance.running or instance.ready or not instance.waiting:
+            return None
+        marks = [mark for mark in (instance.updated_at, instance.started_at) if mark is not None]
+        if not marks:
+            return None
+        since = max(marks)
+        reasons = {waiting.reason for waiting in instance.waiting}
+        if reasons & CANNOT_START:
+            return since
+        if reasons & PULL_FAILURES:
+            return since + self.pull_failure_bound
         return None
+
+    def start_failure(self, instance: InstanceState, now: datetime) -> ContainerWaiting | None:
+        """The waiting container that keeps an instance from ever starting by itself, or None."""
+        since = self.cannot_start_since(instance)
+        if since is None or since > now:
+            return None
+        failing = [w for w in instance.waiting if w.reason in CANNOT_START | PULL_FAILURES]
+        return next((w for w in failing if w.reason in CANNOT_START), failing[0] if failing else None)
 
     def timed_out(
         self,
@@ -138,3 +197,30 @@ class HealthGate:
             return False
         deadline = self.start_deadline(instance, update_revision, batch_started_at)
         return deadline is not None and deadline <= now
+
+
+def start_failures(
+    instances: Sequence[InstanceState], gate: HealthGate, revision: str, now: datetime
+) -> str | None:
+    """One sentence naming the instances on `revision` that will not start by themselves and why, or None.
+
+    `web-0, web-1 cannot start by themselves: container "os" is waiting with InvalidImageName (...)`;
+    instances failing for different reasons are named with each reason.
+    """
+    by_reason: dict[tuple[str, str, str], list[str]] = {}
+    for instance in instances:
+        if instance.revision != revision:
+            continue
+        failure = gate.start_failure(instance, now)
+        if failure is not None:
+            by_reason.setdefault((failure.container, failure.reason, failure.message), []).append(
+                instance.name
+            )
+    if not by_reason:
+        return None
+    parts = []
+    for (container, reason, message), names in by_reason.items():
+        why = f"{reason} ({message.rstrip('.')})" if message else reason
+        verb = "cannot start by itself" if len(names) == 1 else "cannot start by themselves"
+        parts.append(f'{", ".join(names)} {verb}: container "{container}" is waiting with {why}')
+    return "; ".join(parts) + "."
