@@ -40,6 +40,7 @@ KINDS: dict[tuple[str, str, str], tuple[str, str]] = {
     ("events.k8s.io", "v1", "Event"): ("io.k8s.api.events.v1", "EventsV1Event"),
     ("coordination.k8s.io", "v1", "Lease"): ("io.k8s.api.coordination.v1", "V1Lease"),
     ("policy", "v1", "PodDisruptionBudget"): ("io.k8s.api.policy.v1", "V1PodDisruptionBudget"),
+    ("networking.k8s.io", "v1", "NetworkPolicy"): ("io.k8s.api.networking.v1", "V1NetworkPolicy"),
     ("rbac.authorization.k8s.io", "v1", "Role"): ("io.k8s.api.rbac.v1", "V1Role"),
     ("rbac.authorization.k8s.io", "v1", "RoleBinding"): ("io.k8s.api.rbac.v1", "V1RoleBinding"),
     ("rbac.authorization.k8s.io", "v1", "ClusterRole"): ("io.k8s.api.rbac.v1", "V1ClusterRole"),

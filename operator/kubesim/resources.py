@@ -492,6 +492,8 @@ def builtin_types() -> list[ResourceType]:
             # which status.observedGeneration then acknowledges (an eviction waits until it does).
             generation=True,
         ),
+        # Stored and served, never enforced: kubesim has no network between pods.
+        _builtin("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", short_names=["netpol"]),
         _builtin("rbac.authorization.k8s.io", "v1", "Role", "roles"),
         _builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
         _builtin("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False),

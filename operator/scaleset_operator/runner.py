@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import logging
+import signal
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -183,17 +185,27 @@ async def run(
             identity=Identity(scheduled_events_identity),
             audience=scheduled_events_audience,
         )
+    # kopf stops its watchers at once when asked to, but runs its cleanup handlers only after all its
+    # tasks are done, seconds later; the loops of passes are the operator's own, so they are stopped
+    # here, the moment the operator is asked to stop (by `stop_flag` or a signal, see `_on_signals`).
+    halt = asyncio.Event()
+    kopf_ready = asyncio.Event()
+    halting = asyncio.create_task(_stop_passes_on(halt, stop_flag, state))
+    readying = asyncio.create_task(_when_ready(kopf_ready, ready_flag, halt))
     try:
         await kopf.operator(
             clusterwide=not namespaces,
             namespaces=list(namespaces),
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
+            stop_flag=halt,
+            ready_flag=kopf_ready,
             memo=kopf.Memo(scaleset=state),
             liveness_endpoint=liveness_endpoint,
             standalone=True,
         )
     finally:
+        halt.set()
+        readying.cancel()
+        await halting
         if stop_events is not None:
             await stop_events()
         # kopf has stopped its daemons, but a pass may still run in a worker thread: the Lease's run
@@ -204,6 +216,37 @@ async def run(
         metrics.FLEET.forget_all()
         if stop_metrics is not None:
             stop_metrics()
+
+
+async def _when_ready(
+    kopf_ready: asyncio.Event, ready_flag: asyncio.Event | threading.Event | None, halt: asyncio.Event
+) -> None:
+    """Once kopf is ready: say so, and in the main thread let SIGINT and SIGTERM set `halt`.
+
+    kopf answers those signals with a stop of its own tasks, installed as it starts (hence after it is
+    ready); pointing them at `halt`, which kopf waits for too, stops the loops of passes at once
+    rather than after kopf's shutdown.
+    """
+    await kopf_ready.wait()
+    if ready_flag is not None:
+        ready_flag.set()
+    if threading.current_thread() is threading.main_thread():
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, halt.set)
+
+
+async def _stop_passes_on(
+    halt: asyncio.Event, stop_flag: asyncio.Event | threading.Event | None, state: OperatorMemo
+) -> None:
+    """Set `halt` when `stop_flag` is set, and end every loop of passes as soon as `halt` is set."""
+    while not halt.is_set():
+        if stop_flag is not None and stop_flag.is_set():
+            halt.set()
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(halt.wait(), timeout=0.1)
+    await state.stop()
 
 
 class OperatorThread:

@@ -649,9 +649,9 @@ def test_the_index_lists_again_when_its_watch_is_too_old(tmp_path: Path) -> None
             assert index.pods.lists == 1
             # The watch breaks and cannot come back while the pod goes and more than the API server's
             # event window of changes pass.
+            # The list came first: the watch after it may still be connecting.
+            response = wait_for(lambda: index.pods._response, 10, "the pods' watch connected")
             cluster.faults.fail_next("watch", 503, resource="pods", times=10**6)
-            response = index.pods._response
-            assert response is not None
             response.shutdown()
             kube.delete(core_path("pods", NAMESPACE, "gone-0"), preconditions_uid=pod["metadata"]["uid"])
             for i in range(30):

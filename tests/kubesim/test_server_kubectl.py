@@ -379,3 +379,24 @@ def test_kubectl_create_sends_protobuf_that_the_server_reads(kubesim_cluster: An
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
     rule = get_json(kubesim_cluster, "role", "reader", "-n", ns)["rules"][0]
     assert rule == {"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}
+
+
+def test_a_network_policy_applies_with_validation_and_reads_back(kubesim_cluster: Any, ns: str) -> None:
+    # manifests/ ships NetworkPolicies: kubectl validates them against the served schema before it
+    # sends them, as against a real API server (kubesim stores them and enforces nothing).
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "only-instances", "namespace": ns},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "web"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": 8090}]}],
+        },
+    }
+    out = kubectl(kubesim_cluster, "apply", "--validate=strict", "-f", "-", input=dump(policy)).stdout
+    assert "networkpolicy.networking.k8s.io/only-instances created" in out
+    stored = json.loads(
+        kubectl(kubesim_cluster, "get", "netpol", "only-instances", "-n", ns, "-o", "json").stdout
+    )
+    assert stored["spec"]["ingress"][0]["ports"][0]["port"] == 8090

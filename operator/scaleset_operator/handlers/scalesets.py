@@ -49,6 +49,8 @@ class OperatorMemo:
     passes: int = 0
     # Set when replicas elect a leader (scaleset_operator.leader); None: this operator always acts.
     leadership: Leadership | None = None
+    # Set once the operator is stopping: no loop starts and none goes on (see runner.run).
+    stopping: bool = False
 
     def is_active(self) -> bool:
         return self.leadership is None or self.leadership.is_leader
@@ -67,14 +69,16 @@ class OperatorMemo:
     def start(self, namespace: str, name: str) -> None:
         """The ScaleSet's loop of passes, started unless it runs."""
         key = (namespace, name)
-        if key not in self.loops:
+        if key not in self.loops and not self.stopping:
             self.wakers.setdefault(key, Wakeup())
             self.loops[key] = asyncio.create_task(
                 run_passes(self, namespace, name), name=f"scaleset {namespace}/{name}"
             )
 
     async def stop(self, namespace: str | None = None, name: str | None = None) -> None:
-        """End the loop of one ScaleSet (deleted), or of every one (the operator stops)."""
+        """End the loop of one ScaleSet (deleted), or of every one (the operator stops: then for good)."""
+        if namespace is None:
+            self.stopping = True
         keys = [k for k in self.loops if namespace is None or k == (namespace, name)]
         tasks = [self.loops.pop(key) for key in keys]
         for task in tasks:
