@@ -193,12 +193,20 @@ def test_kopf_with_peering_claims_its_peering_object(kubesim_cluster: Any, api: 
     for crd in PEERING_CRDS:
         with contextlib.suppress(client.ApiException):
             ext.create_custom_resource_definition(crd)
-    custom.create_cluster_custom_object(
-        "kopf.dev",
-        "v1",
-        "clusterkopfpeerings",
-        {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "test"}},
-    )
+    body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "test"}}
+
+    def created() -> bool:
+        # A real API server serves a new kind a moment after its CRD is created: until then, 404.
+        try:
+            custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", body)
+        except client.ApiException as error:
+            if error.status == 404:
+                return False
+            if error.status != 409:
+                raise
+        return True
+
+    wait_until(created, what="the peering kind served and its object created")
     with OperatorThread(kubesim_cluster.kubeconfig_path, peering="test") as operator:
         peers = wait_until(
             lambda: (
