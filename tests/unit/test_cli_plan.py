@@ -117,16 +117,59 @@ def test_table_says_when_the_named_policy_is_not_at_hand(tmp_path: Path) -> None
     assert "built-in defaults" in result.stdout and '"elsewhere"' in result.stdout
 
 
-def test_manual_mode_says_which_domains_walk_allows_and_what_waits(tmp_path: Path) -> None:
-    file = write(
-        tmp_path / "worker.yaml",
-        scaleset("worker", 6, upgradeDomainCount=3, walkUpgradeDomain=1, upgradePolicyRef={"name": "manual"}),
-        upgrade_policy("manual", mode="Manual"),
-    )
+def _manual(tmp_path: Path, walk: int | None = None, status: dict[str, Any] | None = None) -> Path:
+    worker = scaleset("worker", 6, upgradeDomainCount=3, upgradePolicyRef={"name": "manual"})
+    if walk is not None:
+        worker["spec"]["walkUpgradeDomain"] = walk
+    if status is not None:
+        worker["status"] = status
+    return write(tmp_path / "worker.yaml", worker, upgrade_policy("manual", mode="Manual"))
+
+
+def _walked(status_walk: dict[str, Any]) -> dict[str, Any]:
+    """status.upgrade.walk as the operator writes it, for an earlier update revision."""
+    return {"upgrade": {"walk": {"revision": "worker-8445575c4f", "source": "Spec", **status_walk}}}
+
+
+def test_manual_mode_a_changed_walk_value_walks_the_next_update(tmp_path: Path) -> None:
+    # planning/walk.py, as docs/behaviours.md row 9 says: a *change* of spec.walkUpgradeDomain walks the
+    # update revision of that moment. Here the operator last read 0 and the file says 1.
+    file = _manual(tmp_path, 1, _walked({"upgradeDomain": 2, "specWalkUpgradeDomain": 0}))
     table = run(file)
     assert table.exit_code == 0, table.output
-    assert "allows upgrade domains 0..1" in table.stdout
-    assert "worker-2, worker-5" in table.stdout
+    assert (
+        "changes from 0" in table.stdout and "walks upgrade domains 0..1 of the next update" in table.stdout
+    )
+    assert "Waiting for a walk: worker-2, worker-5." in table.stdout
+    batches = json.loads(run(file, "-o", "json").stdout)["batches"]
+    assert {batch["upgradeDomain"] for batch in batches} == {0, 1}
+
+
+def test_manual_mode_a_walk_value_left_unchanged_walks_nothing(tmp_path: Path) -> None:
+    # The value the operator last read is 2: applied again with the next template, it walks nothing,
+    # and the earlier revision's walk to domain 2 does not count for the new one.
+    file = _manual(tmp_path, 2, _walked({"upgradeDomain": 2, "specWalkUpgradeDomain": 2}))
+    table = run(file)
+    assert table.exit_code == 0, table.output
+    assert "is the value last read" in table.stdout and "walks nothing" in table.stdout
+    assert "scaleset walk worker 0" in table.stdout
+    assert json.loads(run(file, "-o", "json").stdout)["batches"] == []
+
+
+def test_manual_mode_without_a_walk_waits_at_domain_zero_and_names_the_command(tmp_path: Path) -> None:
+    table = run(_manual(tmp_path))
+    assert table.exit_code == 0, table.output
+    assert "the next update starts unwalked" in table.stdout and "scaleset walk worker 0" in table.stdout
+    assert "Waiting for a walk: worker-0, worker-1, worker-2, worker-3, worker-4, worker-5." in table.stdout
+
+
+def test_manual_mode_a_walk_value_without_status_says_it_counts_only_as_a_change(tmp_path: Path) -> None:
+    # No status.upgrade.walk in the file: the value walks only if it differs from what the operator
+    # last read, which the file cannot tell; the preview shows the change and says so.
+    file = _manual(tmp_path, 1)
+    table = run(file)
+    assert table.exit_code == 0, table.output
+    assert "only if it changes the value the operator last read" in table.stdout
     batches = json.loads(run(file, "-o", "json").stdout)["batches"]
     assert {batch["upgradeDomain"] for batch in batches} == {0, 1}
 

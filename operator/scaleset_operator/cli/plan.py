@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,12 +19,49 @@ from scaleset_operator.cli.main import app
 from scaleset_operator.identity import instance_name
 from scaleset_operator.planning.batches import Stop, batch_size
 from scaleset_operator.planning.preview import RolloutPreview, plan_rollout
+from scaleset_operator.planning.walk import Walk, effective_walk, observe_spec
 
 OUTPUT_FORMATS = ("table", "json")
 
 
 class PlanError(Exception):
     """Input the preview cannot use; str() is the one line shown to the user."""
+
+
+# The preview is of the next update: a revision of its own, which no recorded walk names yet.
+_NEXT_UPDATE = "(the next update)"
+
+
+@dataclass(frozen=True)
+class ManualWalk:
+    """Manual mode in a preview: what the next update has walked, and why.
+
+    A walk belongs to one update revision (status.upgrade.walk), so the next update starts unwalked;
+    only a change of spec.walkUpgradeDomain from the value the operator last read walks it
+    (planning/walk.py). `recorded` is false when the file holds no status.upgrade.walk, so the last
+    value read is not known.
+    """
+
+    upgrade_domain: int | None
+    spec_value: int | None
+    last_read: int | None
+    recorded: bool
+
+
+def manual_walk(scaleset: ScaleSet) -> ManualWalk:
+    """What walks the next update of this ScaleSet, as the operator would record it."""
+    upgrade = scaleset.status.upgrade if scaleset.status is not None else None
+    stored = upgrade.walk if upgrade is not None else None
+    record = Walk.from_status(stored.model_dump(by_alias=True) if stored is not None else None)
+    spec_value = scaleset.spec.walk_upgrade_domain
+    # The clock does not matter here: only the domain the record ends up with is read.
+    observed = observe_spec(record, spec_value, _NEXT_UPDATE, datetime.now(UTC))
+    return ManualWalk(
+        upgrade_domain=effective_walk(observed if observed is not None else record, _NEXT_UPDATE),
+        spec_value=spec_value,
+        last_read=record.spec_value if record is not None else None,
+        recorded=stored is not None,
+    )
 
 
 @dataclass(frozen=True)
@@ -126,7 +164,7 @@ def preview_files(
         replicas=scaleset.spec.replicas,
         upgrade_domain_count=scaleset.spec.upgrade_domain_count,
         policy=choice.spec,
-        walk_upgrade_domain=scaleset.spec.walk_upgrade_domain,
+        walk_upgrade_domain=manual_walk(scaleset).upgrade_domain,
         instance_names=lambda ordinal: instance_name(name, ordinal),
         unhealthy=unhealthy_ordinals(scaleset, unhealthy or []),
     )
@@ -211,19 +249,11 @@ def _notes(
     spec = scaleset.spec
     notes: list[str] = []
     if policy.mode == UpgradeMode.MANUAL:
-        walk = spec.walk_upgrade_domain
         planned = {o for batch in preview.batches for o in batch.ordinals}
         waiting = [names[o] for o in range(spec.replicas) if o not in planned]
-        last = min(walk, spec.upgrade_domain_count - 1) if walk is not None else None
-        if last is None:
-            allows = "spec.walkUpgradeDomain is not set, so no upgrade domain may be updated"
-        elif last == 0:
-            allows = f"spec.walkUpgradeDomain {walk} allows upgrade domain 0"
-        else:
-            allows = f"spec.walkUpgradeDomain {walk} allows upgrade domains 0..{last}"
-        notes.append(f"Manual mode: {allows}.")
+        notes.append(_manual_note(scaleset, manual_walk(scaleset)))
         if waiting:
-            notes.append(f"Waiting for a higher walkUpgradeDomain: {', '.join(waiting)}.")
+            notes.append(f"Waiting for a walk: {', '.join(waiting)}.")
     if policy.mode == UpgradeMode.STAGED:
         notes.append(
             "Staged mode: the new revision runs beside production in the other slot; once it is healthy "
@@ -249,6 +279,40 @@ def _notes(
     ):
         notes.append("Nothing to update.")
     return notes
+
+
+def _domains(last: int) -> str:
+    return "upgrade domain 0" if last == 0 else f"upgrade domains 0..{last}"
+
+
+def _manual_note(scaleset: ScaleSet, walk: ManualWalk) -> str:
+    """Manual mode in words: a walk belongs to one update, so say what walks the next one and how."""
+    name = scaleset.metadata.name or ""
+    command = f"scaleset walk {name} 0"
+    if walk.upgrade_domain is not None:
+        walked = _domains(walk.upgrade_domain)
+        if walk.recorded:
+            before = "unset" if walk.last_read is None else str(walk.last_read)
+            return (
+                f"Manual mode: spec.walkUpgradeDomain changes from {before} (the value last read, "
+                f"status.upgrade.walk) to {walk.spec_value}, which walks {walked} of the next update."
+            )
+        return (
+            f"Manual mode: spec.walkUpgradeDomain {walk.spec_value} walks {walked} of the next update "
+            "only if it changes the value the operator last read (status.upgrade.walk.specWalkUpgradeDomain, "
+            "which this file does not hold); left unchanged, it walks nothing and the update waits at "
+            f"upgrade domain 0 for {command}."
+        )
+    if walk.spec_value is not None:
+        return (
+            f"Manual mode: spec.walkUpgradeDomain {walk.spec_value} is the value last read "
+            "(status.upgrade.walk), so it walks nothing: a walk belongs to one update, and the next "
+            f"update waits at upgrade domain 0 for {command} (or a change of spec.walkUpgradeDomain)."
+        )
+    return (
+        "Manual mode: the next update starts unwalked: nothing moves until upgrade domain 0 is walked "
+        f"({command}, or a change of spec.walkUpgradeDomain)."
+    )
 
 
 @app.command()
