@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,83 @@ def test_demo_prints_the_plan_of_the_examples(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "ScaleSet web" in out
     assert "Batches, in order" in out
+
+
+# --------------------------------------------------------------------------- the drawing
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _groups(root: ET.Element, css: str) -> list[ET.Element]:
+    return [g for g in root.iter(f"{SVG}g") if css in (g.get("class") or "").split()]
+
+
+def _title(element: ET.Element) -> str:
+    title = element.find(f"{SVG}title")
+    assert title is not None and title.text
+    return title.text
+
+
+def test_svg_has_a_row_per_upgrade_domain_and_a_box_per_batch_titled_with_its_instances_in_order(
+    tmp_path: Path,
+) -> None:
+    file = write(
+        tmp_path / "web.yaml",
+        scaleset(upgradePolicyRef={"name": "rolling"}),
+        upgrade_policy(
+            rollingUpgrade={"pauseTimeBetweenBatches": "10s"}, healthCheck={"stabilizationPeriod": "10s"}
+        ),
+    )
+    drawn = run(file, "-o", "svg")
+    assert drawn.exit_code == 0, drawn.output
+    root = ET.fromstring(drawn.stdout.encode())
+    assert root.tag == f"{SVG}svg"
+    rows = _groups(root, "upgrade-domain")
+    assert [row.get("data-upgrade-domain") for row in rows] == ["0", "1", "2", "3", "4"]
+    assert "web-0, web-5, web-10" in _title(rows[0])
+    planned = json.loads(run(file, "-o", "json").stdout)["batches"]
+    boxes = _groups(root, "batch")
+    assert len(boxes) == len(planned) == 9
+    for box, batch in zip(boxes, planned, strict=True):
+        assert box.get("data-upgrade-domain") == str(batch["upgradeDomain"])
+        assert f": {', '.join(batch['instances'])} (" in _title(box)
+    # On the time axis each batch starts after the one before: 10s of stabilisation, then 10s of pause.
+    lefts = [float(box.find(f"{SVG}rect").get("x")) for box in boxes]
+    assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts)
+    assert "(starts at 40s, healthy at 50s)" in _title(boxes[2])
+
+
+def test_svg_file_is_written_beside_the_table(tmp_path: Path) -> None:
+    drawing = tmp_path / "plan.svg"
+    result = run(write(tmp_path / "web.yaml", scaleset()), "--svg", drawing, "--instance-start", "30s")
+    assert result.exit_code == 0, result.output
+    assert "Batches, in order" in result.stdout
+    assert "Instance starts, stabilisation and pauses between batches take at least 4m30s." in result.stdout
+    root = ET.parse(drawing).getroot()
+    assert len(_groups(root, "batch")) == 9
+    assert "(starts at 1m30s, healthy at 2m)" in _title(_groups(root, "batch")[3])
+
+
+def test_svg_of_an_automatic_plan_is_one_box_across_every_domain(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "web.yaml",
+        scaleset(upgradePolicyRef={"name": "auto"}),
+        upgrade_policy("auto", mode="Automatic"),
+    )
+    root = ET.fromstring(run(file, "-o", "svg").stdout.encode())
+    (box,) = _groups(root, "batch")
+    assert box.get("data-upgrade-domain") == ""
+    assert "every upgrade domain: web-0, web-1" in _title(box)
+
+
+def test_svg_of_a_plan_that_takes_no_time_draws_the_batches_in_order(tmp_path: Path) -> None:
+    root = ET.fromstring(run(write(tmp_path / "web.yaml", scaleset()), "-o", "svg").stdout.encode())
+    lefts = [float(box.find(f"{SVG}rect").get("x")) for box in _groups(root, "batch")]
+    assert lefts == sorted(lefts) and len(set(lefts)) == 9
+    assert any(text.text == "batches in the order they go" for text in root.iter(f"{SVG}text"))
+
+
+def test_a_bad_instance_start_is_one_line_and_exit_code_two(tmp_path: Path) -> None:
+    result = run(write(tmp_path / "web.yaml", scaleset()), "--instance-start", "soon")
+    assert result.exit_code == 2
+    assert "--instance-start: 'soon' is not a duration" in result.stderr

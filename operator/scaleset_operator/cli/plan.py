@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,16 +12,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scaleset_operator.api.durations import format_duration
+from scaleset_operator.api.durations import format_duration, parse_duration
 from scaleset_operator.api.loading import InvalidResource, load_documents, parse_resource
 from scaleset_operator.api.models import ScaleSet, UpgradeMode, UpgradePolicy, UpgradePolicySpec
 from scaleset_operator.cli.main import app
+from scaleset_operator.cli.rollout_svg import Box, Drawing, render_svg
 from scaleset_operator.identity import instance_name
-from scaleset_operator.planning.batches import Stop, batch_size
+from scaleset_operator.planning.batches import Stop, Wait, batch_size
 from scaleset_operator.planning.preview import RolloutPreview, plan_rollout
 from scaleset_operator.planning.walk import Walk, effective_walk, observe_spec
 
-OUTPUT_FORMATS = ("table", "json")
+OUTPUT_FORMATS = ("table", "json", "svg")
 
 
 class PlanError(Exception):
@@ -150,10 +151,13 @@ def unhealthy_ordinals(scaleset: ScaleSet, names: list[str]) -> set[int]:
 
 
 def preview_files(
-    file: Path, policy_file: Path | None = None, unhealthy: list[str] | None = None
+    file: Path,
+    policy_file: Path | None = None,
+    unhealthy: list[str] | None = None,
+    instance_start: timedelta = timedelta(0),
 ) -> tuple[ScaleSet, PolicyChoice, RolloutPreview]:
     """The ScaleSet of `file`, the policy it is upgraded by and the preview of its rollout, with the
-    instances `unhealthy` names down before it starts.
+    instances `unhealthy` names down before it starts, each instance Ready `instance_start` after its update.
 
     Raises InvalidResource or PlanError, each one sentence for the user.
     """
@@ -167,6 +171,7 @@ def preview_files(
         walk_upgrade_domain=manual_walk(scaleset).upgrade_domain,
         instance_names=lambda ordinal: instance_name(name, ordinal),
         unhealthy=unhealthy_ordinals(scaleset, unhealthy or []),
+        instance_start=instance_start,
     )
     return scaleset, choice, preview
 
@@ -194,11 +199,79 @@ def preview_json(scaleset: ScaleSet, preview: RolloutPreview) -> dict[str, Any]:
     }
 
 
+def plan_drawing(
+    scaleset: ScaleSet,
+    choice: PolicyChoice,
+    preview: RolloutPreview,
+    instance_start: timedelta = timedelta(0),
+) -> Drawing:
+    """The planned batches on a time axis, one row per upgrade domain; in batch order when the plan
+    takes no time at all (no stabilisation, pause or instance start to wait for)."""
+    spec, policy = scaleset.spec, choice.spec
+    name = scaleset.metadata.name or ""
+    names = [instance_name(name, o) for o in range(spec.replicas)]
+    timed = preview.minimum_duration > timedelta(0)
+    boxes = []
+    for number, (batch, why, timing) in enumerate(
+        zip(preview.batches, preview.shrunk, preview.timeline, strict=True), start=1
+    ):
+        where = (
+            "every upgrade domain"
+            if batch.upgrade_domain is None
+            else f"upgrade domain {batch.upgrade_domain}"
+        )
+        when = (
+            f" (starts at {format_duration(timing.started)}, healthy at {format_duration(timing.healthy)})"
+            if timed
+            else ""
+        )
+        start, end = (
+            (timing.started.total_seconds(), timing.healthy.total_seconds())
+            if timed
+            else (number - 1 + 0.06, number - 0.06)
+        )
+        boxes.append(
+            Box(
+                upgrade_domain=batch.upgrade_domain,
+                start=start,
+                end=end,
+                title=f"Batch {number}, {where}: {', '.join(names[o] for o in batch.ordinals)}{when}"
+                + (f"; smaller, because {why}" if why else ""),
+                label=str(number),
+                detail=", ".join(names[o] for o in batch.ordinals),
+                classes=("shrunk",) if why else (),
+            )
+        )
+    subtitle = f"{len(preview.batches)} batch(es), {choice.source}"
+    if policy.mode == UpgradeMode.STAGED:
+        subtitle = "Staged mode: a second set beside production, then one swap; no batches"
+    elif isinstance(preview.held_by, (Stop, Wait)):
+        subtitle += f"; then held: {preview.held_by.reason}"
+    origin = "time from the first batch"
+    if instance_start:
+        origin += f"; each instance Ready {format_duration(instance_start)} after its update"
+    return Drawing(
+        title=f"ScaleSet {name}: {spec.replicas} instance(s) over {spec.upgrade_domain_count} upgrade domain(s), "
+        f"{policy.mode} mode",
+        subtitle=subtitle,
+        upgrade_domains=[[names[o] for o in ordinals] for ordinals in preview.upgrade_domains],
+        boxes=boxes,
+        axis="time" if timed else "order",
+        origin_label=origin if timed else "",
+    )
+
+
 def _percent(policy: UpgradePolicySpec) -> str:
     return f"{policy.rolling_upgrade.max_batch_instance_percent} %"
 
 
-def render_table(console: Console, scaleset: ScaleSet, choice: PolicyChoice, preview: RolloutPreview) -> None:
+def render_table(
+    console: Console,
+    scaleset: ScaleSet,
+    choice: PolicyChoice,
+    preview: RolloutPreview,
+    instance_start: timedelta = timedelta(0),
+) -> None:
     """What a person reads before applying a change: who is in which domain, and what goes when."""
     spec, policy = scaleset.spec, choice.spec
     name = scaleset.metadata.name or ""
@@ -239,12 +312,16 @@ def render_table(console: Console, scaleset: ScaleSet, choice: PolicyChoice, pre
     if policy.mode != UpgradeMode.STAGED:  # no batches: the staged set is created whole
         console.print(batches)
 
-    for line in _notes(scaleset, policy, preview, names):
+    for line in _notes(scaleset, policy, preview, names, instance_start):
         console.print(line)
 
 
 def _notes(
-    scaleset: ScaleSet, policy: UpgradePolicySpec, preview: RolloutPreview, names: list[str]
+    scaleset: ScaleSet,
+    policy: UpgradePolicySpec,
+    preview: RolloutPreview,
+    names: list[str],
+    instance_start: timedelta = timedelta(0),
 ) -> list[str]:
     spec = scaleset.spec
     notes: list[str] = []
@@ -269,7 +346,10 @@ def _notes(
         notes.append("spec.paused is true: no batch starts until it is false.")
     if preview.minimum_duration:
         notes.append(
-            f"Stabilisation and pauses between batches take at least {format_duration(preview.minimum_duration)}."
+            f"Instance starts, stabilisation and pauses between batches take at least "
+            f"{format_duration(preview.minimum_duration)}."
+            if instance_start
+            else f"Stabilisation and pauses between batches take at least {format_duration(preview.minimum_duration)}."
         )
     if (
         not preview.batches
@@ -324,7 +404,21 @@ def plan(
         Path | None,
         typer.Option("--policy", help="YAML file holding the UpgradePolicy; overrides one found in FILE."),
     ] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table, json or svg.")] = "table",
+    svg_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--svg", help="Also draw the batches on a time axis per upgrade domain into this SVG file."
+        ),
+    ] = None,
+    instance_start: Annotated[
+        str | None,
+        typer.Option(
+            "--instance-start",
+            help="How long an updated instance takes to become Ready (e.g. 30s): the drawing's time axis "
+            "and the minimum duration count it.",
+        ),
+    ] = None,
     unhealthy: Annotated[
         list[str] | None,
         typer.Option(
@@ -339,11 +433,24 @@ def plan(
     try:
         if output not in OUTPUT_FORMATS:
             raise PlanError(f"-o/--output must be one of {', '.join(OUTPUT_FORMATS)} (got {output!r}).")
-        scaleset, choice, preview = preview_files(file, policy_file, unhealthy)
+        starting = timedelta(0)
+        if instance_start is not None:
+            try:
+                starting = parse_duration(instance_start)
+            except ValueError as error:
+                raise PlanError(f"--instance-start: {error}.") from None
+        scaleset, choice, preview = preview_files(file, policy_file, unhealthy, starting)
     except (InvalidResource, PlanError) as problem:
         err.print(f"error: {problem}", markup=False)
         raise typer.Exit(2) from None
+    if output == "svg" or svg_file is not None:
+        drawn = render_svg(plan_drawing(scaleset, choice, preview, starting))
+        if svg_file is not None:
+            svg_file.write_text(drawn)
+        if output == "svg":
+            typer.echo(drawn, nl=False)
+            return
     if output == "json":
         typer.echo(json.dumps(preview_json(scaleset, preview), indent=2))
     else:
-        render_table(Console(highlight=False), scaleset, choice, preview)
+        render_table(Console(highlight=False), scaleset, choice, preview, starting)
