@@ -277,11 +277,11 @@ def test_demo_prints_the_plan_of_the_examples(capsys: pytest.CaptureFixture[str]
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def _groups(root: ET.Element, css: str) -> list[ET.Element]:
+def svg_groups(root: ET.Element, css: str) -> list[ET.Element]:
     return [g for g in root.iter(f"{SVG}g") if css in (g.get("class") or "").split()]
 
 
-def _title(element: ET.Element) -> str:
+def svg_title(element: ET.Element) -> str:
     title = element.find(f"{SVG}title")
     assert title is not None and title.text
     return title.text
@@ -301,19 +301,19 @@ def test_svg_has_a_row_per_upgrade_domain_and_a_box_per_batch_titled_with_its_in
     assert drawn.exit_code == 0, drawn.output
     root = ET.fromstring(drawn.stdout.encode())
     assert root.tag == f"{SVG}svg"
-    rows = _groups(root, "upgrade-domain")
+    rows = svg_groups(root, "upgrade-domain")
     assert [row.get("data-upgrade-domain") for row in rows] == ["0", "1", "2", "3", "4"]
-    assert "web-0, web-5, web-10" in _title(rows[0])
+    assert "web-0, web-5, web-10" in svg_title(rows[0])
     planned = json.loads(run(file, "-o", "json").stdout)["batches"]
-    boxes = _groups(root, "batch")
+    boxes = svg_groups(root, "batch")
     assert len(boxes) == len(planned) == 9
     for box, batch in zip(boxes, planned, strict=True):
         assert box.get("data-upgrade-domain") == str(batch["upgradeDomain"])
-        assert f": {', '.join(batch['instances'])} (" in _title(box)
+        assert f": {', '.join(batch['instances'])} (" in svg_title(box)
     # On the time axis each batch starts after the one before: 10s of stabilisation, then 10s of pause.
     lefts = [float(box.find(f"{SVG}rect").get("x")) for box in boxes]
     assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts)
-    assert "(starts at 40s, healthy at 50s)" in _title(boxes[2])
+    assert "(starts at 40s, healthy at 50s)" in svg_title(boxes[2])
 
 
 def test_svg_file_is_written_beside_the_table(tmp_path: Path) -> None:
@@ -323,8 +323,8 @@ def test_svg_file_is_written_beside_the_table(tmp_path: Path) -> None:
     assert "Batches, in order" in result.stdout
     assert "Instance starts, stabilisation and pauses between batches take at least 4m30s." in result.stdout
     root = ET.parse(drawing).getroot()
-    assert len(_groups(root, "batch")) == 9
-    assert "(starts at 1m30s, healthy at 2m)" in _title(_groups(root, "batch")[3])
+    assert len(svg_groups(root, "batch")) == 9
+    assert "(starts at 1m30s, healthy at 2m)" in svg_title(svg_groups(root, "batch")[3])
 
 
 def test_svg_of_an_automatic_plan_is_one_box_across_every_domain(tmp_path: Path) -> None:
@@ -334,14 +334,14 @@ def test_svg_of_an_automatic_plan_is_one_box_across_every_domain(tmp_path: Path)
         upgrade_policy("auto", mode="Automatic"),
     )
     root = ET.fromstring(run(file, "-o", "svg").stdout.encode())
-    (box,) = _groups(root, "batch")
+    (box,) = svg_groups(root, "batch")
     assert box.get("data-upgrade-domain") == ""
-    assert "every upgrade domain: web-0, web-1" in _title(box)
+    assert "every upgrade domain: web-0, web-1" in svg_title(box)
 
 
 def test_svg_of_a_plan_that_takes_no_time_draws_the_batches_in_order(tmp_path: Path) -> None:
     root = ET.fromstring(run(write(tmp_path / "web.yaml", scaleset()), "-o", "svg").stdout.encode())
-    lefts = [float(box.find(f"{SVG}rect").get("x")) for box in _groups(root, "batch")]
+    lefts = [float(box.find(f"{SVG}rect").get("x")) for box in svg_groups(root, "batch")]
     assert lefts == sorted(lefts) and len(set(lefts)) == 9
     assert any(text.text == "batches in the order they go" for text in root.iter(f"{SVG}text"))
 

@@ -238,7 +238,6 @@ def plan_drawing(
                 title=f"Batch {number}, {where}: {', '.join(names[o] for o in batch.ordinals)}{when}"
                 + (f"; smaller, because {why}" if why else ""),
                 label=str(number),
-                detail=", ".join(names[o] for o in batch.ordinals),
                 classes=("shrunk",) if why else (),
             )
         )

@@ -56,7 +56,6 @@ class Box:
     end: float
     title: str  # names the instances; a browser shows it on hover
     label: str = ""
-    detail: str = ""  # drawn after the label when the box is wide enough
     kind: BoxKind = "batch"
     classes: tuple[str, ...] = ()
 
@@ -115,7 +114,9 @@ def render_svg(drawing: Drawing) -> str:
         top = TOP + index * ROW
         _rect(row, LEFT, top + 2, plot, ROW - 4, "row")
         _text(row, 12, top + ROW / 2, f"Upgrade domain {index}", "row-label")
-        _text(row, 12, top + ROW / 2 + 13, f"{len(instances)} instance(s)", "row-count")
+        names = ", ".join(instances)
+        fits = names and _CHAR * len(names) <= LEFT - 16
+        _text(row, 12, top + ROW / 2 + 13, names if fits else f"{len(instances)} instance(s)", "row-count")
 
     _axis(svg, drawing, span, x, TOP + rows * ROW)
 
@@ -139,10 +140,8 @@ def render_svg(drawing: Drawing) -> str:
         left = x(box.start)
         wide = max(x(box.end) - left, MIN_BOX)
         _rect(group, left, top, wide, tall)
-        for text in (f"{box.label}  {box.detail}" if box.detail else "", box.label):
-            if text and wide >= _CHAR * len(text) + 8:
-                _text(group, left + wide / 2, top + tall / 2 + 4, text)
-                break
+        if box.label and wide >= _CHAR * len(box.label) + 8:
+            _text(group, left + wide / 2, top + tall / 2 + 4, box.label)
     return ET.tostring(svg, encoding="unicode", xml_declaration=True) + "\n"
 
 
