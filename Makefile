@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo crds e2e e2e-kind e2e-real testbed bench clean wheel image lock lowest kstatus helm release
+.PHONY: test lint typecheck unit demo crds e2e e2e-kind e2e-real testbed bench clean wheel image lock lowest kstatus helm release readme-picture
 
 # Exact versions with their hashes: requirements.lock is what the image installs (the operator alone),
 # requirements-dev.lock what `make test` and `make demo` install (with the [sim] and [dev] extras).
@@ -59,6 +59,15 @@ crds: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m scaleset_operator.demo
+
+# The README's picture: the plan of the examples drawn by `scaleset plan --svg` (tests/unit/test_docs.py
+# checks that the committed file is what this draws today).
+README_PICTURE := docs/images/rollout.svg
+README_PICTURE_PLAN := examples/scaleset.yaml --policy examples/upgradepolicy.yaml --instance-start 20s
+
+readme-picture: $(STAMP)
+	mkdir -p $(dir $(README_PICTURE))
+	$(BIN)/scaleset plan $(README_PICTURE_PLAN) -o svg > $(README_PICTURE)
 
 # The same e2e suite against the cluster named by KUBECONFIG (kind, where Docker runs).
 e2e: $(STAMP)

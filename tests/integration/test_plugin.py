@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,7 +101,9 @@ def _upgrade(kube: Kube) -> dict[str, object]:
     return (kube.get(fleet_path("scalesets", NS, "web")).get("status") or {}).get("upgrade") or {}
 
 
-def test_status_walk_history_pause_and_resume_through_kubectl(manual: tuple[Plugin, Kube, str]) -> None:
+def test_status_walk_history_pause_and_resume_through_kubectl(
+    manual: tuple[Plugin, Kube, str], tmp_path: Path
+) -> None:
     plugin, kube, _ = manual
     assert argocd_health(kube.get(fleet_path("scalesets", NS, "web")))[0] == "Healthy"
     out = plugin("status", "web", "-n", NS)
@@ -159,6 +162,16 @@ def test_status_walk_history_pause_and_resume_through_kubectl(manual: tuple[Plug
     assert "Completed" in history and old[:8] in history, history
     assert done["status"]["currentRevision"] in history
     assert "current, update" in history
+
+    # The finished walk drawn: a row per domain, and every instance of domain 0 updated before any of
+    # domain 1, since domain 1 waited for its walk (Manual mode: nothing moves until walked).
+    drawing = tmp_path / "walk.svg"
+    plugin("history", "web", "-n", NS, "--svg", str(drawing))
+    svg = "{http://www.w3.org/2000/svg}"
+    groups = list(ET.parse(drawing).getroot().iter(f"{svg}g"))
+    rows = [g.get("data-upgrade-domain") for g in groups if g.get("class") == "upgrade-domain"]
+    marks = [g.get("data-upgrade-domain") for g in groups if g.get("class") == "instance"]
+    assert rows == ["0", "1"] and marks == ["0", "0", "1", "1"], (rows, marks)
 
 
 def test_mistakes_are_one_sentence_naming_the_field_or_object(manual: tuple[Plugin, Kube, str]) -> None:

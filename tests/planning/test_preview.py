@@ -105,3 +105,34 @@ def test_instances_down_that_fill_the_budget_stop_the_preview_before_the_first_b
     assert preview.batches == []
     assert isinstance(preview.held_by, Stop)
     assert preview.held_by.reason is StepReason.TOO_MANY_UNHEALTHY
+
+
+def test_timeline_starts_each_batch_a_pause_after_the_last_one_was_seen_healthy() -> None:
+    # README "Health gates": an instance counts as healthy once Ready for the stabilisation period;
+    # pauseTimeBetweenBatches counts from the moment the batch was seen healthy and does not delay the
+    # first batch. Each instance here becomes Ready 20s after its update.
+    policy = make_policy(
+        rollingUpgrade={"pauseTimeBetweenBatches": "1m"}, healthCheck={"stabilizationPeriod": "30s"}
+    )
+    start, stabilise, pause = timedelta(seconds=20), timedelta(seconds=30), timedelta(minutes=1)
+    preview = plan_rollout(replicas=5, upgrade_domain_count=5, policy=policy, instance_start=start)
+    assert [(t.started, t.healthy) for t in preview.timeline] == [
+        (k * (start + stabilise + pause), k * (start + stabilise + pause) + start + stabilise)
+        for k in range(5)
+    ]
+    assert preview.minimum_duration == 5 * (start + stabilise) + 4 * pause
+
+
+def test_timeline_of_a_fleet_that_takes_no_time_has_every_batch_at_zero() -> None:
+    preview = plan_rollout(replicas=14, upgrade_domain_count=5, policy=UpgradePolicySpec())
+    assert len(preview.timeline) == len(preview.batches) == 9
+    assert {(t.started, t.healthy) for t in preview.timeline} == {(timedelta(0), timedelta(0))}
+
+
+def test_instances_that_take_time_to_start_do_not_change_the_batches() -> None:
+    quick = plan_rollout(replicas=14, upgrade_domain_count=5, policy=UpgradePolicySpec())
+    slow = plan_rollout(
+        replicas=14, upgrade_domain_count=5, policy=UpgradePolicySpec(), instance_start=timedelta(minutes=2)
+    )
+    assert slow.batches == quick.batches
+    assert slow.timeline[-1].healthy == 9 * timedelta(minutes=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -117,16 +118,59 @@ def test_table_says_when_the_named_policy_is_not_at_hand(tmp_path: Path) -> None
     assert "built-in defaults" in result.stdout and '"elsewhere"' in result.stdout
 
 
-def test_manual_mode_says_which_domains_walk_allows_and_what_waits(tmp_path: Path) -> None:
-    file = write(
-        tmp_path / "worker.yaml",
-        scaleset("worker", 6, upgradeDomainCount=3, walkUpgradeDomain=1, upgradePolicyRef={"name": "manual"}),
-        upgrade_policy("manual", mode="Manual"),
-    )
+def _manual(tmp_path: Path, walk: int | None = None, status: dict[str, Any] | None = None) -> Path:
+    worker = scaleset("worker", 6, upgradeDomainCount=3, upgradePolicyRef={"name": "manual"})
+    if walk is not None:
+        worker["spec"]["walkUpgradeDomain"] = walk
+    if status is not None:
+        worker["status"] = status
+    return write(tmp_path / "worker.yaml", worker, upgrade_policy("manual", mode="Manual"))
+
+
+def _walked(status_walk: dict[str, Any]) -> dict[str, Any]:
+    """status.upgrade.walk as the operator writes it, for an earlier update revision."""
+    return {"upgrade": {"walk": {"revision": "worker-8445575c4f", "source": "Spec", **status_walk}}}
+
+
+def test_manual_mode_a_changed_walk_value_walks_the_next_update(tmp_path: Path) -> None:
+    # planning/walk.py, as docs/behaviours.md row 9 says: a *change* of spec.walkUpgradeDomain walks the
+    # update revision of that moment. Here the operator last read 0 and the file says 1.
+    file = _manual(tmp_path, 1, _walked({"upgradeDomain": 2, "specWalkUpgradeDomain": 0}))
     table = run(file)
     assert table.exit_code == 0, table.output
-    assert "allows upgrade domains 0..1" in table.stdout
-    assert "worker-2, worker-5" in table.stdout
+    assert (
+        "changes from 0" in table.stdout and "walks upgrade domains 0..1 of the next update" in table.stdout
+    )
+    assert "Waiting for a walk: worker-2, worker-5." in table.stdout
+    batches = json.loads(run(file, "-o", "json").stdout)["batches"]
+    assert {batch["upgradeDomain"] for batch in batches} == {0, 1}
+
+
+def test_manual_mode_a_walk_value_left_unchanged_walks_nothing(tmp_path: Path) -> None:
+    # The value the operator last read is 2: applied again with the next template, it walks nothing,
+    # and the earlier revision's walk to domain 2 does not count for the new one.
+    file = _manual(tmp_path, 2, _walked({"upgradeDomain": 2, "specWalkUpgradeDomain": 2}))
+    table = run(file)
+    assert table.exit_code == 0, table.output
+    assert "is the value last read" in table.stdout and "walks nothing" in table.stdout
+    assert "scaleset walk worker 0" in table.stdout
+    assert json.loads(run(file, "-o", "json").stdout)["batches"] == []
+
+
+def test_manual_mode_without_a_walk_waits_at_domain_zero_and_names_the_command(tmp_path: Path) -> None:
+    table = run(_manual(tmp_path))
+    assert table.exit_code == 0, table.output
+    assert "the next update starts unwalked" in table.stdout and "scaleset walk worker 0" in table.stdout
+    assert "Waiting for a walk: worker-0, worker-1, worker-2, worker-3, worker-4, worker-5." in table.stdout
+
+
+def test_manual_mode_a_walk_value_without_status_says_it_counts_only_as_a_change(tmp_path: Path) -> None:
+    # No status.upgrade.walk in the file: the value walks only if it differs from what the operator
+    # last read, which the file cannot tell; the preview shows the change and says so.
+    file = _manual(tmp_path, 1)
+    table = run(file)
+    assert table.exit_code == 0, table.output
+    assert "only if it changes the value the operator last read" in table.stdout
     batches = json.loads(run(file, "-o", "json").stdout)["batches"]
     assert {batch["upgradeDomain"] for batch in batches} == {0, 1}
 
@@ -226,3 +270,83 @@ def test_demo_prints_the_plan_of_the_examples(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "ScaleSet web" in out
     assert "Batches, in order" in out
+
+
+# --------------------------------------------------------------------------- the drawing
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_groups(root: ET.Element, css: str) -> list[ET.Element]:
+    return [g for g in root.iter(f"{SVG}g") if css in (g.get("class") or "").split()]
+
+
+def svg_title(element: ET.Element) -> str:
+    title = element.find(f"{SVG}title")
+    assert title is not None and title.text
+    return title.text
+
+
+def test_svg_has_a_row_per_upgrade_domain_and_a_box_per_batch_titled_with_its_instances_in_order(
+    tmp_path: Path,
+) -> None:
+    file = write(
+        tmp_path / "web.yaml",
+        scaleset(upgradePolicyRef={"name": "rolling"}),
+        upgrade_policy(
+            rollingUpgrade={"pauseTimeBetweenBatches": "10s"}, healthCheck={"stabilizationPeriod": "10s"}
+        ),
+    )
+    drawn = run(file, "-o", "svg")
+    assert drawn.exit_code == 0, drawn.output
+    root = ET.fromstring(drawn.stdout.encode())
+    assert root.tag == f"{SVG}svg"
+    rows = svg_groups(root, "upgrade-domain")
+    assert [row.get("data-upgrade-domain") for row in rows] == ["0", "1", "2", "3", "4"]
+    assert "web-0, web-5, web-10" in svg_title(rows[0])
+    planned = json.loads(run(file, "-o", "json").stdout)["batches"]
+    boxes = svg_groups(root, "batch")
+    assert len(boxes) == len(planned) == 9
+    for box, batch in zip(boxes, planned, strict=True):
+        assert box.get("data-upgrade-domain") == str(batch["upgradeDomain"])
+        assert f": {', '.join(batch['instances'])} (" in svg_title(box)
+    # On the time axis each batch starts after the one before: 10s of stabilisation, then 10s of pause.
+    lefts = [float(box.find(f"{SVG}rect").get("x")) for box in boxes]
+    assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts)
+    assert "(starts at 40s, healthy at 50s)" in svg_title(boxes[2])
+
+
+def test_svg_file_is_written_beside_the_table(tmp_path: Path) -> None:
+    drawing = tmp_path / "plan.svg"
+    result = run(write(tmp_path / "web.yaml", scaleset()), "--svg", drawing, "--instance-start", "30s")
+    assert result.exit_code == 0, result.output
+    assert "Batches, in order" in result.stdout
+    assert "Instance starts, stabilisation and pauses between batches take at least 4m30s." in result.stdout
+    root = ET.parse(drawing).getroot()
+    assert len(svg_groups(root, "batch")) == 9
+    assert "(starts at 1m30s, healthy at 2m)" in svg_title(svg_groups(root, "batch")[3])
+
+
+def test_svg_of_an_automatic_plan_is_one_box_across_every_domain(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "web.yaml",
+        scaleset(upgradePolicyRef={"name": "auto"}),
+        upgrade_policy("auto", mode="Automatic"),
+    )
+    root = ET.fromstring(run(file, "-o", "svg").stdout.encode())
+    (box,) = svg_groups(root, "batch")
+    assert box.get("data-upgrade-domain") == ""
+    assert "every upgrade domain: web-0, web-1" in svg_title(box)
+
+
+def test_svg_of_a_plan_that_takes_no_time_draws_the_batches_in_order(tmp_path: Path) -> None:
+    root = ET.fromstring(run(write(tmp_path / "web.yaml", scaleset()), "-o", "svg").stdout.encode())
+    lefts = [float(box.find(f"{SVG}rect").get("x")) for box in svg_groups(root, "batch")]
+    assert lefts == sorted(lefts) and len(set(lefts)) == 9
+    assert any(text.text == "batches in the order they go" for text in root.iter(f"{SVG}text"))
+
+
+def test_a_bad_instance_start_is_one_line_and_exit_code_two(tmp_path: Path) -> None:
+    result = run(write(tmp_path / "web.yaml", scaleset()), "--instance-start", "soon")
+    assert result.exit_code == 2
+    assert "--instance-start: 'soon' is not a duration" in result.stderr

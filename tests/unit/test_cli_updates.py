@@ -83,16 +83,19 @@ def test_a_status_overlay_in_the_file_is_taken_into_account(tmp_path: Path) -> N
     assert answer["package"]["images"] == first["package"]["images"]
 
 
+SUNDAY_OS_IMAGE_WINDOW = {
+    "apiVersion": "fleet.scaleset.dev/v1alpha1",
+    "kind": "MaintenanceConfiguration",
+    "metadata": {"name": "sunday"},
+    "spec": {
+        "maintenanceScope": "OSImage",
+        "window": {"startDateTime": "2024-12-01 02:00", "duration": "3h", "recurEvery": "Week Sunday"},
+    },
+}
+
+
 def test_a_closed_maintenance_window_holds_the_os_image(tmp_path: Path) -> None:
-    window = {
-        "apiVersion": "fleet.scaleset.dev/v1alpha1",
-        "kind": "MaintenanceConfiguration",
-        "metadata": {"name": "sunday"},
-        "spec": {
-            "maintenanceScope": "OSImage",
-            "window": {"startDateTime": "2024-12-01 02:00", "duration": "3h", "recurEvery": "Week Sunday"},
-        },
-    }
+    window = SUNDAY_OS_IMAGE_WINDOW
     result = run(
         EXAMPLE,
         "--catalog",
@@ -165,3 +168,36 @@ def test_bad_input_is_one_line_naming_the_field_and_exit_2(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert message in lines[0]
+
+
+def test_with_guest_patching_off_the_patches_are_said_to_be_assessed_not_waiting_for_a_window(
+    tmp_path: Path,
+) -> None:
+    # The policy's switch is off (the VM API's patchMode is not AutomaticByPlatform): update management
+    # assesses the patches and installs none, which no window would change; nothing else is pending.
+    scaleset, policy = documents(EXAMPLE)
+    policy["spec"] = {"mode": "Rolling", "automaticGuestPatching": {"enabled": False}}
+    file = write(tmp_path / "shop.yaml", scaleset, policy)
+    result = run(file, "--catalog", CATALOG, "--now", NIGHT_IN_AMSTERDAM)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    empty = out[out.index("Package now: empty;") :]
+    assert "Patch KB5030211" in empty and "Patch HP-2024-0042" in empty
+    assert empty.endswith("assessed, never installed: spec.automaticGuestPatching.enabled is off.")
+    assert "waits for its window" not in out
+
+
+def test_an_empty_package_names_what_each_update_waits_for(tmp_path: Path) -> None:
+    # At noon on a Tuesday the Sunday OSImage window holds the OS image, and the patches wait for
+    # off-peak hours; the extension's upgrade is off.
+    scaleset, policy = documents(EXAMPLE)
+    policy["spec"]["automaticExtensionUpgrade"] = {"enabled": False}
+    file = write(tmp_path / "shop.yaml", scaleset, policy)
+    window = write(tmp_path / "m.yaml", SUNDAY_OS_IMAGE_WINDOW)
+    result = run(file, "--catalog", CATALOG, "--maintenance", window, "--now", NOON)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    empty = out[out.index("Package now: empty;") :]
+    assert "OSImage nginx waits (WaitingForMaintenanceWindow)" in empty
+    assert "wait (WaitingForOffPeakHours)" in empty
+    assert "Patch KB5030211" in empty and "Patch HP-2024-0042" in empty

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from scaleset_operator.cli.actions import TIMEOUT_OPTION, WAIT_OPTION, ask_with
 from scaleset_operator.cli.main import app
+from scaleset_operator.cli.rollout_svg import Box, Drawing, render_svg
 from scaleset_operator.cli.target import (
     CONTEXT_OPTION,
     KUBECONFIG_OPTION,
@@ -27,8 +28,15 @@ from scaleset_operator.cli.target import (
     connect,
     explain,
 )
-from scaleset_operator.control.kube import MERGE_PATCH, ApiError, fleet_path, group_path
-from scaleset_operator.identity import ANNOTATION_WALK, LABEL_SCALESET
+from scaleset_operator.control.kube import MERGE_PATCH, ApiError, core_path, fleet_path, group_path
+from scaleset_operator.identity import (
+    ANNOTATION_UPDATED_AT,
+    ANNOTATION_WALK,
+    LABEL_REVISION,
+    LABEL_SCALESET,
+    LABEL_UPGRADE_DOMAIN,
+)
+from scaleset_operator.planning.instances import parse_time
 
 
 @contextmanager
@@ -278,9 +286,79 @@ def render_history(scaleset: dict[str, Any], revisions: list[dict[str, Any]]) ->
     return Group(upgrades, kept)
 
 
+# status.upgrade.history holds each upgrade's span and result, not its batches: the drawing shows the
+# span, and in it each instance's update as its pod records it (fleet.scaleset.dev/updated-at).
+HISTORY_HAS_NO_BATCHES = (
+    "status.upgrade.history records no batches: each mark is one instance's update, from its pod's "
+    f"{ANNOTATION_UPDATED_AT} (an instance updated since is not drawn)"
+)
+
+
+def history_drawing(scaleset: dict[str, Any], pods: list[dict[str, Any]]) -> Drawing:
+    """The last finished upgrade of status.upgrade.history on a time axis, one row per upgrade domain."""
+    meta, status = scaleset["metadata"], scaleset.get("status") or {}
+    entries = (status.get("upgrade") or {}).get("history") or []
+    if not entries:
+        raise CommandError(
+            f'ScaleSet "{meta["name"]}" has no finished upgrade in status.upgrade.history to draw.'
+        )
+    entry = entries[-1]
+    started, finished = parse_time(entry.get("startedAt")), parse_time(entry.get("finishedAt"))
+    if started is None or finished is None:
+        raise CommandError(
+            f'The last upgrade of ScaleSet "{meta["name"]}" lacks startedAt or finishedAt in '
+            "status.upgrade.history, so it cannot be put on a time axis."
+        )
+    domains = {int(d["index"]): list(d.get("instances") or []) for d in status.get("upgradeDomains") or []}
+    marks: list[tuple[float, int, str]] = []
+    for pod in pods:
+        labels = pod["metadata"].get("labels") or {}
+        at = parse_time((pod["metadata"].get("annotations") or {}).get(ANNOTATION_UPDATED_AT))
+        domain = labels.get(LABEL_UPGRADE_DOMAIN)
+        if at is None or domain is None:
+            continue
+        domains.setdefault(int(domain), [])
+        # The history's times are whole seconds: an update in the finishing second belongs to it.
+        offset = (at - started).total_seconds()
+        if 0 <= offset < (finished - started).total_seconds() + 1:
+            revision = labels.get(LABEL_REVISION) or "-"
+            marks.append(
+                (offset, int(domain), f"{pod['metadata']['name']} put on {revision} at {at.isoformat()}")
+            )
+    span = max((finished - started).total_seconds(), max((m[0] for m in marks), default=0.0))
+    result = str(entry.get("result") or "-")
+    boxes = [
+        Box(
+            upgrade_domain=None,
+            start=0.0,
+            end=span,
+            title=f"{entry.get('fromRevision') or '-'} -> {entry.get('toRevision') or '-'}: {result}, "
+            f"{entry.get('startedAt')} to {entry.get('finishedAt')}",
+            kind="upgrade",
+            classes=(result,),
+        )
+    ]
+    for offset, domain, title in sorted(marks):
+        boxes.append(Box(upgrade_domain=domain, start=offset, end=offset, title=title, kind="instance"))
+    count = max(domains, default=-1) + 1
+    return Drawing(
+        title=f"ScaleSet {meta.get('namespace')}/{meta['name']}: {entry.get('fromRevision') or '-'} -> "
+        f"{entry.get('toRevision') or '-'}, {result}",
+        subtitle=HISTORY_HAS_NO_BATCHES,
+        upgrade_domains=[domains.get(index, []) for index in range(count)],
+        boxes=boxes,
+        origin_label=f"time from {entry.get('startedAt')}",
+    )
+
+
 @app.command()
 def history(
     name: str = typer.Argument(..., help="The ScaleSet."),
+    svg: Path | None = typer.Option(
+        None,
+        "--svg",
+        help="Draw the last finished upgrade, per upgrade domain over time, into this SVG file.",
+    ),
     namespace: str | None = NAMESPACE_OPTION,
     context: str | None = CONTEXT_OPTION,
     kubeconfig: Path | None = KUBECONFIG_OPTION,
@@ -295,6 +373,12 @@ def history(
             )
         except ApiError as error:
             raise explain(error, "list the ControllerRevisions") from None
+        if svg is not None:
+            try:
+                pods = target.kube.list(core_path("pods", target.namespace), f"{LABEL_SCALESET}={name}")
+            except ApiError as error:
+                raise explain(error, "list the instances") from None
+            svg.write_text(render_svg(history_drawing(scaleset, pods)))
         Console().print(render_history(scaleset, revisions))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,19 +12,57 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scaleset_operator.api.durations import format_duration
+from scaleset_operator.api.durations import format_duration, parse_duration
 from scaleset_operator.api.loading import InvalidResource, load_documents, parse_resource
 from scaleset_operator.api.models import ScaleSet, UpgradeMode, UpgradePolicy, UpgradePolicySpec
 from scaleset_operator.cli.main import app
+from scaleset_operator.cli.rollout_svg import Box, Drawing, render_svg
 from scaleset_operator.identity import instance_name
-from scaleset_operator.planning.batches import Stop, batch_size
+from scaleset_operator.planning.batches import Stop, Wait, batch_size
 from scaleset_operator.planning.preview import RolloutPreview, plan_rollout
+from scaleset_operator.planning.walk import Walk, effective_walk, observe_spec
 
-OUTPUT_FORMATS = ("table", "json")
+OUTPUT_FORMATS = ("table", "json", "svg")
 
 
 class PlanError(Exception):
     """Input the preview cannot use; str() is the one line shown to the user."""
+
+
+# The preview is of the next update: a revision of its own, which no recorded walk names yet.
+_NEXT_UPDATE = "(the next update)"
+
+
+@dataclass(frozen=True)
+class ManualWalk:
+    """Manual mode in a preview: what the next update has walked, and why.
+
+    A walk belongs to one update revision (status.upgrade.walk), so the next update starts unwalked;
+    only a change of spec.walkUpgradeDomain from the value the operator last read walks it
+    (planning/walk.py). `recorded` is false when the file holds no status.upgrade.walk, so the last
+    value read is not known.
+    """
+
+    upgrade_domain: int | None
+    spec_value: int | None
+    last_read: int | None
+    recorded: bool
+
+
+def manual_walk(scaleset: ScaleSet) -> ManualWalk:
+    """What walks the next update of this ScaleSet, as the operator would record it."""
+    upgrade = scaleset.status.upgrade if scaleset.status is not None else None
+    stored = upgrade.walk if upgrade is not None else None
+    record = Walk.from_status(stored.model_dump(by_alias=True) if stored is not None else None)
+    spec_value = scaleset.spec.walk_upgrade_domain
+    # The clock does not matter here: only the domain the record ends up with is read.
+    observed = observe_spec(record, spec_value, _NEXT_UPDATE, datetime.now(UTC))
+    return ManualWalk(
+        upgrade_domain=effective_walk(observed if observed is not None else record, _NEXT_UPDATE),
+        spec_value=spec_value,
+        last_read=record.spec_value if record is not None else None,
+        recorded=stored is not None,
+    )
 
 
 @dataclass(frozen=True)
@@ -112,10 +151,13 @@ def unhealthy_ordinals(scaleset: ScaleSet, names: list[str]) -> set[int]:
 
 
 def preview_files(
-    file: Path, policy_file: Path | None = None, unhealthy: list[str] | None = None
+    file: Path,
+    policy_file: Path | None = None,
+    unhealthy: list[str] | None = None,
+    instance_start: timedelta = timedelta(0),
 ) -> tuple[ScaleSet, PolicyChoice, RolloutPreview]:
     """The ScaleSet of `file`, the policy it is upgraded by and the preview of its rollout, with the
-    instances `unhealthy` names down before it starts.
+    instances `unhealthy` names down before it starts, each instance Ready `instance_start` after its update.
 
     Raises InvalidResource or PlanError, each one sentence for the user.
     """
@@ -126,9 +168,10 @@ def preview_files(
         replicas=scaleset.spec.replicas,
         upgrade_domain_count=scaleset.spec.upgrade_domain_count,
         policy=choice.spec,
-        walk_upgrade_domain=scaleset.spec.walk_upgrade_domain,
+        walk_upgrade_domain=manual_walk(scaleset).upgrade_domain,
         instance_names=lambda ordinal: instance_name(name, ordinal),
         unhealthy=unhealthy_ordinals(scaleset, unhealthy or []),
+        instance_start=instance_start,
     )
     return scaleset, choice, preview
 
@@ -156,11 +199,78 @@ def preview_json(scaleset: ScaleSet, preview: RolloutPreview) -> dict[str, Any]:
     }
 
 
+def plan_drawing(
+    scaleset: ScaleSet,
+    choice: PolicyChoice,
+    preview: RolloutPreview,
+    instance_start: timedelta = timedelta(0),
+) -> Drawing:
+    """The planned batches on a time axis, one row per upgrade domain; in batch order when the plan
+    takes no time at all (no stabilisation, pause or instance start to wait for)."""
+    spec, policy = scaleset.spec, choice.spec
+    name = scaleset.metadata.name or ""
+    names = [instance_name(name, o) for o in range(spec.replicas)]
+    timed = preview.minimum_duration > timedelta(0)
+    boxes = []
+    for number, (batch, why, timing) in enumerate(
+        zip(preview.batches, preview.shrunk, preview.timeline, strict=True), start=1
+    ):
+        where = (
+            "every upgrade domain"
+            if batch.upgrade_domain is None
+            else f"upgrade domain {batch.upgrade_domain}"
+        )
+        when = (
+            f" (starts at {format_duration(timing.started)}, healthy at {format_duration(timing.healthy)})"
+            if timed
+            else ""
+        )
+        start, end = (
+            (timing.started.total_seconds(), timing.healthy.total_seconds())
+            if timed
+            else (number - 1 + 0.06, number - 0.06)
+        )
+        boxes.append(
+            Box(
+                upgrade_domain=batch.upgrade_domain,
+                start=start,
+                end=end,
+                title=f"Batch {number}, {where}: {', '.join(names[o] for o in batch.ordinals)}{when}"
+                + (f"; smaller, because {why}" if why else ""),
+                label=str(number),
+                classes=("shrunk",) if why else (),
+            )
+        )
+    subtitle = f"{len(preview.batches)} batch(es), {choice.source}"
+    if policy.mode == UpgradeMode.STAGED:
+        subtitle = "Staged mode: a second set beside production, then one swap; no batches"
+    elif isinstance(preview.held_by, (Stop, Wait)):
+        subtitle += f"; then held: {preview.held_by.reason}"
+    origin = "time from the first batch"
+    if instance_start:
+        origin += f"; each instance Ready {format_duration(instance_start)} after its update"
+    return Drawing(
+        title=f"ScaleSet {name}: {spec.replicas} instance(s) over {spec.upgrade_domain_count} upgrade domain(s), "
+        f"{policy.mode} mode",
+        subtitle=subtitle,
+        upgrade_domains=[[names[o] for o in ordinals] for ordinals in preview.upgrade_domains],
+        boxes=boxes,
+        axis="time" if timed else "order",
+        origin_label=origin if timed else "",
+    )
+
+
 def _percent(policy: UpgradePolicySpec) -> str:
     return f"{policy.rolling_upgrade.max_batch_instance_percent} %"
 
 
-def render_table(console: Console, scaleset: ScaleSet, choice: PolicyChoice, preview: RolloutPreview) -> None:
+def render_table(
+    console: Console,
+    scaleset: ScaleSet,
+    choice: PolicyChoice,
+    preview: RolloutPreview,
+    instance_start: timedelta = timedelta(0),
+) -> None:
     """What a person reads before applying a change: who is in which domain, and what goes when."""
     spec, policy = scaleset.spec, choice.spec
     name = scaleset.metadata.name or ""
@@ -201,29 +311,25 @@ def render_table(console: Console, scaleset: ScaleSet, choice: PolicyChoice, pre
     if policy.mode != UpgradeMode.STAGED:  # no batches: the staged set is created whole
         console.print(batches)
 
-    for line in _notes(scaleset, policy, preview, names):
+    for line in _notes(scaleset, policy, preview, names, instance_start):
         console.print(line)
 
 
 def _notes(
-    scaleset: ScaleSet, policy: UpgradePolicySpec, preview: RolloutPreview, names: list[str]
+    scaleset: ScaleSet,
+    policy: UpgradePolicySpec,
+    preview: RolloutPreview,
+    names: list[str],
+    instance_start: timedelta = timedelta(0),
 ) -> list[str]:
     spec = scaleset.spec
     notes: list[str] = []
     if policy.mode == UpgradeMode.MANUAL:
-        walk = spec.walk_upgrade_domain
         planned = {o for batch in preview.batches for o in batch.ordinals}
         waiting = [names[o] for o in range(spec.replicas) if o not in planned]
-        last = min(walk, spec.upgrade_domain_count - 1) if walk is not None else None
-        if last is None:
-            allows = "spec.walkUpgradeDomain is not set, so no upgrade domain may be updated"
-        elif last == 0:
-            allows = f"spec.walkUpgradeDomain {walk} allows upgrade domain 0"
-        else:
-            allows = f"spec.walkUpgradeDomain {walk} allows upgrade domains 0..{last}"
-        notes.append(f"Manual mode: {allows}.")
+        notes.append(_manual_note(scaleset, manual_walk(scaleset)))
         if waiting:
-            notes.append(f"Waiting for a higher walkUpgradeDomain: {', '.join(waiting)}.")
+            notes.append(f"Waiting for a walk: {', '.join(waiting)}.")
     if policy.mode == UpgradeMode.STAGED:
         notes.append(
             "Staged mode: the new revision runs beside production in the other slot; once it is healthy "
@@ -239,7 +345,10 @@ def _notes(
         notes.append("spec.paused is true: no batch starts until it is false.")
     if preview.minimum_duration:
         notes.append(
-            f"Stabilisation and pauses between batches take at least {format_duration(preview.minimum_duration)}."
+            f"Instance starts, stabilisation and pauses between batches take at least "
+            f"{format_duration(preview.minimum_duration)}."
+            if instance_start
+            else f"Stabilisation and pauses between batches take at least {format_duration(preview.minimum_duration)}."
         )
     if (
         not preview.batches
@@ -251,6 +360,40 @@ def _notes(
     return notes
 
 
+def _domains(last: int) -> str:
+    return "upgrade domain 0" if last == 0 else f"upgrade domains 0..{last}"
+
+
+def _manual_note(scaleset: ScaleSet, walk: ManualWalk) -> str:
+    """Manual mode in words: a walk belongs to one update, so say what walks the next one and how."""
+    name = scaleset.metadata.name or ""
+    command = f"scaleset walk {name} 0"
+    if walk.upgrade_domain is not None:
+        walked = _domains(walk.upgrade_domain)
+        if walk.recorded:
+            before = "unset" if walk.last_read is None else str(walk.last_read)
+            return (
+                f"Manual mode: spec.walkUpgradeDomain changes from {before} (the value last read, "
+                f"status.upgrade.walk) to {walk.spec_value}, which walks {walked} of the next update."
+            )
+        return (
+            f"Manual mode: spec.walkUpgradeDomain {walk.spec_value} walks {walked} of the next update "
+            "only if it changes the value the operator last read (status.upgrade.walk.specWalkUpgradeDomain, "
+            "which this file does not hold); left unchanged, it walks nothing and the update waits at "
+            f"upgrade domain 0 for {command}."
+        )
+    if walk.spec_value is not None:
+        return (
+            f"Manual mode: spec.walkUpgradeDomain {walk.spec_value} is the value last read "
+            "(status.upgrade.walk), so it walks nothing: a walk belongs to one update, and the next "
+            f"update waits at upgrade domain 0 for {command} (or a change of spec.walkUpgradeDomain)."
+        )
+    return (
+        "Manual mode: the next update starts unwalked: nothing moves until upgrade domain 0 is walked "
+        f"({command}, or a change of spec.walkUpgradeDomain)."
+    )
+
+
 @app.command()
 def plan(
     file: Annotated[
@@ -260,7 +403,21 @@ def plan(
         Path | None,
         typer.Option("--policy", help="YAML file holding the UpgradePolicy; overrides one found in FILE."),
     ] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table, json or svg.")] = "table",
+    svg_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--svg", help="Also draw the batches on a time axis per upgrade domain into this SVG file."
+        ),
+    ] = None,
+    instance_start: Annotated[
+        str | None,
+        typer.Option(
+            "--instance-start",
+            help="How long an updated instance takes to become Ready (e.g. 30s): the drawing's time axis "
+            "and the minimum duration count it.",
+        ),
+    ] = None,
     unhealthy: Annotated[
         list[str] | None,
         typer.Option(
@@ -275,11 +432,24 @@ def plan(
     try:
         if output not in OUTPUT_FORMATS:
             raise PlanError(f"-o/--output must be one of {', '.join(OUTPUT_FORMATS)} (got {output!r}).")
-        scaleset, choice, preview = preview_files(file, policy_file, unhealthy)
+        starting = timedelta(0)
+        if instance_start is not None:
+            try:
+                starting = parse_duration(instance_start)
+            except ValueError as error:
+                raise PlanError(f"--instance-start: {error}.") from None
+        scaleset, choice, preview = preview_files(file, policy_file, unhealthy, starting)
     except (InvalidResource, PlanError) as problem:
         err.print(f"error: {problem}", markup=False)
         raise typer.Exit(2) from None
+    if output == "svg" or svg_file is not None:
+        drawn = render_svg(plan_drawing(scaleset, choice, preview, starting))
+        if svg_file is not None:
+            svg_file.write_text(drawn)
+        if output == "svg":
+            typer.echo(drawn, nl=False)
+            return
     if output == "json":
         typer.echo(json.dumps(preview_json(scaleset, preview), indent=2))
     else:
-        render_table(Console(highlight=False), scaleset, choice, preview)
+        render_table(Console(highlight=False), scaleset, choice, preview, starting)

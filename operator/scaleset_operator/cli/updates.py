@@ -152,7 +152,26 @@ def render_table(
             f"batches of at most {package.policy.rolling_upgrade.max_batch_instance_percent} %."
         )
     else:
-        console.print("Package now: empty; every pending update waits for its window.")
+        console.print(f"Package now: empty; {_why_nothing_now(package)}.")
+
+
+def _why_nothing_now(package: Package) -> str:
+    """What holds each pending update, gate by gate: a closed window is not the same as a switch that is off."""
+    from scaleset_operator.planning.patches import patching_disabled
+
+    disabled = patching_disabled().reason
+    held: dict[str, list[str]] = {}
+    for update, gate in package.waiting:
+        held.setdefault(gate.reason, []).append(f"{update.kind} {_short(update.name)}")
+    parts = []
+    for reason, names in held.items():
+        if reason == disabled:
+            parts.append(
+                f"{', '.join(names)} assessed, never installed: spec.automaticGuestPatching.enabled is off"
+            )
+        else:
+            parts.append(f"{', '.join(names)} {'waits' if len(names) == 1 else 'wait'} ({reason})")
+    return "; ".join(parts) or "nothing pending is due now"
 
 
 @app.command("updates")
