@@ -85,7 +85,11 @@ def in_loop(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _memo(reconciler: _Reconciler) -> OperatorMemo:
-    return OperatorMemo(reconciler=reconciler, backoff=FailureBackoff(random=lambda: 0.0))  # type: ignore[arg-type]
+    return OperatorMemo(
+        reconciler=reconciler,  # type: ignore[arg-type]
+        backoff=FailureBackoff(random=lambda: 0.0),
+        transient_backoff=FailureBackoff(base=0.1, cap=5.0, random=lambda: 0.0),
+    )
 
 
 @pytest.mark.looptime
@@ -130,3 +134,16 @@ async def test_only_a_change_that_may_lift_a_refusal_cuts_the_back_off_short(in_
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.mark.looptime
+async def test_an_error_the_server_will_not_repeat_is_retried_soon_and_never_slower_than_five_seconds(
+    in_loop: None,
+) -> None:
+    # Under a flaky API most passes meet one failed request among their tens: a back-off of minutes
+    # would stall a rollout the server could carry on with; 0.1 s doubling, at most 5 s.
+    flaky = ApiError(500, "InternalError", "etcdserver: request timed out")
+    reconciler = _Reconciler([flaky] * 8 + [Outcome(requeue_after=None)])
+    await run_passes(_memo(reconciler), "ns", "web")
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(reconciler.at)]
+    assert gaps == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]

@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 BASE_SECONDS = 1.0
 MAX_SECONDS = 300.0
 JITTER = 0.1
+# An error the server or the network will likely not repeat (a timeout, a 5xx, a 429, a lost connection):
+# a pass makes tens of requests, so under a flaky API most passes meet one; retried soon, and never
+# slower than every few seconds (client-go's controllers start such retries at 5 ms).
+TRANSIENT_BASE_SECONDS = 0.1
+TRANSIENT_MAX_SECONDS = 5.0
 
 
 @dataclass
@@ -40,6 +45,11 @@ class FailureBackoff:
     def forget(self, item: Hashable) -> None:
         """`item` passed: its next failure waits `base` again."""
         self.failures.pop(item, None)
+
+    @classmethod
+    def for_transient_errors(cls) -> FailureBackoff:
+        """The schedule of passes that failed on an error retrying will likely lift: 0.1 s doubling to 5 s."""
+        return cls(base=TRANSIENT_BASE_SECONDS, cap=TRANSIENT_MAX_SECONDS)
 
     def retries(self, item: Hashable) -> int:
         return self.failures.get(item, 0)

@@ -46,6 +46,8 @@ class OperatorMemo:
     wakers: dict[tuple[str, str], Wakeup] = field(default_factory=dict)
     loops: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
     backoff: FailureBackoff = field(default_factory=FailureBackoff)
+    # Passes that failed on an error the server or network will likely not repeat: a gentler schedule.
+    transient_backoff: FailureBackoff = field(default_factory=FailureBackoff.for_transient_errors)
     passes: int = 0
     # Set when replicas elect a leader (scaleset_operator.leader); None: this operator always acts.
     leadership: Leadership | None = None
@@ -89,6 +91,7 @@ class OperatorMemo:
         for key in keys:
             self.wakers.pop(key, None)
             self.backoff.forget(key)
+            self.transient_backoff.forget(key)
 
 
 def transient(error: BaseException) -> bool:
@@ -126,13 +129,15 @@ async def run_passes(state: OperatorMemo, namespace: str, name: str) -> None:
             outcome, error = await _pass(state, namespace, name)
             if outcome.requeue_after is None:
                 return
-            if outcome.failure is not None:
+            if outcome.failure is not None and error is not None and transient(error):
+                # Any change may find the server answering again: no wake-up is held back.
+                timeout = state.transient_backoff.when(key, outcome.retry_after)
+                log.warning("reconcile of %s/%s: %s; retrying in %.1fs", namespace, name, error, timeout)
+            elif outcome.failure is not None:
                 timeout = state.backoff.when(key, outcome.retry_after)
                 waker.backing_off = True
                 if error is None:  # a refusal, reported in the ScaleSet's conditions
                     log.info("%s/%s: %s; retrying in %.1fs", namespace, name, outcome.failure, timeout)
-                elif transient(error):
-                    log.warning("reconcile of %s/%s: %s; retrying in %.1fs", namespace, name, error, timeout)
                 else:
                     log.error(
                         "reconcile of %s/%s failed; retrying in %.1fs",
@@ -143,6 +148,7 @@ async def run_passes(state: OperatorMemo, namespace: str, name: str) -> None:
                     )
             else:
                 state.backoff.forget(key)
+                state.transient_backoff.forget(key)
                 timeout = min(outcome.requeue_after, state.resync_seconds)
             try:
                 await asyncio.wait_for(waker.event.wait(), timeout=timeout)
