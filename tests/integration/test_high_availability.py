@@ -221,9 +221,11 @@ def assert_one_writer_at_a_time(bed: Bed, lease: str, names: list[str]) -> None:
     ]
     held = terms(writes)
     assert len(held) >= 2, f"the Lease changed hands: {held}"
-    assert {w.replica for w in writes if not w.lease} >= {held[0].replica, held[1].replica}, (
-        "both the first and the second leader wrote"
-    )
+    # The handover came mid-rollout: the first leader and at least one later holder wrote. (A holder
+    # may hold the Lease for a moment and write nothing, as the second of a rolling update can.)
+    writers = {w.replica for w in writes if not w.lease}
+    assert held[0].replica in writers, f"the first leader wrote: {sorted(writers)}"
+    assert len(writers) >= 2, f"a second leader wrote too: {sorted(writers)}"
     overlapping = writes_outside_own_term(writes)
     assert not overlapping, "\n".join(f"{write} during {term}" for write, term in overlapping[:10])
 
