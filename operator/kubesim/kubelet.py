@@ -597,9 +597,11 @@ class Kubelet:
             if known is not None and (known.get("metadata") or {}).get("uid") == meta.get("uid"):
                 del self._claims[key]
             volume = str((claim.get("spec") or {}).get("volumeName") or "")
-            if volume == f"pvc-{meta.get('uid')}":
-                # The provisioner's volumes have reclaim policy Delete: they go with their claim.
-                self._spawn(self._request("DELETE", f"/api/v1/persistentvolumes/{volume}"))
+            ours = f"pvc-{meta.get('uid')}"
+            if volume in (ours, ""):
+                # The provisioner's volumes have reclaim policy Delete: they go with their claim, also
+                # one made for a claim deleted before it was bound to it.
+                self._spawn(self._request("DELETE", f"/api/v1/persistentvolumes/{ours}"))
         else:
             self._claims[key] = claim
             if self._claim_needs_volume(claim):
@@ -659,6 +661,10 @@ class Kubelet:
                     },
                 }
                 await self._expect("POST", "/api/v1/persistentvolumes", persistent_volume, exists_ok=True)
+                if (self._claims.get((namespace, name)) or {}).get("metadata", {}).get("uid") != uid:
+                    # The claim was deleted while its volume was made: the volume goes with it.
+                    await self._request("DELETE", f"/api/v1/persistentvolumes/{volume}")
+                    return
                 if not self.bind_claims:
                     return  # the PV controller binds the claim to its pre-bound volume
                 await self._request(
@@ -692,6 +698,9 @@ class Kubelet:
         claim = self._claims.get((namespace, name))
         if claim is not None and (claim.get("metadata") or {}).get("uid") == uid:
             self._on_claim("MODIFIED", dict(claim))
+        else:
+            # The claim went while its volume was being made: the volume goes too (reclaim policy Delete).
+            self._spawn(self._request("DELETE", f"/api/v1/persistentvolumes/pvc-{uid}"))
 
     def _claims_problem(self, namespace: str, claims: Sequence[str]) -> str | None:
         """Why the pod's claims cannot be used yet, or None when all are bound."""

@@ -307,6 +307,32 @@ async def test_deleting_a_claim_deletes_its_provisioned_volume(api: Api) -> None
     await eventually(volume_gone, "the volume to be deleted with its claim")
 
 
+async def test_a_claim_deleted_before_it_is_bound_leaves_no_volume(api: Api) -> None:
+    # The provisioner creates the volume, then binds the claim: a claim deleted in between (its last
+    # state names no volume) must not leave the volume behind, as the PV controller reclaims it.
+    uids = []
+    for index in range(20):
+        claim = await api.create_claim(f"fleeting-{index}")
+        uids.append(claim["metadata"]["uid"])
+        await api.ok("DELETE", f"/api/v1/namespaces/{NS}/persistentvolumeclaims/fleeting-{index}")
+
+    async def claims_gone() -> bool:
+        _, answer = await api.request("GET", f"/api/v1/namespaces/{NS}/persistentvolumeclaims")
+        return not [c for c in answer["items"] if c["metadata"]["name"].startswith("fleeting-")]
+
+    await eventually(claims_gone, "the claims to be deleted")
+
+    async def no_volume_left() -> bool:
+        _, answer = await api.request("GET", "/api/v1/persistentvolumes")
+        left = [v for v in answer["items"] if (v["spec"].get("claimRef") or {}).get("uid") in uids]
+        return not left
+
+    # Every volume made for them is gone, and stays gone once the provisioner's retries have run.
+    await eventually(no_volume_left, "no volume left for the deleted claims", timeout=30)
+    await asyncio.sleep(1.0)
+    assert await no_volume_left()
+
+
 async def test_pod_stuck_waiting_for_a_claim_on_its_node_can_still_be_deleted(api: Api) -> None:
     volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "never-created"}}]
     await api.create_pod("stuck", nodeName="kubesim-node-0", volumes=volumes)
