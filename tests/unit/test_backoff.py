@@ -109,6 +109,22 @@ async def test_an_api_error_honours_its_retry_after(in_loop: None) -> None:
 
 
 @pytest.mark.looptime
+async def test_no_change_brings_the_pass_before_the_servers_retry_after(in_loop: None) -> None:
+    # apimachinery: a 429 "means ... the client must wait to perform the action again"; a change of the
+    # ScaleSet's own pods (the operator's own writes among them) is no leave to come back sooner.
+    too_many = ApiError(429, "TooManyRequests", "slow down", retry_after=3)
+    reconciler = _Reconciler([too_many, Outcome(requeue_after=None)])
+    state = _memo(reconciler)
+    task = asyncio.create_task(run_passes(state, "ns", "web"))
+    await asyncio.sleep(1)
+    state.wake("ns", "web")
+    await asyncio.sleep(1)
+    assert len(reconciler.at) == 1, "woken at 1 s, it waits out the 3 s asked for"
+    await task
+    assert reconciler.at[1] - reconciler.at[0] == pytest.approx(3.0)
+
+
+@pytest.mark.looptime
 async def test_a_pass_that_works_resets_the_back_off(in_loop: None) -> None:
     failed = Outcome.failed("TooManyRequests")
     reconciler = _Reconciler([failed, failed, failed, Outcome(requeue_after=0.5), failed])

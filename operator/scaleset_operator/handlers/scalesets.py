@@ -130,7 +130,8 @@ async def run_passes(state: OperatorMemo, namespace: str, name: str) -> None:
             if outcome.requeue_after is None:
                 return
             if outcome.failure is not None and error is not None and transient(error):
-                # Any change may find the server answering again: no wake-up is held back.
+                # Any change may find the server answering again: no wake-up is held back (beyond the
+                # server's Retry-After, if it sent one).
                 timeout = state.transient_backoff.when(key, outcome.retry_after)
                 log.warning("reconcile of %s/%s: %s; retrying in %.1fs", namespace, name, error, timeout)
             elif outcome.failure is not None:
@@ -150,11 +151,17 @@ async def run_passes(state: OperatorMemo, namespace: str, name: str) -> None:
                 state.backoff.forget(key)
                 state.transient_backoff.forget(key)
                 timeout = min(outcome.requeue_after, state.resync_seconds)
+            waited_from = asyncio.get_running_loop().time()
             try:
                 await asyncio.wait_for(waker.event.wait(), timeout=timeout)
                 await asyncio.sleep(COALESCE_SECONDS)
             except TimeoutError:
                 pass
+            if outcome.failure is not None and outcome.retry_after:
+                # The server said when to come back (Retry-After): no wake-up brings the pass sooner.
+                await asyncio.sleep(
+                    max(0.0, outcome.retry_after - (asyncio.get_running_loop().time() - waited_from))
+                )
     finally:
         if state.loops.get(key) is asyncio.current_task():
             del state.loops[key]
