@@ -319,7 +319,11 @@ class MaintenanceActor:
                 raise
 
     def _release_frozen(self, snapshot: Snapshot, node: str) -> None:
-        """`freeze` -> `ready` once every instance on the node, of every ScaleSet, has agreed."""
+        """`freeze` -> `ready` once every instance on the node, of every ScaleSet, has agreed.
+
+        A node gone is left alone. A node no longer as this pass read it (the node tool took the label
+        away or changed it: the patch's test fails, 422; or a 409) ends the pass: what it decided from
+        the node may be stale, and the next pass reads it again."""
         on_node = [
             pod
             for pod in self.kube.request(
@@ -344,8 +348,10 @@ class MaintenanceActor:
                 JSON_PATCH,
             )
         except ApiError as error:
-            if error.status in (404, 409, 422):
+            if error.status == 404:
                 return
+            if error.status in (409, 422):
+                raise Conflict(f"node {node} changed since this pass read it: {error.message}") from None
             raise
         log.info("every instance on node %s agreed to its freeze; labelled %s", node, MAINTENANCE_READY)
         self.events.normal(
