@@ -56,11 +56,12 @@ def snapshot(
     replicas: int = 1,
     status: dict[str, Any] | None = None,
     revisions: dict[str, dict[str, Any]] | None = None,
+    **spec: Any,
 ) -> Snapshot:
     obj = scaleset(status)
     return Snapshot(
         obj,
-        ScaleSetSpec.model_validate({"replicas": replicas, "template": TEMPLATE}),
+        ScaleSetSpec.model_validate({"replicas": replicas, "template": TEMPLATE, **spec}),
         UpgradePolicySpec(),
         revisions=revisions or {},
         update_revision=revision,

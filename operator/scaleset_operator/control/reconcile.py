@@ -720,6 +720,9 @@ class Reconciler:
     # ------------------------------------------------------------------ revisions and status
 
     def _prune_revisions(self, snapshot: Snapshot) -> None:
+        """Delete the oldest revisions no instance runs beyond spec.revisionHistoryLimit, each exactly as
+        the pass read it (uid and resourceVersion preconditions): a revision changed or replaced since is
+        not deleted, and that refusal (409) ends the pass for the next one to decide again."""
         keep = {snapshot.current_revision, snapshot.update_revision}
         keep.update(
             (p["metadata"].get("labels") or {}).get(LABEL_REVISION, "")
@@ -731,11 +734,16 @@ class Reconciler:
         )
         excess = len(old) - snapshot.spec.revision_history_limit
         for stored in old[: max(0, excess)]:
-            self.kube.delete(
-                group_path(
-                    "apps", "v1", "controllerrevisions", snapshot.namespace, stored["metadata"]["name"]
-                )
-            )
+            metadata = stored["metadata"]
+            path = group_path("apps", "v1", "controllerrevisions", snapshot.namespace, metadata["name"])
+            try:
+                self.kube.delete_exactly(path, metadata.get("uid"), metadata.get("resourceVersion"))
+            except ApiError as error:
+                if error.status == 409:
+                    raise Conflict(
+                        f"ControllerRevision {metadata['name']} changed since it was read: {error.message}"
+                    ) from None
+                raise
 
     def _patch_status(self, snapshot: Snapshot, status: dict[str, Any]) -> None:
         patch_status(self.kube, snapshot, status)
