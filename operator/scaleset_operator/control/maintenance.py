@@ -12,7 +12,6 @@ node is labelled `ready` only when every instance on it, of every ScaleSet, has 
 
 from __future__ import annotations
 
-import copy
 import logging
 from datetime import datetime
 from typing import Any
@@ -26,6 +25,7 @@ from scaleset_operator.control.instance_control import InstanceControl
 from scaleset_operator.control.kube import JSON_PATCH, ApiError, Kube, core_path, fleet_path
 from scaleset_operator.control.scheduled_events import event_id, events_of
 from scaleset_operator.control.snapshot import instance_state, is_terminating
+from scaleset_operator.control.status_updater import StatusUpdater
 from scaleset_operator.identity import ANNOTATION_FROZEN_ON, LABEL_SCALESET
 from scaleset_operator.planning.batches import batch_size
 from scaleset_operator.planning.domains import upgrade_domain_of
@@ -60,10 +60,17 @@ log = logging.getLogger(__name__)
 class MaintenanceActor:
     """Reads maintenance configurations and nodes for one ScaleSet and carries out Host maintenance."""
 
-    def __init__(self, kube: Kube, events: EventRecorder, instance_control: InstanceControl) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        events: EventRecorder,
+        instance_control: InstanceControl,
+        status: StatusUpdater | None = None,
+    ) -> None:
         self.kube = kube
         self.events = events
         self.instance_control = instance_control
+        self.status = status or StatusUpdater(kube)
 
     # ------------------------------------------------------------------ windows
 
@@ -199,7 +206,7 @@ class MaintenanceActor:
             message=f"Moving {', '.join(plan.redeploy)} off nodes under maintenance.",
         )
         # The batch is recorded before any of its pods goes: a restarted operator waits for it.
-        self._write(snapshot, record)
+        self.status.record(snapshot, {"hostMaintenance": record})
         self.events.normal(snapshot.scaleset, "HostMaintenance", record["message"])
         removed = [
             pod
@@ -402,22 +409,6 @@ class MaintenanceActor:
             log.info(
                 "node %s is empty of instances; labelled %s=%s", name, MAINTENANCE_LABEL, MAINTENANCE_READY
             )
-
-    def _write(self, snapshot: Snapshot, record: dict[str, Any]) -> None:
-        path = fleet_path("scalesets", snapshot.namespace, snapshot.name, "status")
-        body = {
-            "metadata": {"resourceVersion": snapshot.resource_version},
-            "status": {"hostMaintenance": record},
-        }
-        try:
-            updated = self.kube.patch(path, body)
-        except ApiError as error:
-            if error.status == 409:
-                raise Conflict(str(error)) from None
-            raise
-        snapshot.scaleset["status"] = updated.get("status") or {}
-        snapshot.stored_status = copy.deepcopy(snapshot.scaleset["status"])
-        snapshot.scaleset["metadata"]["resourceVersion"] = updated["metadata"]["resourceVersion"]
 
 
 def _frozen_on(pod: dict[str, Any]) -> str | None:

@@ -27,7 +27,6 @@ from scaleset_operator.control.context import (
     batch_ordinals,
     merge_patch,
     owned_by,
-    patch_status,
     timestamp,
     timestamp_precise,
     utcnow,
@@ -54,6 +53,7 @@ from scaleset_operator.control.status import (
     scaleset_conditions,
     upgrade_domain_summaries,
 )
+from scaleset_operator.control.status_updater import ScaleSetGone, StatusUpdater
 from scaleset_operator.identity import (
     ANNOTATION_ROLLBACK,
     LABEL_REVISION,
@@ -107,12 +107,15 @@ class Reconciler:
         self.kube = kube
         self.clock = clock
         self.events = EventRecorder(kube)
-        self.actions = ImperativeActions(kube, self.events)
+        self.status = StatusUpdater(kube)
+        self.actions = ImperativeActions(kube, self.events, self.status)
         self.instance_control = InstanceControl(kube, self.events)
-        self.maintenance = MaintenanceActor(kube, self.events, self.instance_control)
+        self.maintenance = MaintenanceActor(kube, self.events, self.instance_control, self.status)
         self.automatic = AutomaticUpdates(kube, self.events)
-        self.staged = StagedControl(kube, self.events, self.instance_control)
-        self.repairs = RepairControl(self.events, self.instance_control, test_only_repair_grace_divisor)
+        self.staged = StagedControl(kube, self.events, self.instance_control, self.status)
+        self.repairs = RepairControl(
+            self.events, self.instance_control, test_only_repair_grace_divisor, self.status
+        )
         self.disruption_budget = DisruptionBudgetControl(kube, self.events)
 
     # ------------------------------------------------------------------ entry point
@@ -129,7 +132,7 @@ class Reconciler:
         outcome = Outcome()
         try:
             self.actions.consume(snapshot, now)
-            if self.automatic.consume_upgrade_request(snapshot, now, self._patch_status):
+            if self.automatic.consume_upgrade_request(snapshot, now, self.status.record):
                 return Outcome(requeue_after=0.05, step="OSUpgradeRequested")
             self._choose_target(snapshot)
             self._remember_rolled_back(snapshot, now)
@@ -140,7 +143,7 @@ class Reconciler:
                 raise refused
             assigned = self.maintenance.assigned(snapshot)
             package = self.automatic.plan(snapshot, assigned, now)
-            if package is not None and self.automatic.store(snapshot, package, self._patch_status):
+            if package is not None and self.automatic.store(snapshot, package, self.status.record):
                 # The next pass makes the revision from the stored overlay (and rolls it out).
                 return Outcome(requeue_after=0.05, step="UpdatesPackaged")
             scopes = self.automatic.rollout_scopes(snapshot)
@@ -170,6 +173,8 @@ class Reconciler:
             self._write_status(snapshot, self._instances(snapshot), step, now, extra, outcome.refused)
         except (InvalidInput, ApiError) as problem:
             return self._refused(snapshot.scaleset, problem, now)
+        except ScaleSetGone:
+            return Outcome(requeue_after=None, step="Gone")
         except Conflict as conflict:
             # Another writer (a second operator, a user, a kubelet) changed the ScaleSet or a pod since it
             # was read: what this pass decided may be stale, so nothing more is written and the next pass
@@ -299,7 +304,7 @@ class Reconciler:
         )
         stored = (snapshot.scaleset.get("status") or {}).get("automaticUpdates")
         if overlay is not None and overlay != stored:
-            self._patch_status(
+            self.status.record(
                 snapshot, merge_patch({"automaticUpdates": stored}, {"automaticUpdates": overlay})
             )
 
@@ -381,7 +386,7 @@ class Reconciler:
             if members and all(i.revision == target and gate.is_healthy(i, now) for i in members):
                 finished_at = now
                 batch = {**batch, "finishedAt": timestamp_precise(now)}
-                self._patch_status(snapshot, {"upgrade": {"currentBatch": batch}})
+                self.status.record(snapshot, {"upgrade": {"currentBatch": batch}})
         return RolloutState(
             batch=Batch(upgrade_domain=batch.get("upgradeDomain"), ordinals=tuple(batch_ordinals(batch)))
             if batch
@@ -554,7 +559,7 @@ class Reconciler:
             # is guarded by the resourceVersion read, so of two operators only one records a batch.
             # With the conditions of a batch under way: automatic work changes no generation, so the
             # Ready=True of the pass before would otherwise read as at rest until the next status write.
-            self._patch_status(
+            self.status.record(
                 snapshot,
                 merge_patch(
                     snapshot.stored_status,
@@ -745,9 +750,6 @@ class Reconciler:
                     ) from None
                 raise
 
-    def _patch_status(self, snapshot: Snapshot, status: dict[str, Any]) -> None:
-        patch_status(self.kube, snapshot, status)
-
     def _write_status(
         self,
         snapshot: Snapshot,
@@ -792,9 +794,7 @@ class Reconciler:
             ),
             **(extra or {}),
         }
-        patch = merge_patch(snapshot.stored_status, status)
-        if patch:
-            self._patch_status(snapshot, patch)
+        self.status.write(snapshot, status)
 
     def _conditions(
         self,
@@ -872,16 +872,7 @@ class Reconciler:
         )
         if conditions != status.get("conditions"):
             self.events.warning(scaleset, problem.reason, problem.message)
-            path = fleet_path(
-                "scalesets", scaleset["metadata"]["namespace"], scaleset["metadata"]["name"], "status"
-            )
-            try:
-                self.kube.patch(
-                    path, {"status": {"conditions": conditions, "observedGeneration": generation}}
-                )
-            except ApiError as error:
-                if error.status != 404:
-                    raise
+            self.status.report(scaleset, {"conditions": conditions, "observedGeneration": generation})
 
 
 def describe_validation_error(error: ValidationError, prefix: str) -> str:
