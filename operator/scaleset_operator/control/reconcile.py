@@ -9,10 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from scaleset_operator.api.loading import describe_error, validate_scaleset_update
-from scaleset_operator.api.models import ScaleSetSpec, UpgradePolicySpec
+from scaleset_operator.api.loading import validate_scaleset_update
 from scaleset_operator.control import manifests
 from scaleset_operator.control.actions import ImperativeActions, lock_of, rolled_back_message
 from scaleset_operator.control.automatic import AutomaticUpdates, stored_overlay
@@ -37,11 +34,10 @@ from scaleset_operator.control.instance_control import InstanceControl
 from scaleset_operator.control.kube import (
     ApiError,
     Kube,
-    core_path,
-    fleet_path,
     group_path,
 )
 from scaleset_operator.control.maintenance import MaintenanceActor
+from scaleset_operator.control.reader import Reader
 from scaleset_operator.control.refusals import refusal_of
 from scaleset_operator.control.repairs import RepairControl
 from scaleset_operator.control.snapshot import instance_state
@@ -108,6 +104,7 @@ class Reconciler:
         self.clock = clock
         self.events = EventRecorder(kube)
         self.status = StatusUpdater(kube)
+        self.reader = Reader(kube)
         self.actions = ImperativeActions(kube, self.events, self.status)
         self.instance_control = InstanceControl(kube, self.events)
         self.maintenance = MaintenanceActor(kube, self.events, self.instance_control, self.status)
@@ -122,7 +119,7 @@ class Reconciler:
 
     def reconcile(self, namespace: str, name: str) -> Outcome:
         now = self.clock()
-        scaleset = self.kube.get_or_none(fleet_path("scalesets", namespace, name))
+        scaleset = self.reader.scaleset(namespace, name)
         if scaleset is None or scaleset["metadata"].get("deletionTimestamp"):
             return Outcome(requeue_after=None, step="Gone")
         try:
@@ -188,20 +185,10 @@ class Reconciler:
     # ------------------------------------------------------------------ reading
 
     def _snapshot(self, scaleset: dict[str, Any], now: datetime) -> Snapshot:
+        reads = self.reader.read(scaleset)
         namespace, name = scaleset["metadata"]["namespace"], scaleset["metadata"]["name"]
-        try:
-            spec = ScaleSetSpec.model_validate(scaleset.get("spec") or {})
-        except ValidationError as error:
-            raise InvalidInput("InvalidSpec", describe_validation_error(error, prefix="spec")) from None
-        policy = self._policy(namespace, spec)
-        uid = scaleset["metadata"]["uid"]
-
-        revisions: dict[str, dict[str, Any]] = {}
-        for stored in self.kube.list(
-            group_path("apps", "v1", "controllerrevisions", namespace), label_selector(name)
-        ):
-            if owned_by(stored, uid):
-                revisions[stored["metadata"]["labels"].get(LABEL_REVISION, "")] = stored
+        spec, policy, uid = reads.spec, reads.policy, scaleset["metadata"]["uid"]
+        revisions = dict(reads.revisions)
         try:
             # What instances run: the user's template with what automatic updates chose laid over it.
             template = instance_template(spec, stored_overlay(scaleset))
@@ -220,9 +207,7 @@ class Reconciler:
             except ApiError as error:
                 if error.status != 409:
                     raise
-                existing = self.kube.get_or_none(
-                    group_path("apps", "v1", "controllerrevisions", namespace, body["metadata"]["name"])
-                )
+                existing = self.reader.revision(namespace, body["metadata"]["name"])
                 if existing is None:
                     raise error from None  # the create was refused, not done: a transient conflict, retried
                 if not owned_by(existing, uid):
@@ -239,12 +224,9 @@ class Reconciler:
 
         surges: dict[int, dict[str, Any]] = {}
         instances = []
-        for pod in self.kube.list(core_path("pods", namespace), label_selector(name)):
-            ordinal = ordinal_of(pod)
-            if not owned_by(pod, uid) or ordinal is None:
-                continue  # not this ScaleSet's instance: never touched
+        for pod in reads.pods:
             if (pod["metadata"].get("labels") or {}).get(LABEL_SURGE) == "true":
-                surges[ordinal] = pod
+                surges[ordinal_of(pod) or 0] = pod
             else:
                 instances.append(pod)
         slot = production_slot(status, is_staged(policy))
@@ -264,12 +246,7 @@ class Reconciler:
             template_revision=update_revision,
             slot=slot,
             standby={ordinal_of(pod) or 0: pod for pod in standby},
-            claims={
-                claim["metadata"]["name"]: claim
-                for claim in self.kube.list(
-                    core_path("persistentvolumeclaims", namespace), label_selector(name)
-                )
-            },
+            claims=dict(reads.claims),
         )
         return snapshot
 
@@ -307,23 +284,6 @@ class Reconciler:
             self.status.record(
                 snapshot, merge_patch({"automaticUpdates": stored}, {"automaticUpdates": overlay})
             )
-
-    def _policy(self, namespace: str, spec: ScaleSetSpec) -> UpgradePolicySpec:
-        if spec.upgrade_policy_ref is None:
-            return UpgradePolicySpec()
-        ref = spec.upgrade_policy_ref.name
-        policy = self.kube.get_or_none(fleet_path("upgradepolicies", namespace, ref))
-        if policy is None:
-            raise InvalidInput(
-                "PolicyNotFound",
-                f'spec.upgradePolicyRef names UpgradePolicy "{ref}", which does not exist in namespace "{namespace}".',
-            )
-        try:
-            return UpgradePolicySpec.model_validate(policy.get("spec") or {})
-        except ValidationError as error:
-            raise InvalidInput(
-                "InvalidPolicy", f'UpgradePolicy "{ref}": ' + describe_validation_error(error, prefix="spec")
-            ) from None
 
     def _refused_change(self, snapshot: Snapshot) -> InvalidInput | None:
         """Changes refused while an upgrade runs; the API server checks some too (CEL), not all can."""
@@ -873,13 +833,6 @@ class Reconciler:
         if conditions != status.get("conditions"):
             self.events.warning(scaleset, problem.reason, problem.message)
             self.status.report(scaleset, {"conditions": conditions, "observedGeneration": generation})
-
-
-def describe_validation_error(error: ValidationError, prefix: str) -> str:
-    """The first problem of a spec as one sentence naming the field from the top of the resource."""
-    first = error.errors()[0]
-    sentence = describe_error({**first, "loc": (prefix, *first["loc"])})
-    return sentence + ("" if sentence.endswith(".") else ".")
 
 
 def members_of(upgrade: dict[str, Any]) -> set[str]:
