@@ -32,7 +32,9 @@ LISTS = {
         {**pod(1, "web-1"), "metadata": {**pod(1, "web-1")["metadata"], "ownerReferences": []}},
     ],
     "/api/v1/namespaces/shop/persistentvolumeclaims": [{"metadata": {"name": "data-web-0"}}],
+    "/apis/fleet.scaleset.dev/v1alpha1/maintenanceconfigurations": [{"metadata": {"name": "nightly"}}],
 }
+NAMESPACE = {"/api/v1/namespaces/shop": {"metadata": {"name": "shop", "labels": {"tier": "gold"}}}}
 
 
 def fake(**objects: dict[str, object]) -> FakeKube:
@@ -40,11 +42,13 @@ def fake(**objects: dict[str, object]) -> FakeKube:
 
 
 def test_a_pass_reads_what_the_scaleset_owns_and_writes_nothing() -> None:
-    kube = fake()
+    kube = fake(**NAMESPACE)
     reads = Reader(kube).read(scaleset())
     assert list(reads.revisions) == ["web-1"]
     assert [p["metadata"]["name"] for p in reads.pods] == ["web-0"], "a pod it does not own is never touched"
     assert list(reads.claims) == ["data-web-0"]
+    assert [c["metadata"]["name"] for c in reads.maintenance_configurations] == ["nightly"]
+    assert reads.namespace_labels == {"tier": "gold"}
     assert {c.method for c in kube.calls} == {"GET"}
 
 

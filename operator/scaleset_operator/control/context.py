@@ -98,6 +98,9 @@ class Snapshot:
     # The claims labelled with the ScaleSet's name, by name: its own, and any kept from an earlier
     # ScaleSet of the same name (planning.claims tells them apart).
     claims: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Every MaintenanceConfiguration as read, and the labels of the ScaleSet's namespace.
+    maintenance_configurations: tuple[dict[str, Any], ...] = ()
+    namespace_labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

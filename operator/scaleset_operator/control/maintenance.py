@@ -3,8 +3,8 @@ and telling instances of a node's freeze.
 
 The decisions are in planning/maintenance.py (assignment, the gate, deferral) and
 planning/host_maintenance.py (which instances leave which nodes, one batch at a time; which are told
-of a freeze); this actor reads what they need (MaintenanceConfigurations, the namespace's labels,
-nodes), records the Host batch in `status.hostMaintenance` before touching any instance (so a
+of a freeze); this actor takes the MaintenanceConfigurations and the namespace's labels from the
+snapshot (control/reader.py read them), reads nodes, records the Host batch in `status.hostMaintenance` before touching any instance (so a
 restarted operator finishes it), and deletes the batch's pods so that the pass creates them again on
 other nodes. A freeze moves nothing: each instance's agreement is an annotation on its pod, so the
 node is labelled `ready` only when every instance on it, of every ScaleSet, has agreed.
@@ -22,7 +22,7 @@ from scaleset_operator.api.models import MaintenanceConfiguration, MaintenanceSc
 from scaleset_operator.control.context import Conflict, Outcome, Snapshot, timestamp
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.instance_control import InstanceControl
-from scaleset_operator.control.kube import JSON_PATCH, ApiError, Kube, core_path, fleet_path
+from scaleset_operator.control.kube import JSON_PATCH, ApiError, Kube, core_path
 from scaleset_operator.control.scheduled_events import event_id, events_of
 from scaleset_operator.control.snapshot import instance_state, is_terminating
 from scaleset_operator.control.status_updater import StatusUpdater
@@ -77,16 +77,13 @@ class MaintenanceActor:
     def assigned(self, snapshot: Snapshot) -> AssignedMaintenance:
         """The MaintenanceConfigurations that select this ScaleSet, united by scope."""
         configurations = []
-        for raw in self.kube.list(fleet_path("maintenanceconfigurations")):
+        for raw in snapshot.maintenance_configurations:
             try:
                 configurations.append(MaintenanceConfiguration.model_validate(raw))
             except ValidationError as error:  # the API server validated it; a newer field is not fatal
                 log.warning("MaintenanceConfiguration %s ignored: %s", raw["metadata"].get("name"), error)
-        namespace = self.kube.get_or_none(core_path("namespaces", name=snapshot.namespace)) or {}
         result = assign(
-            configurations,
-            snapshot.scaleset["metadata"].get("labels") or {},
-            (namespace.get("metadata") or {}).get("labels") or {},
+            configurations, snapshot.scaleset["metadata"].get("labels") or {}, snapshot.namespace_labels
         )
         known = set(((snapshot.scaleset.get("status") or {}).get("maintenance") or {}).get("problems") or [])
         for problem in result.problems:

@@ -1,14 +1,14 @@
 """Every read of a reconcile pass from the API, in one place: the ScaleSet, its policy, its
 ControllerRevisions, pods and claims, returned as one frozen `PassReads` before anything is decided.
 
-Reads that still happen later in the pass (nodes, catalogs, configurations, Services, quotas, the
-holder of a name taken) move here one at a time; see docs/operator.md.
+Reads that still happen later in the pass (nodes, catalogs, Services, quotas, the holder of a name
+taken) move here one at a time; see docs/operator.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,7 +26,9 @@ class PassReads:
 
     `revisions`: its own ControllerRevisions by revision label; `pods`: its own pods with an ordinal
     label (instances and surge pods; pods it does not own are never touched); `claims`: the claims
-    labelled with its name, by name (its own, and any kept from an earlier ScaleSet of the name).
+    labelled with its name, by name (its own, and any kept from an earlier ScaleSet of the name);
+    `maintenance_configurations`: every MaintenanceConfiguration, as stored; `namespace_labels`: the
+    labels of the ScaleSet's namespace (configurations select by them).
     """
 
     scaleset: dict[str, Any]
@@ -35,6 +37,8 @@ class PassReads:
     revisions: Mapping[str, dict[str, Any]]
     pods: tuple[dict[str, Any], ...]
     claims: Mapping[str, dict[str, Any]]
+    maintenance_configurations: tuple[dict[str, Any], ...] = ()
+    namespace_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class Reader:
@@ -71,7 +75,10 @@ class Reader:
             claim["metadata"]["name"]: claim
             for claim in self.kube.list(core_path("persistentvolumeclaims", namespace), label_selector(name))
         }
-        return PassReads(scaleset, spec, policy, revisions, pods, claims)
+        configurations = tuple(self.kube.list(fleet_path("maintenanceconfigurations")))
+        space = self.kube.get_or_none(core_path("namespaces", name=namespace)) or {}
+        labels = (space.get("metadata") or {}).get("labels") or {}
+        return PassReads(scaleset, spec, policy, revisions, pods, claims, configurations, labels)
 
     def revision(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A ControllerRevision by name: the one holding a name whose create was refused."""

@@ -247,6 +247,8 @@ class Reconciler:
             slot=slot,
             standby={ordinal_of(pod) or 0: pod for pod in standby},
             claims=dict(reads.claims),
+            maintenance_configurations=reads.maintenance_configurations,
+            namespace_labels=dict(reads.namespace_labels),
         )
         return snapshot
 
