@@ -33,6 +33,7 @@ LISTS = {
     ],
     "/api/v1/namespaces/shop/persistentvolumeclaims": [{"metadata": {"name": "data-web-0"}}],
     "/apis/fleet.scaleset.dev/v1alpha1/maintenanceconfigurations": [{"metadata": {"name": "nightly"}}],
+    "/apis/fleet.scaleset.dev/v1alpha1/imagecatalogs": [{"metadata": {"name": "os"}}],
 }
 NAMESPACE = {"/api/v1/namespaces/shop": {"metadata": {"name": "shop", "labels": {"tier": "gold"}}}}
 
@@ -49,6 +50,7 @@ def test_a_pass_reads_what_the_scaleset_owns_and_writes_nothing() -> None:
     assert list(reads.claims) == ["data-web-0"]
     assert [c["metadata"]["name"] for c in reads.maintenance_configurations] == ["nightly"]
     assert reads.namespace_labels == {"tier": "gold"}
+    assert [c["metadata"]["name"] for c in reads.image_catalogs] == ["os"]
     assert {c.method for c in kube.calls} == {"GET"}
 
 

@@ -101,6 +101,8 @@ class Snapshot:
     # Every MaintenanceConfiguration as read, and the labels of the ScaleSet's namespace.
     maintenance_configurations: tuple[dict[str, Any], ...] = ()
     namespace_labels: dict[str, str] = field(default_factory=dict)
+    # Every ImageCatalog as read.
+    image_catalogs: tuple[dict[str, Any], ...] = ()
 
     @property
     def name(self) -> str:

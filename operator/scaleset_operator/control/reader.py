@@ -1,8 +1,7 @@
 """Every read of a reconcile pass from the API, in one place: the ScaleSet, its policy, its
 ControllerRevisions, pods and claims, returned as one frozen `PassReads` before anything is decided.
 
-Reads that still happen later in the pass (nodes, catalogs, Services, quotas, the holder of a name
-taken) move here one at a time; see docs/operator.md.
+Reads that still happen later in the pass (nodes, Services, quotas, the holder of a name taken) move here one at a time; see docs/operator.md.
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ class PassReads:
     label (instances and surge pods; pods it does not own are never touched); `claims`: the claims
     labelled with its name, by name (its own, and any kept from an earlier ScaleSet of the name);
     `maintenance_configurations`: every MaintenanceConfiguration, as stored; `namespace_labels`: the
-    labels of the ScaleSet's namespace (configurations select by them).
+    labels of the ScaleSet's namespace (configurations select by them); `image_catalogs`: every
+    ImageCatalog, as stored.
     """
 
     scaleset: dict[str, Any]
@@ -39,6 +39,7 @@ class PassReads:
     claims: Mapping[str, dict[str, Any]]
     maintenance_configurations: tuple[dict[str, Any], ...] = ()
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    image_catalogs: tuple[dict[str, Any], ...] = ()
 
 
 class Reader:
@@ -78,7 +79,8 @@ class Reader:
         configurations = tuple(self.kube.list(fleet_path("maintenanceconfigurations")))
         space = self.kube.get_or_none(core_path("namespaces", name=namespace)) or {}
         labels = (space.get("metadata") or {}).get("labels") or {}
-        return PassReads(scaleset, spec, policy, revisions, pods, claims, configurations, labels)
+        catalogs = tuple(self.kube.list(fleet_path("imagecatalogs")))
+        return PassReads(scaleset, spec, policy, revisions, pods, claims, configurations, labels, catalogs)
 
     def revision(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A ControllerRevision by name: the one holding a name whose create was refused."""

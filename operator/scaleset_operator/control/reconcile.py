@@ -249,6 +249,7 @@ class Reconciler:
             claims=dict(reads.claims),
             maintenance_configurations=reads.maintenance_configurations,
             namespace_labels=dict(reads.namespace_labels),
+            image_catalogs=reads.image_catalogs,
         )
         return snapshot
 
