@@ -21,13 +21,13 @@ from typing import Any
 from scaleset_operator.control.context import (
     HISTORY_KEPT,
     Snapshot,
-    patch_status,
     timestamp,
     timestamp_precise,
 )
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.kube import ApiError, Kube, fleet_path
 from scaleset_operator.control.snapshot import instance_state
+from scaleset_operator.control.status_updater import StatusUpdater
 from scaleset_operator.identity import (
     ANNOTATION_RESTART,
     ANNOTATION_ROLLBACK,
@@ -78,9 +78,10 @@ def instances_of(snapshot: Snapshot) -> list[InstanceState]:
 class ImperativeActions:
     """Reads the action annotations of a ScaleSet and starts, or refuses, what they ask for."""
 
-    def __init__(self, kube: Kube, events: EventRecorder) -> None:
+    def __init__(self, kube: Kube, events: EventRecorder, status: StatusUpdater | None = None) -> None:
         self.kube = kube
         self.events = events
+        self.status = status or StatusUpdater(kube)
 
     def consume(self, snapshot: Snapshot, now: datetime) -> None:
         annotations = snapshot.scaleset["metadata"].get("annotations") or {}
@@ -308,7 +309,7 @@ class ImperativeActions:
 
     def write_upgrade(self, snapshot: Snapshot, upgrade: dict[str, Any]) -> None:
         """Write status.upgrade whole, only if nobody changed the ScaleSet since this pass read it."""
-        patch_status(self.kube, snapshot, {"upgrade": upgrade})
+        self.status.record(snapshot, {"upgrade": upgrade})
 
     def _remove_annotation(self, snapshot: Snapshot, key: str) -> None:
         remove_annotation(self.kube, snapshot, key)

@@ -93,9 +93,9 @@ class AutomaticUpdates:
 
     # ------------------------------------------------------------------ the package
 
-    def catalog(self) -> Catalog | None:
-        """Every ImageCatalog merged; None when there is none at all."""
-        raw = self.kube.list(fleet_path("imagecatalogs"))
+    def catalog(self, snapshot: Snapshot) -> Catalog | None:
+        """Every ImageCatalog the pass read, merged; None when there is none at all."""
+        raw = snapshot.image_catalogs
         if not raw:
             return None
         catalogs = []
@@ -109,7 +109,7 @@ class AutomaticUpdates:
     def plan(self, snapshot: Snapshot, assigned: AssignedMaintenance, now: datetime) -> Package | None:
         """What automatic updates would roll out now; None when nothing is automatic for this ScaleSet."""
         overlay = stored_overlay(snapshot.scaleset)
-        catalog = self.catalog()
+        catalog = self.catalog(snapshot)
         if catalog is None and overlay_json(overlay) is None:
             return None
         catalog = catalog or Catalog()
@@ -180,7 +180,7 @@ class AutomaticUpdates:
         )
         return [
             update.model_copy(update={"waiting_for": why})
-            for update in rolling_out(source, target, self.catalog() or Catalog())
+            for update in rolling_out(source, target, self.catalog(snapshot) or Catalog())
         ]
 
     # ------------------------------------------------------------------ scaleset upgrade
@@ -235,7 +235,9 @@ class AutomaticUpdates:
         overlay = stored_overlay(snapshot.scaleset)
         running = base_template(snapshot.spec.template, prune(overlay, snapshot.spec.template))
         try:
-            resolution = requested_os_image(snapshot.spec, running, self.catalog() or Catalog(), version, now)
+            resolution = requested_os_image(
+                snapshot.spec, running, self.catalog(snapshot) or Catalog(), version, now
+            )
         except ValueError as error:
             return None, str(error)
         if resolution.release is None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from scaleset_operator.api.models import ScaleSetSpec, UpgradePolicySpec
-from scaleset_operator.control.kube import ApiError, Kube, fleet_path
 from scaleset_operator.identity import slot_base
 
 RESYNC_SECONDS = 30.0
@@ -100,6 +98,11 @@ class Snapshot:
     # The claims labelled with the ScaleSet's name, by name: its own, and any kept from an earlier
     # ScaleSet of the same name (planning.claims tells them apart).
     claims: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Every MaintenanceConfiguration as read, and the labels of the ScaleSet's namespace.
+    maintenance_configurations: tuple[dict[str, Any], ...] = ()
+    namespace_labels: dict[str, str] = field(default_factory=dict)
+    # Every ImageCatalog as read.
+    image_catalogs: tuple[dict[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
@@ -155,31 +158,6 @@ class InvalidInput(Exception):
 
 class Conflict(Exception):
     """Another writer changed the ScaleSet since this pass read it; the pass ends and starts again."""
-
-
-def patch_status(kube: Kube, snapshot: Snapshot, status: dict[str, Any]) -> None:
-    """Merge-patch the status, only if nobody changed the ScaleSet since this pass read it.
-
-    Every status write is guarded by the resourceVersion the pass read (or last wrote): the status
-    holds the rollout's record (the batch in flight is the lock), so a pass that decided from a
-    stale read must write nothing; it ends with Conflict and the next pass reads again. Of two
-    operators running by mistake, only one can record a batch.
-    """
-    body: dict[str, Any] = {
-        "metadata": {"resourceVersion": snapshot.resource_version},
-        "status": status,
-    }
-    try:
-        updated = kube.patch(fleet_path("scalesets", snapshot.namespace, snapshot.name, "status"), body)
-    except ApiError as error:
-        if error.status == 404:
-            return
-        if error.status == 409:
-            raise Conflict(str(error)) from None
-        raise
-    snapshot.scaleset["status"] = updated.get("status") or {}
-    snapshot.scaleset["metadata"]["resourceVersion"] = updated["metadata"]["resourceVersion"]
-    snapshot.stored_status = copy.deepcopy(snapshot.scaleset["status"])
 
 
 def owned_by(obj: dict[str, Any], uid: str) -> bool:

@@ -34,6 +34,7 @@ from scaleset_operator.control.scheduled_events import ScheduledEventsControl, e
 from scaleset_operator.control.snapshot import instance_state, is_terminating, pod_images
 from scaleset_operator.identity import (
     ANNOTATION_CREATED_BY,
+    ANNOTATION_UPDATED_AT,
     LABEL_ORDINAL,
     LABEL_REVISION,
     LABEL_SCALESET,
@@ -132,11 +133,16 @@ class InstanceControl:
         outcome.notes.append(f"{doing} {name}")
         return True
 
-    def replace_finished(self, snapshot: Snapshot, outcome: Outcome) -> None:
+    def replace_finished(self, snapshot: Snapshot, outcome: Outcome) -> dict[int, tuple[str | None, str]]:
         """An instance whose pod has finished (Failed: evicted, its node shut down, OOM-killed under
         restartPolicy Never; or Succeeded) never runs again: its pod is deleted, and the pass creates it
         again with the same name, ordinal, upgrade domain and claims, on the revision it should run, as
-        StatefulSet replaces a failed pod."""
+        StatefulSet replaces a failed pod.
+
+        Returns, by ordinal, the revision each deleted pod ran and when it was put on it (its
+        `updated-at`): created again on that revision, the instance keeps that time, so that its start
+        timeout runs on rather than from zero, and the record of its update stays."""
+        replaced: dict[int, tuple[str | None, str]] = {}
         for ordinal, pod in sorted(snapshot.pods.items()):
             status = pod.get("status") or {}
             if (
@@ -149,6 +155,11 @@ class InstanceControl:
             if not self.remove_instance(snapshot, pod, outcome, "replacing finished"):
                 continue
             del snapshot.pods[ordinal]
+            metadata = pod["metadata"]
+            updated_at = (metadata.get("annotations") or {}).get(ANNOTATION_UPDATED_AT)
+            if updated_at or metadata.get("creationTimestamp"):
+                revision = (metadata.get("labels") or {}).get(LABEL_REVISION)
+                replaced[ordinal] = (revision, updated_at or metadata["creationTimestamp"])
             why = ": ".join(str(part) for part in (status.get("reason"), status.get("message")) if part)
             self.events.warning(
                 snapshot.scaleset,
@@ -156,6 +167,7 @@ class InstanceControl:
                 f"{name} is {status.get('phase')}{f' ({why})' if why else ''}; it is created again with its "
                 "name, upgrade domain and data disks.",
             )
+        return replaced
 
     # ------------------------------------------------------------------ scheduled events
 
@@ -209,8 +221,8 @@ class InstanceControl:
         else:
             return
         kept = min(snapshot.spec.replicas, int((snapshot.scaleset.get("status") or {}).get("replicas") or 0))
-        self.replace_finished(snapshot, outcome)
-        self._create_missing(snapshot, now, outcome, kept)
+        replaced = self.replace_finished(snapshot, outcome)
+        self._create_missing(snapshot, now, outcome, kept, replaced)
 
     def _revision_for_new_instance(self, snapshot: Snapshot, ordinal: int) -> str:
         """A missing instance comes back on the revision the rollout has reached for it.
@@ -240,9 +252,9 @@ class InstanceControl:
 
     def scale(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
         replicas = snapshot.spec.replicas
-        self.replace_finished(snapshot, outcome)
+        replaced = self.replace_finished(snapshot, outcome)
         self.sync_claim_owners(snapshot)
-        self._create_missing(snapshot, now, outcome, replicas)
+        self._create_missing(snapshot, now, outcome, replicas, replaced)
         leaving = [
             snapshot.pods[o]
             for o in sorted(snapshot.pods, reverse=True)
@@ -259,12 +271,30 @@ class InstanceControl:
                 self.remove_instance(snapshot, pod, outcome, "removed surge")
         self._release_claims(snapshot)
 
-    def _create_missing(self, snapshot: Snapshot, now: datetime, outcome: Outcome, replicas: int) -> None:
+    def _create_missing(
+        self,
+        snapshot: Snapshot,
+        now: datetime,
+        outcome: Outcome,
+        replicas: int,
+        replaced: dict[int, tuple[str | None, str]] | None = None,
+    ) -> None:
+        """Create the instances below `replicas` that have no pod; one that `replace_finished` just
+        deleted and that comes back on the revision it ran keeps the time it was put on it."""
         for ordinal in range(replicas):
             if ordinal in snapshot.pods:
                 continue
             revision = self._revision_for_new_instance(snapshot, ordinal)
-            created = self._create_instance(snapshot, ordinal, revision, snapshot.slot, now, outcome)
+            ran, updated_at = (replaced or {}).get(ordinal, (None, None))
+            created = self._create_instance(
+                snapshot,
+                ordinal,
+                revision,
+                snapshot.slot,
+                now,
+                outcome,
+                updated_at if ran == revision else None,
+            )
             if created is not None:
                 snapshot.pods[ordinal] = created
 
@@ -276,15 +306,23 @@ class InstanceControl:
         slot: str | None,
         now: datetime,
         outcome: Outcome,
+        updated_at: str | None = None,
     ) -> dict[str, Any] | None:
         """Create one instance of `slot` on `revision`, its claims first; None while a terminating
-        predecessor still holds the name or one of its claims is being deleted."""
+        predecessor still holds the name or one of its claims is being deleted. Its `updated-at` is
+        `updated_at` when given (a finished pod replaced on its own revision), else now."""
         if not self._ensure_claims(snapshot, ordinal, slot):
             outcome.wait_until(None, now)
             return None
         template = snapshot.template_of(revision) or snapshot.spec.template
         pod = manifests.instance_pod(
-            snapshot.scaleset, snapshot.spec, template, revision, ordinal, timestamp_precise(now), slot=slot
+            snapshot.scaleset,
+            snapshot.spec,
+            template,
+            revision,
+            ordinal,
+            updated_at or timestamp_precise(now),
+            slot=slot,
         )
         try:
             created = self.kube.create(core_path("pods", snapshot.namespace), pod)

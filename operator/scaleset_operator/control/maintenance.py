@@ -3,8 +3,8 @@ and telling instances of a node's freeze.
 
 The decisions are in planning/maintenance.py (assignment, the gate, deferral) and
 planning/host_maintenance.py (which instances leave which nodes, one batch at a time; which are told
-of a freeze); this actor reads what they need (MaintenanceConfigurations, the namespace's labels,
-nodes), records the Host batch in `status.hostMaintenance` before touching any instance (so a
+of a freeze); this actor takes the MaintenanceConfigurations and the namespace's labels from the
+snapshot (control/reader.py read them), reads nodes, records the Host batch in `status.hostMaintenance` before touching any instance (so a
 restarted operator finishes it), and deletes the batch's pods so that the pass creates them again on
 other nodes. A freeze moves nothing: each instance's agreement is an annotation on its pod, so the
 node is labelled `ready` only when every instance on it, of every ScaleSet, has agreed.
@@ -12,7 +12,6 @@ node is labelled `ready` only when every instance on it, of every ScaleSet, has 
 
 from __future__ import annotations
 
-import copy
 import logging
 from datetime import datetime
 from typing import Any
@@ -23,9 +22,10 @@ from scaleset_operator.api.models import MaintenanceConfiguration, MaintenanceSc
 from scaleset_operator.control.context import Conflict, Outcome, Snapshot, timestamp
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.instance_control import InstanceControl
-from scaleset_operator.control.kube import JSON_PATCH, ApiError, Kube, core_path, fleet_path
+from scaleset_operator.control.kube import JSON_PATCH, ApiError, Kube, core_path
 from scaleset_operator.control.scheduled_events import event_id, events_of
 from scaleset_operator.control.snapshot import instance_state, is_terminating
+from scaleset_operator.control.status_updater import StatusUpdater
 from scaleset_operator.identity import ANNOTATION_FROZEN_ON, LABEL_SCALESET
 from scaleset_operator.planning.batches import batch_size
 from scaleset_operator.planning.domains import upgrade_domain_of
@@ -60,26 +60,30 @@ log = logging.getLogger(__name__)
 class MaintenanceActor:
     """Reads maintenance configurations and nodes for one ScaleSet and carries out Host maintenance."""
 
-    def __init__(self, kube: Kube, events: EventRecorder, instance_control: InstanceControl) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        events: EventRecorder,
+        instance_control: InstanceControl,
+        status: StatusUpdater | None = None,
+    ) -> None:
         self.kube = kube
         self.events = events
         self.instance_control = instance_control
+        self.status = status or StatusUpdater(kube)
 
     # ------------------------------------------------------------------ windows
 
     def assigned(self, snapshot: Snapshot) -> AssignedMaintenance:
         """The MaintenanceConfigurations that select this ScaleSet, united by scope."""
         configurations = []
-        for raw in self.kube.list(fleet_path("maintenanceconfigurations")):
+        for raw in snapshot.maintenance_configurations:
             try:
                 configurations.append(MaintenanceConfiguration.model_validate(raw))
             except ValidationError as error:  # the API server validated it; a newer field is not fatal
                 log.warning("MaintenanceConfiguration %s ignored: %s", raw["metadata"].get("name"), error)
-        namespace = self.kube.get_or_none(core_path("namespaces", name=snapshot.namespace)) or {}
         result = assign(
-            configurations,
-            snapshot.scaleset["metadata"].get("labels") or {},
-            (namespace.get("metadata") or {}).get("labels") or {},
+            configurations, snapshot.scaleset["metadata"].get("labels") or {}, snapshot.namespace_labels
         )
         known = set(((snapshot.scaleset.get("status") or {}).get("maintenance") or {}).get("problems") or [])
         for problem in result.problems:
@@ -199,7 +203,7 @@ class MaintenanceActor:
             message=f"Moving {', '.join(plan.redeploy)} off nodes under maintenance.",
         )
         # The batch is recorded before any of its pods goes: a restarted operator waits for it.
-        self._write(snapshot, record)
+        self.status.record(snapshot, {"hostMaintenance": record})
         self.events.normal(snapshot.scaleset, "HostMaintenance", record["message"])
         removed = [
             pod
@@ -319,7 +323,11 @@ class MaintenanceActor:
                 raise
 
     def _release_frozen(self, snapshot: Snapshot, node: str) -> None:
-        """`freeze` -> `ready` once every instance on the node, of every ScaleSet, has agreed."""
+        """`freeze` -> `ready` once every instance on the node, of every ScaleSet, has agreed.
+
+        A node gone is left alone. A node no longer as this pass read it (the node tool took the label
+        away or changed it: the patch's test fails, 422; or a 409) ends the pass: what it decided from
+        the node may be stale, and the next pass reads it again."""
         on_node = [
             pod
             for pod in self.kube.request(
@@ -344,8 +352,10 @@ class MaintenanceActor:
                 JSON_PATCH,
             )
         except ApiError as error:
-            if error.status in (404, 409, 422):
+            if error.status == 404:
                 return
+            if error.status in (409, 422):
+                raise Conflict(f"node {node} changed since this pass read it: {error.message}") from None
             raise
         log.info("every instance on node %s agreed to its freeze; labelled %s", node, MAINTENANCE_READY)
         self.events.normal(
@@ -396,22 +406,6 @@ class MaintenanceActor:
             log.info(
                 "node %s is empty of instances; labelled %s=%s", name, MAINTENANCE_LABEL, MAINTENANCE_READY
             )
-
-    def _write(self, snapshot: Snapshot, record: dict[str, Any]) -> None:
-        path = fleet_path("scalesets", snapshot.namespace, snapshot.name, "status")
-        body = {
-            "metadata": {"resourceVersion": snapshot.resource_version},
-            "status": {"hostMaintenance": record},
-        }
-        try:
-            updated = self.kube.patch(path, body)
-        except ApiError as error:
-            if error.status == 409:
-                raise Conflict(str(error)) from None
-            raise
-        snapshot.scaleset["status"] = updated.get("status") or {}
-        snapshot.stored_status = copy.deepcopy(snapshot.scaleset["status"])
-        snapshot.scaleset["metadata"]["resourceVersion"] = updated["metadata"]["resourceVersion"]
 
 
 def _frozen_on(pod: dict[str, Any]) -> str | None:

@@ -9,10 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from scaleset_operator.api.loading import describe_error, validate_scaleset_update
-from scaleset_operator.api.models import ScaleSetSpec, UpgradePolicySpec
+from scaleset_operator.api.loading import validate_scaleset_update
 from scaleset_operator.control import manifests
 from scaleset_operator.control.actions import ImperativeActions, lock_of, rolled_back_message
 from scaleset_operator.control.automatic import AutomaticUpdates, stored_overlay
@@ -27,7 +24,6 @@ from scaleset_operator.control.context import (
     batch_ordinals,
     merge_patch,
     owned_by,
-    patch_status,
     timestamp,
     timestamp_precise,
     utcnow,
@@ -38,11 +34,10 @@ from scaleset_operator.control.instance_control import InstanceControl
 from scaleset_operator.control.kube import (
     ApiError,
     Kube,
-    core_path,
-    fleet_path,
     group_path,
 )
 from scaleset_operator.control.maintenance import MaintenanceActor
+from scaleset_operator.control.reader import Reader
 from scaleset_operator.control.refusals import refusal_of
 from scaleset_operator.control.repairs import RepairControl
 from scaleset_operator.control.snapshot import instance_state
@@ -54,6 +49,7 @@ from scaleset_operator.control.status import (
     scaleset_conditions,
     upgrade_domain_summaries,
 )
+from scaleset_operator.control.status_updater import ScaleSetGone, StatusUpdater
 from scaleset_operator.identity import (
     ANNOTATION_ROLLBACK,
     LABEL_REVISION,
@@ -107,19 +103,23 @@ class Reconciler:
         self.kube = kube
         self.clock = clock
         self.events = EventRecorder(kube)
-        self.actions = ImperativeActions(kube, self.events)
+        self.status = StatusUpdater(kube)
+        self.reader = Reader(kube)
+        self.actions = ImperativeActions(kube, self.events, self.status)
         self.instance_control = InstanceControl(kube, self.events)
-        self.maintenance = MaintenanceActor(kube, self.events, self.instance_control)
+        self.maintenance = MaintenanceActor(kube, self.events, self.instance_control, self.status)
         self.automatic = AutomaticUpdates(kube, self.events)
-        self.staged = StagedControl(kube, self.events, self.instance_control)
-        self.repairs = RepairControl(self.events, self.instance_control, test_only_repair_grace_divisor)
+        self.staged = StagedControl(kube, self.events, self.instance_control, self.status)
+        self.repairs = RepairControl(
+            self.events, self.instance_control, test_only_repair_grace_divisor, self.status
+        )
         self.disruption_budget = DisruptionBudgetControl(kube, self.events)
 
     # ------------------------------------------------------------------ entry point
 
     def reconcile(self, namespace: str, name: str) -> Outcome:
         now = self.clock()
-        scaleset = self.kube.get_or_none(fleet_path("scalesets", namespace, name))
+        scaleset = self.reader.scaleset(namespace, name)
         if scaleset is None or scaleset["metadata"].get("deletionTimestamp"):
             return Outcome(requeue_after=None, step="Gone")
         try:
@@ -129,7 +129,7 @@ class Reconciler:
         outcome = Outcome()
         try:
             self.actions.consume(snapshot, now)
-            if self.automatic.consume_upgrade_request(snapshot, now, self._patch_status):
+            if self.automatic.consume_upgrade_request(snapshot, now, self.status.record):
                 return Outcome(requeue_after=0.05, step="OSUpgradeRequested")
             self._choose_target(snapshot)
             self._remember_rolled_back(snapshot, now)
@@ -140,7 +140,7 @@ class Reconciler:
                 raise refused
             assigned = self.maintenance.assigned(snapshot)
             package = self.automatic.plan(snapshot, assigned, now)
-            if package is not None and self.automatic.store(snapshot, package, self._patch_status):
+            if package is not None and self.automatic.store(snapshot, package, self.status.record):
                 # The next pass makes the revision from the stored overlay (and rolls it out).
                 return Outcome(requeue_after=0.05, step="UpdatesPackaged")
             scopes = self.automatic.rollout_scopes(snapshot)
@@ -170,6 +170,8 @@ class Reconciler:
             self._write_status(snapshot, self._instances(snapshot), step, now, extra, outcome.refused)
         except (InvalidInput, ApiError) as problem:
             return self._refused(snapshot.scaleset, problem, now)
+        except ScaleSetGone:
+            return Outcome(requeue_after=None, step="Gone")
         except Conflict as conflict:
             # Another writer (a second operator, a user, a kubelet) changed the ScaleSet or a pod since it
             # was read: what this pass decided may be stale, so nothing more is written and the next pass
@@ -183,20 +185,10 @@ class Reconciler:
     # ------------------------------------------------------------------ reading
 
     def _snapshot(self, scaleset: dict[str, Any], now: datetime) -> Snapshot:
+        reads = self.reader.read(scaleset)
         namespace, name = scaleset["metadata"]["namespace"], scaleset["metadata"]["name"]
-        try:
-            spec = ScaleSetSpec.model_validate(scaleset.get("spec") or {})
-        except ValidationError as error:
-            raise InvalidInput("InvalidSpec", describe_validation_error(error, prefix="spec")) from None
-        policy = self._policy(namespace, spec)
-        uid = scaleset["metadata"]["uid"]
-
-        revisions: dict[str, dict[str, Any]] = {}
-        for stored in self.kube.list(
-            group_path("apps", "v1", "controllerrevisions", namespace), label_selector(name)
-        ):
-            if owned_by(stored, uid):
-                revisions[stored["metadata"]["labels"].get(LABEL_REVISION, "")] = stored
+        spec, policy, uid = reads.spec, reads.policy, scaleset["metadata"]["uid"]
+        revisions = dict(reads.revisions)
         try:
             # What instances run: the user's template with what automatic updates chose laid over it.
             template = instance_template(spec, stored_overlay(scaleset))
@@ -215,9 +207,7 @@ class Reconciler:
             except ApiError as error:
                 if error.status != 409:
                     raise
-                existing = self.kube.get_or_none(
-                    group_path("apps", "v1", "controllerrevisions", namespace, body["metadata"]["name"])
-                )
+                existing = self.reader.revision(namespace, body["metadata"]["name"])
                 if existing is None:
                     raise error from None  # the create was refused, not done: a transient conflict, retried
                 if not owned_by(existing, uid):
@@ -234,12 +224,9 @@ class Reconciler:
 
         surges: dict[int, dict[str, Any]] = {}
         instances = []
-        for pod in self.kube.list(core_path("pods", namespace), label_selector(name)):
-            ordinal = ordinal_of(pod)
-            if not owned_by(pod, uid) or ordinal is None:
-                continue  # not this ScaleSet's instance: never touched
+        for pod in reads.pods:
             if (pod["metadata"].get("labels") or {}).get(LABEL_SURGE) == "true":
-                surges[ordinal] = pod
+                surges[ordinal_of(pod) or 0] = pod
             else:
                 instances.append(pod)
         slot = production_slot(status, is_staged(policy))
@@ -259,12 +246,10 @@ class Reconciler:
             template_revision=update_revision,
             slot=slot,
             standby={ordinal_of(pod) or 0: pod for pod in standby},
-            claims={
-                claim["metadata"]["name"]: claim
-                for claim in self.kube.list(
-                    core_path("persistentvolumeclaims", namespace), label_selector(name)
-                )
-            },
+            claims=dict(reads.claims),
+            maintenance_configurations=reads.maintenance_configurations,
+            namespace_labels=dict(reads.namespace_labels),
+            image_catalogs=reads.image_catalogs,
         )
         return snapshot
 
@@ -299,26 +284,9 @@ class Reconciler:
         )
         stored = (snapshot.scaleset.get("status") or {}).get("automaticUpdates")
         if overlay is not None and overlay != stored:
-            self._patch_status(
+            self.status.record(
                 snapshot, merge_patch({"automaticUpdates": stored}, {"automaticUpdates": overlay})
             )
-
-    def _policy(self, namespace: str, spec: ScaleSetSpec) -> UpgradePolicySpec:
-        if spec.upgrade_policy_ref is None:
-            return UpgradePolicySpec()
-        ref = spec.upgrade_policy_ref.name
-        policy = self.kube.get_or_none(fleet_path("upgradepolicies", namespace, ref))
-        if policy is None:
-            raise InvalidInput(
-                "PolicyNotFound",
-                f'spec.upgradePolicyRef names UpgradePolicy "{ref}", which does not exist in namespace "{namespace}".',
-            )
-        try:
-            return UpgradePolicySpec.model_validate(policy.get("spec") or {})
-        except ValidationError as error:
-            raise InvalidInput(
-                "InvalidPolicy", f'UpgradePolicy "{ref}": ' + describe_validation_error(error, prefix="spec")
-            ) from None
 
     def _refused_change(self, snapshot: Snapshot) -> InvalidInput | None:
         """Changes refused while an upgrade runs; the API server checks some too (CEL), not all can."""
@@ -381,7 +349,7 @@ class Reconciler:
             if members and all(i.revision == target and gate.is_healthy(i, now) for i in members):
                 finished_at = now
                 batch = {**batch, "finishedAt": timestamp_precise(now)}
-                self._patch_status(snapshot, {"upgrade": {"currentBatch": batch}})
+                self.status.record(snapshot, {"upgrade": {"currentBatch": batch}})
         return RolloutState(
             batch=Batch(upgrade_domain=batch.get("upgradeDomain"), ordinals=tuple(batch_ordinals(batch)))
             if batch
@@ -554,7 +522,7 @@ class Reconciler:
             # is guarded by the resourceVersion read, so of two operators only one records a batch.
             # With the conditions of a batch under way: automatic work changes no generation, so the
             # Ready=True of the pass before would otherwise read as at rest until the next status write.
-            self._patch_status(
+            self.status.record(
                 snapshot,
                 merge_patch(
                     snapshot.stored_status,
@@ -720,6 +688,9 @@ class Reconciler:
     # ------------------------------------------------------------------ revisions and status
 
     def _prune_revisions(self, snapshot: Snapshot) -> None:
+        """Delete the oldest revisions no instance runs beyond spec.revisionHistoryLimit, each exactly as
+        the pass read it (uid and resourceVersion preconditions): a revision changed or replaced since is
+        not deleted, and that refusal (409) ends the pass for the next one to decide again."""
         keep = {snapshot.current_revision, snapshot.update_revision}
         keep.update(
             (p["metadata"].get("labels") or {}).get(LABEL_REVISION, "")
@@ -731,14 +702,16 @@ class Reconciler:
         )
         excess = len(old) - snapshot.spec.revision_history_limit
         for stored in old[: max(0, excess)]:
-            self.kube.delete(
-                group_path(
-                    "apps", "v1", "controllerrevisions", snapshot.namespace, stored["metadata"]["name"]
-                )
-            )
-
-    def _patch_status(self, snapshot: Snapshot, status: dict[str, Any]) -> None:
-        patch_status(self.kube, snapshot, status)
+            metadata = stored["metadata"]
+            path = group_path("apps", "v1", "controllerrevisions", snapshot.namespace, metadata["name"])
+            try:
+                self.kube.delete_exactly(path, metadata.get("uid"), metadata.get("resourceVersion"))
+            except ApiError as error:
+                if error.status == 409:
+                    raise Conflict(
+                        f"ControllerRevision {metadata['name']} changed since it was read: {error.message}"
+                    ) from None
+                raise
 
     def _write_status(
         self,
@@ -784,9 +757,7 @@ class Reconciler:
             ),
             **(extra or {}),
         }
-        patch = merge_patch(snapshot.stored_status, status)
-        if patch:
-            self._patch_status(snapshot, patch)
+        self.status.write(snapshot, status)
 
     def _conditions(
         self,
@@ -864,23 +835,7 @@ class Reconciler:
         )
         if conditions != status.get("conditions"):
             self.events.warning(scaleset, problem.reason, problem.message)
-            path = fleet_path(
-                "scalesets", scaleset["metadata"]["namespace"], scaleset["metadata"]["name"], "status"
-            )
-            try:
-                self.kube.patch(
-                    path, {"status": {"conditions": conditions, "observedGeneration": generation}}
-                )
-            except ApiError as error:
-                if error.status != 404:
-                    raise
-
-
-def describe_validation_error(error: ValidationError, prefix: str) -> str:
-    """The first problem of a spec as one sentence naming the field from the top of the resource."""
-    first = error.errors()[0]
-    sentence = describe_error({**first, "loc": (prefix, *first["loc"])})
-    return sentence + ("" if sentence.endswith(".") else ".")
+            self.status.report(scaleset, {"conditions": conditions, "observedGeneration": generation})
 
 
 def members_of(upgrade: dict[str, Any]) -> set[str]:

@@ -19,12 +19,12 @@ from scaleset_operator.control.context import (
     Snapshot,
     batch_ordinals,
     merge_patch,
-    patch_status,
     timestamp,
 )
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.instance_control import InstanceControl
 from scaleset_operator.control.snapshot import instance_state, is_terminating, ready_condition
+from scaleset_operator.control.status_updater import StatusUpdater
 from scaleset_operator.identity import LABEL_REVISION, instance_name
 from scaleset_operator.planning.instances import HealthGate, parse_time
 from scaleset_operator.planning.repairs import (
@@ -45,9 +45,14 @@ class RepairControl:
     """Repairs the instances of a ScaleSet that stay unhealthy, one at a time."""
 
     def __init__(
-        self, events: EventRecorder, instance_control: InstanceControl, grace_divisor: float = 1.0
+        self,
+        events: EventRecorder,
+        instance_control: InstanceControl,
+        grace_divisor: float = 1.0,
+        status: StatusUpdater | None = None,
     ) -> None:
         self.kube = instance_control.kube
+        self.status = status or StatusUpdater(self.kube)
         self.events = events
         self.instances = instance_control
         # Test-only: grace periods pass this many times faster (the API's minimum is 10 minutes).
@@ -93,7 +98,7 @@ class RepairControl:
             }
             status = {**status, "current": current}
             # Recorded before the pod is touched: a restarted operator finishes this repair, no other.
-            patch_status(self.kube, snapshot, merge_patch(snapshot.stored_status, {"repairs": status}))
+            self.status.record(snapshot, merge_patch(snapshot.stored_status, {"repairs": status}))
             self.events.warning(
                 snapshot.scaleset,
                 "RepairStarted",

@@ -23,13 +23,13 @@ from scaleset_operator.control.context import (
     Outcome,
     Snapshot,
     merge_patch,
-    patch_status,
     timestamp,
 )
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.instance_control import InstanceControl
 from scaleset_operator.control.kube import ApiError, Kube, core_path
 from scaleset_operator.control.snapshot import instance_state
+from scaleset_operator.control.status_updater import StatusUpdater
 from scaleset_operator.identity import ANNOTATION_SWAP, ANNOTATION_SWAP_BACK, slot_base, slot_of
 from scaleset_operator.planning.batches import Complete, Step, StepReason, Stop
 from scaleset_operator.planning.maintenance import Deferred, GateDecision
@@ -75,10 +75,17 @@ class StagedControl:
     """Carries out Staged mode for one ScaleSet per pass; `reconcile` returns the step for the
     conditions in Staged mode, None otherwise (then the rolling planner runs)."""
 
-    def __init__(self, kube: Kube, events: EventRecorder, instances: InstanceControl) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        events: EventRecorder,
+        instances: InstanceControl,
+        status: StatusUpdater | None = None,
+    ) -> None:
         self.kube = kube
         self.events = events
         self.instances = instances
+        self.status = status or StatusUpdater(kube)
 
     def reconcile(
         self,
@@ -142,7 +149,7 @@ class StagedControl:
             upgrade["lastAction"] = _swap_answer(plan, staged_mode, now)
         patch = merge_patch(snapshot.stored_status, {"staged": plan.record.to_status(), "upgrade": upgrade})
         if patch:
-            patch_status(self.kube, snapshot, patch)
+            self.status.record(snapshot, patch)
         if asked:
             self._answered(snapshot, plan)
         if swap_asked:
@@ -202,10 +209,8 @@ class StagedControl:
             "message": None,
             "history": history[-HISTORY_KEPT:],
         }
-        patch_status(
-            self.kube,
-            snapshot,
-            {"staged": finished.to_status(), "currentRevision": swap.revision, "upgrade": done},
+        self.status.record(
+            snapshot, {"staged": finished.to_status(), "currentRevision": swap.revision, "upgrade": done}
         )
         what = "back " if swap.back else ""
         services = ", ".join(sorted(moved)) or "no Service selects the instances"
@@ -319,7 +324,7 @@ class StagedControl:
         """Refuse an action asked for by annotation: the answer in status, a Warning, the annotation gone."""
         reason = f"{action}Refused"
         upgrade = {**snapshot.upgrade, "lastAction": _answer("Refused", reason, message, now, action)}
-        patch_status(self.kube, snapshot, {"upgrade": upgrade})
+        self.status.record(snapshot, {"upgrade": upgrade})
         self.events.warning(snapshot.scaleset, reason, message)
         remove_annotation(self.kube, snapshot, annotation)
 
