@@ -22,7 +22,8 @@ from kubesim.faults import FaultInjector
 from kubesim.protobuf import PROTOBUF, decode_protobuf
 from kubesim.resources import CRD_GROUP, ResourceType, table_cells
 from kubesim.selectors import FieldSelector, LabelSelector
-from kubesim.store import PATCH_APPLY, PATCH_TYPES, Store, Watcher, WatchEvent
+from kubesim.store import PATCH_APPLY, PATCH_TYPES, Store
+from kubesim.watch import Watcher, WatchEvent
 
 log = logging.getLogger("kubesim.server")
 

@@ -1,8 +1,10 @@
-"""The in-memory object store: API object semantics, the watch event log and the built-in controllers."""
+"""The in-memory object store: API object semantics, the watch event log and the built-in controllers.
+
+The watch log's types (`Change`, `WatchEvent`, `Watcher`) live in `kubesim.watch`; they are re-exported here.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -18,7 +20,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from kubesim.disruption import DisruptionController, evict
@@ -36,9 +38,12 @@ from kubesim.eventrules import validate_event
 from kubesim.microtime import check_micro_times
 from kubesim.resources import CRD_GROUP, ResourceRegistry, ResourceType
 from kubesim.selectors import FieldSelector, LabelSelector, field_value
+from kubesim.watch import Change as Change  # re-exported: the watch log types callers import from here
+from kubesim.watch import StorageKey
+from kubesim.watch import Watcher as Watcher
+from kubesim.watch import WatchEvent as WatchEvent
 
 Key = tuple[str, str]  # (namespace, name); namespace is "" for cluster-scoped objects
-StorageKey = tuple[str, str]  # (group, plural)
 # Aliases for use inside Store, whose `list` method shadows the builtin in annotations.
 Objects: TypeAlias = list[dict[str, Any]]
 Warnings: TypeAlias = list[str]
@@ -140,132 +145,6 @@ def _without(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 def _owner_uids(obj: dict[str, Any]) -> set[str]:
     return {str(r["uid"]) for r in obj.get("metadata", {}).get("ownerReferences") or [] if r.get("uid")}
-
-
-@dataclass
-class Change:
-    """One entry of the watch log: a write at resource version `rv`.
-
-    For DELETED, `obj` is the last state with the deletion's resource version. `old` is the state before
-    the write, which watchers with selectors need to turn a change of match into ADDED or DELETED.
-    """
-
-    type: str
-    rv: int
-    storage_key: StorageKey
-    obj: dict[str, Any]
-    old: dict[str, Any] | None
-    # Serialised watch lines per served apiVersion, so that fan-out to many watchers encodes once.
-    lines: dict[str, bytes] = field(default_factory=dict)
-
-    @property
-    def namespace(self) -> str:
-        return str(self.obj.get("metadata", {}).get("namespace") or "")
-
-
-@dataclass
-class WatchEvent:
-    """What a watcher is sent: a change (shared, pre-encoded) or an object of its own."""
-
-    type: str
-    change: Change | None = None
-    obj: dict[str, Any] | None = None
-
-
-class Watcher:
-    """One watch stream's subscription: filters changes and queues them for its reader.
-
-    Each watcher has its own queue so a slow reader never holds up the writer or other watchers;
-    one that falls more than `max_backlog` events behind is closed (its client re-lists, as with
-    a real API server's watch cache).
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        rt: ResourceType,
-        namespace: str | None,
-        labels: LabelSelector,
-        fields: FieldSelector,
-        max_backlog: int,
-    ) -> None:
-        self.store = store
-        self.rt = rt
-        self.namespace = namespace or None
-        self.labels = labels
-        self.fields = fields
-        self.max_backlog = max_backlog
-        self.queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
-        self.loop = asyncio.get_running_loop()
-        self._thread = threading.get_ident()
-        self.closed = False
-        self.overflowed = False
-
-    def _passes(self, obj: dict[str, Any] | None) -> bool:
-        if obj is None:
-            return False
-        meta = obj.get("metadata", {})
-        if self.namespace is not None and meta.get("namespace") != self.namespace:
-            return False
-        if not self.labels.matches(meta.get("labels")):
-            return False
-        return self.fields.empty or self.fields.matches(functools.partial(self.store.field_of, self.rt, obj))
-
-    def event_for(self, change: Change) -> WatchEvent | None:
-        """The event this watcher sees for a change, or None if neither old nor new state matches."""
-        if change.storage_key != self.rt.storage_key:
-            return None
-        new_passes = change.type != "DELETED" and self._passes(change.obj)
-        old_passes = self._passes(change.old) if change.type != "ADDED" else False
-        if new_passes and old_passes:
-            return WatchEvent("MODIFIED", change)
-        if new_passes:
-            return (
-                WatchEvent("ADDED", change) if change.type == "ADDED" else WatchEvent("ADDED", obj=change.obj)
-            )
-        if old_passes:
-            if change.type == "DELETED":
-                return WatchEvent("DELETED", change)
-            # The object left the selection: a DELETED event with its previous state at the new version.
-            gone_obj = copy.deepcopy(change.old) if change.old is not None else {}
-            _meta(gone_obj)["resourceVersion"] = str(change.rv)
-            return WatchEvent("DELETED", obj=gone_obj)
-        return None
-
-    def offer(self, change: Change) -> None:
-        if self.closed:
-            return
-        event = self.event_for(change)
-        if event is not None:
-            self._put(event)
-
-    def _put(self, event: WatchEvent | None) -> None:
-        if threading.get_ident() == self._thread:
-            self._put_now(event)
-        else:
-            self.loop.call_soon_threadsafe(self._put_now, event)
-
-    def _put_now(self, event: WatchEvent | None) -> None:
-        if self.closed and event is not None:
-            return
-        if event is not None and self.queue.qsize() >= self.max_backlog:
-            self.overflowed = True
-            self.close()
-            return
-        self.queue.put_nowait(event)
-
-    def close(self) -> None:
-        """End the stream: the reader gets None after what is already queued."""
-        if not self.closed:
-            self.closed = True
-            self.store._unsubscribe(self)
-            self._put(None)
-
-    async def next(self, timeout: float | None = None) -> WatchEvent | None:
-        """The next event; None when the watch is closed. Raises TimeoutError after `timeout` seconds."""
-        if timeout is None:
-            return await self.queue.get()
-        return await asyncio.wait_for(self.queue.get(), timeout)
 
 
 @dataclass
@@ -586,7 +465,8 @@ class Store:
             meta["annotations"] = {INITIAL_EVENTS_END: "true"}
         return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
 
-    def _unsubscribe(self, watcher: Watcher) -> None:
+    def unsubscribe(self, watcher: Watcher) -> None:
+        """Stop offering changes to a watcher (it calls this when it closes)."""
         with self._lock:
             self._watchers.discard(watcher)
 
