@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from kubesim import controllers
 from kubesim.errors import ApiError, Cause, bad_request, invalid
 from kubesim.faults import FaultInjector
 from kubesim.protobuf import PROTOBUF, decode_protobuf
@@ -177,6 +178,7 @@ class ApiServer:
         seed: int | None = None,
     ) -> None:
         self.store = store or Store()
+        controllers.start(self.store)
         self.faults = faults or FaultInjector()
         self.bookmark_interval = bookmark_interval
         self.min_request_timeout = min_request_timeout

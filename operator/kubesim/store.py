@@ -155,6 +155,26 @@ class ListResult:
     remaining: int | None = None
 
 
+class Controller:
+    """A built-in controller (see kubesim.controllers): what kube-controller-manager does after a write.
+
+    The store tells each controller it was given (`Store.add_controller`) of its writes, in the order they
+    were added, under the store's lock and right after the write is committed. A controller writes at
+    once through the store's verbs (`commit` and the controller-facing ones below it, or the public
+    reads and writes), or queues work with `Store.queue` to run after the current write, as a
+    controller's work queue; the store runs queued work until none is left (`run_background`).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def created(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """An object was created."""
+
+    def updated(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
+        """An object was replaced or patched (not through `Store.commit`)."""
+
+
 class Store:
     """Objects by type and (namespace, name), one global resource version, and a bounded event log.
 
@@ -196,6 +216,8 @@ class Store:
         # Controllers of their own modules, told of every change (under the lock: they only queue work).
         self.disruption = DisruptionController(self)
         self.observers: list[Callable[[Change], None]] = [self.disruption.observe]
+        # The built-in controllers (kubesim.controllers), told of writes in the order they were added.
+        self.controllers: list[Controller] = []
         self._bootstrap()
 
     # -----------------------------------------------------------------------------------------------------
@@ -547,6 +569,20 @@ class Store:
     def type_for_storage(self, storage_key: StorageKey) -> ResourceType | None:
         """The served type (its storage version) of objects stored under `storage_key`."""
         return self._type_for_storage(storage_key)
+
+    # -----------------------------------------------------------------------------------------------------
+    # The controller-facing API: what the built-in controllers (kubesim.controllers) write through
+
+    def add_controller(self, controller: Controller) -> None:
+        """Tell `controller` of every write from now on, after the controllers added before it."""
+        with self._lock:
+            self.controllers.append(controller)
+
+    def commit(self, rt: ResourceType, new: dict[str, Any], current: dict[str, Any]) -> None:
+        """Store a controller's new state of a stored object as it is (no admission, no controllers told),
+        at a new resource version: for status a controller owns, as the API server's status strategy."""
+        with self._lock:
+            self._commit(rt, "MODIFIED", new, current)
 
     def _after_write(self) -> None:
         if not self._pending:
@@ -1057,7 +1093,7 @@ class Store:
                 )
             new = copy.deepcopy(current)
             new["spec"]["nodeName"] = node
-            _set_condition(new, "PodScheduled", "True", "", "", self.clock)
+            set_condition(new, "PodScheduled", "True", "", "", self.clock)
             for cond in new["status"]["conditions"]:
                 if cond["type"] == "PodScheduled":
                     cond.pop("reason", None)
@@ -1191,7 +1227,7 @@ class Store:
             if rt.storage_key == ("", "namespaces"):
                 new.setdefault("status", {})["phase"] = "Terminating"
             if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
-                _set_condition(
+                set_condition(
                     new,
                     "Terminating",
                     "True",
@@ -1460,11 +1496,11 @@ class Store:
     # Controllers: what the controller manager would do after a write
 
     def _after_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        for controller in self.controllers:
+            controller.created(rt, obj)
         key = rt.storage_key
         meta = obj["metadata"]
-        if key == (CRD_GROUP, "customresourcedefinitions"):
-            self._establish_crd(obj)
-        elif key == ("", "namespaces"):
+        if key == ("", "namespaces"):
             self._ensure_default_service_account(meta["name"])
             self._publish_root_ca(meta["name"])
         owners = _owner_uids(obj)
@@ -1475,12 +1511,8 @@ class Store:
             )
 
     def _after_update(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
-        if (
-            rt.storage_key == (CRD_GROUP, "customresourcedefinitions")
-            and new.get("spec") != old.get("spec")
-            and not new["metadata"].get("deletionTimestamp")
-        ):
-            self._establish_crd(new)
+        for controller in self.controllers:
+            controller.updated(rt, new, old)
         if new["metadata"].get("deletionTimestamp"):
             self._queue_finalizer_work(rt, new)
 
@@ -1715,35 +1747,6 @@ class Store:
                 (CRD_GROUP, "customresourcedefinitions"), ("", crd_name), FINALIZER_CRD_CLEANUP
             )
 
-    def _establish_crd(self, crd: dict[str, Any]) -> None:
-        """Serve the CRD's types at once and report it Established, as the apiextensions controllers do."""
-        self.registry.add_crd(copy.deepcopy(crd))
-        crd_rt = self.registry.get(CRD_GROUP, "v1", "customresourcedefinitions")
-        assert crd_rt is not None
-        current = self._objects[crd_rt.storage_key][("", crd["metadata"]["name"])]
-        new = copy.deepcopy(current)
-        spec = new["spec"]
-        status = new.setdefault("status", {})
-        status["acceptedNames"] = {k: v for k, v in spec["names"].items()}
-        status["acceptedNames"].setdefault("singular", spec["names"]["kind"].lower())
-        status["acceptedNames"].setdefault("listKind", spec["names"]["kind"] + "List")
-        storage = next(v["name"] for v in spec["versions"] if v.get("storage"))
-        stored = list(status.get("storedVersions") or [])
-        if storage not in stored:
-            stored.append(storage)
-        status["storedVersions"] = stored
-        _set_condition(new, "NamesAccepted", "True", "NoConflicts", "no conflicts found", self.clock)
-        _set_condition(
-            new,
-            "Established",
-            "True",
-            "InitialNamesAccepted",
-            "the initial names have been accepted",
-            self.clock,
-        )
-        if new != current:
-            self._commit(crd_rt, "MODIFIED", new, current)
-
     def _ensure_default_service_account(self, namespace: str) -> None:
         sa_rt = self.registry.get("", "v1", "serviceaccounts")
         if sa_rt is None or ("" if not sa_rt.namespaced else namespace, "default") in self._bucket(sa_rt):
@@ -1936,7 +1939,7 @@ def _fold_string_data(secret: dict[str, Any]) -> None:
     secret.setdefault("type", "Opaque")
 
 
-def _set_condition(
+def set_condition(
     obj: dict[str, Any], type_: str, status: str, reason: str, message: str, clock: Callable[[], dt.datetime]
 ) -> None:
     conditions: list[dict[str, Any]] = obj.setdefault("status", {}).setdefault("conditions", [])

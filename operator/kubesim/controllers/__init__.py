@@ -1,0 +1,24 @@
+"""kubesim's built-in controllers: the loops kube-controller-manager (and apiextensions-apiserver) run.
+
+Each controller is a module of its own that reads and writes the store only through its public verbs
+(see `kubesim.store.Controller` for how the store tells a controller of its writes). `start` gives a
+store its controllers, as the cluster does when it starts (`kubesim.cluster.Cluster`):
+
+- `crd_establishing`: serves a CRD's types and reports it Established.
+"""
+
+from __future__ import annotations
+
+from kubesim.controllers.crd_establishing import CrdEstablishing
+from kubesim.store import Controller, Store
+
+# In the order the store tells them of a write (the order matters where one's work follows another's).
+CONTROLLERS: tuple[type[Controller], ...] = (CrdEstablishing,)
+
+
+def start(store: Store) -> None:
+    """Give the store the built-in controllers; a store that has them already keeps them."""
+    if store.controllers:
+        return
+    for controller in CONTROLLERS:
+        store.add_controller(controller(store))
