@@ -47,6 +47,7 @@ Key = tuple[str, str]  # (namespace, name); namespace is "" for cluster-scoped o
 # Aliases for use inside Store, whose `list` method shadows the builtin in annotations.
 Objects: TypeAlias = list[dict[str, Any]]
 Warnings: TypeAlias = list[str]
+Keys: TypeAlias = list[Key]
 
 PATCH_JSON = "application/json-patch+json"
 PATCH_MERGE = "application/merge-patch+json"
@@ -173,6 +174,12 @@ class Controller:
 
     def updated(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
         """An object was replaced or patched (not through `Store.commit`)."""
+
+    def terminating(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """An object's deletion began, or an object being deleted was replaced or patched."""
+
+    def removed(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """An object is gone."""
 
 
 class Store:
@@ -583,6 +590,29 @@ class Store:
         at a new resource version: for status a controller owns, as the API server's status strategy."""
         with self._lock:
             self._commit(rt, "MODIFIED", new, current)
+
+    def lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
+        """The stored object (not a copy) under (namespace, name) `key` with its storage type, if any."""
+        with self._lock:
+            return self._lookup(storage_key, key)
+
+    def keys_of(self, storage_key: StorageKey) -> Keys:
+        """The (namespace, name) keys of every stored object of a kind."""
+        with self._lock:
+            return list(self._objects.get(storage_key, {}))
+
+    def remove(
+        self, rt: ResourceType, namespace: str | None, name: str, propagation_policy: str | None = None
+    ) -> None:
+        """Delete an object as a controller: `delete`'s semantics, with the queued work left to the caller's
+        run (controllers run inside one already)."""
+        with self._lock:
+            self._delete(rt, namespace, name, propagation_policy, {}, None, False)
+
+    def remove_finalizer(self, storage_key: StorageKey, key: Key, finalizer: str) -> None:
+        """Drop one finalizer of a stored object, if it has it (the object goes when it was the last)."""
+        with self._lock:
+            self._remove_finalizer(storage_key, key, finalizer)
 
     def _after_write(self) -> None:
         if not self._pending:
@@ -1568,11 +1598,10 @@ class Store:
             ns_obj = self._objects.get(("", "namespaces"), {}).get(("", namespace))
             if ns_obj is not None and ns_obj["metadata"].get("deletionTimestamp"):
                 self._defer(lambda: self._reconcile_namespace(namespace), once=("namespace", namespace))
-        if rt.crd is not None:
-            crd_name = rt.crd["metadata"]["name"]
-            self._defer(lambda: self._reconcile_crd_deletion(crd_name), once=("crd", crd_name))
         if rt.storage_key == ("", "pods"):
             self._release_claims_of(obj)
+        for controller in self.controllers:
+            controller.removed(rt, obj)
 
     def _close_watchers_later(self, predicate: Callable[[Watcher], bool]) -> None:
         def close() -> None:
@@ -1593,10 +1622,10 @@ class Store:
             self._defer(lambda: self._finish_foreground(uid), once=("fg", uid))
         if rt.storage_key == ("", "namespaces"):
             self._defer(lambda: self._reconcile_namespace(name), once=("namespace", name))
-        if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
-            self._defer(lambda: self._reconcile_crd_deletion(name), once=("crd", name))
         if rt.storage_key == ("", "persistentvolumeclaims"):
             self._defer(lambda: self._reconcile_claim(namespace, name), once=("pvc", namespace, name))
+        for controller in self.controllers:
+            controller.terminating(rt, obj)
 
     def _lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
         obj = self._objects.get(storage_key, {}).get(key)
@@ -1727,25 +1756,6 @@ class Store:
             self._after_removal(ns_rt, new)
         elif new != ns:
             self._commit(ns_rt, "MODIFIED", new, ns)
-
-    def _reconcile_crd_deletion(self, crd_name: str) -> None:
-        """The CRD cleanup controller: delete every instance, then drop the cleanup finalizer."""
-        crds = self._objects.get((CRD_GROUP, "customresourcedefinitions"), {})
-        crd = crds.get(("", crd_name))
-        if crd is None or not crd["metadata"].get("deletionTimestamp"):
-            return
-        spec = crd["spec"]
-        storage_key = (spec["group"], spec["names"]["plural"])
-        rt = self._type_for_storage(storage_key)
-        bucket = self._objects.get(storage_key, {})
-        if rt is not None:
-            for key in list(bucket):
-                if not bucket[key]["metadata"].get("deletionTimestamp"):
-                    self._delete(rt, key[0] or None, key[1], None, {}, None, False)
-        if not self._objects.get(storage_key):
-            self._remove_finalizer(
-                (CRD_GROUP, "customresourcedefinitions"), ("", crd_name), FINALIZER_CRD_CLEANUP
-            )
 
     def _ensure_default_service_account(self, namespace: str) -> None:
         sa_rt = self.registry.get("", "v1", "serviceaccounts")

@@ -5,15 +5,17 @@ Each controller is a module of its own that reads and writes the store only thro
 store its controllers, as the cluster does when it starts (`kubesim.cluster.Cluster`):
 
 - `crd_establishing`: serves a CRD's types and reports it Established.
+- `crd_finalizer`: deletes a deleted CRD's instances, then lets the CRD go.
 """
 
 from __future__ import annotations
 
 from kubesim.controllers.crd_establishing import CrdEstablishing
+from kubesim.controllers.crd_finalizer import CrdFinalizer
 from kubesim.store import Controller, Store
 
 # In the order the store tells them of a write (the order matters where one's work follows another's).
-CONTROLLERS: tuple[type[Controller], ...] = (CrdEstablishing,)
+CONTROLLERS: tuple[type[Controller], ...] = (CrdEstablishing, CrdFinalizer)
 
 
 def start(store: Store) -> None:
