@@ -48,6 +48,7 @@ Key = tuple[str, str]  # (namespace, name); namespace is "" for cluster-scoped o
 Objects: TypeAlias = list[dict[str, Any]]
 Warnings: TypeAlias = list[str]
 Keys: TypeAlias = list[Key]
+Locations: TypeAlias = list[tuple[StorageKey, Key]]
 
 PATCH_JSON = "application/json-patch+json"
 PATCH_MERGE = "application/merge-patch+json"
@@ -144,7 +145,8 @@ def _without(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in keys}
 
 
-def _owner_uids(obj: dict[str, Any]) -> set[str]:
+def owner_uids(obj: dict[str, Any]) -> set[str]:
+    """The uids an object's ownerReferences name."""
     return {str(r["uid"]) for r in obj.get("metadata", {}).get("ownerReferences") or [] if r.get("uid")}
 
 
@@ -535,8 +537,8 @@ class Store:
         else:
             bucket[key] = obj
             self._by_uid[uid] = (rt.storage_key, key)
-        old_owners = _owner_uids(old) if old is not None else set()
-        new_owners = _owner_uids(obj) if event_type != "DELETED" else set()
+        old_owners = owner_uids(old) if old is not None else set()
+        new_owners = owner_uids(obj) if event_type != "DELETED" else set()
         for owner in old_owners - new_owners:
             dependents = self._dependents.get(owner)
             if dependents is not None:
@@ -608,6 +610,21 @@ class Store:
         run (controllers run inside one already)."""
         with self._lock:
             self._delete(rt, namespace, name, propagation_policy, {}, None, False)
+
+    def located(self, uid: str) -> tuple[StorageKey, Key] | None:
+        """Where the stored object with this uid is: its storage key and (namespace, name); None if absent."""
+        return self._by_uid.get(uid)
+
+    def dependents_of(self, owner_uid: str) -> Locations:
+        """Where the objects whose ownerReferences name `owner_uid` are, in order."""
+        with self._lock:
+            return sorted(self._dependents.get(owner_uid, set()))
+
+    def replace(self, rt: ResourceType, current: dict[str, Any], new: dict[str, Any]) -> None:
+        """Write a controller's new state of a stored object through `update`'s semantics (admission,
+        generation, the deletion it may complete, the controllers told), with queued work left to the caller's run."""
+        with self._lock:
+            self._write(rt, current, new, None, False, None, None)
 
     def remove_finalizer(self, storage_key: StorageKey, key: Key, finalizer: str) -> None:
         """Drop one finalizer of a stored object, if it has it (the object goes when it was the last)."""
@@ -1533,12 +1550,6 @@ class Store:
         if key == ("", "namespaces"):
             self._ensure_default_service_account(meta["name"])
             self._publish_root_ca(meta["name"])
-        owners = _owner_uids(obj)
-        if owners and not any(uid in self._by_uid for uid in owners):
-            # Every owner is absent (a uid that never existed or is already gone): collect the dependent.
-            self._defer(
-                lambda: self._collect_orphan(rt.storage_key, (meta.get("namespace") or "", meta["name"]))
-            )
 
     def _after_update(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
         for controller in self.controllers:
@@ -1577,22 +1588,16 @@ class Store:
 
     def _after_removal(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
-        uid = str(meta.get("uid", ""))
         if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
+            # A CRD that is gone is no longer served: its objects and its watches go with it.
             removed = self.registry.remove_crd(meta["name"])
             for removed_rt in removed:
                 self._objects.pop(removed_rt.storage_key, None)
                 self._encoded.pop(removed_rt.storage_key, None)
             keys = {r.storage_key for r in removed}
             self._close_watchers_later(lambda w: w.rt.storage_key in keys)
-        if uid in self._dependents:
-            self._defer(lambda: self._collect_dependents(uid), once=("gc", uid))
-        for owner_uid in _owner_uids(obj):
-            # An owner deleted in the foreground waits for its dependents; this one is gone now.
-            where = self._by_uid.get(owner_uid)
-            owner = self._lookup(*where) if where is not None else None
-            if owner is not None and FINALIZER_FOREGROUND in (owner[1]["metadata"].get("finalizers") or []):
-                self._defer(functools.partial(self._finish_foreground, owner_uid), once=("fg", owner_uid))
+        for controller in self.controllers:
+            controller.removed(rt, obj)
         namespace = meta.get("namespace")
         if namespace:
             ns_obj = self._objects.get(("", "namespaces"), {}).get(("", namespace))
@@ -1600,8 +1605,6 @@ class Store:
                 self._defer(lambda: self._reconcile_namespace(namespace), once=("namespace", namespace))
         if rt.storage_key == ("", "pods"):
             self._release_claims_of(obj)
-        for controller in self.controllers:
-            controller.removed(rt, obj)
 
     def _close_watchers_later(self, predicate: Callable[[Watcher], bool]) -> None:
         def close() -> None:
@@ -1610,22 +1613,14 @@ class Store:
         self._defer(close)
 
     def _queue_finalizer_work(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        for controller in self.controllers:
+            controller.terminating(rt, obj)
         meta = obj["metadata"]
-        finalizers = meta.get("finalizers") or []
-        namespace, name, uid = meta.get("namespace") or "", meta["name"], meta["uid"]
-        if FINALIZER_ORPHAN in finalizers:
-            self._defer(
-                lambda: self._orphan_dependents(rt.storage_key, (namespace, name), uid), once=("orphan", uid)
-            )
-        if FINALIZER_FOREGROUND in finalizers:
-            self._defer(lambda: self._delete_dependents_foreground(uid), once=("fg-delete", uid))
-            self._defer(lambda: self._finish_foreground(uid), once=("fg", uid))
+        namespace, name = meta.get("namespace") or "", meta["name"]
         if rt.storage_key == ("", "namespaces"):
             self._defer(lambda: self._reconcile_namespace(name), once=("namespace", name))
         if rt.storage_key == ("", "persistentvolumeclaims"):
             self._defer(lambda: self._reconcile_claim(namespace, name), once=("pvc", namespace, name))
-        for controller in self.controllers:
-            controller.terminating(rt, obj)
 
     def _lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
         obj = self._objects.get(storage_key, {}).get(key)
@@ -1654,76 +1649,6 @@ class Store:
         if not new["metadata"]["finalizers"]:
             del new["metadata"]["finalizers"]
         self._write(rt, obj, new, None, False, None, None)
-
-    def _collect_orphan(self, storage_key: StorageKey, key: Key) -> None:
-        found = self._lookup(storage_key, key)
-        if found is None:
-            return
-        rt, obj = found
-        if not any(uid in self._by_uid for uid in _owner_uids(obj)):
-            self._delete(rt, key[0] or None, key[1], None, {}, None, False)
-
-    def _collect_dependents(self, owner_uid: str) -> None:
-        """Background cascading deletion: dependents whose owners are all gone are deleted."""
-        for storage_key, key in sorted(self._dependents.get(owner_uid, set())):
-            found = self._lookup(storage_key, key)
-            if found is None:
-                continue
-            rt, obj = found
-            if obj["metadata"].get("deletionTimestamp"):
-                continue
-            refs = obj["metadata"].get("ownerReferences") or []
-            alive = [r for r in refs if r.get("uid") in self._by_uid]
-            if alive:
-                if len(alive) != len(refs):
-                    new = copy.deepcopy(obj)
-                    new["metadata"]["ownerReferences"] = alive
-                    self._write(rt, obj, new, None, False, None, None)
-                continue
-            self._delete(rt, key[0] or None, key[1], None, {}, None, False)
-
-    def _orphan_dependents(self, storage_key: StorageKey, key: Key, owner_uid: str) -> None:
-        for dep_key, dep in sorted(self._dependents.get(owner_uid, set())):
-            found = self._lookup(dep_key, dep)
-            if found is None:
-                continue
-            rt, obj = found
-            new = copy.deepcopy(obj)
-            refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
-            if refs:
-                new["metadata"]["ownerReferences"] = refs
-            else:
-                new["metadata"].pop("ownerReferences", None)
-            self._write(rt, obj, new, None, False, None, None)
-        self._remove_finalizer(storage_key, key, FINALIZER_ORPHAN)
-
-    def _delete_dependents_foreground(self, owner_uid: str) -> None:
-        for storage_key, key in sorted(self._dependents.get(owner_uid, set())):
-            found = self._lookup(storage_key, key)
-            if found is None or found[1]["metadata"].get("deletionTimestamp"):
-                continue
-            rt, _ = found
-            self._delete(rt, key[0] or None, key[1], "Foreground", {}, None, False)
-
-    def _finish_foreground(self, owner_uid: str) -> None:
-        where = self._by_uid.get(owner_uid)
-        if where is None:
-            return
-        found = self._lookup(*where)
-        if found is None or FINALIZER_FOREGROUND not in (found[1]["metadata"].get("finalizers") or []):
-            return
-        # As the garbage collector: only dependents whose reference sets blockOwnerDeletion hold it.
-        blocking = [
-            d
-            for d in self._dependents.get(owner_uid, set())
-            if (dependent := self._lookup(*d)) is not None
-            and any(
-                ref.get("uid") == owner_uid and ref.get("blockOwnerDeletion") is True
-                for ref in dependent[1]["metadata"].get("ownerReferences") or []
-            )
-        ]
-        if not blocking:
-            self._remove_finalizer(where[0], where[1], FINALIZER_FOREGROUND)
 
     def _reconcile_namespace(self, name: str) -> None:
         """The namespace controller: empty a terminating namespace, then let it go."""

@@ -5,6 +5,7 @@ Each controller is a module of its own that reads and writes the store only thro
 store its controllers, as the cluster does when it starts (`kubesim.cluster.Cluster`):
 
 - `crd_establishing`: serves a CRD's types and reports it Established.
+- `garbage_collector`: background, orphan and foreground deletion of dependents (ownerReferences).
 - `crd_finalizer`: deletes a deleted CRD's instances, then lets the CRD go.
 """
 
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 from kubesim.controllers.crd_establishing import CrdEstablishing
 from kubesim.controllers.crd_finalizer import CrdFinalizer
+from kubesim.controllers.garbage_collector import GarbageCollector
 from kubesim.store import Controller, Store
 
 # In the order the store tells them of a write (the order matters where one's work follows another's).
-CONTROLLERS: tuple[type[Controller], ...] = (CrdEstablishing, CrdFinalizer)
+CONTROLLERS: tuple[type[Controller], ...] = (CrdEstablishing, GarbageCollector, CrdFinalizer)
 
 
 def start(store: Store) -> None:
