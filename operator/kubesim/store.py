@@ -587,11 +587,18 @@ class Store:
         with self._lock:
             self.controllers.append(controller)
 
-    def commit(self, rt: ResourceType, new: dict[str, Any], current: dict[str, Any]) -> None:
+    def commit(
+        self, rt: ResourceType, new: dict[str, Any], current: dict[str, Any], *, gone: bool = False
+    ) -> None:
         """Store a controller's new state of a stored object as it is (no admission, no controllers told),
-        at a new resource version: for status a controller owns, as the API server's status strategy."""
+        at a new resource version: for status a controller owns, as the API server's status strategy.
+        With `gone`, remove the object in that state instead (the controllers are told it is gone)."""
         with self._lock:
-            self._commit(rt, "MODIFIED", new, current)
+            if gone:
+                self._commit(rt, "DELETED", new, current)
+                self._after_removal(rt, new)
+            else:
+                self._commit(rt, "MODIFIED", new, current)
 
     def lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
         """The stored object (not a copy) under (namespace, name) `key` with its storage type, if any."""
@@ -610,6 +617,16 @@ class Store:
         run (controllers run inside one already)."""
         with self._lock:
             self._delete(rt, namespace, name, propagation_policy, {}, None, False)
+
+    def stored_in(self, namespace: str) -> Locations:
+        """Where every stored object of the namespace is (all kinds), in storage order."""
+        with self._lock:
+            return [
+                (storage_key, key)
+                for storage_key, bucket in list(self._objects.items())
+                for key in bucket
+                if key[0] == namespace
+            ]
 
     def located(self, uid: str) -> tuple[StorageKey, Key] | None:
         """Where the stored object with this uid is: its storage key and (namespace, name); None if absent."""
@@ -1598,11 +1615,6 @@ class Store:
             self._close_watchers_later(lambda w: w.rt.storage_key in keys)
         for controller in self.controllers:
             controller.removed(rt, obj)
-        namespace = meta.get("namespace")
-        if namespace:
-            ns_obj = self._objects.get(("", "namespaces"), {}).get(("", namespace))
-            if ns_obj is not None and ns_obj["metadata"].get("deletionTimestamp"):
-                self._defer(lambda: self._reconcile_namespace(namespace), once=("namespace", namespace))
         if rt.storage_key == ("", "pods"):
             self._release_claims_of(obj)
 
@@ -1617,8 +1629,6 @@ class Store:
             controller.terminating(rt, obj)
         meta = obj["metadata"]
         namespace, name = meta.get("namespace") or "", meta["name"]
-        if rt.storage_key == ("", "namespaces"):
-            self._defer(lambda: self._reconcile_namespace(name), once=("namespace", name))
         if rt.storage_key == ("", "persistentvolumeclaims"):
             self._defer(lambda: self._reconcile_claim(namespace, name), once=("pvc", namespace, name))
 
@@ -1649,38 +1659,6 @@ class Store:
         if not new["metadata"]["finalizers"]:
             del new["metadata"]["finalizers"]
         self._write(rt, obj, new, None, False, None, None)
-
-    def _reconcile_namespace(self, name: str) -> None:
-        """The namespace controller: empty a terminating namespace, then let it go."""
-        ns = self._objects.get(("", "namespaces"), {}).get(("", name))
-        if ns is None or not ns["metadata"].get("deletionTimestamp"):
-            return
-        remaining = 0
-        for storage_key, bucket in list(self._objects.items()):
-            rt = self._type_for_storage(storage_key)
-            if rt is None or not rt.namespaced:
-                continue
-            for key in [k for k in bucket if k[0] == name]:
-                remaining += 1
-                obj = bucket[key]
-                if not obj["metadata"].get("deletionTimestamp"):
-                    self._delete(rt, name, key[1], None, {}, None, False)
-        if remaining and any(k[0] == name for b in self._objects.values() for k in b):
-            return
-        ns = self._objects.get(("", "namespaces"), {}).get(("", name))
-        if ns is None:
-            return
-        ns_rt = self.registry.get("", "v1", "namespaces")
-        assert ns_rt is not None
-        new = copy.deepcopy(ns)
-        new["spec"]["finalizers"] = [
-            f for f in new.get("spec", {}).get("finalizers", []) if f != NAMESPACE_FINALIZER
-        ]
-        if not new["metadata"].get("finalizers"):
-            self._commit(ns_rt, "DELETED", new, ns)
-            self._after_removal(ns_rt, new)
-        elif new != ns:
-            self._commit(ns_rt, "MODIFIED", new, ns)
 
     def _ensure_default_service_account(self, namespace: str) -> None:
         sa_rt = self.registry.get("", "v1", "serviceaccounts")

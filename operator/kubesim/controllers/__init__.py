@@ -6,6 +6,7 @@ store its controllers, as the cluster does when it starts (`kubesim.cluster.Clus
 
 - `crd_establishing`: serves a CRD's types and reports it Established.
 - `garbage_collector`: background, orphan and foreground deletion of dependents (ownerReferences).
+- `namespace_lifecycle`: empties a terminating namespace, then lets it go.
 - `crd_finalizer`: deletes a deleted CRD's instances, then lets the CRD go.
 """
 
@@ -14,10 +15,16 @@ from __future__ import annotations
 from kubesim.controllers.crd_establishing import CrdEstablishing
 from kubesim.controllers.crd_finalizer import CrdFinalizer
 from kubesim.controllers.garbage_collector import GarbageCollector
+from kubesim.controllers.namespace_lifecycle import NamespaceLifecycle
 from kubesim.store import Controller, Store
 
 # In the order the store tells them of a write (the order matters where one's work follows another's).
-CONTROLLERS: tuple[type[Controller], ...] = (CrdEstablishing, GarbageCollector, CrdFinalizer)
+CONTROLLERS: tuple[type[Controller], ...] = (
+    CrdEstablishing,
+    GarbageCollector,
+    NamespaceLifecycle,
+    CrdFinalizer,
+)
 
 
 def start(store: Store) -> None:
