@@ -1574,35 +1574,6 @@ class Store:
         if new["metadata"].get("deletionTimestamp"):
             self._queue_finalizer_work(rt, new)
 
-    def _release_claims_of(self, pod: dict[str, Any]) -> None:
-        """A pod that is gone may let the claims it held, waiting for deletion, go."""
-        namespace = pod["metadata"].get("namespace") or ""
-        for volume in pod.get("spec", {}).get("volumes") or []:
-            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
-            if claim:
-                self._defer(
-                    functools.partial(self._reconcile_claim, namespace, claim), once=("pvc", namespace, claim)
-                )
-
-    def _reconcile_claim(self, namespace: str, name: str) -> None:
-        """The pvc-protection controller: a deleted claim goes once no scheduled pod refers to it.
-
-        As kube-controller-manager's: a pod counts once it has a node (a pod that never ran holds
-        nothing) and until it is gone, even when it has finished.
-        """
-        claim = self._objects.get(("", "persistentvolumeclaims"), {}).get((namespace, name))
-        if claim is None or not claim["metadata"].get("deletionTimestamp"):
-            return
-        if FINALIZER_PVC_PROTECTION not in (claim["metadata"].get("finalizers") or []):
-            return
-        for (pod_ns, _), pod in self._objects.get(("", "pods"), {}).items():
-            if pod_ns != namespace or not (pod.get("spec") or {}).get("nodeName"):
-                continue
-            for volume in pod.get("spec", {}).get("volumes") or []:
-                if (volume.get("persistentVolumeClaim") or {}).get("claimName") == name:
-                    return
-        self._remove_finalizer(("", "persistentvolumeclaims"), (namespace, name), FINALIZER_PVC_PROTECTION)
-
     def _after_removal(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
@@ -1615,8 +1586,6 @@ class Store:
             self._close_watchers_later(lambda w: w.rt.storage_key in keys)
         for controller in self.controllers:
             controller.removed(rt, obj)
-        if rt.storage_key == ("", "pods"):
-            self._release_claims_of(obj)
 
     def _close_watchers_later(self, predicate: Callable[[Watcher], bool]) -> None:
         def close() -> None:
@@ -1627,10 +1596,6 @@ class Store:
     def _queue_finalizer_work(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         for controller in self.controllers:
             controller.terminating(rt, obj)
-        meta = obj["metadata"]
-        namespace, name = meta.get("namespace") or "", meta["name"]
-        if rt.storage_key == ("", "persistentvolumeclaims"):
-            self._defer(lambda: self._reconcile_claim(namespace, name), once=("pvc", namespace, name))
 
     def _lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
         obj = self._objects.get(storage_key, {}).get(key)

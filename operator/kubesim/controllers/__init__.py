@@ -8,6 +8,7 @@ store its controllers, as the cluster does when it starts (`kubesim.cluster.Clus
 - `garbage_collector`: background, orphan and foreground deletion of dependents (ownerReferences).
 - `namespace_lifecycle`: empties a terminating namespace, then lets it go.
 - `crd_finalizer`: deletes a deleted CRD's instances, then lets the CRD go.
+- `pvc_protection`: lets a deleted claim go once no scheduled pod uses it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from kubesim.controllers.crd_establishing import CrdEstablishing
 from kubesim.controllers.crd_finalizer import CrdFinalizer
 from kubesim.controllers.garbage_collector import GarbageCollector
 from kubesim.controllers.namespace_lifecycle import NamespaceLifecycle
+from kubesim.controllers.pvc_protection import PvcProtection
 from kubesim.store import Controller, Store
 
 # In the order the store tells them of a write (the order matters where one's work follows another's).
@@ -24,6 +26,7 @@ CONTROLLERS: tuple[type[Controller], ...] = (
     GarbageCollector,
     NamespaceLifecycle,
     CrdFinalizer,
+    PvcProtection,
 )
 
 
