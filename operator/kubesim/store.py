@@ -1,4 +1,5 @@
-"""The in-memory object store: API object semantics, the watch event log and the built-in controllers.
+"""The in-memory object store: API object semantics, admission, the watch event log, and the API the
+built-in controllers (kubesim.controllers) write through.
 
 The watch log's types (`Change`, `WatchEvent`, `Watcher`) live in `kubesim.watch`; they are re-exported here.
 """
