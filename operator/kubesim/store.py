@@ -228,7 +228,6 @@ class Store:
         self.observers: list[Callable[[Change], None]] = [self.disruption.observe]
         # The built-in controllers (kubesim.controllers), told of writes in the order they were added.
         self.controllers: list[Controller] = []
-        self._bootstrap()
 
     # -----------------------------------------------------------------------------------------------------
     # Lookup helpers
@@ -1662,29 +1661,6 @@ class Store:
             replaced = copy.deepcopy(current)
             replaced["data"] = body["data"]
             self.update(cm_rt, namespace, ROOT_CA_CONFIG_MAP, replaced)
-
-    def _bootstrap(self) -> None:
-        ns_rt = self.registry.get("", "v1", "namespaces")
-        if ns_rt is None:
-            return
-        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
-            self.create(ns_rt, None, {"metadata": {"name": name}})
-        svc_rt = self.registry.get("", "v1", "services")
-        if svc_rt is not None:
-            self.create(
-                svc_rt,
-                "default",
-                {
-                    "metadata": {
-                        "name": "kubernetes",
-                        "labels": {"component": "apiserver", "provider": "kubernetes"},
-                    },
-                    "spec": {
-                        "ports": [{"name": "https", "port": 443, "targetPort": 6443}],
-                        "clusterIP": "10.96.0.1",
-                    },
-                },
-            )
 
     # -----------------------------------------------------------------------------------------------------
     # Convenience for tests and in-process callers

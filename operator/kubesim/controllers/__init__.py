@@ -9,10 +9,12 @@ store its controllers, as the cluster does when it starts (`kubesim.cluster.Clus
 - `namespace_lifecycle`: empties a terminating namespace, then lets it go.
 - `crd_finalizer`: deletes a deleted CRD's instances, then lets the CRD go.
 - `pvc_protection`: lets a deleted claim go once no scheduled pod uses it.
+- `bootstrap`: the default namespaces and the `kubernetes` Service, written once the controllers run.
 """
 
 from __future__ import annotations
 
+from kubesim.controllers.bootstrap import bootstrap
 from kubesim.controllers.crd_establishing import CrdEstablishing
 from kubesim.controllers.crd_finalizer import CrdFinalizer
 from kubesim.controllers.garbage_collector import GarbageCollector
@@ -31,8 +33,10 @@ CONTROLLERS: tuple[type[Controller], ...] = (
 
 
 def start(store: Store) -> None:
-    """Give the store the built-in controllers; a store that has them already keeps them."""
+    """Give the store the built-in controllers and the default objects; a store that has them already
+    keeps them."""
     if store.controllers:
         return
     for controller in CONTROLLERS:
         store.add_controller(controller(store))
+    bootstrap(store)
