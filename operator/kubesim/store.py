@@ -1565,7 +1565,6 @@ class Store:
         key = rt.storage_key
         meta = obj["metadata"]
         if key == ("", "namespaces"):
-            self._ensure_default_service_account(meta["name"])
             self._publish_root_ca(meta["name"])
 
     def _after_update(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
@@ -1624,12 +1623,6 @@ class Store:
         if not new["metadata"]["finalizers"]:
             del new["metadata"]["finalizers"]
         self._write(rt, obj, new, None, False, None, None)
-
-    def _ensure_default_service_account(self, namespace: str) -> None:
-        sa_rt = self.registry.get("", "v1", "serviceaccounts")
-        if sa_rt is None or ("" if not sa_rt.namespaced else namespace, "default") in self._bucket(sa_rt):
-            return
-        self.create(sa_rt, namespace, {"metadata": {"name": "default"}})
 
     def publish_root_ca(self, ca_pem: bytes) -> None:
         """Publish the cluster's CA as the `kube-root-ca.crt` ConfigMap of every namespace, new ones too.

@@ -5,6 +5,7 @@ Each controller is a module of its own that reads and writes the store only thro
 store its controllers, as the cluster does when it starts (`kubesim.cluster.Cluster`):
 
 - `crd_establishing`: serves a CRD's types and reports it Established.
+- `serviceaccounts`: the `default` ServiceAccount of every new namespace.
 - `garbage_collector`: background, orphan and foreground deletion of dependents (ownerReferences).
 - `namespace_lifecycle`: empties a terminating namespace, then lets it go.
 - `crd_finalizer`: deletes a deleted CRD's instances, then lets the CRD go.
@@ -20,11 +21,13 @@ from kubesim.controllers.crd_finalizer import CrdFinalizer
 from kubesim.controllers.garbage_collector import GarbageCollector
 from kubesim.controllers.namespace_lifecycle import NamespaceLifecycle
 from kubesim.controllers.pvc_protection import PvcProtection
+from kubesim.controllers.serviceaccounts import ServiceAccounts
 from kubesim.store import Controller, Store
 
 # In the order the store tells them of a write (the order matters where one's work follows another's).
 CONTROLLERS: tuple[type[Controller], ...] = (
     CrdEstablishing,
+    ServiceAccounts,
     GarbageCollector,
     NamespaceLifecycle,
     CrdFinalizer,
