@@ -71,14 +71,6 @@ _DNS_LABEL_KINDS = {("", "namespaces"), ("", "services")}
 _PATH_SEGMENT_KINDS = {"rbac.authorization.k8s.io"}
 
 # Fields each built-in kind lets clients select on (as registered by the API server's field label conversions).
-# What kube-controller-manager's root-CA publisher puts into every namespace.
-ROOT_CA_CONFIG_MAP = "kube-root-ca.crt"
-ROOT_CA_ANNOTATION = "kubernetes.io/description"
-ROOT_CA_DESCRIPTION = (
-    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints "
-    "such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across "
-    "distributions of Kubernetes clusters."
-)
 _COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
 _SELECTABLE_FIELDS: dict[StorageKey, frozenset[str]] = {
     ("", "pods"): _COMMON_FIELDS
@@ -221,8 +213,6 @@ class Store:
         self.max_watch_backlog = max_watch_backlog
         # Called (from any thread) when background work is queued; without it the work runs inline.
         self.on_background: Callable[[], None] | None = None
-        # The CA that `kube-root-ca.crt` ConfigMaps carry, once `publish_root_ca` has named it.
-        self.root_ca: str | None = None
         # Controllers of their own modules, told of every change (under the lock: they only queue work).
         self.disruption = DisruptionController(self)
         self.observers: list[Callable[[Change], None]] = [self.disruption.observe]
@@ -1562,10 +1552,6 @@ class Store:
     def _after_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         for controller in self.controllers:
             controller.created(rt, obj)
-        key = rt.storage_key
-        meta = obj["metadata"]
-        if key == ("", "namespaces"):
-            self._publish_root_ca(meta["name"])
 
     def _after_update(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
         for controller in self.controllers:
@@ -1623,37 +1609,6 @@ class Store:
         if not new["metadata"]["finalizers"]:
             del new["metadata"]["finalizers"]
         self._write(rt, obj, new, None, False, None, None)
-
-    def publish_root_ca(self, ca_pem: bytes) -> None:
-        """Publish the cluster's CA as the `kube-root-ca.crt` ConfigMap of every namespace, new ones too.
-
-        kube-controller-manager's root-CA publisher does this in a real cluster, so that pods can trust
-        the API server; kubesim does it as soon as it knows the CA (a plain-HTTP cluster has none).
-        """
-        with self._lock:
-            self.root_ca = ca_pem.decode()
-            for _, name in list(self._bucket(self.type("namespaces"))):
-                self._publish_root_ca(name)
-            self._after_write()
-
-    def _publish_root_ca(self, namespace: str) -> None:
-        cm_rt = self.registry.get("", "v1", "configmaps")
-        if self.root_ca is None or cm_rt is None:
-            return
-        body = {
-            "metadata": {
-                "name": ROOT_CA_CONFIG_MAP,
-                "annotations": {ROOT_CA_ANNOTATION: ROOT_CA_DESCRIPTION},
-            },
-            "data": {"ca.crt": self.root_ca},
-        }
-        current = self._bucket(cm_rt).get((namespace, ROOT_CA_CONFIG_MAP))
-        if current is None:
-            self.create(cm_rt, namespace, body)
-        elif current.get("data") != body["data"]:
-            replaced = copy.deepcopy(current)
-            replaced["data"] = body["data"]
-            self.update(cm_rt, namespace, ROOT_CA_CONFIG_MAP, replaced)
 
     # -----------------------------------------------------------------------------------------------------
     # Convenience for tests and in-process callers

@@ -6,6 +6,7 @@ store its controllers, as the cluster does when it starts (`kubesim.cluster.Clus
 
 - `crd_establishing`: serves a CRD's types and reports it Established.
 - `serviceaccounts`: the `default` ServiceAccount of every new namespace.
+- `root_ca`: the cluster's CA as the `kube-root-ca.crt` ConfigMap of every namespace.
 - `garbage_collector`: background, orphan and foreground deletion of dependents (ownerReferences).
 - `namespace_lifecycle`: empties a terminating namespace, then lets it go.
 - `crd_finalizer`: deletes a deleted CRD's instances, then lets the CRD go.
@@ -21,6 +22,7 @@ from kubesim.controllers.crd_finalizer import CrdFinalizer
 from kubesim.controllers.garbage_collector import GarbageCollector
 from kubesim.controllers.namespace_lifecycle import NamespaceLifecycle
 from kubesim.controllers.pvc_protection import PvcProtection
+from kubesim.controllers.root_ca import RootCaPublisher
 from kubesim.controllers.serviceaccounts import ServiceAccounts
 from kubesim.store import Controller, Store
 
@@ -28,6 +30,7 @@ from kubesim.store import Controller, Store
 CONTROLLERS: tuple[type[Controller], ...] = (
     CrdEstablishing,
     ServiceAccounts,
+    RootCaPublisher,
     GarbageCollector,
     NamespaceLifecycle,
     CrdFinalizer,
