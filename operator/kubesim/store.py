@@ -217,6 +217,9 @@ class Store:
         self.observers: list[Callable[[Change], None]] = [self.disruption.observe]
         # The built-in controllers (kubesim.controllers), told of writes in the order they were added.
         self.controllers: list[Controller] = []
+        self._told: dict[str, list[Callable[..., None]]] = {
+            hook: [] for hook in ("created", "updated", "terminating", "removed")
+        }
 
     # -----------------------------------------------------------------------------------------------------
     # Lookup helpers
@@ -575,6 +578,10 @@ class Store:
         """Tell `controller` of every write from now on, after the controllers added before it."""
         with self._lock:
             self.controllers.append(controller)
+            for hook, told in self._told.items():
+                # Only the hooks a controller defines are called (every write calls them).
+                if getattr(type(controller), hook) is not getattr(Controller, hook):
+                    told.append(getattr(controller, hook))
 
     def commit(
         self, rt: ResourceType, new: dict[str, Any], current: dict[str, Any], *, gone: bool = False
@@ -1352,12 +1359,12 @@ class Store:
     # Controllers: what the controller manager would do after a write
 
     def _after_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
-        for controller in self.controllers:
-            controller.created(rt, obj)
+        for tell in self._told["created"]:
+            tell(rt, obj)
 
     def _after_update(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
-        for controller in self.controllers:
-            controller.updated(rt, new, old)
+        for tell in self._told["updated"]:
+            tell(rt, new, old)
         if new["metadata"].get("deletionTimestamp"):
             self._queue_finalizer_work(rt, new)
 
@@ -1371,8 +1378,8 @@ class Store:
                 self._encoded.pop(removed_rt.storage_key, None)
             keys = {r.storage_key for r in removed}
             self._close_watchers_later(lambda w: w.rt.storage_key in keys)
-        for controller in self.controllers:
-            controller.removed(rt, obj)
+        for tell in self._told["removed"]:
+            tell(rt, obj)
 
     def _close_watchers_later(self, predicate: Callable[[Watcher], bool]) -> None:
         def close() -> None:
@@ -1381,8 +1388,8 @@ class Store:
         self._defer(close)
 
     def _queue_finalizer_work(self, rt: ResourceType, obj: dict[str, Any]) -> None:
-        for controller in self.controllers:
-            controller.terminating(rt, obj)
+        for tell in self._told["terminating"]:
+            tell(rt, obj)
 
     def _lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
         obj = self._objects.get(storage_key, {}).get(key)
