@@ -21,7 +21,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+from kubesim import controllers
 from kubesim.connection import Connection
+from kubesim.controllers.root_ca import publish_root_ca
 from kubesim.faults import FaultInjector, FaultPlan
 from kubesim.server import ApiServer
 from kubesim.store import Store
@@ -96,8 +98,9 @@ class Cluster:
         self.seed = seed
         self.faults = faults if isinstance(faults, FaultInjector) else FaultInjector(faults, seed=seed)
         self.store = store or Store(event_window=event_window, seed=seed)
+        controllers.start(self.store)  # as kube-controller-manager starts its loops
         if self.certificates is not None:
-            self.store.publish_root_ca(self.certificates.ca_pem)
+            publish_root_ca(self.store, self.certificates.ca_pem)
         self.server = ApiServer(
             self.store, faults=self.faults, bookmark_interval=bookmark_interval, seed=seed
         )

@@ -30,7 +30,8 @@ from kubesim.errors import ApiError, Cause, bad_request
 from kubesim.selectors import LabelSelector
 
 if TYPE_CHECKING:
-    from kubesim.store import Change, Store
+    from kubesim.store import Store
+    from kubesim.watch import Change
 
 # How long an eviction's entry in disruptedPods keeps its pod out of currentHealthy (the controller's
 # DeletionTimeout).

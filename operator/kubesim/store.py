@@ -1,8 +1,11 @@
-"""The in-memory object store: API object semantics, the watch event log and the built-in controllers."""
+"""The in-memory object store: API object semantics, admission, the watch event log, and the API the
+built-in controllers (kubesim.controllers) write through.
+
+The watch log's types (`Change`, `WatchEvent`, `Watcher`) live in `kubesim.watch`; they are re-exported here.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -10,7 +13,6 @@ import copy
 import datetime as dt
 import functools
 import importlib
-import ipaddress
 import json
 import random
 import re
@@ -18,7 +20,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from kubesim.disruption import DisruptionController, evict
@@ -32,16 +34,19 @@ from kubesim.errors import (
     invalid,
     not_found,
 )
-from kubesim.eventrules import validate_event
-from kubesim.microtime import check_micro_times
 from kubesim.resources import CRD_GROUP, ResourceRegistry, ResourceType
 from kubesim.selectors import FieldSelector, LabelSelector, field_value
+from kubesim.watch import Change as Change  # re-exported: the watch log types callers import from here
+from kubesim.watch import StorageKey
+from kubesim.watch import Watcher as Watcher
+from kubesim.watch import WatchEvent as WatchEvent
 
 Key = tuple[str, str]  # (namespace, name); namespace is "" for cluster-scoped objects
-StorageKey = tuple[str, str]  # (group, plural)
 # Aliases for use inside Store, whose `list` method shadows the builtin in annotations.
 Objects: TypeAlias = list[dict[str, Any]]
 Warnings: TypeAlias = list[str]
+Keys: TypeAlias = list[Key]
+Locations: TypeAlias = list[tuple[StorageKey, Key]]
 
 PATCH_JSON = "application/json-patch+json"
 PATCH_MERGE = "application/merge-patch+json"
@@ -63,14 +68,6 @@ _DNS_LABEL_KINDS = {("", "namespaces"), ("", "services")}
 _PATH_SEGMENT_KINDS = {"rbac.authorization.k8s.io"}
 
 # Fields each built-in kind lets clients select on (as registered by the API server's field label conversions).
-# What kube-controller-manager's root-CA publisher puts into every namespace.
-ROOT_CA_CONFIG_MAP = "kube-root-ca.crt"
-ROOT_CA_ANNOTATION = "kubernetes.io/description"
-ROOT_CA_DESCRIPTION = (
-    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints "
-    "such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across "
-    "distributions of Kubernetes clusters."
-)
 _COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
 _SELECTABLE_FIELDS: dict[StorageKey, frozenset[str]] = {
     ("", "pods"): _COMMON_FIELDS
@@ -138,134 +135,9 @@ def _without(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in keys}
 
 
-def _owner_uids(obj: dict[str, Any]) -> set[str]:
+def owner_uids(obj: dict[str, Any]) -> set[str]:
+    """The uids an object's ownerReferences name."""
     return {str(r["uid"]) for r in obj.get("metadata", {}).get("ownerReferences") or [] if r.get("uid")}
-
-
-@dataclass
-class Change:
-    """One entry of the watch log: a write at resource version `rv`.
-
-    For DELETED, `obj` is the last state with the deletion's resource version. `old` is the state before
-    the write, which watchers with selectors need to turn a change of match into ADDED or DELETED.
-    """
-
-    type: str
-    rv: int
-    storage_key: StorageKey
-    obj: dict[str, Any]
-    old: dict[str, Any] | None
-    # Serialised watch lines per served apiVersion, so that fan-out to many watchers encodes once.
-    lines: dict[str, bytes] = field(default_factory=dict)
-
-    @property
-    def namespace(self) -> str:
-        return str(self.obj.get("metadata", {}).get("namespace") or "")
-
-
-@dataclass
-class WatchEvent:
-    """What a watcher is sent: a change (shared, pre-encoded) or an object of its own."""
-
-    type: str
-    change: Change | None = None
-    obj: dict[str, Any] | None = None
-
-
-class Watcher:
-    """One watch stream's subscription: filters changes and queues them for its reader.
-
-    Each watcher has its own queue so a slow reader never holds up the writer or other watchers;
-    one that falls more than `max_backlog` events behind is closed (its client re-lists, as with
-    a real API server's watch cache).
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        rt: ResourceType,
-        namespace: str | None,
-        labels: LabelSelector,
-        fields: FieldSelector,
-        max_backlog: int,
-    ) -> None:
-        self.store = store
-        self.rt = rt
-        self.namespace = namespace or None
-        self.labels = labels
-        self.fields = fields
-        self.max_backlog = max_backlog
-        self.queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
-        self.loop = asyncio.get_running_loop()
-        self._thread = threading.get_ident()
-        self.closed = False
-        self.overflowed = False
-
-    def _passes(self, obj: dict[str, Any] | None) -> bool:
-        if obj is None:
-            return False
-        meta = obj.get("metadata", {})
-        if self.namespace is not None and meta.get("namespace") != self.namespace:
-            return False
-        if not self.labels.matches(meta.get("labels")):
-            return False
-        return self.fields.empty or self.fields.matches(functools.partial(self.store.field_of, self.rt, obj))
-
-    def event_for(self, change: Change) -> WatchEvent | None:
-        """The event this watcher sees for a change, or None if neither old nor new state matches."""
-        if change.storage_key != self.rt.storage_key:
-            return None
-        new_passes = change.type != "DELETED" and self._passes(change.obj)
-        old_passes = self._passes(change.old) if change.type != "ADDED" else False
-        if new_passes and old_passes:
-            return WatchEvent("MODIFIED", change)
-        if new_passes:
-            return (
-                WatchEvent("ADDED", change) if change.type == "ADDED" else WatchEvent("ADDED", obj=change.obj)
-            )
-        if old_passes:
-            if change.type == "DELETED":
-                return WatchEvent("DELETED", change)
-            # The object left the selection: a DELETED event with its previous state at the new version.
-            gone_obj = copy.deepcopy(change.old) if change.old is not None else {}
-            _meta(gone_obj)["resourceVersion"] = str(change.rv)
-            return WatchEvent("DELETED", obj=gone_obj)
-        return None
-
-    def offer(self, change: Change) -> None:
-        if self.closed:
-            return
-        event = self.event_for(change)
-        if event is not None:
-            self._put(event)
-
-    def _put(self, event: WatchEvent | None) -> None:
-        if threading.get_ident() == self._thread:
-            self._put_now(event)
-        else:
-            self.loop.call_soon_threadsafe(self._put_now, event)
-
-    def _put_now(self, event: WatchEvent | None) -> None:
-        if self.closed and event is not None:
-            return
-        if event is not None and self.queue.qsize() >= self.max_backlog:
-            self.overflowed = True
-            self.close()
-            return
-        self.queue.put_nowait(event)
-
-    def close(self) -> None:
-        """End the stream: the reader gets None after what is already queued."""
-        if not self.closed:
-            self.closed = True
-            self.store._unsubscribe(self)
-            self._put(None)
-
-    async def next(self, timeout: float | None = None) -> WatchEvent | None:
-        """The next event; None when the watch is closed. Raises TimeoutError after `timeout` seconds."""
-        if timeout is None:
-            return await self.queue.get()
-        return await asyncio.wait_for(self.queue.get(), timeout)
 
 
 @dataclass
@@ -274,6 +146,32 @@ class ListResult:
     resource_version: int
     continue_token: str = ""
     remaining: int | None = None
+
+
+class Controller:
+    """A built-in controller (see kubesim.controllers): what kube-controller-manager does after a write.
+
+    The store tells each controller it was given (`Store.add_controller`) of its writes, in the order they
+    were added, under the store's lock and right after the write is committed. A controller writes at
+    once through the store's verbs (`commit` and the controller-facing ones below it, or the public
+    reads and writes), or queues work with `Store.queue` to run after the current write, as a
+    controller's work queue; the store runs queued work until none is left (`run_background`).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def created(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """An object was created."""
+
+    def updated(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
+        """An object was replaced or patched (not through `Store.commit`)."""
+
+    def terminating(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """An object's deletion began, or an object being deleted was replaced or patched."""
+
+    def removed(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """An object is gone."""
 
 
 class Store:
@@ -294,6 +192,9 @@ class Store:
         seed: int | None = None,
     ) -> None:
         self.registry = registry or ResourceRegistry()
+        from kubesim.admission import Admission  # it builds on this module's helpers
+
+        self.admission = Admission(self)
         self.clock = clock
         self._lock = threading.RLock()
         self._rv = 0
@@ -308,16 +209,17 @@ class Store:
         self._pending: deque[tuple[tuple[Any, ...] | None, Callable[[], None]]] = deque()
         self._pending_once: set[Any] = set()
         self._random = random.Random(seed)
-        self._next_cluster_ip = 2  # 10.96.0.1 is the default/kubernetes Service
         self.max_watch_backlog = max_watch_backlog
         # Called (from any thread) when background work is queued; without it the work runs inline.
         self.on_background: Callable[[], None] | None = None
-        # The CA that `kube-root-ca.crt` ConfigMaps carry, once `publish_root_ca` has named it.
-        self.root_ca: str | None = None
         # Controllers of their own modules, told of every change (under the lock: they only queue work).
         self.disruption = DisruptionController(self)
         self.observers: list[Callable[[Change], None]] = [self.disruption.observe]
-        self._bootstrap()
+        # The built-in controllers (kubesim.controllers), told of writes in the order they were added.
+        self.controllers: list[Controller] = []
+        self._told: dict[str, list[Callable[..., None]]] = {
+            hook: [] for hook in ("created", "updated", "terminating", "removed")
+        }
 
     # -----------------------------------------------------------------------------------------------------
     # Lookup helpers
@@ -586,7 +488,8 @@ class Store:
             meta["annotations"] = {INITIAL_EVENTS_END: "true"}
         return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
 
-    def _unsubscribe(self, watcher: Watcher) -> None:
+    def unsubscribe(self, watcher: Watcher) -> None:
+        """Stop offering changes to a watcher (it calls this when it closes)."""
         with self._lock:
             self._watchers.discard(watcher)
 
@@ -626,8 +529,8 @@ class Store:
         else:
             bucket[key] = obj
             self._by_uid[uid] = (rt.storage_key, key)
-        old_owners = _owner_uids(old) if old is not None else set()
-        new_owners = _owner_uids(obj) if event_type != "DELETED" else set()
+        old_owners = owner_uids(old) if old is not None else set()
+        new_owners = owner_uids(obj) if event_type != "DELETED" else set()
         for owner in old_owners - new_owners:
             dependents = self._dependents.get(owner)
             if dependents is not None:
@@ -667,6 +570,79 @@ class Store:
     def type_for_storage(self, storage_key: StorageKey) -> ResourceType | None:
         """The served type (its storage version) of objects stored under `storage_key`."""
         return self._type_for_storage(storage_key)
+
+    # -----------------------------------------------------------------------------------------------------
+    # The controller-facing API: what the built-in controllers (kubesim.controllers) write through
+
+    def add_controller(self, controller: Controller) -> None:
+        """Tell `controller` of every write from now on, after the controllers added before it."""
+        with self._lock:
+            self.controllers.append(controller)
+            for hook, told in self._told.items():
+                # Only the hooks a controller defines are called (every write calls them).
+                if getattr(type(controller), hook) is not getattr(Controller, hook):
+                    told.append(getattr(controller, hook))
+
+    def commit(
+        self, rt: ResourceType, new: dict[str, Any], current: dict[str, Any], *, gone: bool = False
+    ) -> None:
+        """Store a controller's new state of a stored object as it is (no admission, no controllers told),
+        at a new resource version: for status a controller owns, as the API server's status strategy.
+        With `gone`, remove the object in that state instead (the controllers are told it is gone)."""
+        with self._lock:
+            if gone:
+                self._commit(rt, "DELETED", new, current)
+                self._after_removal(rt, new)
+            else:
+                self._commit(rt, "MODIFIED", new, current)
+
+    def lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
+        """The stored object (not a copy) under (namespace, name) `key` with its storage type, if any."""
+        with self._lock:
+            return self._lookup(storage_key, key)
+
+    def keys_of(self, storage_key: StorageKey) -> Keys:
+        """The (namespace, name) keys of every stored object of a kind."""
+        with self._lock:
+            return list(self._objects.get(storage_key, {}))
+
+    def remove(
+        self, rt: ResourceType, namespace: str | None, name: str, propagation_policy: str | None = None
+    ) -> None:
+        """Delete an object as a controller: `delete`'s semantics, with the queued work left to the caller's
+        run (controllers run inside one already)."""
+        with self._lock:
+            self._delete(rt, namespace, name, propagation_policy, {}, None, False)
+
+    def stored_in(self, namespace: str) -> Locations:
+        """Where every stored object of the namespace is (all kinds), in storage order."""
+        with self._lock:
+            return [
+                (storage_key, key)
+                for storage_key, bucket in list(self._objects.items())
+                for key in bucket
+                if key[0] == namespace
+            ]
+
+    def located(self, uid: str) -> tuple[StorageKey, Key] | None:
+        """Where the stored object with this uid is: its storage key and (namespace, name); None if absent."""
+        return self._by_uid.get(uid)
+
+    def dependents_of(self, owner_uid: str) -> Locations:
+        """Where the objects whose ownerReferences name `owner_uid` are, in order."""
+        with self._lock:
+            return sorted(self._dependents.get(owner_uid, set()))
+
+    def replace(self, rt: ResourceType, current: dict[str, Any], new: dict[str, Any]) -> None:
+        """Write a controller's new state of a stored object through `update`'s semantics (admission,
+        generation, the deletion it may complete, the controllers told), with queued work left to the caller's run."""
+        with self._lock:
+            self._write(rt, current, new, None, False, None, None)
+
+    def remove_finalizer(self, storage_key: StorageKey, key: Key, finalizer: str) -> None:
+        """Drop one finalizer of a stored object, if it has it (the object goes when it was the last)."""
+        with self._lock:
+            self._remove_finalizer(storage_key, key, finalizer)
 
     def _after_write(self) -> None:
         if not self._pending:
@@ -753,7 +729,7 @@ class Store:
                 meta.pop("generation", None)
             if rt.status_subresource and rt.is_custom:
                 obj.pop("status", None)  # create cannot set the status of a custom resource
-            obj = self._prepare(rt, obj, None, "create", field_validation, warnings)
+            obj = self.admission.prepare(rt, obj, None, "create", field_validation, warnings)
             obj = _record_manager(rt, None, obj, field_manager, None)
             obj["apiVersion"] = self._storage_api_version(rt)
             if dry_run:
@@ -1050,7 +1026,7 @@ class Store:
                         ],
                         rt.group,
                     )
-        new = self._prepare(
+        new = self.admission.prepare(
             rt, new, old, "status" if subresource == "status" else "update", field_validation, warnings
         )
         new = _record_manager(rt, old, new, field_manager, subresource)
@@ -1177,7 +1153,7 @@ class Store:
                 )
             new = copy.deepcopy(current)
             new["spec"]["nodeName"] = node
-            _set_condition(new, "PodScheduled", "True", "", "", self.clock)
+            set_condition(new, "PodScheduled", "True", "", "", self.clock)
             for cond in new["status"]["conditions"]:
                 if cond["type"] == "PodScheduled":
                     cond.pop("reason", None)
@@ -1311,7 +1287,7 @@ class Store:
             if rt.storage_key == ("", "namespaces"):
                 new.setdefault("status", {})["phase"] = "Terminating"
             if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
-                _set_condition(
+                set_condition(
                     new,
                     "Terminating",
                     "True",
@@ -1380,287 +1356,30 @@ class Store:
         return deleted
 
     # -----------------------------------------------------------------------------------------------------
-    # Kind-specific preparation (defaults, admission, validation)
-
-    def _prepare(
-        self,
-        rt: ResourceType,
-        obj: dict[str, Any],
-        old: dict[str, Any] | None,
-        operation: str,
-        field_validation: str | None,
-        warnings: Warnings | None,
-    ) -> dict[str, Any]:
-        """Apply the defaults and validation of the kind; `operation` is create, update or status."""
-        key = rt.storage_key
-        meta = _meta(obj)
-        _validate_metadata(rt, obj)
-        if not rt.is_custom:
-            check_micro_times(rt.group, rt.version, rt.kind, obj)
-            self._drop_unknown_fields(rt, obj, field_validation, warnings)
-        if rt.is_custom:
-            obj = self._admit_custom(rt, obj, old, operation, field_validation, warnings)
-        elif key == ("", "pods"):
-            podrules = _optional("podrules")
-            if podrules is not None:
-                # Scheme defaults on every write, so that an update compares like with like.
-                obj = podrules.default_pod(obj, creating=operation == "create")
-                meta = _meta(obj)
-                if operation == "create":
-                    self._admit_service_account(obj)
-                    causes = podrules.validate_pod_create(obj)
-                elif operation == "update" and old is not None:
-                    causes = podrules.validate_pod_update(old, obj)
-                else:
-                    causes = []
-                if causes:
-                    raise invalid("Pod", meta["name"], list(causes))
-        elif key == ("", "namespaces"):
-            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
-            obj.setdefault("spec", {}).setdefault("finalizers", [NAMESPACE_FINALIZER])
-            if operation == "create":
-                obj["status"] = {"phase": "Active"}
-        elif key == ("", "secrets"):
-            _fold_string_data(obj)
-        elif key == ("", "services"):
-            self._default_service(obj, old)
-        elif key == ("", "persistentvolumeclaims"):
-            obj.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
-            if operation == "create":
-                obj["status"] = {"phase": "Pending"}
-                # The StorageObjectInUseProtection admission plugin: a claim in use outlives its deletion.
-                if FINALIZER_PVC_PROTECTION not in (meta.get("finalizers") or []):
-                    meta["finalizers"] = [*(meta.get("finalizers") or []), FINALIZER_PVC_PROTECTION]
-        elif key == ("", "persistentvolumes"):
-            spec = obj.setdefault("spec", {})
-            spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
-            spec.setdefault("volumeMode", "Filesystem")
-            if operation == "create":
-                obj["status"] = {"phase": "Pending"}
-        elif key == ("", "events"):
-            obj = _convert_event(obj, "v1")
-            obj.setdefault("involvedObject", {})
-            strict = rt.group == "events.k8s.io"
-            causes = validate_event(obj, strict=strict, creating=operation == "create")
-            if causes:
-                raise invalid("Event", _meta(obj)["name"], causes, rt.group)
-        elif key == (CRD_GROUP, "customresourcedefinitions"):
-            obj = self._prepare_crd(obj, old, operation)
-        elif key in (("apps", "deployments"), ("apps", "statefulsets")):
-            obj.setdefault("spec", {}).setdefault("replicas", 1)
-            if operation == "create":
-                obj.pop("status", None)
-        return obj
-
-    def _admit_service_account(self, pod: dict[str, Any]) -> None:
-        """The ServiceAccount admission plugin: a new pod's ServiceAccount must exist (403 otherwise)."""
-        meta = _meta(pod)
-        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-        account = str((pod.get("spec") or {}).get("serviceAccountName") or "default")
-        sa_rt = self.registry.get("", "v1", "serviceaccounts")
-        if sa_rt is None or (namespace, account) in self._bucket(sa_rt):
-            return
-        raise ApiError(
-            403,
-            "Forbidden",
-            f'pods "{name}" is forbidden: error looking up service account {namespace}/{account}: '
-            f'serviceaccount "{account}" not found',
-            kind="pods",
-            name=name,
-        )
-
-    def _drop_unknown_fields(
-        self, rt: ResourceType, obj: dict[str, Any], field_validation: str | None, warnings: Warnings | None
-    ) -> None:
-        """Built-in kinds lose fields their types lack, as decoding into Go structs does (fieldValidation)."""
-        schemas = _optional("builtin_schemas")
-        if schemas is None or not hasattr(schemas, "prune_unknown_fields"):
-            return
-        if field_validation == "Strict":
-            unknown = schemas.unknown_fields(rt.group, rt.version, rt.kind, obj)
-            if unknown:
-                details = ", ".join(f'unknown field "{p}"' for p in unknown)
-                raise bad_request(f"strict decoding error: {details}")
-            return
-        unknown = schemas.prune_unknown_fields(rt.group, rt.version, rt.kind, obj)
-        if unknown and field_validation != "Ignore" and warnings is not None:
-            warnings.extend(f'unknown field "{p}"' for p in unknown)
-
-    def _admit_custom(
-        self,
-        rt: ResourceType,
-        obj: dict[str, Any],
-        old: dict[str, Any] | None,
-        operation: str,
-        field_validation: str | None,
-        warnings: Warnings | None,
-    ) -> dict[str, Any]:
-        schema_module = _optional("schema")
-        if schema_module is None or rt.crd is None:
-            return obj
-        schema = self._schema(rt, schema_module)
-        before = copy.deepcopy(obj)
-        admitted = schema.admit_status(obj, old) if operation == "status" else schema.admit(obj, old)
-        unknown = _pruned_paths(before, admitted)
-        if unknown:
-            if field_validation == "Strict":
-                details = ", ".join(f'unknown field "{p}"' for p in unknown)
-                raise bad_request(f"strict decoding error: {details}")
-            if field_validation != "Ignore" and warnings is not None:
-                warnings.extend(f'unknown field "{p}"' for p in unknown)
-        return dict(admitted)
-
-    def _schema(self, rt: ResourceType, schema_module: Any) -> Any:
-        cache: dict[tuple[str, str, int], Any] = self.__dict__.setdefault("_schema_cache", {})
-        assert rt.crd is not None
-        key = (rt.crd["metadata"]["name"], rt.version, id(rt.crd))
-        if key not in cache:
-            cache[key] = schema_module.CustomResourceSchema(rt.crd, rt.version)
-        return cache[key]
-
-    def _prepare_crd(self, crd: dict[str, Any], old: dict[str, Any] | None, operation: str) -> dict[str, Any]:
-        if operation == "status":
-            return crd
-        schema_module = _optional("schema")
-        from kubesim.resources import crd_types
-
-        for rt in crd_types(crd):  # names, scope, versions: 422 if malformed
-            existing = self.registry.get(rt.group, rt.version, rt.plural)
-            if existing is not None and not existing.is_custom:
-                raise invalid(
-                    "CustomResourceDefinition",
-                    crd["metadata"]["name"],
-                    [
-                        Cause(
-                            "spec.group",
-                            f"{rt.group}/{rt.version} {rt.plural} is served by the API server itself",
-                        )
-                    ],
-                    CRD_GROUP,
-                )
-        if schema_module is not None:
-            schema_module.validate_crd(crd)
-        if operation == "update" and old is not None:
-            for immutable in ("group", "scope"):
-                if crd["spec"].get(immutable) != old["spec"].get(immutable):
-                    raise invalid(
-                        "CustomResourceDefinition",
-                        crd["metadata"]["name"],
-                        [Cause(f"spec.{immutable}", "Invalid value: field is immutable")],
-                        CRD_GROUP,
-                    )
-        meta = _meta(crd)
-        if FINALIZER_CRD_CLEANUP not in (meta.get("finalizers") or []) and not meta.get("deletionTimestamp"):
-            meta["finalizers"] = [*(meta.get("finalizers") or []), FINALIZER_CRD_CLEANUP]
-        for version in crd["spec"].get("versions", []):
-            version.setdefault("served", True)
-        return crd
-
-    def _default_service(self, svc: dict[str, Any], old: dict[str, Any] | None) -> None:
-        spec = svc.setdefault("spec", {})
-        spec.setdefault("type", "ClusterIP")
-        spec.setdefault("sessionAffinity", "None")
-        for port in spec.get("ports") or []:
-            port.setdefault("protocol", "TCP")
-            port.setdefault("targetPort", port.get("port"))
-        if spec["type"] == "ExternalName":
-            return
-        if old is not None and old.get("spec", {}).get("clusterIP") and not spec.get("clusterIP"):
-            spec["clusterIP"] = old["spec"]["clusterIP"]
-        if not spec.get("clusterIP"):
-            spec["clusterIP"] = str(ipaddress.IPv4Address("10.96.0.0") + self._next_cluster_ip)
-            self._next_cluster_ip += 1
-        spec.setdefault("clusterIPs", [spec["clusterIP"]])
-        spec.setdefault("ipFamilies", ["IPv4"])
-        spec.setdefault("ipFamilyPolicy", "SingleStack")
-        spec.setdefault("internalTrafficPolicy", "Cluster")
-        svc.setdefault("status", {"loadBalancer": {}})
-
-    # -----------------------------------------------------------------------------------------------------
     # Controllers: what the controller manager would do after a write
 
     def _after_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
-        key = rt.storage_key
-        meta = obj["metadata"]
-        if key == (CRD_GROUP, "customresourcedefinitions"):
-            self._establish_crd(obj)
-        elif key == ("", "namespaces"):
-            self._ensure_default_service_account(meta["name"])
-            self._publish_root_ca(meta["name"])
-        owners = _owner_uids(obj)
-        if owners and not any(uid in self._by_uid for uid in owners):
-            # Every owner is absent (a uid that never existed or is already gone): collect the dependent.
-            self._defer(
-                lambda: self._collect_orphan(rt.storage_key, (meta.get("namespace") or "", meta["name"]))
-            )
+        for tell in self._told["created"]:
+            tell(rt, obj)
 
     def _after_update(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
-        if (
-            rt.storage_key == (CRD_GROUP, "customresourcedefinitions")
-            and new.get("spec") != old.get("spec")
-            and not new["metadata"].get("deletionTimestamp")
-        ):
-            self._establish_crd(new)
+        for tell in self._told["updated"]:
+            tell(rt, new, old)
         if new["metadata"].get("deletionTimestamp"):
             self._queue_finalizer_work(rt, new)
 
-    def _release_claims_of(self, pod: dict[str, Any]) -> None:
-        """A pod that is gone may let the claims it held, waiting for deletion, go."""
-        namespace = pod["metadata"].get("namespace") or ""
-        for volume in pod.get("spec", {}).get("volumes") or []:
-            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
-            if claim:
-                self._defer(
-                    functools.partial(self._reconcile_claim, namespace, claim), once=("pvc", namespace, claim)
-                )
-
-    def _reconcile_claim(self, namespace: str, name: str) -> None:
-        """The pvc-protection controller: a deleted claim goes once no scheduled pod refers to it.
-
-        As kube-controller-manager's: a pod counts once it has a node (a pod that never ran holds
-        nothing) and until it is gone, even when it has finished.
-        """
-        claim = self._objects.get(("", "persistentvolumeclaims"), {}).get((namespace, name))
-        if claim is None or not claim["metadata"].get("deletionTimestamp"):
-            return
-        if FINALIZER_PVC_PROTECTION not in (claim["metadata"].get("finalizers") or []):
-            return
-        for (pod_ns, _), pod in self._objects.get(("", "pods"), {}).items():
-            if pod_ns != namespace or not (pod.get("spec") or {}).get("nodeName"):
-                continue
-            for volume in pod.get("spec", {}).get("volumes") or []:
-                if (volume.get("persistentVolumeClaim") or {}).get("claimName") == name:
-                    return
-        self._remove_finalizer(("", "persistentvolumeclaims"), (namespace, name), FINALIZER_PVC_PROTECTION)
-
     def _after_removal(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
-        uid = str(meta.get("uid", ""))
         if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
+            # A CRD that is gone is no longer served: its objects and its watches go with it.
             removed = self.registry.remove_crd(meta["name"])
             for removed_rt in removed:
                 self._objects.pop(removed_rt.storage_key, None)
                 self._encoded.pop(removed_rt.storage_key, None)
             keys = {r.storage_key for r in removed}
             self._close_watchers_later(lambda w: w.rt.storage_key in keys)
-        if uid in self._dependents:
-            self._defer(lambda: self._collect_dependents(uid), once=("gc", uid))
-        for owner_uid in _owner_uids(obj):
-            # An owner deleted in the foreground waits for its dependents; this one is gone now.
-            where = self._by_uid.get(owner_uid)
-            owner = self._lookup(*where) if where is not None else None
-            if owner is not None and FINALIZER_FOREGROUND in (owner[1]["metadata"].get("finalizers") or []):
-                self._defer(functools.partial(self._finish_foreground, owner_uid), once=("fg", owner_uid))
-        namespace = meta.get("namespace")
-        if namespace:
-            ns_obj = self._objects.get(("", "namespaces"), {}).get(("", namespace))
-            if ns_obj is not None and ns_obj["metadata"].get("deletionTimestamp"):
-                self._defer(lambda: self._reconcile_namespace(namespace), once=("namespace", namespace))
-        if rt.crd is not None:
-            crd_name = rt.crd["metadata"]["name"]
-            self._defer(lambda: self._reconcile_crd_deletion(crd_name), once=("crd", crd_name))
-        if rt.storage_key == ("", "pods"):
-            self._release_claims_of(obj)
+        for tell in self._told["removed"]:
+            tell(rt, obj)
 
     def _close_watchers_later(self, predicate: Callable[[Watcher], bool]) -> None:
         def close() -> None:
@@ -1669,22 +1388,8 @@ class Store:
         self._defer(close)
 
     def _queue_finalizer_work(self, rt: ResourceType, obj: dict[str, Any]) -> None:
-        meta = obj["metadata"]
-        finalizers = meta.get("finalizers") or []
-        namespace, name, uid = meta.get("namespace") or "", meta["name"], meta["uid"]
-        if FINALIZER_ORPHAN in finalizers:
-            self._defer(
-                lambda: self._orphan_dependents(rt.storage_key, (namespace, name), uid), once=("orphan", uid)
-            )
-        if FINALIZER_FOREGROUND in finalizers:
-            self._defer(lambda: self._delete_dependents_foreground(uid), once=("fg-delete", uid))
-            self._defer(lambda: self._finish_foreground(uid), once=("fg", uid))
-        if rt.storage_key == ("", "namespaces"):
-            self._defer(lambda: self._reconcile_namespace(name), once=("namespace", name))
-        if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
-            self._defer(lambda: self._reconcile_crd_deletion(name), once=("crd", name))
-        if rt.storage_key == ("", "persistentvolumeclaims"):
-            self._defer(lambda: self._reconcile_claim(namespace, name), once=("pvc", namespace, name))
+        for tell in self._told["terminating"]:
+            tell(rt, obj)
 
     def _lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
         obj = self._objects.get(storage_key, {}).get(key)
@@ -1713,216 +1418,6 @@ class Store:
         if not new["metadata"]["finalizers"]:
             del new["metadata"]["finalizers"]
         self._write(rt, obj, new, None, False, None, None)
-
-    def _collect_orphan(self, storage_key: StorageKey, key: Key) -> None:
-        found = self._lookup(storage_key, key)
-        if found is None:
-            return
-        rt, obj = found
-        if not any(uid in self._by_uid for uid in _owner_uids(obj)):
-            self._delete(rt, key[0] or None, key[1], None, {}, None, False)
-
-    def _collect_dependents(self, owner_uid: str) -> None:
-        """Background cascading deletion: dependents whose owners are all gone are deleted."""
-        for storage_key, key in sorted(self._dependents.get(owner_uid, set())):
-            found = self._lookup(storage_key, key)
-            if found is None:
-                continue
-            rt, obj = found
-            if obj["metadata"].get("deletionTimestamp"):
-                continue
-            refs = obj["metadata"].get("ownerReferences") or []
-            alive = [r for r in refs if r.get("uid") in self._by_uid]
-            if alive:
-                if len(alive) != len(refs):
-                    new = copy.deepcopy(obj)
-                    new["metadata"]["ownerReferences"] = alive
-                    self._write(rt, obj, new, None, False, None, None)
-                continue
-            self._delete(rt, key[0] or None, key[1], None, {}, None, False)
-
-    def _orphan_dependents(self, storage_key: StorageKey, key: Key, owner_uid: str) -> None:
-        for dep_key, dep in sorted(self._dependents.get(owner_uid, set())):
-            found = self._lookup(dep_key, dep)
-            if found is None:
-                continue
-            rt, obj = found
-            new = copy.deepcopy(obj)
-            refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
-            if refs:
-                new["metadata"]["ownerReferences"] = refs
-            else:
-                new["metadata"].pop("ownerReferences", None)
-            self._write(rt, obj, new, None, False, None, None)
-        self._remove_finalizer(storage_key, key, FINALIZER_ORPHAN)
-
-    def _delete_dependents_foreground(self, owner_uid: str) -> None:
-        for storage_key, key in sorted(self._dependents.get(owner_uid, set())):
-            found = self._lookup(storage_key, key)
-            if found is None or found[1]["metadata"].get("deletionTimestamp"):
-                continue
-            rt, _ = found
-            self._delete(rt, key[0] or None, key[1], "Foreground", {}, None, False)
-
-    def _finish_foreground(self, owner_uid: str) -> None:
-        where = self._by_uid.get(owner_uid)
-        if where is None:
-            return
-        found = self._lookup(*where)
-        if found is None or FINALIZER_FOREGROUND not in (found[1]["metadata"].get("finalizers") or []):
-            return
-        # As the garbage collector: only dependents whose reference sets blockOwnerDeletion hold it.
-        blocking = [
-            d
-            for d in self._dependents.get(owner_uid, set())
-            if (dependent := self._lookup(*d)) is not None
-            and any(
-                ref.get("uid") == owner_uid and ref.get("blockOwnerDeletion") is True
-                for ref in dependent[1]["metadata"].get("ownerReferences") or []
-            )
-        ]
-        if not blocking:
-            self._remove_finalizer(where[0], where[1], FINALIZER_FOREGROUND)
-
-    def _reconcile_namespace(self, name: str) -> None:
-        """The namespace controller: empty a terminating namespace, then let it go."""
-        ns = self._objects.get(("", "namespaces"), {}).get(("", name))
-        if ns is None or not ns["metadata"].get("deletionTimestamp"):
-            return
-        remaining = 0
-        for storage_key, bucket in list(self._objects.items()):
-            rt = self._type_for_storage(storage_key)
-            if rt is None or not rt.namespaced:
-                continue
-            for key in [k for k in bucket if k[0] == name]:
-                remaining += 1
-                obj = bucket[key]
-                if not obj["metadata"].get("deletionTimestamp"):
-                    self._delete(rt, name, key[1], None, {}, None, False)
-        if remaining and any(k[0] == name for b in self._objects.values() for k in b):
-            return
-        ns = self._objects.get(("", "namespaces"), {}).get(("", name))
-        if ns is None:
-            return
-        ns_rt = self.registry.get("", "v1", "namespaces")
-        assert ns_rt is not None
-        new = copy.deepcopy(ns)
-        new["spec"]["finalizers"] = [
-            f for f in new.get("spec", {}).get("finalizers", []) if f != NAMESPACE_FINALIZER
-        ]
-        if not new["metadata"].get("finalizers"):
-            self._commit(ns_rt, "DELETED", new, ns)
-            self._after_removal(ns_rt, new)
-        elif new != ns:
-            self._commit(ns_rt, "MODIFIED", new, ns)
-
-    def _reconcile_crd_deletion(self, crd_name: str) -> None:
-        """The CRD cleanup controller: delete every instance, then drop the cleanup finalizer."""
-        crds = self._objects.get((CRD_GROUP, "customresourcedefinitions"), {})
-        crd = crds.get(("", crd_name))
-        if crd is None or not crd["metadata"].get("deletionTimestamp"):
-            return
-        spec = crd["spec"]
-        storage_key = (spec["group"], spec["names"]["plural"])
-        rt = self._type_for_storage(storage_key)
-        bucket = self._objects.get(storage_key, {})
-        if rt is not None:
-            for key in list(bucket):
-                if not bucket[key]["metadata"].get("deletionTimestamp"):
-                    self._delete(rt, key[0] or None, key[1], None, {}, None, False)
-        if not self._objects.get(storage_key):
-            self._remove_finalizer(
-                (CRD_GROUP, "customresourcedefinitions"), ("", crd_name), FINALIZER_CRD_CLEANUP
-            )
-
-    def _establish_crd(self, crd: dict[str, Any]) -> None:
-        """Serve the CRD's types at once and report it Established, as the apiextensions controllers do."""
-        self.registry.add_crd(copy.deepcopy(crd))
-        crd_rt = self.registry.get(CRD_GROUP, "v1", "customresourcedefinitions")
-        assert crd_rt is not None
-        current = self._objects[crd_rt.storage_key][("", crd["metadata"]["name"])]
-        new = copy.deepcopy(current)
-        spec = new["spec"]
-        status = new.setdefault("status", {})
-        status["acceptedNames"] = {k: v for k, v in spec["names"].items()}
-        status["acceptedNames"].setdefault("singular", spec["names"]["kind"].lower())
-        status["acceptedNames"].setdefault("listKind", spec["names"]["kind"] + "List")
-        storage = next(v["name"] for v in spec["versions"] if v.get("storage"))
-        stored = list(status.get("storedVersions") or [])
-        if storage not in stored:
-            stored.append(storage)
-        status["storedVersions"] = stored
-        _set_condition(new, "NamesAccepted", "True", "NoConflicts", "no conflicts found", self.clock)
-        _set_condition(
-            new,
-            "Established",
-            "True",
-            "InitialNamesAccepted",
-            "the initial names have been accepted",
-            self.clock,
-        )
-        if new != current:
-            self._commit(crd_rt, "MODIFIED", new, current)
-
-    def _ensure_default_service_account(self, namespace: str) -> None:
-        sa_rt = self.registry.get("", "v1", "serviceaccounts")
-        if sa_rt is None or ("" if not sa_rt.namespaced else namespace, "default") in self._bucket(sa_rt):
-            return
-        self.create(sa_rt, namespace, {"metadata": {"name": "default"}})
-
-    def publish_root_ca(self, ca_pem: bytes) -> None:
-        """Publish the cluster's CA as the `kube-root-ca.crt` ConfigMap of every namespace, new ones too.
-
-        kube-controller-manager's root-CA publisher does this in a real cluster, so that pods can trust
-        the API server; kubesim does it as soon as it knows the CA (a plain-HTTP cluster has none).
-        """
-        with self._lock:
-            self.root_ca = ca_pem.decode()
-            for _, name in list(self._bucket(self.type("namespaces"))):
-                self._publish_root_ca(name)
-            self._after_write()
-
-    def _publish_root_ca(self, namespace: str) -> None:
-        cm_rt = self.registry.get("", "v1", "configmaps")
-        if self.root_ca is None or cm_rt is None:
-            return
-        body = {
-            "metadata": {
-                "name": ROOT_CA_CONFIG_MAP,
-                "annotations": {ROOT_CA_ANNOTATION: ROOT_CA_DESCRIPTION},
-            },
-            "data": {"ca.crt": self.root_ca},
-        }
-        current = self._bucket(cm_rt).get((namespace, ROOT_CA_CONFIG_MAP))
-        if current is None:
-            self.create(cm_rt, namespace, body)
-        elif current.get("data") != body["data"]:
-            replaced = copy.deepcopy(current)
-            replaced["data"] = body["data"]
-            self.update(cm_rt, namespace, ROOT_CA_CONFIG_MAP, replaced)
-
-    def _bootstrap(self) -> None:
-        ns_rt = self.registry.get("", "v1", "namespaces")
-        if ns_rt is None:
-            return
-        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
-            self.create(ns_rt, None, {"metadata": {"name": name}})
-        svc_rt = self.registry.get("", "v1", "services")
-        if svc_rt is not None:
-            self.create(
-                svc_rt,
-                "default",
-                {
-                    "metadata": {
-                        "name": "kubernetes",
-                        "labels": {"component": "apiserver", "provider": "kubernetes"},
-                    },
-                    "spec": {
-                        "ports": [{"name": "https", "port": 443, "targetPort": 6443}],
-                        "clusterIP": "10.96.0.1",
-                    },
-                },
-            )
 
     # -----------------------------------------------------------------------------------------------------
     # Convenience for tests and in-process callers
@@ -1982,81 +1477,7 @@ def _spec_changed(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) ->
     return _without(old, *ignored) != _without(new, *ignored)
 
 
-def _validate_metadata(rt: ResourceType, obj: dict[str, Any]) -> None:
-    meta = obj["metadata"]
-    causes: list[Cause] = []
-    for mapping in ("labels", "annotations"):
-        value = meta.get(mapping)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            causes.append(Cause(f"metadata.{mapping}", "Invalid value: must be a map of strings"))
-            continue
-        for k, v in value.items():
-            if not isinstance(v, str):
-                causes.append(Cause(f"metadata.{mapping}", f'Invalid value: "{k}": value must be a string'))
-    labels = meta.get("labels") or {}
-    if isinstance(labels, dict):
-        from kubesim.selectors import _KEY_RE, _VALUE_RE
-
-        for k, v in labels.items():
-            if not _KEY_RE.match(str(k)):
-                causes.append(
-                    Cause(
-                        "metadata.labels",
-                        f"Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.'",
-                    )
-                )
-            elif isinstance(v, str) and not _VALUE_RE.match(v):
-                causes.append(
-                    Cause(
-                        "metadata.labels",
-                        f"Invalid value: \"{v}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
-                    )
-                )
-    finalizers = meta.get("finalizers")
-    if finalizers is not None and not (
-        isinstance(finalizers, list) and all(isinstance(f, str) for f in finalizers)
-    ):
-        causes.append(Cause("metadata.finalizers", "Invalid value: must be a list of strings"))
-    for i, ref in enumerate(meta.get("ownerReferences") or []):
-        for required in ("apiVersion", "kind", "name", "uid"):
-            if not ref.get(required):
-                causes.append(
-                    Cause(f"metadata.ownerReferences[{i}].{required}", "Required value", "FieldValueRequired")
-                )
-    controllers = [r for r in meta.get("ownerReferences") or [] if r.get("controller")]
-    if len(controllers) > 1:
-        causes.append(
-            Cause(
-                "metadata.ownerReferences",
-                "Invalid value: Only one reference can have Controller set to true",
-            )
-        )
-    if causes:
-        raise invalid(rt.kind, str(meta.get("name", "")), causes, rt.group)
-
-
-def _fold_string_data(secret: dict[str, Any]) -> None:
-    """Secrets accept `stringData` as a write-only convenience merged into base64 `data`."""
-    string_data = secret.pop("stringData", None) or {}
-    data = secret.setdefault("data", {}) if string_data or "data" in secret else None
-    if data is None:
-        return
-    for k, v in string_data.items():
-        data[k] = base64.b64encode(str(v).encode()).decode()
-    for k, v in data.items():
-        try:
-            base64.b64decode(str(v), validate=True)
-        except (binascii.Error, ValueError):
-            name = secret.get("metadata", {}).get("name", "")
-            raise invalid(
-                "Secret", name, [Cause(f"data[{k}]", "Invalid value: illegal base64 data")]
-            ) from None
-    secret.setdefault("type", "Opaque")
-
-
-def _set_condition(
+def set_condition(
     obj: dict[str, Any], type_: str, status: str, reason: str, message: str, clock: Callable[[], dt.datetime]
 ) -> None:
     conditions: list[dict[str, Any]] = obj.setdefault("status", {}).setdefault("conditions", [])
@@ -2075,22 +1496,6 @@ def _set_condition(
             "message": message,
         }
     )
-
-
-def _pruned_paths(before: Any, after: Any, prefix: str = "") -> list[str]:
-    """Dotted paths present in `before` but dropped from `after`: the unknown fields pruning removed."""
-    paths: list[str] = []
-    if isinstance(before, dict) and isinstance(after, dict):
-        for k, v in before.items():
-            path = f"{prefix}.{k}" if prefix else str(k)
-            if k not in after:
-                paths.append(path)
-            else:
-                paths.extend(_pruned_paths(v, after[k], path))
-    elif isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
-        for i, (b, a) in enumerate(zip(before, after, strict=True)):
-            paths.extend(_pruned_paths(b, a, f"{prefix}[{i}]"))
-    return paths
 
 
 def _split_path(path: str) -> list[str]:
