@@ -34,6 +34,7 @@ LISTS = {
     "/api/v1/namespaces/shop/persistentvolumeclaims": [{"metadata": {"name": "data-web-0"}}],
     "/apis/fleet.scaleset.dev/v1alpha1/maintenanceconfigurations": [{"metadata": {"name": "nightly"}}],
     "/apis/fleet.scaleset.dev/v1alpha1/imagecatalogs": [{"metadata": {"name": "os"}}],
+    "/api/v1/nodes": [{"metadata": {"name": "node-a"}}],
 }
 NAMESPACE = {"/api/v1/namespaces/shop": {"metadata": {"name": "shop", "labels": {"tier": "gold"}}}}
 

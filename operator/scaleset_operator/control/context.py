@@ -103,6 +103,15 @@ class Snapshot:
     namespace_labels: dict[str, str] = field(default_factory=dict)
     # Every ImageCatalog as read.
     image_catalogs: tuple[dict[str, Any], ...] = ()
+    # Every node as read (host maintenance and freezes decide from them).
+    nodes: tuple[dict[str, Any], ...] = ()
+    # The namespace's Services by name when the ScaleSet is staged or was (None: not read, none is
+    # changed); a Service the pass patched is replaced by what the API server returned, so that a second
+    # change in the same pass (a swap after a pin) is made against it.
+    services: dict[str, dict[str, Any]] | None = None
+    # The PodDisruptionBudget of the ScaleSet's name, when the pass looked at it (`disruption_budget_read`).
+    disruption_budget_read: bool = False
+    disruption_budget: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scaleset_operator.api.models import ScaleSetSpec
 from scaleset_operator.control.context import Snapshot, owned_by
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.kube import MERGE_PATCH, ApiError, Kube, group_path
@@ -22,6 +23,11 @@ from scaleset_operator.planning.repairs import unavailability_budget
 
 def budget_path(namespace: str, name: str | None = None) -> str:
     return group_path("policy", "v1", "poddisruptionbudgets", namespace, name)
+
+
+def budget_looked_at(spec: ScaleSetSpec, stored_status: dict[str, Any]) -> bool:
+    """Whether a pass looks at the PodDisruptionBudget: asked for, or recorded in status (to delete it)."""
+    return spec.disruption_budget.enabled or bool(stored_status.get("disruptionBudget"))
 
 
 def disruption_budget(snapshot: Snapshot) -> dict[str, Any]:
@@ -59,10 +65,10 @@ class DisruptionBudgetControl:
     def reconcile(self, snapshot: Snapshot) -> dict[str, Any] | None:
         """Bring the PodDisruptionBudget in line with the spec; returns status.disruptionBudget."""
         enabled = snapshot.spec.disruption_budget.enabled
-        if not enabled and not snapshot.stored_status.get("disruptionBudget"):
-            return None  # never enabled: nothing to look at
+        if not snapshot.disruption_budget_read:
+            return None  # never enabled: nothing to look at (control/reader.py read nothing)
         path = budget_path(snapshot.namespace, snapshot.name)
-        existing = self.kube.get_or_none(path)
+        existing = snapshot.disruption_budget
         uid = snapshot.scaleset["metadata"]["uid"]
         if not enabled:
             if existing is not None and owned_by(existing, uid):

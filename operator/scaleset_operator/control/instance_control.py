@@ -30,6 +30,7 @@ from scaleset_operator.control.context import (
 )
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.kube import STRATEGIC_MERGE_PATCH, ApiError, Kube, core_path
+from scaleset_operator.control.reader import Reader
 from scaleset_operator.control.scheduled_events import ScheduledEventsControl, event_id, events_of
 from scaleset_operator.control.snapshot import instance_state, is_terminating, pod_images
 from scaleset_operator.identity import (
@@ -94,6 +95,7 @@ class InstanceControl:
 
     def __init__(self, kube: Kube, events: EventRecorder) -> None:
         self.kube = kube
+        self.reader = Reader(kube)
         self.events = events
         self.notices = ScheduledEventsControl(kube, events)
 
@@ -425,7 +427,7 @@ class InstanceControl:
             created = self.kube.create(path, body)
         except ApiError as error:
             if error.status == 409:
-                holder = self.kube.get_or_none(core_path("persistentvolumeclaims", snapshot.namespace, name))
+                holder = self.reader.claim(snapshot.namespace, name)
                 if holder is not None:
                     snapshot.claims[name] = holder
                 return holder
@@ -443,7 +445,7 @@ class InstanceControl:
     def _refuse_foreign_holder(self, snapshot: Snapshot, name: str) -> None:
         """A pod create refused because the name is taken: fine when this ScaleSet's own pod holds it (a
         predecessor still terminating), reported when anything else does, which is never adopted."""
-        holder = self.kube.get_or_none(core_path("pods", snapshot.namespace, name))
+        holder = self.reader.pod(snapshot.namespace, name)
         if holder is not None and not owned_by(holder, snapshot.uid):
             raise InvalidInput(
                 "NameConflict",

@@ -4,7 +4,7 @@ and telling instances of a node's freeze.
 The decisions are in planning/maintenance.py (assignment, the gate, deferral) and
 planning/host_maintenance.py (which instances leave which nodes, one batch at a time; which are told
 of a freeze); this actor takes the MaintenanceConfigurations and the namespace's labels from the
-snapshot (control/reader.py read them), reads nodes, records the Host batch in `status.hostMaintenance` before touching any instance (so a
+snapshot (control/reader.py read them, and the nodes), records the Host batch in `status.hostMaintenance` before touching any instance (so a
 restarted operator finishes it), and deletes the batch's pods so that the pass creates them again on
 other nodes. A freeze moves nothing: each instance's agreement is an annotation on its pod, so the
 node is labelled `ready` only when every instance on it, of every ScaleSet, has agreed.
@@ -23,10 +23,11 @@ from scaleset_operator.control.context import Conflict, Outcome, Snapshot, times
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.instance_control import InstanceControl
 from scaleset_operator.control.kube import JSON_PATCH, ApiError, Kube, core_path
+from scaleset_operator.control.reader import Reader
 from scaleset_operator.control.scheduled_events import event_id, events_of
 from scaleset_operator.control.snapshot import instance_state, is_terminating
 from scaleset_operator.control.status_updater import StatusUpdater
-from scaleset_operator.identity import ANNOTATION_FROZEN_ON, LABEL_SCALESET
+from scaleset_operator.identity import ANNOTATION_FROZEN_ON
 from scaleset_operator.planning.batches import batch_size
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.host_maintenance import (
@@ -68,6 +69,7 @@ class MaintenanceActor:
         status: StatusUpdater | None = None,
     ) -> None:
         self.kube = kube
+        self.reader = Reader(kube)
         self.events = events
         self.instance_control = instance_control
         self.status = status or StatusUpdater(kube)
@@ -110,7 +112,7 @@ class MaintenanceActor:
         freeze waits). A freeze moves nothing and is answered whatever else runs (see `freeze`).
         """
         stored: dict[str, Any] = (snapshot.scaleset.get("status") or {}).get("hostMaintenance") or {}
-        listed = self.kube.list(core_path("nodes"))
+        listed = list(snapshot.nodes)
         nodes = [
             NodeState(
                 node["metadata"]["name"],
@@ -328,16 +330,7 @@ class MaintenanceActor:
         A node gone is left alone. A node no longer as this pass read it (the node tool took the label
         away or changed it: the patch's test fails, 422; or a 409) ends the pass: what it decided from
         the node may be stale, and the next pass reads it again."""
-        on_node = [
-            pod
-            for pod in self.kube.request(
-                "GET",
-                core_path("pods"),
-                query={"labelSelector": LABEL_SCALESET, "fieldSelector": f"spec.nodeName={node}"},
-            ).get("items")
-            or []
-            if not is_terminating(pod)
-        ]
+        on_node = [pod for pod in self.reader.pods_on_node(node) if not is_terminating(pod)]
         if not freeze_may_proceed(node, (_frozen_on(pod) for pod in on_node)):
             return
         label = "/metadata/labels/" + MAINTENANCE_LABEL.replace("~", "~0").replace("/", "~1")
@@ -378,15 +371,9 @@ class MaintenanceActor:
         """Tell the node tool it may go on: no instance of any ScaleSet is left on the node. Only the
         node as `read` (its metadata) when the pass decided: changed since, the pass ends and reads again."""
         for name in names:
-            left = (
-                self.kube.request(
-                    "GET",
-                    core_path("pods"),
-                    query={"labelSelector": LABEL_SCALESET, "fieldSelector": f"spec.nodeName={name}"},
-                ).get("items")
-                or []
-            )
-            if left:  # a pod on its way out is still there, and its successor must not find the node ready
+            if self.reader.pods_on_node(
+                name
+            ):  # a pod on its way out is still there, and its successor must not find the node ready
                 continue
             try:
                 self.kube.patch(

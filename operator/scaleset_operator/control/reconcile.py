@@ -250,6 +250,10 @@ class Reconciler:
             maintenance_configurations=reads.maintenance_configurations,
             namespace_labels=dict(reads.namespace_labels),
             image_catalogs=reads.image_catalogs,
+            nodes=reads.nodes,
+            services=None if reads.services is None else dict(reads.services),
+            disruption_budget_read=reads.disruption_budget_read,
+            disruption_budget=reads.disruption_budget,
         )
         return snapshot
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.kube import ApiError, Kube, core_path
+from scaleset_operator.control.reader import Reader
 from scaleset_operator.planning.scheduled_events import (
     DEFAULT_NOT_BEFORE_TIMEOUT,
     EVENTS_ANNOTATION,
@@ -63,6 +64,7 @@ class ScheduledEventsControl:
 
     def __init__(self, kube: Kube, events: EventRecorder | None = None) -> None:
         self.kube = kube
+        self.reader = Reader(kube)
         self.events = events or EventRecorder(kube)
 
     def _update(
@@ -97,7 +99,7 @@ class ScheduledEventsControl:
             except ApiError as error:
                 if error.status != 409:
                     raise
-            fresh = self.kube.get_or_none(path)
+            fresh = self.reader.pod(metadata["namespace"], metadata["name"])
             if fresh is None:
                 return pod, EventDocument(), False
             pod = fresh

@@ -28,6 +28,7 @@ from scaleset_operator.control.context import (
 from scaleset_operator.control.events import EventRecorder
 from scaleset_operator.control.instance_control import InstanceControl
 from scaleset_operator.control.kube import ApiError, Kube, core_path
+from scaleset_operator.control.reader import Reader
 from scaleset_operator.control.snapshot import instance_state
 from scaleset_operator.control.status_updater import StatusUpdater
 from scaleset_operator.identity import ANNOTATION_SWAP, ANNOTATION_SWAP_BACK, slot_base, slot_of
@@ -83,6 +84,7 @@ class StagedControl:
         status: StatusUpdater | None = None,
     ) -> None:
         self.kube = kube
+        self.reader = Reader(kube)
         self.events = events
         self.instances = instances
         self.status = status or StatusUpdater(kube)
@@ -235,7 +237,8 @@ class StagedControl:
             return []
         occupied = {slot_of(p) for p in instances}
         names = []
-        for service in self.kube.list(core_path("services", snapshot.namespace)):
+        services = snapshot.services if snapshot.services is not None else {}
+        for service in list(services.values()):
             selector = (service.get("spec") or {}).get("selector") or {}
             if not selects_instances(selector, labels):
                 continue
@@ -247,12 +250,14 @@ class StagedControl:
             # Only the Service as read: one changed since (a user, another writer) ends the pass.
             patch = {**patch, "metadata": {"resourceVersion": service["metadata"].get("resourceVersion")}}
             try:
-                self.kube.patch(core_path("services", snapshot.namespace, name), patch)
+                # What the API server returned is the Service a later change in this pass is made to.
+                services[name] = self.kube.patch(core_path("services", snapshot.namespace, name), patch)
             except ApiError as error:
                 if error.status == 409:
                     raise Conflict(f"Service {snapshot.namespace}/{name}: {error}") from None
                 if error.status != 404:
                     raise
+                del services[name]  # gone since the pass read it
         return names
 
     # ------------------------------------------------------------------ status.upgrade and answers
@@ -333,13 +338,7 @@ class StagedControl:
     def _quota_free(self, snapshot: Snapshot) -> int | None:
         """How many more pods the namespace's ResourceQuotas allow; None when none limits pods."""
         free = None
-        try:
-            quotas = self.kube.list(core_path("resourcequotas", snapshot.namespace))
-        except ApiError as error:
-            if error.status != 404:  # an API server that serves no quotas enforces none
-                raise
-            quotas = []
-        for quota in quotas:
+        for quota in self.reader.resource_quotas(snapshot.namespace):
             status = quota.get("status") or {}
             hard = status.get("hard") or (quota.get("spec") or {}).get("hard") or {}
             used = status.get("used") or {}

@@ -26,6 +26,7 @@ from typing import Any
 
 from scaleset_operator.control.context import Conflict, Snapshot, merge_patch
 from scaleset_operator.control.kube import ApiError, Kube, fleet_path
+from scaleset_operator.control.reader import Reader
 
 # How many times the final status is applied again after a 409 (client-go's DefaultRetry has 5 steps).
 WRITE_ATTEMPTS = 5
@@ -40,6 +41,7 @@ class StatusUpdater:
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
+        self.reader = Reader(kube)
 
     def record(self, snapshot: Snapshot, status: dict[str, Any]) -> None:
         """Merge-patch `status` before acting on it, only if nobody changed the ScaleSet since this
@@ -82,8 +84,7 @@ class StatusUpdater:
     def _status_unchanged(self, snapshot: Snapshot) -> bool:
         """Read the ScaleSet again; True (taking its resourceVersion) when its status is still the one
         this pass last read or wrote."""
-        path = fleet_path("scalesets", snapshot.namespace, snapshot.name)
-        fresh = self.kube.get_or_none(path)
+        fresh = self.reader.scaleset(snapshot.namespace, snapshot.name)
         if fresh is None:
             raise ScaleSetGone(f"{snapshot.namespace}/{snapshot.name}")
         if (fresh.get("status") or {}) != snapshot.stored_status:
