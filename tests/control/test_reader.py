@@ -7,6 +7,7 @@ from fake_kube import FakeKube
 from scaleset_fixtures import UID, pod, scaleset
 
 from scaleset_operator.control.context import InvalidInput
+from scaleset_operator.control.kube import ApiError
 from scaleset_operator.control.reader import Reader
 from scaleset_operator.identity import LABEL_REVISION
 
@@ -76,3 +77,79 @@ def test_bad_input_is_refused_before_anything_else_is_read(
         Reader(kube).read(obj)
     assert refused.value.reason == reason
     assert not any("controllerrevisions" in c.path or "/pods" in c.path for c in kube.calls)
+
+
+POLICY_PATH = "/apis/fleet.scaleset.dev/v1alpha1/namespaces/shop/upgradepolicies/safe"
+SERVICES_PATH = "/api/v1/namespaces/shop/services"
+BUDGET_PATH = "/apis/policy/v1/namespaces/shop/poddisruptionbudgets/web"
+
+
+def listed(kube: FakeKube) -> set[str]:
+    return {c.path for c in kube.calls if c.method == "GET"}
+
+
+@pytest.mark.parametrize(
+    "mode,status,services_read",
+    [
+        ("Rolling", {}, False),
+        ("Staged", {}, True),
+        # A set that was staged still selects a slot in its Services, whatever its policy says now.
+        ("Rolling", {"staged": {"slot": "blue"}}, True),
+    ],
+)
+def test_services_are_read_only_for_a_scaleset_that_is_or_was_staged(
+    mode: str, status: dict[str, object], services_read: bool
+) -> None:
+    kube = fake(
+        **NAMESPACE,
+        **{POLICY_PATH: {"spec": {"mode": mode}}},
+        **{SERVICES_PATH: {"items": [{"metadata": {"name": "front"}, "spec": {"selector": {"app": "web"}}}]}},
+    )
+    obj = scaleset(status)
+    obj["spec"] = {**obj["spec"], "upgradePolicyRef": {"name": "safe"}}
+    reads = Reader(kube).read(obj)
+    assert (SERVICES_PATH in listed(kube)) is services_read
+    assert (reads.services is not None) is services_read
+    if services_read:
+        assert reads.services is not None and list(reads.services) == ["front"]
+    assert [n["metadata"]["name"] for n in reads.nodes] == ["node-a"]
+
+
+@pytest.mark.parametrize(
+    "enabled,status,stored,read",
+    [
+        (False, {}, None, False),
+        (True, {}, None, True),  # asked for, none yet: read, found none
+        (True, {}, {"metadata": {"name": "web"}}, True),
+        (False, {"disruptionBudget": {"name": "web"}}, {"metadata": {"name": "web"}}, True),  # to delete it
+    ],
+)
+def test_the_disruption_budget_is_read_when_asked_for_or_recorded(
+    enabled: bool, status: dict[str, object], stored: dict[str, object] | None, read: bool
+) -> None:
+    kube = fake(**NAMESPACE, **({BUDGET_PATH: stored} if stored else {}))
+    obj = scaleset(status)
+    obj["spec"] = {**obj["spec"], "disruptionBudget": {"enabled": enabled}}
+    reads = Reader(kube).read(obj)
+    assert (BUDGET_PATH in listed(kube)) is read
+    assert reads.disruption_budget_read is read
+    assert reads.disruption_budget == stored
+
+
+def test_what_a_pass_read_cannot_be_changed_by_the_pass() -> None:
+    reads = Reader(fake(**NAMESPACE)).read(scaleset())
+    with pytest.raises(TypeError):
+        reads.revisions["web-2"] = {}  # type: ignore[index]
+    with pytest.raises(TypeError):
+        reads.claims["data-web-1"] = {}  # type: ignore[index]
+    with pytest.raises(TypeError):
+        reads.namespace_labels["tier"] = "bronze"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        reads.nodes = ()  # type: ignore[misc]
+
+
+def test_a_server_that_serves_no_resource_quotas_enforces_none() -> None:
+    kube = fake().refuse("GET", "/resourcequotas", 404)
+    assert Reader(kube).resource_quotas("shop") == ()
+    with pytest.raises(ApiError):
+        Reader(fake().refuse("GET", "/resourcequotas", 403)).resource_quotas("shop")
