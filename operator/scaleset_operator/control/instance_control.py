@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from scaleset_operator.api.durations import parse_duration
-from scaleset_operator.api.models import UpdateMethod, UpgradeMode
+from scaleset_operator.api.models import UpgradeMode
 from scaleset_operator.control import manifests
 from scaleset_operator.control.context import (
     Conflict,
@@ -51,11 +51,17 @@ from scaleset_operator.planning.claims import (
     owner_change,
 )
 from scaleset_operator.planning.domains import upgrade_domain_of
+from scaleset_operator.planning.instance_actions import (
+    BatchPlan,
+    Member,
+    Reimage,
+    Surge,
+    UpdateInPlace,
+    plan_batch,
+)
 from scaleset_operator.planning.instances import HealthGate, InstanceState, parse_time
-from scaleset_operator.planning.package import restart_due, restarts_in_place
 from scaleset_operator.planning.repairs import is_finished
 from scaleset_operator.planning.restart import restart_revision, restarted
-from scaleset_operator.planning.revisions import UpdateKind, classify_update
 from scaleset_operator.planning.scheduled_events import BatchTiming, EventType
 from scaleset_operator.planning.staged import is_staged
 
@@ -575,36 +581,26 @@ class InstanceControl:
             requested_at = parse_time(restart.get("requestedAt")) or now
             timing = self._restart_batch(snapshot, batch, requested_at, now, outcome)
         elif batch and snapshot.upgrade.get("locked"):
-            surge = snapshot.policy.rolling_upgrade.max_surge
-            due: list[tuple[int, dict[str, Any], UpdateKind]] = []
-            for ordinal in batch_ordinals(batch):
-                pod = snapshot.pods.get(ordinal)
-                if pod is None or is_terminating(pod) or ordinal >= snapshot.spec.replicas:
-                    continue
-                revision = (pod["metadata"].get("labels") or {}).get(LABEL_REVISION)
-                if revision == snapshot.update_revision:
-                    if surge:
-                        surges_wanted.add(ordinal)  # kept until the updated instance is healthy
-                    continue
-                if surge:
-                    surges_wanted.add(ordinal)
-                    if not self._surge_ready(snapshot, ordinal, now):
-                        continue
-                due.append((ordinal, pod, self._update_kind(snapshot, pod)))
+            plan = self._plan_batch(snapshot, batch, gate, now)
+            surges_wanted = set(plan.surges_wanted)
+            for action in plan.actions:
+                if isinstance(action, Surge):
+                    self._create_surge(snapshot, action, now)
+            due = [a for a in plan.actions if isinstance(a, UpdateInPlace | Reimage)]
             timing = self.notice(
                 snapshot,
                 {
                     EventType.REBOOT: [
-                        p for _, p, k in due if k == UpdateKind.IN_PLACE and self._restarts(snapshot, p)
+                        snapshot.pods[a.ordinal] for a in due if isinstance(a, UpdateInPlace) and a.reboots
                     ],
-                    EventType.REDEPLOY: [p for _, p, k in due if k == UpdateKind.REIMAGE],
+                    EventType.REDEPLOY: [snapshot.pods[a.ordinal] for a in due if isinstance(a, Reimage)],
                 },
                 snapshot.update_revision,
                 now,
             )
             if timing is None or timing.ready:
-                for ordinal, pod, kind in due:
-                    self._update_instance(snapshot, ordinal, pod, kind, now, outcome)
+                for action in due:
+                    self._update_instance(snapshot, action, now, outcome)
         # Instances back on their new revision after an update in place: their events are done (the
         # batch may have moved on already, so every instance is looked at).
         back = [pod for ordinal, pod in snapshot.pods.items() if ordinal in healthy and events_of(pod).events]
@@ -639,31 +635,50 @@ class InstanceControl:
             self.remove_instance(snapshot, pod, outcome, "restarting")
         return timing
 
-    def _surge_ready(self, snapshot: Snapshot, ordinal: int, now: datetime) -> bool:
-        """maxSurge: the new instance first; True once it is up and the old one may go."""
-        pod = snapshot.surges.get(ordinal)
-        if pod is None:
-            template = snapshot.target_template
-            body = manifests.instance_pod(
-                snapshot.scaleset,
-                snapshot.spec,
-                template,
-                snapshot.update_revision,
+    def _plan_batch(
+        self, snapshot: Snapshot, batch: dict[str, Any], gate: HealthGate, now: datetime
+    ) -> BatchPlan:
+        members = [
+            Member(
                 ordinal,
-                timestamp_precise(now),
-                surge=True,
-                slot=snapshot.slot,
+                (pod["metadata"].get("labels") or {}).get(LABEL_REVISION),
+                is_terminating(pod),
+                snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION)),
             )
-            try:
-                snapshot.surges[ordinal] = self.kube.create(core_path("pods", snapshot.namespace), body)
-            except ApiError as error:
-                if error.status != 409:
-                    raise
-                self._refuse_foreign_holder(snapshot, body["metadata"]["name"])
-            return False
-        return HealthGate.of(snapshot.policy.health_check).is_healthy(
-            instance_state(snapshot.name, ordinal, pod), now
+            for ordinal in batch_ordinals(batch)
+            if (pod := snapshot.pods.get(ordinal)) is not None
+        ]
+        return plan_batch(
+            members,
+            replicas=snapshot.spec.replicas,
+            update_revision=snapshot.update_revision,
+            target_template=snapshot.target_template,
+            method=snapshot.policy.update_method,
+            os_container=snapshot.spec.os_container_name,
+            max_surge=snapshot.policy.rolling_upgrade.max_surge,
+            surges={o: instance_state(snapshot.name, o, pod) for o, pod in snapshot.surges.items()},
+            gate=gate,
+            now=now,
         )
+
+    def _create_surge(self, snapshot: Snapshot, action: Surge, now: datetime) -> None:
+        """maxSurge: the new instance first, on the revision the batch moves to."""
+        body = manifests.instance_pod(
+            snapshot.scaleset,
+            snapshot.spec,
+            snapshot.target_template,
+            action.revision,
+            action.ordinal,
+            timestamp_precise(now),
+            surge=True,
+            slot=snapshot.slot,
+        )
+        try:
+            snapshot.surges[action.ordinal] = self.kube.create(core_path("pods", snapshot.namespace), body)
+        except ApiError as error:
+            if error.status != 409:
+                raise
+            self._refuse_foreign_holder(snapshot, body["metadata"]["name"])
 
     def check_template(self, snapshot: Snapshot, now: datetime) -> None:
         """Ask the API server (dry run) whether it accepts a pod of the update revision, before any
@@ -694,45 +709,21 @@ class InstanceControl:
             raise
         snapshot.template_checked = True
 
-    def _restarts(self, snapshot: Snapshot, pod: dict[str, Any]) -> bool:
-        """An in-place update that restarts a container; a hotpatch (annotations only) is no reboot."""
-        old_template = snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION))
-        return old_template is None or restarts_in_place(old_template, snapshot.target_template)
-
-    def _update_kind(self, snapshot: Snapshot, pod: dict[str, Any]) -> UpdateKind:
-        """In place when only what a live pod may change differs (and the policy allows it), else reimage."""
-        old_template = snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION))
-        if old_template is not None and snapshot.policy.update_method == UpdateMethod.IN_PLACE_IF_POSSIBLE:
-            kind = classify_update(old_template, snapshot.target_template)
-            if kind == UpdateKind.IN_PLACE and restart_due(
-                old_template, snapshot.target_template, snapshot.spec.os_container_name
-            ):
-                # A guest patch that needs a restart and brings no image: Kubernetes restarts a
-                # container in place only for a new image, so the pod is created again (as a restart is).
-                return UpdateKind.REIMAGE
-            return kind
-        return UpdateKind.REIMAGE
-
     def _update_instance(
-        self,
-        snapshot: Snapshot,
-        ordinal: int,
-        pod: dict[str, Any],
-        kind: UpdateKind,
-        now: datetime,
-        outcome: Outcome,
+        self, snapshot: Snapshot, action: UpdateInPlace | Reimage, now: datetime, outcome: Outcome
     ) -> None:
         self.check_template(snapshot, now)
+        pod = snapshot.pods[action.ordinal]
         name = pod["metadata"]["name"]
         path = core_path("pods", snapshot.namespace, name)
-        if kind == UpdateKind.REIMAGE:
+        if isinstance(action, Reimage):
             self.remove_instance(snapshot, pod, outcome, "reimaging")
             return
         patch = manifests.image_patch(
             snapshot.target_template, snapshot.update_revision, timestamp_precise(now)
         )
         try:
-            snapshot.pods[ordinal] = self.kube.patch(path, patch, STRATEGIC_MERGE_PATCH)
+            snapshot.pods[action.ordinal] = self.kube.patch(path, patch, STRATEGIC_MERGE_PATCH)
             outcome.notes.append(f"updated {name} in place")
         except ApiError as error:
             if error.status == 404:
