@@ -14,9 +14,14 @@ from scaleset_operator.planning.instance_actions import (
     BatchPlan,
     Member,
     Reimage,
+    RevertDrift,
     Surge,
     UpdateInPlace,
+    drift_of,
+    leaving_ordinals,
+    missing_ordinals,
     plan_batch,
+    revision_for_new_instance,
     update_kind,
 )
 from scaleset_operator.planning.instances import HealthGate, InstanceState
@@ -143,3 +148,78 @@ def test_a_surge_is_kept_for_a_member_already_updated() -> None:
     assert plan([member(0, "web-new")], changed(image="app:v2"), max_surge=True) == BatchPlan(
         (), frozenset({0})
     )
+
+
+def new_revision(
+    ordinal: int,
+    *,
+    batch: frozenset[int] = frozenset(),
+    batch_domain: int | None = None,
+    automatic_locked: bool = False,
+    restarted_on: str | None = None,
+    current: str = "web-old",
+) -> str:
+    return revision_for_new_instance(
+        ordinal,
+        current_revision=current,
+        update_revision="web-new",
+        batch=batch,
+        batch_domain=batch_domain,
+        domain_count=5,
+        automatic_locked=automatic_locked,
+        restarted_on=restarted_on,
+    )
+
+
+@pytest.mark.parametrize(
+    "ordinal,kwargs,revision",
+    [
+        (4, {"current": "web-new"}, "web-new"),  # no upgrade: the one revision
+        (4, {}, "web-old"),  # the rollout has not reached it
+        (2, {"batch": frozenset({2})}, "web-new"),  # a member of the batch
+        (1, {"batch": frozenset({2}), "batch_domain": 2}, "web-new"),  # a domain the rollout passed
+        (3, {"batch": frozenset({2}), "batch_domain": 2}, "web-old"),  # a domain still ahead
+        (4, {"automatic_locked": True}, "web-new"),  # Automatic: every instance at once
+        (2, {"batch": frozenset({2}), "restarted_on": "web-old"}, "web-old"),  # a restart: as it ran
+    ],
+)
+def test_a_missing_instance_comes_back_on_the_revision_the_rollout_reached_for_it(
+    ordinal: int, kwargs: dict[str, Any], revision: str
+) -> None:
+    assert new_revision(ordinal, **kwargs) == revision
+
+
+def test_scale_out_creates_the_missing_ordinals_lowest_first() -> None:
+    assert missing_ordinals(5, {0, 2}) == (1, 3, 4)
+    assert missing_ordinals(2, {0, 1, 2}) == ()
+
+
+def test_scale_in_removes_the_ordinals_above_replicas_highest_first() -> None:
+    assert leaving_ordinals(2, {0: False, 1: False, 2: False, 3: True, 4: False}) == (4, 2)
+    assert leaving_ordinals(5, {0: False, 4: False}) == ()
+
+
+IDENTITY = {"scaleset": "web", "ordinal": "0"}
+RUNNING = {"os": "app:v1", "log": "log:v1"}
+
+
+@pytest.mark.parametrize(
+    "labels,images,domain,drift",
+    [
+        (IDENTITY, RUNNING, None, None),  # nothing changed
+        ({**IDENTITY, "ordinal": "7"}, RUNNING, None, RevertDrift(0, {"ordinal": "0"}, ())),
+        ({"scaleset": "web"}, RUNNING, None, RevertDrift(0, {"ordinal": "0"}, ())),
+        (IDENTITY, {**RUNNING, "os": "evil:1"}, None, RevertDrift(0, {}, (("os", "app:v1"),))),
+        (IDENTITY, {"os": "app:v1"}, None, None),  # a container it does not run is not drift
+        (IDENTITY, RUNNING, ("domain", "0"), RevertDrift(0, {"domain": "0"}, ())),
+        ({**IDENTITY, "domain": "0"}, RUNNING, ("domain", "0"), None),
+    ],
+)
+def test_a_foreign_edit_of_identity_labels_or_images_is_reverted(
+    labels: dict[str, str], images: dict[str, str], domain: tuple[str, str] | None, drift: RevertDrift | None
+) -> None:
+    assert drift_of(0, labels, images, OLD, identity=IDENTITY, domain_label=domain) == drift
+
+
+def test_without_a_known_revision_only_labels_are_reverted() -> None:
+    assert drift_of(0, IDENTITY, {"os": "evil:1"}, None, identity=IDENTITY, domain_label=None) is None

@@ -55,9 +55,14 @@ from scaleset_operator.planning.instance_actions import (
     BatchPlan,
     Member,
     Reimage,
+    RevertDrift,
     Surge,
     UpdateInPlace,
+    drift_of,
+    leaving_ordinals,
+    missing_ordinals,
     plan_batch,
+    revision_for_new_instance,
 )
 from scaleset_operator.planning.instances import HealthGate, InstanceState, parse_time
 from scaleset_operator.planning.repairs import is_finished
@@ -231,41 +236,35 @@ class InstanceControl:
         self._create_missing(snapshot, now, outcome, kept, replaced)
 
     def _revision_for_new_instance(self, snapshot: Snapshot, ordinal: int) -> str:
-        """A missing instance comes back on the revision the rollout has reached for it.
-
-        Recreating it on the new revision everywhere would move instances the rollout has not reached
-        (and, in Manual mode, domains the user has not walked); on the old one everywhere would undo work.
-        """
         repair = (snapshot.stored_status.get("repairs") or {}).get("current") or {}
-        if (
-            repair.get("action") == "Restart"
+        restarted = (
+            repair["revision"]
+            if repair.get("action") == "Restart"
             and repair.get("instance") == instance_name(snapshot.instance_base, ordinal)
             and repair.get("revision") in snapshot.revisions
-        ):
-            restarted: str = repair["revision"]  # a Restart brings the instance back as it ran
-            return restarted
-        if snapshot.current_revision == snapshot.update_revision:
-            return snapshot.update_revision
+            else None
+        )
         batch = snapshot.upgrade.get("currentBatch") or {}
-        in_batch = ordinal in batch_ordinals(batch)
-        domain = upgrade_domain_of(ordinal, snapshot.spec.upgrade_domain_count)
         batch_domain = batch.get("upgradeDomain")
-        if in_batch or (isinstance(batch_domain, int) and domain < batch_domain):
-            return snapshot.update_revision
-        if snapshot.policy.mode == UpgradeMode.AUTOMATIC and snapshot.upgrade.get("locked"):
-            return snapshot.update_revision
-        return snapshot.current_revision
+        return revision_for_new_instance(
+            ordinal,
+            current_revision=snapshot.current_revision,
+            update_revision=snapshot.update_revision,
+            batch=frozenset(batch_ordinals(batch)),
+            batch_domain=batch_domain if isinstance(batch_domain, int) else None,
+            domain_count=snapshot.spec.upgrade_domain_count,
+            automatic_locked=snapshot.policy.mode == UpgradeMode.AUTOMATIC
+            and bool(snapshot.upgrade.get("locked")),
+            restarted_on=restarted,
+        )
 
     def scale(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
         replicas = snapshot.spec.replicas
         replaced = self.replace_finished(snapshot, outcome)
         self.sync_claim_owners(snapshot)
         self._create_missing(snapshot, now, outcome, replicas, replaced)
-        leaving = [
-            snapshot.pods[o]
-            for o in sorted(snapshot.pods, reverse=True)
-            if o >= replicas and not is_terminating(snapshot.pods[o])
-        ]
+        going = {o: is_terminating(pod) for o, pod in snapshot.pods.items()}
+        leaving = [snapshot.pods[o] for o in leaving_ordinals(replicas, going)]
         timing = self.notice(snapshot, {EventType.TERMINATE: leaving}, "scale-in", now)
         if timing is not None and not timing.ready:
             outcome.wait_until(timing.starts_by, now)
@@ -287,9 +286,7 @@ class InstanceControl:
     ) -> None:
         """Create the instances below `replicas` that have no pod; one that `replace_finished` just
         deleted and that comes back on the revision it ran keeps the time it was put on it."""
-        for ordinal in range(replicas):
-            if ordinal in snapshot.pods:
-                continue
+        for ordinal in missing_ordinals(replicas, snapshot.pods):
             revision = self._revision_for_new_instance(snapshot, ordinal)
             ran, updated_at = (replaced or {}).get(ordinal, (None, None))
             created = self._create_instance(
@@ -528,41 +525,40 @@ class InstanceControl:
             if is_terminating(pod) or ordinal >= snapshot.spec.replicas:
                 continue
             labels = pod["metadata"].get("labels") or {}
-            revision = labels.get(LABEL_REVISION)
-            template = snapshot.template_of(revision)
-            patch: dict[str, Any] = {}
-            wanted_labels = {LABEL_SCALESET: snapshot.name, LABEL_ORDINAL: str(ordinal)}
-            if not locked:  # domains follow upgradeDomainCount only between upgrades
-                wanted_labels[LABEL_UPGRADE_DOMAIN] = str(upgrade_domain_of(ordinal, count))
-            changed = {k: v for k, v in wanted_labels.items() if labels.get(k) != v}
-            if changed:
-                patch["metadata"] = {"labels": changed}
-            if template is not None:
-                wanted = {c["name"]: c["image"] for c in (template.get("spec") or {}).get("containers") or []}
-                have = pod_images(pod)
-                wrong = [
-                    {"name": n, "image": image} for n, image in wanted.items() if have.get(n, image) != image
-                ]
-                if wrong:
-                    patch["spec"] = {"containers": wrong}
-            if not patch:
-                continue
-            name = pod["metadata"]["name"]
-            try:
-                snapshot.pods[ordinal] = self.kube.patch(
-                    core_path("pods", snapshot.namespace, name), patch, STRATEGIC_MERGE_PATCH
-                )
-            except ApiError as error:
-                if error.status == 404:
-                    continue
-                raise
-            what = ", ".join(
-                sorted([*changed, *[c["name"] for c in patch.get("spec", {}).get("containers", [])]])
+            drift = drift_of(
+                ordinal,
+                labels,
+                pod_images(pod),
+                snapshot.template_of(labels.get(LABEL_REVISION)),
+                identity={LABEL_SCALESET: snapshot.name, LABEL_ORDINAL: str(ordinal)},
+                domain_label=None
+                if locked
+                else (LABEL_UPGRADE_DOMAIN, str(upgrade_domain_of(ordinal, count))),
             )
-            self.events.warning(
-                snapshot.scaleset, "DriftReverted", f"Reverted a foreign edit to {name} ({what})."
+            if drift is not None:
+                self._revert_drift(snapshot, pod, drift, outcome)
+
+    def _revert_drift(
+        self, snapshot: Snapshot, pod: dict[str, Any], drift: RevertDrift, outcome: Outcome
+    ) -> None:
+        patch: dict[str, Any] = {}
+        if drift.labels:
+            patch["metadata"] = {"labels": dict(drift.labels)}
+        if drift.images:
+            patch["spec"] = {"containers": [{"name": n, "image": image} for n, image in drift.images]}
+        name = pod["metadata"]["name"]
+        try:
+            snapshot.pods[drift.ordinal] = self.kube.patch(
+                core_path("pods", snapshot.namespace, name), patch, STRATEGIC_MERGE_PATCH
             )
-            outcome.notes.append(f"reverted drift on {name}")
+        except ApiError as error:
+            if error.status == 404:
+                return
+            raise
+        self.events.warning(
+            snapshot.scaleset, "DriftReverted", f"Reverted a foreign edit to {name} ({drift.what})."
+        )
+        outcome.notes.append(f"reverted drift on {name}")
 
     def carry_out_batch(
         self, snapshot: Snapshot, instances: list[InstanceState], now: datetime, outcome: Outcome

@@ -6,12 +6,13 @@ patches the image, evicts for a reimage), as StatefulSet's sync decides and stat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from scaleset_operator.api.models import UpdateMethod
+from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.instances import HealthGate, InstanceState
 from scaleset_operator.planning.package import restart_due, restarts_in_place
 from scaleset_operator.planning.revisions import UpdateKind, classify_update
@@ -125,3 +126,81 @@ def plan_batch(
             restarts = kind == UpdateKind.IN_PLACE and reboots(member.template, target_template)
             actions.append(UpdateInPlace(member.ordinal, update_revision, restarts))
     return BatchPlan(tuple(actions), frozenset(wanted))
+
+
+def revision_for_new_instance(
+    ordinal: int,
+    *,
+    current_revision: str,
+    update_revision: str,
+    batch: frozenset[int],
+    batch_domain: int | None,
+    domain_count: int,
+    automatic_locked: bool,
+    restarted_on: str | None = None,
+) -> str:
+    """A missing instance comes back on the revision the rollout has reached for it.
+
+    Recreating it on the new revision everywhere would move instances the rollout has not reached
+    (and, in Manual mode, domains the user has not walked); on the old one everywhere would undo work.
+    `restarted_on`: the revision a Restart repair of this instance recorded (it comes back as it ran).
+    The new revision goes to the batch's members, the domains below the batch's, and every instance
+    of an Automatic upgrade under way; the others keep the current revision.
+    """
+    if restarted_on is not None:
+        return restarted_on
+    if current_revision == update_revision:
+        return update_revision
+    domain = upgrade_domain_of(ordinal, domain_count)
+    if ordinal in batch or (batch_domain is not None and domain < batch_domain) or automatic_locked:
+        return update_revision
+    return current_revision
+
+
+def missing_ordinals(replicas: int, present: Collection[int]) -> tuple[int, ...]:
+    """The ordinals below `replicas` with no pod, lowest first (StatefulSet's order of creation)."""
+    return tuple(ordinal for ordinal in range(replicas) if ordinal not in present)
+
+
+def leaving_ordinals(replicas: int, pods: Mapping[int, bool]) -> tuple[int, ...]:
+    """Scale-in: the ordinals at or above `replicas` whose pods are not going yet (`pods` maps an
+    ordinal to whether its pod is terminating), highest first, as StatefulSet removes them."""
+    return tuple(o for o in sorted(pods, reverse=True) if o >= replicas and not pods[o])
+
+
+@dataclass(frozen=True)
+class RevertDrift:
+    """Put back what a foreign edit changed on a managed pod: identity labels and container images."""
+
+    ordinal: int
+    labels: Mapping[str, str]
+    images: tuple[tuple[str, str], ...]  # (container, image), in the template's order
+
+    @property
+    def what(self) -> str:
+        """The labels and containers reverted, for the Event."""
+        return ", ".join(sorted([*self.labels, *(name for name, _ in self.images)]))
+
+
+def drift_of(
+    ordinal: int,
+    labels: Mapping[str, str],
+    images: Mapping[str, str],
+    template: Mapping[str, Any] | None,
+    *,
+    identity: Mapping[str, str],
+    domain_label: tuple[str, str] | None,
+) -> RevertDrift | None:
+    """What to revert on one pod: the `identity` labels (and `domain_label` when given: domains follow
+    upgradeDomainCount only between upgrades) that differ, and the images of its revision's `template`
+    that a container it has runs differently. None when nothing drifted."""
+    wanted = dict(identity)
+    if domain_label is not None:
+        wanted[domain_label[0]] = domain_label[1]
+    changed = {key: value for key, value in wanted.items() if labels.get(key) != value}
+    containers = ((template or {}).get("spec") or {}).get("containers") or []
+    want_images = {c["name"]: c["image"] for c in containers}
+    wrong = tuple((name, image) for name, image in want_images.items() if images.get(name, image) != image)
+    if not changed and not wrong:
+        return None
+    return RevertDrift(ordinal, changed, wrong)
