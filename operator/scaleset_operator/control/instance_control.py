@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from scaleset_operator.api.durations import parse_duration
-from scaleset_operator.api.models import UpdateMethod, UpgradeMode
+from scaleset_operator.api.models import UpgradeMode
 from scaleset_operator.control import manifests
 from scaleset_operator.control.context import (
     Conflict,
@@ -52,11 +52,22 @@ from scaleset_operator.planning.claims import (
     owner_change,
 )
 from scaleset_operator.planning.domains import upgrade_domain_of
+from scaleset_operator.planning.instance_actions import (
+    BatchPlan,
+    Member,
+    Reimage,
+    RevertDrift,
+    Surge,
+    UpdateInPlace,
+    drift_of,
+    leaving_ordinals,
+    missing_ordinals,
+    plan_batch,
+    revision_for_new_instance,
+)
 from scaleset_operator.planning.instances import HealthGate, InstanceState, parse_time
-from scaleset_operator.planning.package import restart_due, restarts_in_place
 from scaleset_operator.planning.repairs import is_finished
 from scaleset_operator.planning.restart import restart_revision, restarted
-from scaleset_operator.planning.revisions import UpdateKind, classify_update
 from scaleset_operator.planning.scheduled_events import BatchTiming, EventType
 from scaleset_operator.planning.staged import is_staged
 
@@ -227,41 +238,35 @@ class InstanceControl:
         self._create_missing(snapshot, now, outcome, kept, replaced)
 
     def _revision_for_new_instance(self, snapshot: Snapshot, ordinal: int) -> str:
-        """A missing instance comes back on the revision the rollout has reached for it.
-
-        Recreating it on the new revision everywhere would move instances the rollout has not reached
-        (and, in Manual mode, domains the user has not walked); on the old one everywhere would undo work.
-        """
         repair = (snapshot.stored_status.get("repairs") or {}).get("current") or {}
-        if (
-            repair.get("action") == "Restart"
+        restarted = (
+            repair["revision"]
+            if repair.get("action") == "Restart"
             and repair.get("instance") == instance_name(snapshot.instance_base, ordinal)
             and repair.get("revision") in snapshot.revisions
-        ):
-            restarted: str = repair["revision"]  # a Restart brings the instance back as it ran
-            return restarted
-        if snapshot.current_revision == snapshot.update_revision:
-            return snapshot.update_revision
+            else None
+        )
         batch = snapshot.upgrade.get("currentBatch") or {}
-        in_batch = ordinal in batch_ordinals(batch)
-        domain = upgrade_domain_of(ordinal, snapshot.spec.upgrade_domain_count)
         batch_domain = batch.get("upgradeDomain")
-        if in_batch or (isinstance(batch_domain, int) and domain < batch_domain):
-            return snapshot.update_revision
-        if snapshot.policy.mode == UpgradeMode.AUTOMATIC and snapshot.upgrade.get("locked"):
-            return snapshot.update_revision
-        return snapshot.current_revision
+        return revision_for_new_instance(
+            ordinal,
+            current_revision=snapshot.current_revision,
+            update_revision=snapshot.update_revision,
+            batch=frozenset(batch_ordinals(batch)),
+            batch_domain=batch_domain if isinstance(batch_domain, int) else None,
+            domain_count=snapshot.spec.upgrade_domain_count,
+            automatic_locked=snapshot.policy.mode == UpgradeMode.AUTOMATIC
+            and bool(snapshot.upgrade.get("locked")),
+            restarted_on=restarted,
+        )
 
     def scale(self, snapshot: Snapshot, now: datetime, outcome: Outcome) -> None:
         replicas = snapshot.spec.replicas
         replaced = self.replace_finished(snapshot, outcome)
         self.sync_claim_owners(snapshot)
         self._create_missing(snapshot, now, outcome, replicas, replaced)
-        leaving = [
-            snapshot.pods[o]
-            for o in sorted(snapshot.pods, reverse=True)
-            if o >= replicas and not is_terminating(snapshot.pods[o])
-        ]
+        going = {o: is_terminating(pod) for o, pod in snapshot.pods.items()}
+        leaving = [snapshot.pods[o] for o in leaving_ordinals(replicas, going)]
         timing = self.notice(snapshot, {EventType.TERMINATE: leaving}, "scale-in", now)
         if timing is not None and not timing.ready:
             outcome.wait_until(timing.starts_by, now)
@@ -283,9 +288,7 @@ class InstanceControl:
     ) -> None:
         """Create the instances below `replicas` that have no pod; one that `replace_finished` just
         deleted and that comes back on the revision it ran keeps the time it was put on it."""
-        for ordinal in range(replicas):
-            if ordinal in snapshot.pods:
-                continue
+        for ordinal in missing_ordinals(replicas, snapshot.pods):
             revision = self._revision_for_new_instance(snapshot, ordinal)
             ran, updated_at = (replaced or {}).get(ordinal, (None, None))
             created = self._create_instance(
@@ -524,41 +527,40 @@ class InstanceControl:
             if is_terminating(pod) or ordinal >= snapshot.spec.replicas:
                 continue
             labels = pod["metadata"].get("labels") or {}
-            revision = labels.get(LABEL_REVISION)
-            template = snapshot.template_of(revision)
-            patch: dict[str, Any] = {}
-            wanted_labels = {LABEL_SCALESET: snapshot.name, LABEL_ORDINAL: str(ordinal)}
-            if not locked:  # domains follow upgradeDomainCount only between upgrades
-                wanted_labels[LABEL_UPGRADE_DOMAIN] = str(upgrade_domain_of(ordinal, count))
-            changed = {k: v for k, v in wanted_labels.items() if labels.get(k) != v}
-            if changed:
-                patch["metadata"] = {"labels": changed}
-            if template is not None:
-                wanted = {c["name"]: c["image"] for c in (template.get("spec") or {}).get("containers") or []}
-                have = pod_images(pod)
-                wrong = [
-                    {"name": n, "image": image} for n, image in wanted.items() if have.get(n, image) != image
-                ]
-                if wrong:
-                    patch["spec"] = {"containers": wrong}
-            if not patch:
-                continue
-            name = pod["metadata"]["name"]
-            try:
-                snapshot.pods[ordinal] = self.kube.patch(
-                    core_path("pods", snapshot.namespace, name), patch, STRATEGIC_MERGE_PATCH
-                )
-            except ApiError as error:
-                if error.status == 404:
-                    continue
-                raise
-            what = ", ".join(
-                sorted([*changed, *[c["name"] for c in patch.get("spec", {}).get("containers", [])]])
+            drift = drift_of(
+                ordinal,
+                labels,
+                pod_images(pod),
+                snapshot.template_of(labels.get(LABEL_REVISION)),
+                identity={LABEL_SCALESET: snapshot.name, LABEL_ORDINAL: str(ordinal)},
+                domain_label=None
+                if locked
+                else (LABEL_UPGRADE_DOMAIN, str(upgrade_domain_of(ordinal, count))),
             )
-            self.events.warning(
-                snapshot.scaleset, "DriftReverted", f"Reverted a foreign edit to {name} ({what})."
+            if drift is not None:
+                self._revert_drift(snapshot, pod, drift, outcome)
+
+    def _revert_drift(
+        self, snapshot: Snapshot, pod: dict[str, Any], drift: RevertDrift, outcome: Outcome
+    ) -> None:
+        patch: dict[str, Any] = {}
+        if drift.labels:
+            patch["metadata"] = {"labels": dict(drift.labels)}
+        if drift.images:
+            patch["spec"] = {"containers": [{"name": n, "image": image} for n, image in drift.images]}
+        name = pod["metadata"]["name"]
+        try:
+            snapshot.pods[drift.ordinal] = self.kube.patch(
+                core_path("pods", snapshot.namespace, name), patch, STRATEGIC_MERGE_PATCH
             )
-            outcome.notes.append(f"reverted drift on {name}")
+        except ApiError as error:
+            if error.status == 404:
+                return
+            raise
+        self.events.warning(
+            snapshot.scaleset, "DriftReverted", f"Reverted a foreign edit to {name} ({drift.what})."
+        )
+        outcome.notes.append(f"reverted drift on {name}")
 
     def carry_out_batch(
         self, snapshot: Snapshot, instances: list[InstanceState], now: datetime, outcome: Outcome
@@ -577,36 +579,26 @@ class InstanceControl:
             requested_at = parse_time(restart.get("requestedAt")) or now
             timing = self._restart_batch(snapshot, batch, requested_at, now, outcome)
         elif batch and snapshot.upgrade.get("locked"):
-            surge = snapshot.policy.rolling_upgrade.max_surge
-            due: list[tuple[int, dict[str, Any], UpdateKind]] = []
-            for ordinal in batch_ordinals(batch):
-                pod = snapshot.pods.get(ordinal)
-                if pod is None or is_terminating(pod) or ordinal >= snapshot.spec.replicas:
-                    continue
-                revision = (pod["metadata"].get("labels") or {}).get(LABEL_REVISION)
-                if revision == snapshot.update_revision:
-                    if surge:
-                        surges_wanted.add(ordinal)  # kept until the updated instance is healthy
-                    continue
-                if surge:
-                    surges_wanted.add(ordinal)
-                    if not self._surge_ready(snapshot, ordinal, now):
-                        continue
-                due.append((ordinal, pod, self._update_kind(snapshot, pod)))
+            plan = self._plan_batch(snapshot, batch, gate, now)
+            surges_wanted = set(plan.surges_wanted)
+            for action in plan.actions:
+                if isinstance(action, Surge):
+                    self._create_surge(snapshot, action, now)
+            due = [a for a in plan.actions if isinstance(a, UpdateInPlace | Reimage)]
             timing = self.notice(
                 snapshot,
                 {
                     EventType.REBOOT: [
-                        p for _, p, k in due if k == UpdateKind.IN_PLACE and self._restarts(snapshot, p)
+                        snapshot.pods[a.ordinal] for a in due if isinstance(a, UpdateInPlace) and a.reboots
                     ],
-                    EventType.REDEPLOY: [p for _, p, k in due if k == UpdateKind.REIMAGE],
+                    EventType.REDEPLOY: [snapshot.pods[a.ordinal] for a in due if isinstance(a, Reimage)],
                 },
                 snapshot.update_revision,
                 now,
             )
             if timing is None or timing.ready:
-                for ordinal, pod, kind in due:
-                    self._update_instance(snapshot, ordinal, pod, kind, now, outcome)
+                for action in due:
+                    self._update_instance(snapshot, action, now, outcome)
         # Instances back on their new revision after an update in place: their events are done (the
         # batch may have moved on already, so every instance is looked at).
         back = [pod for ordinal, pod in snapshot.pods.items() if ordinal in healthy and events_of(pod).events]
@@ -641,31 +633,50 @@ class InstanceControl:
             self.remove_instance(snapshot, pod, outcome, "restarting")
         return timing
 
-    def _surge_ready(self, snapshot: Snapshot, ordinal: int, now: datetime) -> bool:
-        """maxSurge: the new instance first; True once it is up and the old one may go."""
-        pod = snapshot.surges.get(ordinal)
-        if pod is None:
-            template = snapshot.target_template
-            body = manifests.instance_pod(
-                snapshot.scaleset,
-                snapshot.spec,
-                template,
-                snapshot.update_revision,
+    def _plan_batch(
+        self, snapshot: Snapshot, batch: dict[str, Any], gate: HealthGate, now: datetime
+    ) -> BatchPlan:
+        members = [
+            Member(
                 ordinal,
-                timestamp_precise(now),
-                surge=True,
-                slot=snapshot.slot,
+                (pod["metadata"].get("labels") or {}).get(LABEL_REVISION),
+                is_terminating(pod),
+                snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION)),
             )
-            try:
-                snapshot.surges[ordinal] = self.kube.create(core_path("pods", snapshot.namespace), body)
-            except ApiError as error:
-                if error.status != 409:
-                    raise
-                self._refuse_foreign_holder(snapshot, body["metadata"]["name"])
-            return False
-        return HealthGate.of(snapshot.policy.health_check).is_healthy(
-            instance_state(snapshot.name, ordinal, pod), now
+            for ordinal in batch_ordinals(batch)
+            if (pod := snapshot.pods.get(ordinal)) is not None
+        ]
+        return plan_batch(
+            members,
+            replicas=snapshot.spec.replicas,
+            update_revision=snapshot.update_revision,
+            target_template=snapshot.target_template,
+            method=snapshot.policy.update_method,
+            os_container=snapshot.spec.os_container_name,
+            max_surge=snapshot.policy.rolling_upgrade.max_surge,
+            surges={o: instance_state(snapshot.name, o, pod) for o, pod in snapshot.surges.items()},
+            gate=gate,
+            now=now,
         )
+
+    def _create_surge(self, snapshot: Snapshot, action: Surge, now: datetime) -> None:
+        """maxSurge: the new instance first, on the revision the batch moves to."""
+        body = manifests.instance_pod(
+            snapshot.scaleset,
+            snapshot.spec,
+            snapshot.target_template,
+            action.revision,
+            action.ordinal,
+            timestamp_precise(now),
+            surge=True,
+            slot=snapshot.slot,
+        )
+        try:
+            snapshot.surges[action.ordinal] = self.kube.create(core_path("pods", snapshot.namespace), body)
+        except ApiError as error:
+            if error.status != 409:
+                raise
+            self._refuse_foreign_holder(snapshot, body["metadata"]["name"])
 
     def check_template(self, snapshot: Snapshot, now: datetime) -> None:
         """Ask the API server (dry run) whether it accepts a pod of the update revision, before any
@@ -696,45 +707,21 @@ class InstanceControl:
             raise
         snapshot.template_checked = True
 
-    def _restarts(self, snapshot: Snapshot, pod: dict[str, Any]) -> bool:
-        """An in-place update that restarts a container; a hotpatch (annotations only) is no reboot."""
-        old_template = snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION))
-        return old_template is None or restarts_in_place(old_template, snapshot.target_template)
-
-    def _update_kind(self, snapshot: Snapshot, pod: dict[str, Any]) -> UpdateKind:
-        """In place when only what a live pod may change differs (and the policy allows it), else reimage."""
-        old_template = snapshot.template_of((pod["metadata"].get("labels") or {}).get(LABEL_REVISION))
-        if old_template is not None and snapshot.policy.update_method == UpdateMethod.IN_PLACE_IF_POSSIBLE:
-            kind = classify_update(old_template, snapshot.target_template)
-            if kind == UpdateKind.IN_PLACE and restart_due(
-                old_template, snapshot.target_template, snapshot.spec.os_container_name
-            ):
-                # A guest patch that needs a restart and brings no image: Kubernetes restarts a
-                # container in place only for a new image, so the pod is created again (as a restart is).
-                return UpdateKind.REIMAGE
-            return kind
-        return UpdateKind.REIMAGE
-
     def _update_instance(
-        self,
-        snapshot: Snapshot,
-        ordinal: int,
-        pod: dict[str, Any],
-        kind: UpdateKind,
-        now: datetime,
-        outcome: Outcome,
+        self, snapshot: Snapshot, action: UpdateInPlace | Reimage, now: datetime, outcome: Outcome
     ) -> None:
         self.check_template(snapshot, now)
+        pod = snapshot.pods[action.ordinal]
         name = pod["metadata"]["name"]
         path = core_path("pods", snapshot.namespace, name)
-        if kind == UpdateKind.REIMAGE:
+        if isinstance(action, Reimage):
             self.remove_instance(snapshot, pod, outcome, "reimaging")
             return
         patch = manifests.image_patch(
             snapshot.target_template, snapshot.update_revision, timestamp_precise(now)
         )
         try:
-            snapshot.pods[ordinal] = self.kube.patch(path, patch, STRATEGIC_MERGE_PATCH)
+            snapshot.pods[action.ordinal] = self.kube.patch(path, patch, STRATEGIC_MERGE_PATCH)
             outcome.notes.append(f"updated {name} in place")
         except ApiError as error:
             if error.status == 404:
