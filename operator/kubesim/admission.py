@@ -26,7 +26,7 @@ from kubesim.store import (
     Warnings,
     _convert_event,
     _meta,
-    _optional,
+    optional,
 )
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class Admission:
         if rt.is_custom:
             obj = self._admit_custom(rt, obj, old, operation, field_validation, warnings)
         elif key == ("", "pods"):
-            podrules = _optional("podrules")
+            podrules = optional("podrules")
             if podrules is not None:
                 # Scheme defaults on every write, so that an update compares like with like.
                 obj = podrules.default_pod(obj, creating=operation == "create")
@@ -131,7 +131,7 @@ class Admission:
         self, rt: ResourceType, obj: dict[str, Any], field_validation: str | None, warnings: Warnings | None
     ) -> None:
         """Built-in kinds lose fields their types lack, as decoding into Go structs does (fieldValidation)."""
-        schemas = _optional("builtin_schemas")
+        schemas = optional("builtin_schemas")
         if schemas is None or not hasattr(schemas, "prune_unknown_fields"):
             return
         if field_validation == "Strict":
@@ -153,7 +153,7 @@ class Admission:
         field_validation: str | None,
         warnings: Warnings | None,
     ) -> dict[str, Any]:
-        schema_module = _optional("schema")
+        schema_module = optional("schema")
         if schema_module is None or rt.crd is None:
             return obj
         schema = self._schema(rt, schema_module)
@@ -179,7 +179,7 @@ class Admission:
     def _prepare_crd(self, crd: dict[str, Any], old: dict[str, Any] | None, operation: str) -> dict[str, Any]:
         if operation == "status":
             return crd
-        schema_module = _optional("schema")
+        schema_module = optional("schema")
         from kubesim.resources import crd_types
 
         for rt in crd_types(crd):  # names, scope, versions: 422 if malformed

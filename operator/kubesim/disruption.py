@@ -232,8 +232,10 @@ class DisruptionController:
         rt = self.store.registry.by_kind(group, version, str(ref.get("kind") or ""))
         if rt is None or rt.scale is None:
             return None
+        from kubesim.verbs.scale import get_scale  # it imports kubesim.store, which imports this module
+
         try:
-            scale = self.store.get_scale(rt, namespace, str(ref.get("name") or ""))
+            scale = get_scale(self.store, rt, namespace, str(ref.get("name") or ""))
         except ApiError:
             return None
         if scale["metadata"].get("uid") != ref.get("uid"):

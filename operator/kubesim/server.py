@@ -24,6 +24,7 @@ from kubesim.protobuf import PROTOBUF, decode_protobuf
 from kubesim.resources import CRD_GROUP, ResourceType, table_cells
 from kubesim.selectors import FieldSelector, LabelSelector
 from kubesim.store import PATCH_APPLY, PATCH_TYPES, Store
+from kubesim.verbs import binding, scale
 from kubesim.watch import Watcher, WatchEvent
 
 log = logging.getLogger("kubesim.server")
@@ -1056,20 +1057,22 @@ class ApiServer:
         assert route.name is not None
         rt, namespace, name = route.rt, self._namespace_for(route), route.name
         if request.method == "GET":
-            return self._json(self.store.get_scale(rt, namespace, name), 200, "application/json")
+            return self._json(scale.get_scale(self.store, rt, namespace, name), 200, "application/json")
         dry_run = "All" in request.query.getall("dryRun", [])
         if request.method == "PUT":
             body = await self._body(request)
             if not isinstance(body, dict):
                 raise bad_request("the body of the request must be a Scale object")
             return self._json(
-                self.store.update_scale(rt, namespace, name, body, dry_run=dry_run), 200, "application/json"
+                scale.update_scale(self.store, rt, namespace, name, body, dry_run=dry_run),
+                200,
+                "application/json",
             )
         if request.method == "PATCH":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             patch = await self._body(request)
-            scale = self.store.patch_scale(rt, namespace, name, content_type, patch, dry_run=dry_run)
-            return self._json(scale, 200, "application/json")
+            patched = scale.patch_scale(self.store, rt, namespace, name, content_type, patch, dry_run=dry_run)
+            return self._json(patched, 200, "application/json")
         raise ApiError(
             405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
         )
@@ -1088,7 +1091,9 @@ class ApiServer:
         dry_run = "All" in request.query.getall("dryRun", [])
         if route.subresource == "binding":
             target = body.get("target") or {}
-            self.store.bind_pod(route.namespace, route.name, str(target.get("name", "")), dry_run=dry_run)
+            binding.bind_pod(
+                self.store, route.namespace, route.name, str(target.get("name", "")), dry_run=dry_run
+            )
         else:
             self.store.evict_pod(route.namespace, route.name, body, dry_run=dry_run)
         return self._json(

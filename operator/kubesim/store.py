@@ -111,7 +111,7 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _optional(module: str) -> Any:
+def optional(module: str) -> Any:
     """Modules other parts of kubesim provide; absent ones mean the check they add is skipped."""
     try:
         return importlib.import_module(f"kubesim.{module}")
@@ -227,6 +227,11 @@ class Store:
     @property
     def resource_version(self) -> int:
         return self._rv
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The store's lock: hold it to read, check and write as one step (verbs in kubesim.verbs do)."""
+        return self._lock
 
     def type(self, name: str) -> ResourceType:
         """A served type by plural, short name or kind (`"pods"`, `"po"`, `"widgets.test.kubesim.dev"`)."""
@@ -633,18 +638,22 @@ class Store:
         with self._lock:
             return sorted(self._dependents.get(owner_uid, set()))
 
-    def replace(self, rt: ResourceType, current: dict[str, Any], new: dict[str, Any]) -> None:
-        """Write a controller's new state of a stored object through `update`'s semantics (admission,
-        generation, the deletion it may complete, the controllers told), with queued work left to the caller's run."""
+    def replace(
+        self, rt: ResourceType, current: dict[str, Any], new: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Write a new state of a stored object through `update`'s semantics (admission, generation, the
+        deletion it may complete, the controllers told), with queued work left to the caller's run (or
+        `after_write`); returns the object as written."""
         with self._lock:
-            self._write(rt, current, new, None, False, None, None)
+            return self._write(rt, current, new, None, dry_run, None, None)
 
     def remove_finalizer(self, storage_key: StorageKey, key: Key, finalizer: str) -> None:
         """Drop one finalizer of a stored object, if it has it (the object goes when it was the last)."""
         with self._lock:
             self._remove_finalizer(storage_key, key, finalizer)
 
-    def _after_write(self) -> None:
+    def after_write(self) -> None:
+        """Run (or hand to `on_background`) the controller work a write queued; call it outside the lock."""
         if not self._pending:
             return
         if self.on_background is not None:
@@ -739,7 +748,7 @@ class Store:
             self._commit(rt, "ADDED", obj, None)
             self._after_create(rt, obj)
             result = copy.deepcopy(self.present(rt, obj))
-        self._after_write()
+        self.after_write()
         return result
 
     def _storage_api_version(self, rt: ResourceType) -> str:
@@ -851,7 +860,7 @@ class Store:
             result = self._write(
                 rt, current, obj, subresource, dry_run, field_validation, warnings, field_manager
             )
-        self._after_write()
+        self.after_write()
         return result
 
     def patch(
@@ -870,7 +879,7 @@ class Store:
         warnings: Warnings | None = None,
     ) -> dict[str, Any]:
         """Patch an object with one of the four patch types (server-side apply creates when absent)."""
-        patching = _optional("patch")
+        patching = optional("patch")
         if patching is None:
             raise ApiError(415, "UnsupportedMediaType", "patching is not available in this kubesim build")
         if patch_type == PATCH_APPLY:
@@ -947,7 +956,7 @@ class Store:
             self._check_kind(rt, new)
             manager = None if patch_type == PATCH_APPLY else field_manager
             result = self._write(rt, current, new, subresource, dry_run, field_validation, warnings, manager)
-        self._after_write()
+        self.after_write()
         return result
 
     def _write(
@@ -1058,115 +1067,6 @@ class Store:
         )
 
     # -----------------------------------------------------------------------------------------------------
-    # Scale subresource
-
-    def get_scale(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
-        """The autoscaling/v1 Scale of an object whose type has a scale subresource."""
-        if rt.scale is None:
-            raise not_found(f"{rt.plural}/scale", name, rt.group)
-        with self._lock:
-            obj = self._raw(rt, namespace, name)
-            return _scale_of(rt, obj)
-
-    def update_scale(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        scale: dict[str, Any],
-        *,
-        dry_run: bool = False,
-    ) -> dict[str, Any]:
-        """Set spec replicas through the scale subresource; returns the resulting Scale."""
-        if rt.scale is None:
-            raise not_found(f"{rt.plural}/scale", name, rt.group)
-        replicas = scale.get("spec", {}).get("replicas")
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise invalid(
-                "Scale",
-                name,
-                [Cause("spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")],
-                "autoscaling",
-            )
-        with self._lock:
-            current = self._raw(rt, namespace, name)
-            wanted_rv = scale.get("metadata", {}).get("resourceVersion")
-            if wanted_rv and str(wanted_rv) != current["metadata"]["resourceVersion"]:
-                raise conflict(rt.plural, name, rt.group)
-            new = copy.deepcopy(self.present(rt, current))
-            _set_path(new, rt.scale.spec_replicas_path, replicas)
-            self._write(rt, current, new, None, dry_run, None, None)
-            result = _scale_of(rt, self._raw(rt, namespace, name) if not dry_run else new)
-        self._after_write()
-        return result
-
-    def patch_scale(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        patch_type: str,
-        patch: Any,
-        *,
-        dry_run: bool = False,
-    ) -> dict[str, Any]:
-        """Patch the Scale object (as `kubectl scale` does) and write the result back."""
-        patching = _optional("patch")
-        if patching is None:
-            raise ApiError(415, "UnsupportedMediaType", "patching is not available in this kubesim build")
-        with self._lock:
-            scale = self.get_scale(rt, namespace, name)
-            if patch_type == PATCH_JSON:
-                new = patching.apply_json_patch(scale, patch)
-            elif patch_type in (PATCH_MERGE, PATCH_STRATEGIC):
-                new = patching.apply_merge_patch(scale, patch)
-            else:
-                raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type for scale: {patch_type}")
-            return self.update_scale(rt, namespace, name, new, dry_run=dry_run)
-
-    # -----------------------------------------------------------------------------------------------------
-    # Pod binding (what a scheduler does: spec.nodeName may not be set by an ordinary update)
-
-    def bind_pod(self, namespace: str, name: str, node: str, *, dry_run: bool = False) -> dict[str, Any]:
-        """Assign a pod to a node (POST pods/binding); 409 if it is already assigned."""
-        pods = self.registry.get("", "v1", "pods")
-        assert pods is not None
-        if not node:
-            raise invalid("Binding", name, [Cause("target.name", "Required value", "FieldValueRequired")])
-        with self._lock:
-            current = self._raw(pods, namespace, name)
-            assigned = current.get("spec", {}).get("nodeName")
-            if assigned:
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is already assigned '
-                    f'to node "{assigned}"',
-                    kind="pods/binding",
-                    name=name,
-                )
-            if current["metadata"].get("deletionTimestamp"):
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is being deleted',
-                )
-            new = copy.deepcopy(current)
-            new["spec"]["nodeName"] = node
-            set_condition(new, "PodScheduled", "True", "", "", self.clock)
-            for cond in new["status"]["conditions"]:
-                if cond["type"] == "PodScheduled":
-                    cond.pop("reason", None)
-                    cond.pop("message", None)
-                    cond["lastProbeTime"] = None
-            if dry_run:
-                return new
-            self._commit(pods, "MODIFIED", new, current)
-            result = copy.deepcopy(new)
-        self._after_write()
-        return result
-
-    # -----------------------------------------------------------------------------------------------------
     # Pod eviction (pods/NAME/eviction), honouring PodDisruptionBudgets (kubesim.disruption)
 
     def evict_pod(
@@ -1175,7 +1075,7 @@ class Store:
         """Evict a pod as the API server's eviction subresource does; raises its refusals (429, 500, 409)."""
         with self._lock:
             evict(self, namespace, name, eviction, dry_run)
-        self._after_write()
+        self.after_write()
 
     # -----------------------------------------------------------------------------------------------------
     # Delete
@@ -1196,7 +1096,7 @@ class Store:
             result = self._delete(
                 rt, namespace, name, propagation_policy, preconditions or {}, grace_period_seconds, dry_run
             )
-        self._after_write()
+        self.after_write()
         return result
 
     def _delete(
@@ -1454,7 +1354,7 @@ def _record_manager(
     subresource: str | None,
 ) -> dict[str, Any]:
     """Track in managedFields what a non-apply write set, so later applies see who owns what."""
-    patching = _optional("patch")
+    patching = optional("patch")
     if not manager or patching is None or not hasattr(patching, "record_update"):
         return new
     recorded: dict[str, Any] = patching.record_update(
@@ -1496,55 +1396,6 @@ def set_condition(
             "message": message,
         }
     )
-
-
-def _split_path(path: str) -> list[str]:
-    return [p for p in path.strip().lstrip(".").split(".") if p]
-
-
-def _get_path(obj: dict[str, Any], path: str) -> Any:
-    value: Any = obj
-    for part in _split_path(path):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-def _set_path(obj: dict[str, Any], path: str, value: Any) -> None:
-    parts = _split_path(path)
-    target = obj
-    for part in parts[:-1]:
-        nxt = target.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            target[part] = nxt
-        target = nxt
-    target[parts[-1]] = value
-
-
-def _scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-    assert rt.scale is not None
-    meta = obj["metadata"]
-    spec_replicas = _get_path(obj, rt.scale.spec_replicas_path)
-    status_replicas = _get_path(obj, rt.scale.status_replicas_path)
-    status: dict[str, Any] = {"replicas": int(status_replicas) if isinstance(status_replicas, int) else 0}
-    if rt.scale.label_selector_path:
-        selector = _get_path(obj, rt.scale.label_selector_path)
-        if isinstance(selector, dict):
-            selector = str(LabelSelector.from_object(selector))
-        if isinstance(selector, str) and selector:
-            status["selector"] = selector
-    scale_meta = {
-        k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
-    }
-    return {
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": scale_meta,
-        "spec": {"replicas": int(spec_replicas) if isinstance(spec_replicas, int) else 0},
-        "status": status,
-    }
 
 
 def _encode_continue(rv: int, namespace: str, name: str) -> str:
