@@ -25,6 +25,7 @@ from kubesim.resources import CRD_GROUP, ResourceType, table_cells
 from kubesim.selectors import FieldSelector, LabelSelector
 from kubesim.store import PATCH_APPLY, PATCH_TYPES, Store
 from kubesim.verbs import binding, scale
+from kubesim.verbs import patch as patch_verb
 from kubesim.watch import Watcher, WatchEvent
 
 log = logging.getLogger("kubesim.server")
@@ -963,7 +964,8 @@ class ApiServer:
             and not route.subresource
             and not self.store.exists(rt, self._namespace_for(route), route.name)
         )
-        obj = self.store.patch(
+        obj = patch_verb.patch(
+            self.store,
             rt,
             self._namespace_for(route),
             route.name,

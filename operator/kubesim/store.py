@@ -123,7 +123,7 @@ def _encode(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+def meta_of(obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
         meta = {}
@@ -522,7 +522,7 @@ class Store:
     ) -> None:
         """Store (or remove) an object at a new resource version and fan the change out to watchers."""
         rv = self._next_rv()
-        meta = _meta(obj)
+        meta = meta_of(obj)
         meta["resourceVersion"] = str(rv)
         key = (meta.get("namespace") or "", meta["name"])
         bucket = self._bucket(rt)
@@ -639,13 +639,24 @@ class Store:
             return sorted(self._dependents.get(owner_uid, set()))
 
     def replace(
-        self, rt: ResourceType, current: dict[str, Any], new: dict[str, Any], *, dry_run: bool = False
+        self,
+        rt: ResourceType,
+        current: dict[str, Any],
+        new: dict[str, Any],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_validation: str | None = None,
+        warnings: Warnings | None = None,
+        field_manager: str | None = None,
     ) -> dict[str, Any]:
         """Write a new state of a stored object through `update`'s semantics (admission, generation, the
         deletion it may complete, the controllers told), with queued work left to the caller's run (or
-        `after_write`); returns the object as written."""
+        `after_write`); returns the object as written. `new` is taken as it is, not copied."""
         with self._lock:
-            return self._write(rt, current, new, None, dry_run, None, None)
+            return self._write(
+                rt, current, new, subresource, dry_run, field_validation, warnings, field_manager
+            )
 
     def remove_finalizer(self, storage_key: StorageKey, key: Key, finalizer: str) -> None:
         """Drop one finalizer of a stored object, if it has it (the object goes when it was the last)."""
@@ -692,8 +703,8 @@ class Store:
         """Create an object (POST); returns it as stored and served at `rt`."""
         with self._lock:
             obj = copy.deepcopy(body)
-            self._check_kind(rt, obj)
-            meta = _meta(obj)
+            self.check_kind(rt, obj)
+            meta = meta_of(obj)
             if rt.namespaced:
                 body_ns = meta.get("namespace")
                 if namespace and body_ns and body_ns != namespace:
@@ -742,7 +753,7 @@ class Store:
             obj = _record_manager(rt, None, obj, field_manager, None)
             obj["apiVersion"] = self._storage_api_version(rt)
             if dry_run:
-                meta = _meta(obj)
+                meta = meta_of(obj)
                 meta["resourceVersion"] = str(self._rv)
                 return self.present(rt, obj)
             self._commit(rt, "ADDED", obj, None)
@@ -754,7 +765,7 @@ class Store:
     def _storage_api_version(self, rt: ResourceType) -> str:
         return rt.storage_api_version
 
-    def _check_kind(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+    def check_kind(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if not isinstance(obj.get("metadata", {}), dict):
             raise bad_request("metadata must be an object")
@@ -835,8 +846,8 @@ class Store:
         """Replace an object (PUT), or its status with `subresource="status"`."""
         with self._lock:
             obj = copy.deepcopy(body)
-            self._check_kind(rt, obj)
-            meta = _meta(obj)
+            self.check_kind(rt, obj)
+            meta = meta_of(obj)
             if meta.get("name") not in (None, name):
                 raise bad_request(
                     f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
@@ -863,102 +874,6 @@ class Store:
         self.after_write()
         return result
 
-    def patch(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        patch_type: str,
-        patch: Any,
-        *,
-        subresource: str | None = None,
-        field_manager: str | None = None,
-        force: bool = False,
-        dry_run: bool = False,
-        field_validation: str | None = None,
-        warnings: Warnings | None = None,
-    ) -> dict[str, Any]:
-        """Patch an object with one of the four patch types (server-side apply creates when absent)."""
-        patching = optional("patch")
-        if patching is None:
-            raise ApiError(415, "UnsupportedMediaType", "patching is not available in this kubesim build")
-        if patch_type == PATCH_APPLY:
-            if not field_manager:
-                raise bad_request("PATCH requests with the apply content type require fieldManager to be set")
-            if not isinstance(patch, dict):
-                raise bad_request("the apply patch must be an object")
-        with self._lock:
-            current = self._bucket(rt).get(self._key(rt, namespace, name))
-            if current is None:
-                if patch_type != PATCH_APPLY or subresource:
-                    raise not_found(rt.plural, name, rt.group)
-                applied = copy.deepcopy(patch)
-                self._check_kind(rt, applied)
-                pmeta = _meta(applied)
-                if pmeta.get("name") not in (None, name):
-                    raise bad_request(
-                        f"the name of the object ({pmeta.get('name')}) does not match the name on the URL ({name})"
-                    )
-                pmeta["name"] = name
-                created = patching.apply_server_side(
-                    None, applied, field_manager, force, rt.kind, schema=rt.schema
-                )
-                return self.create(
-                    rt,
-                    namespace,
-                    created,
-                    dry_run=dry_run,
-                    field_validation=field_validation,
-                    warnings=warnings,
-                )
-            live = copy.deepcopy(self.present(rt, current))
-            if patch_type == PATCH_JSON:
-                if not isinstance(patch, list):
-                    raise bad_request("json patch must be a list of operations")
-                new = patching.apply_json_patch(live, patch)
-            elif patch_type == PATCH_MERGE:
-                if not isinstance(patch, dict):
-                    raise bad_request("merge patch must be an object")
-                new = patching.apply_merge_patch(live, patch)
-            elif patch_type == PATCH_STRATEGIC:
-                if rt.is_custom:
-                    raise ApiError(
-                        415,
-                        "UnsupportedMediaType",
-                        f"the body of the request was in an unknown format - accepted media types include: "
-                        f"{PATCH_JSON}, {PATCH_MERGE}, {PATCH_APPLY}",
-                    )
-                if not isinstance(patch, dict):
-                    raise bad_request("strategic merge patch must be an object")
-                new = patching.apply_strategic_merge_patch(live, patch, rt.kind)
-            elif patch_type == PATCH_APPLY:
-                applied = copy.deepcopy(patch)
-                self._check_kind(rt, applied)
-                new = patching.apply_server_side(
-                    live, applied, field_manager, force, rt.kind, schema=rt.schema
-                )
-            else:
-                raise ApiError(
-                    415,
-                    "UnsupportedMediaType",
-                    f"the body of the request was in an unknown format - accepted media types include: "
-                    f"{', '.join(PATCH_TYPES)}",
-                )
-            if not isinstance(new, dict):
-                raise bad_request("the patch did not produce an object")
-            nmeta = _meta(new)
-            if nmeta.get("name") != name:
-                raise invalid(
-                    rt.kind, name, [Cause("metadata.name", "Invalid value: field is immutable")], rt.group
-                )
-            if not nmeta.get("resourceVersion"):
-                nmeta["resourceVersion"] = current["metadata"]["resourceVersion"]
-            self._check_kind(rt, new)
-            manager = None if patch_type == PATCH_APPLY else field_manager
-            result = self._write(rt, current, new, subresource, dry_run, field_validation, warnings, manager)
-        self.after_write()
-        return result
-
     def _write(
         self,
         rt: ResourceType,
@@ -972,7 +887,7 @@ class Store:
     ) -> dict[str, Any]:
         """The update path shared by PUT and PATCH: preconditions, subresource scoping, semantics, commit."""
         cur_meta = current["metadata"]
-        meta = _meta(obj)
+        meta = meta_of(obj)
         name = cur_meta["name"]
         if meta.get("resourceVersion") and str(meta["resourceVersion"]) != cur_meta["resourceVersion"]:
             raise conflict(rt.plural, name, rt.group)
@@ -994,7 +909,7 @@ class Store:
             else:
                 new.pop("status", None)
             if "managedFields" in meta:
-                _meta(new)["managedFields"] = meta["managedFields"]
+                meta_of(new)["managedFields"] = meta["managedFields"]
         else:
             new = obj
             nmeta = meta
@@ -1039,7 +954,7 @@ class Store:
             rt, new, old, "status" if subresource == "status" else "update", field_validation, warnings
         )
         new = _record_manager(rt, old, new, field_manager, subresource)
-        nmeta = _meta(new)
+        nmeta = meta_of(new)
         if rt.tracks_generation and _spec_changed(rt, old, new):
             nmeta["generation"] = int(cur_meta.get("generation", 1)) + 1
         nmeta["resourceVersion"] = cur_meta["resourceVersion"]
