@@ -311,11 +311,14 @@ def evict(store: Store, namespace: str, name: str, eviction: dict[str, Any], dry
     pod = store.get(pods, namespace, name)
     grace = options.get("gracePeriodSeconds")
 
+    from kubesim.verbs.deletion import delete as delete_object  # it imports this module
+
     def delete(with_version: bool) -> None:
         wanted = dict(preconditions)
         if with_version and not wanted.get("resourceVersion"):
             wanted["resourceVersion"] = pod["metadata"]["resourceVersion"]
-        store.delete(
+        delete_object(
+            store,
             pods,
             namespace,
             name,

@@ -24,7 +24,7 @@ from kubesim.protobuf import PROTOBUF, decode_protobuf
 from kubesim.resources import CRD_GROUP, ResourceType, table_cells
 from kubesim.selectors import FieldSelector, LabelSelector
 from kubesim.store import PATCH_APPLY, PATCH_TYPES, Store
-from kubesim.verbs import binding, scale
+from kubesim.verbs import binding, deletion, scale
 from kubesim.verbs import patch as patch_verb
 from kubesim.watch import Watcher, WatchEvent
 
@@ -1027,7 +1027,7 @@ class ApiServer:
                 405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
             )
         options = await self._delete_options(request)
-        obj, gone_now = self.store.delete(rt, self._namespace_for(route), route.name, **options)
+        obj, gone_now = deletion.delete(self.store, rt, self._namespace_for(route), route.name, **options)
         if gone_now and not (
             rt.is_custom
             or rt.storage_key in (("", "pods"), ("", "namespaces"), (CRD_GROUP, "customresourcedefinitions"))
@@ -1042,8 +1042,8 @@ class ApiServer:
         labels, fields = self._selectors(request)
         options = await self._delete_options(request)
         options.pop("preconditions", None)
-        deleted = self.store.delete_collection(
-            rt, self._namespace_for(route), labels=labels, fields=fields, **options
+        deleted = deletion.delete_collection(
+            self.store, rt, self._namespace_for(route), labels=labels, fields=fields, **options
         )
         body = {
             "kind": rt.list_kind,
@@ -1097,7 +1097,7 @@ class ApiServer:
                 self.store, route.namespace, route.name, str(target.get("name", "")), dry_run=dry_run
             )
         else:
-            self.store.evict_pod(route.namespace, route.name, body, dry_run=dry_run)
+            deletion.evict_pod(self.store, route.namespace, route.name, body, dry_run=dry_run)
         return self._json(
             {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
             201,

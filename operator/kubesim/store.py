@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from kubesim.disruption import DisruptionController, evict
+from kubesim.disruption import DisruptionController
 from kubesim.errors import (
     ApiError,
     Cause,
@@ -589,17 +589,26 @@ class Store:
                     told.append(getattr(controller, hook))
 
     def commit(
-        self, rt: ResourceType, new: dict[str, Any], current: dict[str, Any], *, gone: bool = False
+        self,
+        rt: ResourceType,
+        new: dict[str, Any],
+        current: dict[str, Any],
+        *,
+        gone: bool = False,
+        terminating: bool = False,
     ) -> None:
         """Store a controller's new state of a stored object as it is (no admission, no controllers told),
         at a new resource version: for status a controller owns, as the API server's status strategy.
-        With `gone`, remove the object in that state instead (the controllers are told it is gone)."""
+        With `gone`, remove the object in that state instead (the controllers are told it is gone); with
+        `terminating`, the controllers are told it is terminating (its finalizers' work is queued)."""
         with self._lock:
             if gone:
                 self._commit(rt, "DELETED", new, current)
                 self._after_removal(rt, new)
             else:
                 self._commit(rt, "MODIFIED", new, current)
+                if terminating:
+                    self._queue_finalizer_work(rt, new)
 
     def lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
         """The stored object (not a copy) under (namespace, name) `key` with its storage type, if any."""
@@ -616,8 +625,10 @@ class Store:
     ) -> None:
         """Delete an object as a controller: `delete`'s semantics, with the queued work left to the caller's
         run (controllers run inside one already)."""
+        from kubesim.verbs.deletion import delete_locked  # it builds on this module
+
         with self._lock:
-            self._delete(rt, namespace, name, propagation_policy, {}, None, False)
+            delete_locked(self, rt, namespace, name, propagation_policy, {}, None, False)
 
     def stored_in(self, namespace: str) -> Locations:
         """Where every stored object of the namespace is (all kinds), in storage order."""
@@ -980,195 +991,6 @@ class Store:
         return (
             rt.storage_key == ("", "pods") and int(obj["metadata"].get("deletionGracePeriodSeconds") or 0) > 0
         )
-
-    # -----------------------------------------------------------------------------------------------------
-    # Pod eviction (pods/NAME/eviction), honouring PodDisruptionBudgets (kubesim.disruption)
-
-    def evict_pod(
-        self, namespace: str, name: str, eviction: dict[str, Any], *, dry_run: bool = False
-    ) -> None:
-        """Evict a pod as the API server's eviction subresource does; raises its refusals (429, 500, 409)."""
-        with self._lock:
-            evict(self, namespace, name, eviction, dry_run)
-        self.after_write()
-
-    # -----------------------------------------------------------------------------------------------------
-    # Delete
-
-    def delete(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        *,
-        propagation_policy: str | None = None,
-        preconditions: dict[str, Any] | None = None,
-        grace_period_seconds: int | None = None,
-        dry_run: bool = False,
-    ) -> tuple[dict[str, Any], bool]:
-        """Delete an object; returns (its last state, whether it is gone now rather than terminating)."""
-        with self._lock:
-            result = self._delete(
-                rt, namespace, name, propagation_policy, preconditions or {}, grace_period_seconds, dry_run
-            )
-        self.after_write()
-        return result
-
-    def _delete(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        propagation_policy: str | None,
-        preconditions: dict[str, Any],
-        grace_period_seconds: int | None,
-        dry_run: bool,
-    ) -> tuple[dict[str, Any], bool]:
-        current = self._raw(rt, namespace, name)
-        cur_meta = current["metadata"]
-        if preconditions.get("uid") and preconditions["uid"] != cur_meta["uid"]:
-            raise ApiError(
-                409,
-                "Conflict",
-                f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in object meta: {cur_meta['uid']}",
-                kind=rt.plural,
-                name=name,
-                group=rt.group,
-            )
-        if (
-            preconditions.get("resourceVersion")
-            and str(preconditions["resourceVersion"]) != cur_meta["resourceVersion"]
-        ):
-            raise ApiError(
-                409,
-                "Conflict",
-                f"Precondition failed: ResourceVersion in precondition: {preconditions['resourceVersion']}, "
-                f"ResourceVersion in object meta: {cur_meta['resourceVersion']}",
-                kind=rt.plural,
-                name=name,
-                group=rt.group,
-            )
-        if propagation_policy not in (None, "", "Background", "Foreground", "Orphan"):
-            raise invalid(
-                "DeleteOptions",
-                "",
-                [
-                    Cause(
-                        "propagationPolicy",
-                        f'Unsupported value: "{propagation_policy}"',
-                        "FieldValueNotSupported",
-                    )
-                ],
-            )
-        new = copy.deepcopy(current)
-        meta = new["metadata"]
-        finalizers: list[str] = list(meta.get("finalizers") or [])
-        if propagation_policy == "Orphan" and FINALIZER_ORPHAN not in finalizers:
-            finalizers.append(FINALIZER_ORPHAN)
-        elif propagation_policy == "Foreground" and FINALIZER_FOREGROUND not in finalizers:
-            finalizers.append(FINALIZER_FOREGROUND)
-        if rt.storage_key == (CRD_GROUP, "customresourcedefinitions") and not meta.get("deletionTimestamp"):
-            finalizers = (
-                [*finalizers, FINALIZER_CRD_CLEANUP]
-                if FINALIZER_CRD_CLEANUP not in finalizers
-                else finalizers
-            )
-        grace = self._grace_period(rt, current, grace_period_seconds)
-        already_terminating = bool(cur_meta.get("deletionTimestamp"))
-        if already_terminating:
-            if grace == 0 and not finalizers and rt.storage_key == ("", "pods"):
-                pass  # the kubelet (or a forced delete) confirms the pod is gone: remove it below
-            elif rt.storage_key == ("", "pods") and grace < int(
-                cur_meta.get("deletionGracePeriodSeconds") or 0
-            ):
-                meta["deletionGracePeriodSeconds"] = grace
-                meta["deletionTimestamp"] = now_rfc3339(lambda: self.clock() + dt.timedelta(seconds=grace))
-                if not dry_run:
-                    self._commit(rt, "MODIFIED", new, current)
-                return copy.deepcopy(self.present(rt, new)), False
-            else:
-                if not dry_run and finalizers != list(cur_meta.get("finalizers") or []):
-                    meta["finalizers"] = finalizers
-                    self._commit(rt, "MODIFIED", new, current)
-                    self._queue_finalizer_work(rt, new)
-                return copy.deepcopy(self.present(rt, new)), False
-        if finalizers or grace > 0 or rt.storage_key == ("", "namespaces"):
-            meta["deletionTimestamp"] = now_rfc3339(lambda: self.clock() + dt.timedelta(seconds=grace))
-            meta["deletionGracePeriodSeconds"] = grace
-            if finalizers:
-                meta["finalizers"] = finalizers
-            if "generation" in meta:
-                meta["generation"] = int(meta["generation"]) + 1
-            if rt.storage_key == ("", "namespaces"):
-                new.setdefault("status", {})["phase"] = "Terminating"
-            if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
-                set_condition(
-                    new,
-                    "Terminating",
-                    "True",
-                    "InstanceDeletionPending",
-                    "CustomResourceDefinition marked for deletion; instances are being removed",
-                    self.clock,
-                )
-            if dry_run:
-                return self.present(rt, new), False
-            self._commit(rt, "MODIFIED", new, current)
-            self._queue_finalizer_work(rt, new)
-            return copy.deepcopy(self.present(rt, new)), False
-        if dry_run:
-            return self.present(rt, current), True
-        self._commit(rt, "DELETED", new, current)
-        self._after_removal(rt, new)
-        return copy.deepcopy(self.present(rt, new)), True
-
-    def _grace_period(self, rt: ResourceType, obj: dict[str, Any], requested: int | None) -> int:
-        """Pods bound to an existing node terminate gracefully; everything else goes at once."""
-        if rt.storage_key != ("", "pods"):
-            return 0
-        spec = obj.get("spec", {})
-        node = spec.get("nodeName")
-        phase = obj.get("status", {}).get("phase")
-        if (
-            not node
-            or phase in ("Succeeded", "Failed")
-            or ("", node) not in self._objects.get(("", "nodes"), {})
-        ):
-            return 0
-        if requested is not None:
-            return max(0, int(requested))
-        return int(spec.get("terminationGracePeriodSeconds", 30) or 0)
-
-    def delete_collection(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        *,
-        labels: LabelSelector | None = None,
-        fields: FieldSelector | None = None,
-        propagation_policy: str | None = None,
-        grace_period_seconds: int | None = None,
-        dry_run: bool = False,
-    ) -> Objects:
-        """Delete every matching object; returns their last states."""
-        items = self.list(rt, namespace, labels=labels, fields=fields, copy_items=False).items
-        deleted: list[dict[str, Any]] = []
-        for obj in items:
-            meta = obj["metadata"]
-            try:
-                last, _ = self.delete(
-                    rt,
-                    meta.get("namespace"),
-                    meta["name"],
-                    propagation_policy=propagation_policy,
-                    grace_period_seconds=grace_period_seconds,
-                    dry_run=dry_run,
-                )
-            except ApiError as error:
-                if error.code != 404:
-                    raise
-                continue
-            deleted.append(last)
-        return deleted
 
     # -----------------------------------------------------------------------------------------------------
     # Controllers: what the controller manager would do after a write
