@@ -25,8 +25,8 @@ from kubesim.store import (
     NAMESPACE_FINALIZER,
     Warnings,
     _convert_event,
-    _meta,
-    _optional,
+    meta_of,
+    optional,
 )
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class Admission:
     ) -> dict[str, Any]:
         """Apply the defaults and validation of the kind; `operation` is create, update or status."""
         key = rt.storage_key
-        meta = _meta(obj)
+        meta = meta_of(obj)
         validate_metadata(rt, obj)
         if not rt.is_custom:
             check_micro_times(rt.group, rt.version, rt.kind, obj)
@@ -59,11 +59,11 @@ class Admission:
         if rt.is_custom:
             obj = self._admit_custom(rt, obj, old, operation, field_validation, warnings)
         elif key == ("", "pods"):
-            podrules = _optional("podrules")
+            podrules = optional("podrules")
             if podrules is not None:
                 # Scheme defaults on every write, so that an update compares like with like.
                 obj = podrules.default_pod(obj, creating=operation == "create")
-                meta = _meta(obj)
+                meta = meta_of(obj)
                 if operation == "create":
                     self._admit_service_account(obj)
                     causes = podrules.validate_pod_create(obj)
@@ -101,7 +101,7 @@ class Admission:
             strict = rt.group == "events.k8s.io"
             causes = validate_event(obj, strict=strict, creating=operation == "create")
             if causes:
-                raise invalid("Event", _meta(obj)["name"], causes, rt.group)
+                raise invalid("Event", meta_of(obj)["name"], causes, rt.group)
         elif key == (CRD_GROUP, "customresourcedefinitions"):
             obj = self._prepare_crd(obj, old, operation)
         elif key in (("apps", "deployments"), ("apps", "statefulsets")):
@@ -112,7 +112,7 @@ class Admission:
 
     def _admit_service_account(self, pod: dict[str, Any]) -> None:
         """The ServiceAccount admission plugin: a new pod's ServiceAccount must exist (403 otherwise)."""
-        meta = _meta(pod)
+        meta = meta_of(pod)
         namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
         account = str((pod.get("spec") or {}).get("serviceAccountName") or "default")
         sa_rt = self.store.registry.get("", "v1", "serviceaccounts")
@@ -131,7 +131,7 @@ class Admission:
         self, rt: ResourceType, obj: dict[str, Any], field_validation: str | None, warnings: Warnings | None
     ) -> None:
         """Built-in kinds lose fields their types lack, as decoding into Go structs does (fieldValidation)."""
-        schemas = _optional("builtin_schemas")
+        schemas = optional("builtin_schemas")
         if schemas is None or not hasattr(schemas, "prune_unknown_fields"):
             return
         if field_validation == "Strict":
@@ -153,7 +153,7 @@ class Admission:
         field_validation: str | None,
         warnings: Warnings | None,
     ) -> dict[str, Any]:
-        schema_module = _optional("schema")
+        schema_module = optional("schema")
         if schema_module is None or rt.crd is None:
             return obj
         schema = self._schema(rt, schema_module)
@@ -179,7 +179,7 @@ class Admission:
     def _prepare_crd(self, crd: dict[str, Any], old: dict[str, Any] | None, operation: str) -> dict[str, Any]:
         if operation == "status":
             return crd
-        schema_module = _optional("schema")
+        schema_module = optional("schema")
         from kubesim.resources import crd_types
 
         for rt in crd_types(crd):  # names, scope, versions: 422 if malformed
@@ -207,7 +207,7 @@ class Admission:
                         [Cause(f"spec.{immutable}", "Invalid value: field is immutable")],
                         CRD_GROUP,
                     )
-        meta = _meta(crd)
+        meta = meta_of(crd)
         if FINALIZER_CRD_CLEANUP not in (meta.get("finalizers") or []) and not meta.get("deletionTimestamp"):
             meta["finalizers"] = [*(meta.get("finalizers") or []), FINALIZER_CRD_CLEANUP]
         for version in crd["spec"].get("versions", []):

@@ -232,8 +232,10 @@ class DisruptionController:
         rt = self.store.registry.by_kind(group, version, str(ref.get("kind") or ""))
         if rt is None or rt.scale is None:
             return None
+        from kubesim.verbs.scale import get_scale  # it imports kubesim.store, which imports this module
+
         try:
-            scale = self.store.get_scale(rt, namespace, str(ref.get("name") or ""))
+            scale = get_scale(self.store, rt, namespace, str(ref.get("name") or ""))
         except ApiError:
             return None
         if scale["metadata"].get("uid") != ref.get("uid"):
@@ -309,11 +311,14 @@ def evict(store: Store, namespace: str, name: str, eviction: dict[str, Any], dry
     pod = store.get(pods, namespace, name)
     grace = options.get("gracePeriodSeconds")
 
+    from kubesim.verbs.deletion import delete as delete_object  # it imports this module
+
     def delete(with_version: bool) -> None:
         wanted = dict(preconditions)
         if with_version and not wanted.get("resourceVersion"):
             wanted["resourceVersion"] = pod["metadata"]["resourceVersion"]
-        store.delete(
+        delete_object(
+            store,
             pods,
             namespace,
             name,

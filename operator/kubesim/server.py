@@ -24,6 +24,8 @@ from kubesim.protobuf import PROTOBUF, decode_protobuf
 from kubesim.resources import CRD_GROUP, ResourceType, table_cells
 from kubesim.selectors import FieldSelector, LabelSelector
 from kubesim.store import PATCH_APPLY, PATCH_TYPES, Store
+from kubesim.verbs import binding, deletion, scale
+from kubesim.verbs import patch as patch_verb
 from kubesim.watch import Watcher, WatchEvent
 
 log = logging.getLogger("kubesim.server")
@@ -962,7 +964,8 @@ class ApiServer:
             and not route.subresource
             and not self.store.exists(rt, self._namespace_for(route), route.name)
         )
-        obj = self.store.patch(
+        obj = patch_verb.patch(
+            self.store,
             rt,
             self._namespace_for(route),
             route.name,
@@ -1024,7 +1027,7 @@ class ApiServer:
                 405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
             )
         options = await self._delete_options(request)
-        obj, gone_now = self.store.delete(rt, self._namespace_for(route), route.name, **options)
+        obj, gone_now = deletion.delete(self.store, rt, self._namespace_for(route), route.name, **options)
         if gone_now and not (
             rt.is_custom
             or rt.storage_key in (("", "pods"), ("", "namespaces"), (CRD_GROUP, "customresourcedefinitions"))
@@ -1039,8 +1042,8 @@ class ApiServer:
         labels, fields = self._selectors(request)
         options = await self._delete_options(request)
         options.pop("preconditions", None)
-        deleted = self.store.delete_collection(
-            rt, self._namespace_for(route), labels=labels, fields=fields, **options
+        deleted = deletion.delete_collection(
+            self.store, rt, self._namespace_for(route), labels=labels, fields=fields, **options
         )
         body = {
             "kind": rt.list_kind,
@@ -1056,20 +1059,22 @@ class ApiServer:
         assert route.name is not None
         rt, namespace, name = route.rt, self._namespace_for(route), route.name
         if request.method == "GET":
-            return self._json(self.store.get_scale(rt, namespace, name), 200, "application/json")
+            return self._json(scale.get_scale(self.store, rt, namespace, name), 200, "application/json")
         dry_run = "All" in request.query.getall("dryRun", [])
         if request.method == "PUT":
             body = await self._body(request)
             if not isinstance(body, dict):
                 raise bad_request("the body of the request must be a Scale object")
             return self._json(
-                self.store.update_scale(rt, namespace, name, body, dry_run=dry_run), 200, "application/json"
+                scale.update_scale(self.store, rt, namespace, name, body, dry_run=dry_run),
+                200,
+                "application/json",
             )
         if request.method == "PATCH":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             patch = await self._body(request)
-            scale = self.store.patch_scale(rt, namespace, name, content_type, patch, dry_run=dry_run)
-            return self._json(scale, 200, "application/json")
+            patched = scale.patch_scale(self.store, rt, namespace, name, content_type, patch, dry_run=dry_run)
+            return self._json(patched, 200, "application/json")
         raise ApiError(
             405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
         )
@@ -1088,9 +1093,11 @@ class ApiServer:
         dry_run = "All" in request.query.getall("dryRun", [])
         if route.subresource == "binding":
             target = body.get("target") or {}
-            self.store.bind_pod(route.namespace, route.name, str(target.get("name", "")), dry_run=dry_run)
+            binding.bind_pod(
+                self.store, route.namespace, route.name, str(target.get("name", "")), dry_run=dry_run
+            )
         else:
-            self.store.evict_pod(route.namespace, route.name, body, dry_run=dry_run)
+            deletion.evict_pod(self.store, route.namespace, route.name, body, dry_run=dry_run)
         return self._json(
             {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
             201,

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from kubesim.disruption import DisruptionController, evict
+from kubesim.disruption import DisruptionController
 from kubesim.errors import (
     ApiError,
     Cause,
@@ -111,7 +111,7 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _optional(module: str) -> Any:
+def optional(module: str) -> Any:
     """Modules other parts of kubesim provide; absent ones mean the check they add is skipped."""
     try:
         return importlib.import_module(f"kubesim.{module}")
@@ -123,7 +123,7 @@ def _encode(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+def meta_of(obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
         meta = {}
@@ -227,6 +227,11 @@ class Store:
     @property
     def resource_version(self) -> int:
         return self._rv
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The store's lock: hold it to read, check and write as one step (verbs in kubesim.verbs do)."""
+        return self._lock
 
     def type(self, name: str) -> ResourceType:
         """A served type by plural, short name or kind (`"pods"`, `"po"`, `"widgets.test.kubesim.dev"`)."""
@@ -517,7 +522,7 @@ class Store:
     ) -> None:
         """Store (or remove) an object at a new resource version and fan the change out to watchers."""
         rv = self._next_rv()
-        meta = _meta(obj)
+        meta = meta_of(obj)
         meta["resourceVersion"] = str(rv)
         key = (meta.get("namespace") or "", meta["name"])
         bucket = self._bucket(rt)
@@ -584,17 +589,26 @@ class Store:
                     told.append(getattr(controller, hook))
 
     def commit(
-        self, rt: ResourceType, new: dict[str, Any], current: dict[str, Any], *, gone: bool = False
+        self,
+        rt: ResourceType,
+        new: dict[str, Any],
+        current: dict[str, Any],
+        *,
+        gone: bool = False,
+        terminating: bool = False,
     ) -> None:
         """Store a controller's new state of a stored object as it is (no admission, no controllers told),
         at a new resource version: for status a controller owns, as the API server's status strategy.
-        With `gone`, remove the object in that state instead (the controllers are told it is gone)."""
+        With `gone`, remove the object in that state instead (the controllers are told it is gone); with
+        `terminating`, the controllers are told it is terminating (its finalizers' work is queued)."""
         with self._lock:
             if gone:
                 self._commit(rt, "DELETED", new, current)
                 self._after_removal(rt, new)
             else:
                 self._commit(rt, "MODIFIED", new, current)
+                if terminating:
+                    self._queue_finalizer_work(rt, new)
 
     def lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
         """The stored object (not a copy) under (namespace, name) `key` with its storage type, if any."""
@@ -611,8 +625,10 @@ class Store:
     ) -> None:
         """Delete an object as a controller: `delete`'s semantics, with the queued work left to the caller's
         run (controllers run inside one already)."""
+        from kubesim.verbs.deletion import delete_locked  # it builds on this module
+
         with self._lock:
-            self._delete(rt, namespace, name, propagation_policy, {}, None, False)
+            delete_locked(self, rt, namespace, name, propagation_policy, {}, None, False)
 
     def stored_in(self, namespace: str) -> Locations:
         """Where every stored object of the namespace is (all kinds), in storage order."""
@@ -633,18 +649,33 @@ class Store:
         with self._lock:
             return sorted(self._dependents.get(owner_uid, set()))
 
-    def replace(self, rt: ResourceType, current: dict[str, Any], new: dict[str, Any]) -> None:
-        """Write a controller's new state of a stored object through `update`'s semantics (admission,
-        generation, the deletion it may complete, the controllers told), with queued work left to the caller's run."""
+    def replace(
+        self,
+        rt: ResourceType,
+        current: dict[str, Any],
+        new: dict[str, Any],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_validation: str | None = None,
+        warnings: Warnings | None = None,
+        field_manager: str | None = None,
+    ) -> dict[str, Any]:
+        """Write a new state of a stored object through `update`'s semantics (admission, generation, the
+        deletion it may complete, the controllers told), with queued work left to the caller's run (or
+        `after_write`); returns the object as written. `new` is taken as it is, not copied."""
         with self._lock:
-            self._write(rt, current, new, None, False, None, None)
+            return self._write(
+                rt, current, new, subresource, dry_run, field_validation, warnings, field_manager
+            )
 
     def remove_finalizer(self, storage_key: StorageKey, key: Key, finalizer: str) -> None:
         """Drop one finalizer of a stored object, if it has it (the object goes when it was the last)."""
         with self._lock:
             self._remove_finalizer(storage_key, key, finalizer)
 
-    def _after_write(self) -> None:
+    def after_write(self) -> None:
+        """Run (or hand to `on_background`) the controller work a write queued; call it outside the lock."""
         if not self._pending:
             return
         if self.on_background is not None:
@@ -683,8 +714,8 @@ class Store:
         """Create an object (POST); returns it as stored and served at `rt`."""
         with self._lock:
             obj = copy.deepcopy(body)
-            self._check_kind(rt, obj)
-            meta = _meta(obj)
+            self.check_kind(rt, obj)
+            meta = meta_of(obj)
             if rt.namespaced:
                 body_ns = meta.get("namespace")
                 if namespace and body_ns and body_ns != namespace:
@@ -733,19 +764,19 @@ class Store:
             obj = _record_manager(rt, None, obj, field_manager, None)
             obj["apiVersion"] = self._storage_api_version(rt)
             if dry_run:
-                meta = _meta(obj)
+                meta = meta_of(obj)
                 meta["resourceVersion"] = str(self._rv)
                 return self.present(rt, obj)
             self._commit(rt, "ADDED", obj, None)
             self._after_create(rt, obj)
             result = copy.deepcopy(self.present(rt, obj))
-        self._after_write()
+        self.after_write()
         return result
 
     def _storage_api_version(self, rt: ResourceType) -> str:
         return rt.storage_api_version
 
-    def _check_kind(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+    def check_kind(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if not isinstance(obj.get("metadata", {}), dict):
             raise bad_request("metadata must be an object")
@@ -826,8 +857,8 @@ class Store:
         """Replace an object (PUT), or its status with `subresource="status"`."""
         with self._lock:
             obj = copy.deepcopy(body)
-            self._check_kind(rt, obj)
-            meta = _meta(obj)
+            self.check_kind(rt, obj)
+            meta = meta_of(obj)
             if meta.get("name") not in (None, name):
                 raise bad_request(
                     f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
@@ -851,103 +882,7 @@ class Store:
             result = self._write(
                 rt, current, obj, subresource, dry_run, field_validation, warnings, field_manager
             )
-        self._after_write()
-        return result
-
-    def patch(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        patch_type: str,
-        patch: Any,
-        *,
-        subresource: str | None = None,
-        field_manager: str | None = None,
-        force: bool = False,
-        dry_run: bool = False,
-        field_validation: str | None = None,
-        warnings: Warnings | None = None,
-    ) -> dict[str, Any]:
-        """Patch an object with one of the four patch types (server-side apply creates when absent)."""
-        patching = _optional("patch")
-        if patching is None:
-            raise ApiError(415, "UnsupportedMediaType", "patching is not available in this kubesim build")
-        if patch_type == PATCH_APPLY:
-            if not field_manager:
-                raise bad_request("PATCH requests with the apply content type require fieldManager to be set")
-            if not isinstance(patch, dict):
-                raise bad_request("the apply patch must be an object")
-        with self._lock:
-            current = self._bucket(rt).get(self._key(rt, namespace, name))
-            if current is None:
-                if patch_type != PATCH_APPLY or subresource:
-                    raise not_found(rt.plural, name, rt.group)
-                applied = copy.deepcopy(patch)
-                self._check_kind(rt, applied)
-                pmeta = _meta(applied)
-                if pmeta.get("name") not in (None, name):
-                    raise bad_request(
-                        f"the name of the object ({pmeta.get('name')}) does not match the name on the URL ({name})"
-                    )
-                pmeta["name"] = name
-                created = patching.apply_server_side(
-                    None, applied, field_manager, force, rt.kind, schema=rt.schema
-                )
-                return self.create(
-                    rt,
-                    namespace,
-                    created,
-                    dry_run=dry_run,
-                    field_validation=field_validation,
-                    warnings=warnings,
-                )
-            live = copy.deepcopy(self.present(rt, current))
-            if patch_type == PATCH_JSON:
-                if not isinstance(patch, list):
-                    raise bad_request("json patch must be a list of operations")
-                new = patching.apply_json_patch(live, patch)
-            elif patch_type == PATCH_MERGE:
-                if not isinstance(patch, dict):
-                    raise bad_request("merge patch must be an object")
-                new = patching.apply_merge_patch(live, patch)
-            elif patch_type == PATCH_STRATEGIC:
-                if rt.is_custom:
-                    raise ApiError(
-                        415,
-                        "UnsupportedMediaType",
-                        f"the body of the request was in an unknown format - accepted media types include: "
-                        f"{PATCH_JSON}, {PATCH_MERGE}, {PATCH_APPLY}",
-                    )
-                if not isinstance(patch, dict):
-                    raise bad_request("strategic merge patch must be an object")
-                new = patching.apply_strategic_merge_patch(live, patch, rt.kind)
-            elif patch_type == PATCH_APPLY:
-                applied = copy.deepcopy(patch)
-                self._check_kind(rt, applied)
-                new = patching.apply_server_side(
-                    live, applied, field_manager, force, rt.kind, schema=rt.schema
-                )
-            else:
-                raise ApiError(
-                    415,
-                    "UnsupportedMediaType",
-                    f"the body of the request was in an unknown format - accepted media types include: "
-                    f"{', '.join(PATCH_TYPES)}",
-                )
-            if not isinstance(new, dict):
-                raise bad_request("the patch did not produce an object")
-            nmeta = _meta(new)
-            if nmeta.get("name") != name:
-                raise invalid(
-                    rt.kind, name, [Cause("metadata.name", "Invalid value: field is immutable")], rt.group
-                )
-            if not nmeta.get("resourceVersion"):
-                nmeta["resourceVersion"] = current["metadata"]["resourceVersion"]
-            self._check_kind(rt, new)
-            manager = None if patch_type == PATCH_APPLY else field_manager
-            result = self._write(rt, current, new, subresource, dry_run, field_validation, warnings, manager)
-        self._after_write()
+        self.after_write()
         return result
 
     def _write(
@@ -963,7 +898,7 @@ class Store:
     ) -> dict[str, Any]:
         """The update path shared by PUT and PATCH: preconditions, subresource scoping, semantics, commit."""
         cur_meta = current["metadata"]
-        meta = _meta(obj)
+        meta = meta_of(obj)
         name = cur_meta["name"]
         if meta.get("resourceVersion") and str(meta["resourceVersion"]) != cur_meta["resourceVersion"]:
             raise conflict(rt.plural, name, rt.group)
@@ -985,7 +920,7 @@ class Store:
             else:
                 new.pop("status", None)
             if "managedFields" in meta:
-                _meta(new)["managedFields"] = meta["managedFields"]
+                meta_of(new)["managedFields"] = meta["managedFields"]
         else:
             new = obj
             nmeta = meta
@@ -1030,7 +965,7 @@ class Store:
             rt, new, old, "status" if subresource == "status" else "update", field_validation, warnings
         )
         new = _record_manager(rt, old, new, field_manager, subresource)
-        nmeta = _meta(new)
+        nmeta = meta_of(new)
         if rt.tracks_generation and _spec_changed(rt, old, new):
             nmeta["generation"] = int(cur_meta.get("generation", 1)) + 1
         nmeta["resourceVersion"] = cur_meta["resourceVersion"]
@@ -1056,304 +991,6 @@ class Store:
         return (
             rt.storage_key == ("", "pods") and int(obj["metadata"].get("deletionGracePeriodSeconds") or 0) > 0
         )
-
-    # -----------------------------------------------------------------------------------------------------
-    # Scale subresource
-
-    def get_scale(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
-        """The autoscaling/v1 Scale of an object whose type has a scale subresource."""
-        if rt.scale is None:
-            raise not_found(f"{rt.plural}/scale", name, rt.group)
-        with self._lock:
-            obj = self._raw(rt, namespace, name)
-            return _scale_of(rt, obj)
-
-    def update_scale(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        scale: dict[str, Any],
-        *,
-        dry_run: bool = False,
-    ) -> dict[str, Any]:
-        """Set spec replicas through the scale subresource; returns the resulting Scale."""
-        if rt.scale is None:
-            raise not_found(f"{rt.plural}/scale", name, rt.group)
-        replicas = scale.get("spec", {}).get("replicas")
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise invalid(
-                "Scale",
-                name,
-                [Cause("spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")],
-                "autoscaling",
-            )
-        with self._lock:
-            current = self._raw(rt, namespace, name)
-            wanted_rv = scale.get("metadata", {}).get("resourceVersion")
-            if wanted_rv and str(wanted_rv) != current["metadata"]["resourceVersion"]:
-                raise conflict(rt.plural, name, rt.group)
-            new = copy.deepcopy(self.present(rt, current))
-            _set_path(new, rt.scale.spec_replicas_path, replicas)
-            self._write(rt, current, new, None, dry_run, None, None)
-            result = _scale_of(rt, self._raw(rt, namespace, name) if not dry_run else new)
-        self._after_write()
-        return result
-
-    def patch_scale(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        patch_type: str,
-        patch: Any,
-        *,
-        dry_run: bool = False,
-    ) -> dict[str, Any]:
-        """Patch the Scale object (as `kubectl scale` does) and write the result back."""
-        patching = _optional("patch")
-        if patching is None:
-            raise ApiError(415, "UnsupportedMediaType", "patching is not available in this kubesim build")
-        with self._lock:
-            scale = self.get_scale(rt, namespace, name)
-            if patch_type == PATCH_JSON:
-                new = patching.apply_json_patch(scale, patch)
-            elif patch_type in (PATCH_MERGE, PATCH_STRATEGIC):
-                new = patching.apply_merge_patch(scale, patch)
-            else:
-                raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type for scale: {patch_type}")
-            return self.update_scale(rt, namespace, name, new, dry_run=dry_run)
-
-    # -----------------------------------------------------------------------------------------------------
-    # Pod binding (what a scheduler does: spec.nodeName may not be set by an ordinary update)
-
-    def bind_pod(self, namespace: str, name: str, node: str, *, dry_run: bool = False) -> dict[str, Any]:
-        """Assign a pod to a node (POST pods/binding); 409 if it is already assigned."""
-        pods = self.registry.get("", "v1", "pods")
-        assert pods is not None
-        if not node:
-            raise invalid("Binding", name, [Cause("target.name", "Required value", "FieldValueRequired")])
-        with self._lock:
-            current = self._raw(pods, namespace, name)
-            assigned = current.get("spec", {}).get("nodeName")
-            if assigned:
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is already assigned '
-                    f'to node "{assigned}"',
-                    kind="pods/binding",
-                    name=name,
-                )
-            if current["metadata"].get("deletionTimestamp"):
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is being deleted',
-                )
-            new = copy.deepcopy(current)
-            new["spec"]["nodeName"] = node
-            set_condition(new, "PodScheduled", "True", "", "", self.clock)
-            for cond in new["status"]["conditions"]:
-                if cond["type"] == "PodScheduled":
-                    cond.pop("reason", None)
-                    cond.pop("message", None)
-                    cond["lastProbeTime"] = None
-            if dry_run:
-                return new
-            self._commit(pods, "MODIFIED", new, current)
-            result = copy.deepcopy(new)
-        self._after_write()
-        return result
-
-    # -----------------------------------------------------------------------------------------------------
-    # Pod eviction (pods/NAME/eviction), honouring PodDisruptionBudgets (kubesim.disruption)
-
-    def evict_pod(
-        self, namespace: str, name: str, eviction: dict[str, Any], *, dry_run: bool = False
-    ) -> None:
-        """Evict a pod as the API server's eviction subresource does; raises its refusals (429, 500, 409)."""
-        with self._lock:
-            evict(self, namespace, name, eviction, dry_run)
-        self._after_write()
-
-    # -----------------------------------------------------------------------------------------------------
-    # Delete
-
-    def delete(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        *,
-        propagation_policy: str | None = None,
-        preconditions: dict[str, Any] | None = None,
-        grace_period_seconds: int | None = None,
-        dry_run: bool = False,
-    ) -> tuple[dict[str, Any], bool]:
-        """Delete an object; returns (its last state, whether it is gone now rather than terminating)."""
-        with self._lock:
-            result = self._delete(
-                rt, namespace, name, propagation_policy, preconditions or {}, grace_period_seconds, dry_run
-            )
-        self._after_write()
-        return result
-
-    def _delete(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        propagation_policy: str | None,
-        preconditions: dict[str, Any],
-        grace_period_seconds: int | None,
-        dry_run: bool,
-    ) -> tuple[dict[str, Any], bool]:
-        current = self._raw(rt, namespace, name)
-        cur_meta = current["metadata"]
-        if preconditions.get("uid") and preconditions["uid"] != cur_meta["uid"]:
-            raise ApiError(
-                409,
-                "Conflict",
-                f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in object meta: {cur_meta['uid']}",
-                kind=rt.plural,
-                name=name,
-                group=rt.group,
-            )
-        if (
-            preconditions.get("resourceVersion")
-            and str(preconditions["resourceVersion"]) != cur_meta["resourceVersion"]
-        ):
-            raise ApiError(
-                409,
-                "Conflict",
-                f"Precondition failed: ResourceVersion in precondition: {preconditions['resourceVersion']}, "
-                f"ResourceVersion in object meta: {cur_meta['resourceVersion']}",
-                kind=rt.plural,
-                name=name,
-                group=rt.group,
-            )
-        if propagation_policy not in (None, "", "Background", "Foreground", "Orphan"):
-            raise invalid(
-                "DeleteOptions",
-                "",
-                [
-                    Cause(
-                        "propagationPolicy",
-                        f'Unsupported value: "{propagation_policy}"',
-                        "FieldValueNotSupported",
-                    )
-                ],
-            )
-        new = copy.deepcopy(current)
-        meta = new["metadata"]
-        finalizers: list[str] = list(meta.get("finalizers") or [])
-        if propagation_policy == "Orphan" and FINALIZER_ORPHAN not in finalizers:
-            finalizers.append(FINALIZER_ORPHAN)
-        elif propagation_policy == "Foreground" and FINALIZER_FOREGROUND not in finalizers:
-            finalizers.append(FINALIZER_FOREGROUND)
-        if rt.storage_key == (CRD_GROUP, "customresourcedefinitions") and not meta.get("deletionTimestamp"):
-            finalizers = (
-                [*finalizers, FINALIZER_CRD_CLEANUP]
-                if FINALIZER_CRD_CLEANUP not in finalizers
-                else finalizers
-            )
-        grace = self._grace_period(rt, current, grace_period_seconds)
-        already_terminating = bool(cur_meta.get("deletionTimestamp"))
-        if already_terminating:
-            if grace == 0 and not finalizers and rt.storage_key == ("", "pods"):
-                pass  # the kubelet (or a forced delete) confirms the pod is gone: remove it below
-            elif rt.storage_key == ("", "pods") and grace < int(
-                cur_meta.get("deletionGracePeriodSeconds") or 0
-            ):
-                meta["deletionGracePeriodSeconds"] = grace
-                meta["deletionTimestamp"] = now_rfc3339(lambda: self.clock() + dt.timedelta(seconds=grace))
-                if not dry_run:
-                    self._commit(rt, "MODIFIED", new, current)
-                return copy.deepcopy(self.present(rt, new)), False
-            else:
-                if not dry_run and finalizers != list(cur_meta.get("finalizers") or []):
-                    meta["finalizers"] = finalizers
-                    self._commit(rt, "MODIFIED", new, current)
-                    self._queue_finalizer_work(rt, new)
-                return copy.deepcopy(self.present(rt, new)), False
-        if finalizers or grace > 0 or rt.storage_key == ("", "namespaces"):
-            meta["deletionTimestamp"] = now_rfc3339(lambda: self.clock() + dt.timedelta(seconds=grace))
-            meta["deletionGracePeriodSeconds"] = grace
-            if finalizers:
-                meta["finalizers"] = finalizers
-            if "generation" in meta:
-                meta["generation"] = int(meta["generation"]) + 1
-            if rt.storage_key == ("", "namespaces"):
-                new.setdefault("status", {})["phase"] = "Terminating"
-            if rt.storage_key == (CRD_GROUP, "customresourcedefinitions"):
-                set_condition(
-                    new,
-                    "Terminating",
-                    "True",
-                    "InstanceDeletionPending",
-                    "CustomResourceDefinition marked for deletion; instances are being removed",
-                    self.clock,
-                )
-            if dry_run:
-                return self.present(rt, new), False
-            self._commit(rt, "MODIFIED", new, current)
-            self._queue_finalizer_work(rt, new)
-            return copy.deepcopy(self.present(rt, new)), False
-        if dry_run:
-            return self.present(rt, current), True
-        self._commit(rt, "DELETED", new, current)
-        self._after_removal(rt, new)
-        return copy.deepcopy(self.present(rt, new)), True
-
-    def _grace_period(self, rt: ResourceType, obj: dict[str, Any], requested: int | None) -> int:
-        """Pods bound to an existing node terminate gracefully; everything else goes at once."""
-        if rt.storage_key != ("", "pods"):
-            return 0
-        spec = obj.get("spec", {})
-        node = spec.get("nodeName")
-        phase = obj.get("status", {}).get("phase")
-        if (
-            not node
-            or phase in ("Succeeded", "Failed")
-            or ("", node) not in self._objects.get(("", "nodes"), {})
-        ):
-            return 0
-        if requested is not None:
-            return max(0, int(requested))
-        return int(spec.get("terminationGracePeriodSeconds", 30) or 0)
-
-    def delete_collection(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        *,
-        labels: LabelSelector | None = None,
-        fields: FieldSelector | None = None,
-        propagation_policy: str | None = None,
-        grace_period_seconds: int | None = None,
-        dry_run: bool = False,
-    ) -> Objects:
-        """Delete every matching object; returns their last states."""
-        items = self.list(rt, namespace, labels=labels, fields=fields, copy_items=False).items
-        deleted: list[dict[str, Any]] = []
-        for obj in items:
-            meta = obj["metadata"]
-            try:
-                last, _ = self.delete(
-                    rt,
-                    meta.get("namespace"),
-                    meta["name"],
-                    propagation_policy=propagation_policy,
-                    grace_period_seconds=grace_period_seconds,
-                    dry_run=dry_run,
-                )
-            except ApiError as error:
-                if error.code != 404:
-                    raise
-                continue
-            deleted.append(last)
-        return deleted
 
     # -----------------------------------------------------------------------------------------------------
     # Controllers: what the controller manager would do after a write
@@ -1454,7 +1091,7 @@ def _record_manager(
     subresource: str | None,
 ) -> dict[str, Any]:
     """Track in managedFields what a non-apply write set, so later applies see who owns what."""
-    patching = _optional("patch")
+    patching = optional("patch")
     if not manager or patching is None or not hasattr(patching, "record_update"):
         return new
     recorded: dict[str, Any] = patching.record_update(
@@ -1496,55 +1133,6 @@ def set_condition(
             "message": message,
         }
     )
-
-
-def _split_path(path: str) -> list[str]:
-    return [p for p in path.strip().lstrip(".").split(".") if p]
-
-
-def _get_path(obj: dict[str, Any], path: str) -> Any:
-    value: Any = obj
-    for part in _split_path(path):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-def _set_path(obj: dict[str, Any], path: str, value: Any) -> None:
-    parts = _split_path(path)
-    target = obj
-    for part in parts[:-1]:
-        nxt = target.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            target[part] = nxt
-        target = nxt
-    target[parts[-1]] = value
-
-
-def _scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-    assert rt.scale is not None
-    meta = obj["metadata"]
-    spec_replicas = _get_path(obj, rt.scale.spec_replicas_path)
-    status_replicas = _get_path(obj, rt.scale.status_replicas_path)
-    status: dict[str, Any] = {"replicas": int(status_replicas) if isinstance(status_replicas, int) else 0}
-    if rt.scale.label_selector_path:
-        selector = _get_path(obj, rt.scale.label_selector_path)
-        if isinstance(selector, dict):
-            selector = str(LabelSelector.from_object(selector))
-        if isinstance(selector, str) and selector:
-            status["selector"] = selector
-    scale_meta = {
-        k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
-    }
-    return {
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": scale_meta,
-        "spec": {"replicas": int(spec_replicas) if isinstance(spec_replicas, int) else 0},
-        "status": status,
-    }
 
 
 def _encode_continue(rv: int, namespace: str, name: str) -> str:

@@ -1,0 +1,1 @@
+"""The semantics of particular API verbs, as functions over the store's public verbs."""
