@@ -8,9 +8,9 @@ from typing import Any
 
 from scaleset_operator.api.models import ScaleSetSpec, UpgradePolicySpec
 from scaleset_operator.identity import slot_base
+from scaleset_operator.planning.rollout import HISTORY_KEPT as HISTORY_KEPT
 
 RESYNC_SECONDS = 30.0
-HISTORY_KEPT = 10
 
 
 def utcnow() -> datetime:

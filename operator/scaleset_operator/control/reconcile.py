@@ -14,7 +14,6 @@ from scaleset_operator.control import manifests
 from scaleset_operator.control.actions import ImperativeActions, lock_of, rolled_back_message
 from scaleset_operator.control.automatic import AutomaticUpdates, stored_overlay
 from scaleset_operator.control.context import (
-    HISTORY_KEPT,
     RESYNC_SECONDS,
     Conflict,
     EvictionRefused,
@@ -60,6 +59,7 @@ from scaleset_operator.identity import (
     label_selector,
     ordinal_of,
 )
+from scaleset_operator.planning import rollout
 from scaleset_operator.planning.batches import Complete, StartBatch, Step, StepReason, Stop, Wait, next_step
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.instances import (
@@ -82,6 +82,7 @@ from scaleset_operator.planning.rollback import (
     rollback_allowed,
     rollback_step,
 )
+from scaleset_operator.planning.rollout import members_of, where
 from scaleset_operator.planning.scheduled_events import BatchTiming
 from scaleset_operator.planning.staged import is_staged, staged_refusal
 from scaleset_operator.planning.walk import Walk, effective_walk, explain_wait
@@ -420,49 +421,16 @@ class Reconciler:
         self, snapshot: Snapshot, upgrade: dict[str, Any], instances: list[InstanceState], now: datetime
     ) -> dict[str, Any]:
         """Start, re-target or supersede the upgrade as the template asks; returns status.upgrade."""
-        template = snapshot.template_revision
-        rollback = upgrade.get("rollback") if upgrade.get("locked") else None
-        if rollback and template not in (rollback.get("fromRevision"), rollback.get("toRevision")):
-            # The user applied a new template while the rollback ran: it wins, as any newer template does.
-            self.events.normal(
-                snapshot.scaleset,
-                "RollbackSuperseded",
-                f"spec.template changed during the rollback; rolling forward to {template} instead.",
-            )
-            upgrade = {**upgrade, "rollback": None, "phase": "RollingForward", "currentBatch": None}
-        if upgrade.get("locked") and upgrade.get("restart") and template != snapshot.current_revision:
-            self.events.normal(
-                snapshot.scaleset,
-                "RestartSuperseded",
-                f"spec.template changed during the restart; upgrading to {template} instead.",
-            )
-            upgrade = {**upgrade, "restart": None, "locked": False, "currentBatch": None}
-        if upgrade.get("locked") and (upgrade.get("rollback") or upgrade.get("restart")):
-            return upgrade
-        if snapshot.current_revision != snapshot.update_revision and not upgrade.get("locked"):
-            upgrade.update(
-                phase="RollingForward",
-                locked=True,
-                startedAt=timestamp(now),
-                fromRevision=snapshot.current_revision,
-                toRevision=snapshot.update_revision,
-                currentBatch=None,
-                rolledBackRevision=None,
-            )
-            self.events.normal(
-                snapshot.scaleset,
-                "UpgradeStarted",
-                f"Rolling {snapshot.current_revision} to {snapshot.update_revision} "
-                f"({snapshot.policy.mode} mode, {len(instances)} instances).",
-            )
-        elif upgrade.get("locked") and upgrade.get("toRevision") != snapshot.update_revision:
-            self.events.normal(
-                snapshot.scaleset,
-                "UpgradeRetargeted",
-                f"The template changed during the upgrade; now rolling to {snapshot.update_revision}.",
-            )
-            upgrade["toRevision"] = snapshot.update_revision
+        upgrade, notices = rollout.begin(
+            upgrade, _revisions(snapshot), str(snapshot.policy.mode), len(instances), now
+        )
+        self._post(snapshot, notices)
         return upgrade
+
+    def _post(self, snapshot: Snapshot, notices: list[rollout.Notice]) -> None:
+        for notice in notices:
+            post = self.events.warning if notice.type == "Warning" else self.events.normal
+            post(snapshot.scaleset, notice.reason, notice.message)
 
     def _roll(
         self,
@@ -538,7 +506,7 @@ class Reconciler:
             self.events.normal(
                 snapshot.scaleset,
                 "BatchStarted",
-                f"{verb} {', '.join(names)} {_where(step.batch.upgrade_domain)}{goal}.",
+                f"{verb} {', '.join(names)} {where(step.batch.upgrade_domain)}{goal}.",
             )
             outcome.requeue_after = 1.0
         elif isinstance(step, Complete):
@@ -558,17 +526,13 @@ class Reconciler:
             if upgrade.get("locked"):
                 held = step.reason in ("Paused", "WaitingForWalk") and action is None
                 upgrade["phase"] = "Paused" if held else phase
-            upgrade["message"] = step.message
             if step.until is not None:
                 outcome.requeue_after = max(0.05, min(RESYNC_SECONDS, (step.until - now).total_seconds()))
-            if upgrade.get("reason") != step.reason:
-                self.events.normal(snapshot.scaleset, step.reason, step.message)
-            upgrade["reason"] = step.reason
+            upgrade, notices = rollout.announce(upgrade, rollout.Notice("Normal", step.reason, step.message))
+            self._post(snapshot, notices)
         elif isinstance(step, Stop):
-            upgrade["message"] = step.message
-            if upgrade.get("reason") != step.reason:
-                self.events.warning(snapshot.scaleset, step.reason, step.message)
-            upgrade["reason"] = step.reason
+            upgrade, notices = rollout.announce(upgrade, rollout.Notice("Warning", step.reason, step.message))
+            self._post(snapshot, notices)
         snapshot.scaleset.setdefault("status", {})["upgrade"] = upgrade
 
         # Whatever the planner said, the recorded batch must be carried out (the operator may have died
@@ -651,39 +615,12 @@ class Reconciler:
         return replace(step, message=remedies), upgrade
 
     def _complete(self, snapshot: Snapshot, upgrade: dict[str, Any], now: datetime) -> dict[str, Any]:
-        self._batch_completed(snapshot, upgrade)
-        history = list(upgrade.get("history") or [])
-        history.append(
-            {
-                "fromRevision": upgrade.get("fromRevision") or snapshot.current_revision,
-                "toRevision": snapshot.update_revision,
-                "startedAt": upgrade.get("startedAt"),
-                "finishedAt": timestamp(now),
-                "result": "Completed",
-            }
-        )
-        self.events.normal(
-            snapshot.scaleset, "UpgradeCompleted", f"Every instance runs {snapshot.update_revision}."
-        )
-        return {
-            "phase": "Completed",
-            "locked": False,
-            "history": history[-HISTORY_KEPT:],
-            "fromRevision": upgrade.get("fromRevision"),
-            "toRevision": snapshot.update_revision,
-            "startedAt": upgrade.get("startedAt"),
-            "lastAction": upgrade.get("lastAction"),
-        }
+        upgrade, notices = rollout.complete(upgrade, _revisions(snapshot), now)
+        self._post(snapshot, notices)
+        return upgrade
 
     def _batch_completed(self, snapshot: Snapshot, upgrade: dict[str, Any]) -> None:
-        finished = upgrade.get("currentBatch")
-        if finished:
-            self.events.normal(
-                snapshot.scaleset,
-                "BatchCompleted",
-                f"Batch {_where(finished.get('upgradeDomain'))} is healthy: "
-                f"{', '.join(finished.get('instances') or [])}.",
-            )
+        self._post(snapshot, rollout.batch_completed(upgrade))
 
     # ------------------------------------------------------------------ revisions and status
 
@@ -838,13 +775,12 @@ class Reconciler:
             self.status.report(scaleset, {"conditions": conditions, "observedGeneration": generation})
 
 
-def members_of(upgrade: dict[str, Any]) -> set[str]:
-    """The instances of the batch status.upgrade records."""
-    return set((upgrade.get("currentBatch") or {}).get("instances") or [])
-
-
-def _where(upgrade_domain: int | None) -> str:
-    return "across all upgrade domains" if upgrade_domain is None else f"in upgrade domain {upgrade_domain}"
+def _revisions(snapshot: Snapshot) -> rollout.Revisions:
+    return rollout.Revisions(
+        template=snapshot.template_revision,
+        current=snapshot.current_revision,
+        update=snapshot.update_revision,
+    )
 
 
 def _is_recorded(upgrade: dict[str, Any], step: StartBatch, target: str) -> bool:

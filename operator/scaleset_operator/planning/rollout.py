@@ -1,0 +1,160 @@
+"""Transitions of status.upgrade, the record of a rollout: begin, retarget, supersede, complete.
+
+Each takes the record as stored (a mapping in the API's camelCase keys) and returns the new record with
+the Events the transition implies, as values; the caller writes the record and posts the Events. A key
+set to None is kept as None: in a merge patch it deletes the stored field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+HISTORY_KEPT = 10
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A Kubernetes Event on the ScaleSet: `Normal` or `Warning`, a CamelCase reason and a sentence."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Revisions:
+    """The revisions a pass works with: the template's, the one instances run, the one they go to."""
+
+    template: str
+    current: str
+    update: str
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def where(upgrade_domain: int | None) -> str:
+    return "across all upgrade domains" if upgrade_domain is None else f"in upgrade domain {upgrade_domain}"
+
+
+def members_of(upgrade: Mapping[str, Any]) -> set[str]:
+    """The instances of the batch status.upgrade records."""
+    return set((upgrade.get("currentBatch") or {}).get("instances") or [])
+
+
+def supersede(upgrade: Mapping[str, Any], revisions: Revisions) -> tuple[dict[str, Any], list[Notice]]:
+    """A new template ends a rollback (rolling forward to it instead) or a restart (upgrading to it)."""
+    record, notices = dict(upgrade), []
+    template = revisions.template
+    rollback = record.get("rollback") if record.get("locked") else None
+    if rollback and template not in (rollback.get("fromRevision"), rollback.get("toRevision")):
+        notices.append(
+            Notice(
+                "Normal",
+                "RollbackSuperseded",
+                f"spec.template changed during the rollback; rolling forward to {template} instead.",
+            )
+        )
+        record = {**record, "rollback": None, "phase": "RollingForward", "currentBatch": None}
+    if record.get("locked") and record.get("restart") and template != revisions.current:
+        notices.append(
+            Notice(
+                "Normal",
+                "RestartSuperseded",
+                f"spec.template changed during the restart; upgrading to {template} instead.",
+            )
+        )
+        record = {**record, "restart": None, "locked": False, "currentBatch": None}
+    return record, notices
+
+
+def begin(
+    upgrade: Mapping[str, Any], revisions: Revisions, mode: str, instances: int, now: datetime
+) -> tuple[dict[str, Any], list[Notice]]:
+    """Start, re-target or supersede the upgrade as the template asks."""
+    record, notices = supersede(upgrade, revisions)
+    if record.get("locked") and (record.get("rollback") or record.get("restart")):
+        return record, notices
+    if revisions.current != revisions.update and not record.get("locked"):
+        record.update(
+            phase="RollingForward",
+            locked=True,
+            startedAt=_stamp(now),
+            fromRevision=revisions.current,
+            toRevision=revisions.update,
+            currentBatch=None,
+            rolledBackRevision=None,
+        )
+        notices.append(
+            Notice(
+                "Normal",
+                "UpgradeStarted",
+                f"Rolling {revisions.current} to {revisions.update} ({mode} mode, {instances} instances).",
+            )
+        )
+    elif record.get("locked") and record.get("toRevision") != revisions.update:
+        record["toRevision"] = revisions.update
+        notices.append(
+            Notice(
+                "Normal",
+                "UpgradeRetargeted",
+                f"The template changed during the upgrade; now rolling to {revisions.update}.",
+            )
+        )
+    return record, notices
+
+
+def batch_completed(upgrade: Mapping[str, Any]) -> list[Notice]:
+    """The Event of the batch the record holds, now that the next step goes past it."""
+    finished = upgrade.get("currentBatch")
+    if not finished:
+        return []
+    return [
+        Notice(
+            "Normal",
+            "BatchCompleted",
+            f"Batch {where(finished.get('upgradeDomain'))} is healthy: "
+            f"{', '.join(finished.get('instances') or [])}.",
+        )
+    ]
+
+
+def complete(
+    upgrade: Mapping[str, Any], revisions: Revisions, now: datetime
+) -> tuple[dict[str, Any], list[Notice]]:
+    """Every instance runs the update revision: the upgrade goes to history (the last HISTORY_KEPT)."""
+    history = [
+        *(upgrade.get("history") or []),
+        {
+            "fromRevision": upgrade.get("fromRevision") or revisions.current,
+            "toRevision": revisions.update,
+            "startedAt": upgrade.get("startedAt"),
+            "finishedAt": _stamp(now),
+            "result": "Completed",
+        },
+    ]
+    notices = [
+        *batch_completed(upgrade),
+        Notice("Normal", "UpgradeCompleted", f"Every instance runs {revisions.update}."),
+    ]
+    record = {
+        "phase": "Completed",
+        "locked": False,
+        "history": history[-HISTORY_KEPT:],
+        "fromRevision": upgrade.get("fromRevision"),
+        "toRevision": revisions.update,
+        "startedAt": upgrade.get("startedAt"),
+        "lastAction": upgrade.get("lastAction"),
+    }
+    return record, notices
+
+
+def announce(upgrade: Mapping[str, Any], notice: Notice) -> tuple[dict[str, Any], list[Notice]]:
+    """A wait or a stop: its reason and message recorded, its Event posted only when the reason changes."""
+    record = {**upgrade, "message": notice.message}
+    notices = [] if upgrade.get("reason") == notice.reason else [notice]
+    record["reason"] = notice.reason
+    return record, notices

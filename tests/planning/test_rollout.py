@@ -1,0 +1,176 @@
+"""The transitions of status.upgrade: begin, retarget, supersede, complete, and a wait's or a stop's Event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from scaleset_operator.planning.rollout import (
+    HISTORY_KEPT,
+    Notice,
+    Revisions,
+    announce,
+    batch_completed,
+    begin,
+    complete,
+    members_of,
+    supersede,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+STAMP = "2026-03-01T12:00:00Z"
+
+
+def test_a_new_template_begins_an_upgrade_from_what_runs_to_it() -> None:
+    upgrade, notices = begin(
+        {"phase": "Completed", "locked": False, "rolledBackRevision": "web-b"},
+        Revisions(template="web-b", current="web-a", update="web-b"),
+        "Rolling",
+        3,
+        NOW,
+    )
+    assert upgrade == {
+        "phase": "RollingForward",
+        "locked": True,
+        "rolledBackRevision": None,  # None, not absent: the merge patch deletes the stored field
+        "startedAt": STAMP,
+        "fromRevision": "web-a",
+        "toRevision": "web-b",
+        "currentBatch": None,
+    }
+    assert notices == [
+        Notice("Normal", "UpgradeStarted", "Rolling web-a to web-b (Rolling mode, 3 instances).")
+    ]
+
+
+def test_a_template_changed_during_the_upgrade_retargets_it_keeping_its_start() -> None:
+    running = {
+        "phase": "RollingForward",
+        "locked": True,
+        "startedAt": "t0",
+        "fromRevision": "a",
+        "toRevision": "b",
+    }
+    upgrade, notices = begin(running, Revisions(template="c", current="a", update="c"), "Rolling", 3, NOW)
+    assert upgrade == {**running, "toRevision": "c"}
+    assert [n.reason for n in notices] == ["UpgradeRetargeted"]
+
+
+def test_nothing_to_do_changes_nothing_and_says_nothing() -> None:
+    at_rest = {"phase": "Completed", "locked": False}
+    assert begin(at_rest, Revisions("a", "a", "a"), "Rolling", 3, NOW) == (at_rest, [])
+    running = {"phase": "RollingForward", "locked": True, "toRevision": "b"}
+    assert begin(running, Revisions("b", "a", "b"), "Rolling", 3, NOW) == (running, [])
+
+
+def test_a_new_template_supersedes_a_rollback_and_rolls_forward_to_it() -> None:
+    rolling_back = {
+        "phase": "RollingBack",
+        "locked": True,
+        "fromRevision": "a",
+        "toRevision": "b",
+        "rollback": {"fromRevision": "b", "toRevision": "a"},
+        "currentBatch": {"instances": ["web-2"]},
+    }
+    upgrade, notices = begin(
+        rolling_back, Revisions(template="c", current="a", update="c"), "Rolling", 3, NOW
+    )
+    assert upgrade["rollback"] is None and upgrade["currentBatch"] is None
+    assert upgrade["phase"] == "RollingForward" and upgrade["toRevision"] == "c"
+    assert [n.reason for n in notices] == ["RollbackSuperseded", "UpgradeRetargeted"]
+
+
+def test_a_rollback_asked_for_by_the_template_goes_on() -> None:
+    rolling_back = {"locked": True, "rollback": {"fromRevision": "b", "toRevision": "a"}}
+    assert supersede(rolling_back, Revisions(template="b", current="b", update="a")) == (rolling_back, [])
+    assert begin(rolling_back, Revisions(template="a", current="b", update="a"), "Rolling", 1, NOW) == (
+        rolling_back,
+        [],
+    )
+
+
+def test_a_new_template_supersedes_a_restart_and_upgrades_to_it() -> None:
+    restarting = {"phase": "Restarting", "locked": True, "restart": {"requestedAt": "t"}, "currentBatch": {}}
+    upgrade, notices = begin(restarting, Revisions(template="b", current="a", update="b"), "Rolling", 2, NOW)
+    assert upgrade["restart"] is None
+    assert upgrade["locked"] is True and upgrade["fromRevision"] == "a" and upgrade["toRevision"] == "b"
+    assert [n.reason for n in notices] == ["RestartSuperseded", "UpgradeStarted"]
+    # the template of the restart itself keeps it going
+    assert supersede(restarting, Revisions(template="a", current="a", update="a")) == (restarting, [])
+
+
+def test_completing_keeps_the_last_history_entries_and_the_last_action() -> None:
+    old = [{"toRevision": f"r{i}", "result": "Completed"} for i in range(HISTORY_KEPT)]
+    running = {
+        "phase": "RollingForward",
+        "locked": True,
+        "startedAt": "t0",
+        "fromRevision": "a",
+        "toRevision": "b",
+        "history": old,
+        "lastAction": {"action": "Restart"},
+        "currentBatch": {"upgradeDomain": 1, "instances": ["web-1"]},
+        "reason": "BatchInProgress",
+    }
+    upgrade, notices = complete(running, Revisions("b", "a", "b"), NOW)
+    entry = {
+        "fromRevision": "a",
+        "toRevision": "b",
+        "startedAt": "t0",
+        "finishedAt": STAMP,
+        "result": "Completed",
+    }
+    assert upgrade == {
+        "phase": "Completed",
+        "locked": False,
+        "history": [*old[1:], entry],
+        "fromRevision": "a",
+        "toRevision": "b",
+        "startedAt": "t0",
+        "lastAction": {"action": "Restart"},
+    }
+    assert len(upgrade["history"]) == HISTORY_KEPT
+    assert notices == [
+        Notice("Normal", "BatchCompleted", "Batch in upgrade domain 1 is healthy: web-1."),
+        Notice("Normal", "UpgradeCompleted", "Every instance runs b."),
+    ]
+
+
+def test_completing_with_no_recorded_start_names_what_ran() -> None:
+    upgrade, _ = complete({}, Revisions("b", "a", "b"), NOW)
+    assert upgrade["history"][-1]["fromRevision"] == "a"
+
+
+@pytest.mark.parametrize(
+    ("batch", "said"),
+    [
+        (None, []),
+        (
+            {"upgradeDomain": None, "instances": ["web-0", "web-1"]},
+            [
+                Notice(
+                    "Normal", "BatchCompleted", "Batch across all upgrade domains is healthy: web-0, web-1."
+                )
+            ],
+        ),
+    ],
+)
+def test_a_finished_batch_is_announced_once_it_is_left(batch: object, said: list[Notice]) -> None:
+    assert batch_completed({"currentBatch": batch}) == said
+
+
+def test_a_wait_posts_its_event_only_when_its_reason_changes() -> None:
+    paused = Notice("Normal", "Paused", "spec.paused is true")
+    upgrade, notices = announce({"reason": "BatchInProgress", "message": "m"}, paused)
+    assert upgrade == {"reason": "Paused", "message": "spec.paused is true"}
+    assert notices == [paused]
+    assert announce(upgrade, Notice("Normal", "Paused", "still")) == (
+        {"reason": "Paused", "message": "still"},
+        [],
+    )
+
+
+def test_the_members_of_a_batch_are_the_instances_it_names() -> None:
+    assert members_of({"currentBatch": {"instances": ["web-0", "web-3"]}}) == {"web-0", "web-3"}
+    assert members_of({"currentBatch": None}) == set()
