@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from scaleset_operator.planning.batches import StartBatch, StepReason
+from scaleset_operator.planning.instances import Batch, HealthGate, InstanceState
+from scaleset_operator.planning.rollback import Action
 from scaleset_operator.planning.rollout import (
     HISTORY_KEPT,
     Notice,
     Revisions,
     announce,
     batch_completed,
+    batch_finished,
+    batch_ordinals,
     begin,
     complete,
     members_of,
+    phase_of,
+    record_batch,
     supersede,
 )
 
@@ -174,3 +181,106 @@ def test_a_wait_posts_its_event_only_when_its_reason_changes() -> None:
 def test_the_members_of_a_batch_are_the_instances_it_names() -> None:
     assert members_of({"currentBatch": {"instances": ["web-0", "web-3"]}}) == {"web-0", "web-3"}
     assert members_of({"currentBatch": None}) == set()
+
+
+WEB = Revisions(template="web-b", current="web-a", update="web-b")
+
+
+@pytest.mark.parametrize(
+    ("action", "phase", "event"),
+    [
+        (None, "RollingForward", "Upgrading web-0, web-1 in upgrade domain 1 to web-b."),
+        (Action.ROLLBACK, "RollingBack", "Rolling back web-0, web-1 in upgrade domain 1 to web-b."),
+        (Action.RESTART, "Restarting", "Restarting web-0, web-1 in upgrade domain 1."),
+    ],
+)
+def test_a_started_batch_is_recorded_with_its_instances_start_and_revision(
+    action: Action | None, phase: str, event: str
+) -> None:
+    step = StartBatch(Batch(upgrade_domain=1, ordinals=(0, 1)), message="2 of 4 instances.")
+    before = {"phase": "RollingForward", "locked": True, "reason": "Paused", "message": "old"}
+    upgrade, notices = record_batch(
+        before,
+        step,
+        ["web-0", "web-1"],
+        phase=phase_of(action),
+        action=action,
+        revisions=WEB,
+        target="web-b",
+        now=NOW,
+    )
+    assert upgrade == {
+        "phase": phase,
+        "locked": True,
+        "reason": "BatchStarted",
+        "message": "2 of 4 instances.",
+        "currentUpgradeDomain": 1,
+        "currentBatch": {
+            "upgradeDomain": 1,
+            "instances": ["web-0", "web-1"],
+            "startedAt": STAMP,
+            "revision": "web-b",
+        },
+    }
+    assert notices == [Notice("Normal", "BatchStarted", event)]
+    assert before["reason"] == "Paused"  # the record read is left as it was
+
+
+def test_a_batch_across_all_domains_without_a_message_clears_the_stored_one() -> None:
+    step = StartBatch(Batch(upgrade_domain=None, ordinals=(0,)), reason=StepReason.BATCH_RESUMED)
+    upgrade, notices = record_batch(
+        {"message": "old"}, step, ["web-0"], phase="RollingForward", action=None,
+        revisions=WEB, target="web-b", now=NOW,
+    )  # fmt: skip
+    assert upgrade["message"] is None  # None, not absent: the merge patch deletes the stored message
+    assert upgrade["reason"] == "BatchResumed"
+    assert upgrade["currentUpgradeDomain"] is None
+    assert notices[0].message == "Upgrading web-0 across all upgrade domains to web-b."
+
+
+def _ready(name: str, ordinal: int, revision: str, since: datetime) -> InstanceState:
+    return InstanceState(name=name, ordinal=ordinal, revision=revision, ready=True, ready_since=since)
+
+
+BATCH = {"upgradeDomain": 0, "instances": ["web-0", "web-1"], "startedAt": "t0", "revision": "web-b"}
+GATE = HealthGate(stabilization=timedelta(seconds=30))
+SETTLED = NOW - timedelta(seconds=30)
+
+
+def test_a_batch_whose_members_are_healthy_on_the_target_records_the_precise_moment() -> None:
+    members = [_ready("web-0", 0, "web-b", SETTLED), _ready("web-1", 1, "web-b", SETTLED)]
+    finished = batch_finished(BATCH, "web-b", "web-b", members, GATE, NOW + timedelta(microseconds=250))
+    assert finished == {**BATCH, "finishedAt": "2026-03-01T12:00:00.000250Z"}
+
+
+@pytest.mark.parametrize(
+    ("batch", "revision", "members"),
+    [
+        pytest.param(None, "web-b", [], id="no batch recorded"),
+        pytest.param({**BATCH, "finishedAt": "t1"}, "web-b", None, id="already finished"),
+        pytest.param(BATCH, "web-a", None, id="batch for another revision"),
+        pytest.param(BATCH, "web-b", [], id="no members seen"),
+        pytest.param(
+            BATCH, "web-b", [_ready("web-0", 0, "web-b", SETTLED), _ready("web-1", 1, "web-a", SETTLED)],
+            id="a member not on the target",
+        ),
+        pytest.param(
+            BATCH, "web-b",
+            [_ready("web-0", 0, "web-b", SETTLED), _ready("web-1", 1, "web-b", NOW - timedelta(seconds=29))],
+            id="a member inside its stabilization",
+        ),
+    ],
+)  # fmt: skip
+def test_a_batch_not_healthy_now_records_nothing(
+    batch: dict[str, object] | None, revision: str, members: list[InstanceState] | None
+) -> None:
+    seen = (
+        members
+        if members is not None
+        else [_ready(n, i, "web-b", SETTLED) for i, n in enumerate(BATCH["instances"])]
+    )
+    assert batch_finished(batch, revision, "web-b", seen, GATE, NOW) is None
+
+
+def test_the_ordinals_of_a_batch_are_the_numbers_its_instance_names_end_in() -> None:
+    assert batch_ordinals({"instances": ["web-0", "web-12", "my-app-3", "odd"]}) == [0, 12, 3]

@@ -24,7 +24,6 @@ from scaleset_operator.control.context import (
     merge_patch,
     owned_by,
     timestamp,
-    timestamp_precise,
     utcnow,
 )
 from scaleset_operator.control.disruption_budget import DisruptionBudgetControl
@@ -82,7 +81,7 @@ from scaleset_operator.planning.rollback import (
     rollback_allowed,
     rollback_step,
 )
-from scaleset_operator.planning.rollout import members_of, where
+from scaleset_operator.planning.rollout import members_of
 from scaleset_operator.planning.scheduled_events import BatchTiming
 from scaleset_operator.planning.staged import is_staged, staged_refusal
 from scaleset_operator.planning.walk import Walk, effective_walk, explain_wait
@@ -342,15 +341,14 @@ class Reconciler:
         batch = upgrade.get("currentBatch")
         batch_revision = (batch or {}).get("revision") or upgrade.get("toRevision")
         finished_at = parse_time(batch.get("finishedAt")) if batch else None
-        if batch and finished_at is None and batch_revision == target:
-            # Conditions are stamped to the second; the moment this pass sees the batch healthy is the
-            # precise one, so it is recorded (once) and the pause between batches counts from it.
-            gate = HealthGate.of(snapshot.policy.health_check)
-            members = [i for i in view if i.ordinal in set(batch_ordinals(batch))]
-            if members and all(i.revision == target and gate.is_healthy(i, now) for i in members):
-                finished_at = now
-                batch = {**batch, "finishedAt": timestamp_precise(now)}
-                self.status.record(snapshot, {"upgrade": {"currentBatch": batch}})
+        # Conditions are stamped to the second; the moment this pass sees the batch healthy is the
+        # precise one, so it is recorded (once) and the pause between batches counts from it.
+        members = [i for i in view if i.ordinal in set(batch_ordinals(batch or {}))]
+        gate = HealthGate.of(snapshot.policy.health_check)
+        finished = rollout.batch_finished(batch, batch_revision, target, members, gate, now)
+        if finished is not None:
+            finished_at, batch = now, finished
+            self.status.record(snapshot, {"upgrade": {"currentBatch": batch}})
         return RolloutState(
             batch=Batch(upgrade_domain=batch.get("upgradeDomain"), ordinals=tuple(batch_ordinals(batch)))
             if batch
@@ -445,7 +443,7 @@ class Reconciler:
         step, target = self._plan(snapshot, instances, upgrade, now)
         upgrade = dict(snapshot.upgrade)  # _plan may have recorded when the last batch finished
         action = lock_of(upgrade).action
-        phase = {Action.ROLLBACK: "RollingBack", Action.RESTART: "Restarting", None: "RollingForward"}[action]
+        phase = rollout.phase_of(action)
 
         if isinstance(step, Stop) and action is None:
             step, upgrade = self._stopped(snapshot, upgrade, step, now, outcome)
@@ -472,17 +470,15 @@ class Reconciler:
             if step.reason == StepReason.BATCH_STARTED:  # not a re-issue of the running batch
                 self._batch_completed(snapshot, upgrade)
             names = [i.name for i in instances if i.ordinal in step.batch.ordinals]
-            upgrade.update(
+            upgrade, started = rollout.record_batch(
+                upgrade,
+                step,
+                names,
                 phase=phase,
-                currentUpgradeDomain=step.batch.upgrade_domain,
-                currentBatch={
-                    "upgradeDomain": step.batch.upgrade_domain,
-                    "instances": names,
-                    "startedAt": timestamp(now),
-                    "revision": target,
-                },
-                message=step.message or None,
-                reason=str(step.reason),
+                action=action,
+                revisions=_revisions(snapshot),
+                target=target,
+                now=now,
             )
             if action is not Action.RESTART:
                 self.instance_control.check_template(snapshot, now)
@@ -501,13 +497,7 @@ class Reconciler:
                     },
                 ),
             )
-            verb = {Action.ROLLBACK: "Rolling back", Action.RESTART: "Restarting", None: "Upgrading"}[action]
-            goal = "" if action is Action.RESTART else f" to {snapshot.update_revision}"
-            self.events.normal(
-                snapshot.scaleset,
-                "BatchStarted",
-                f"{verb} {', '.join(names)} {where(step.batch.upgrade_domain)}{goal}.",
-            )
+            self._post(snapshot, started)
             outcome.requeue_after = 1.0
         elif isinstance(step, Complete):
             walk = upgrade.get("walk")  # kept past the upgrade: it remembers spec.walkUpgradeDomain

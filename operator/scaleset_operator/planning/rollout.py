@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from scaleset_operator.planning.batches import StartBatch
+from scaleset_operator.planning.instances import HealthGate, InstanceState
+from scaleset_operator.planning.rollback import Action
+
 HISTORY_KEPT = 10
 
 
@@ -34,6 +38,20 @@ class Revisions:
 
 def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stamp_precise(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def batch_ordinals(batch: Mapping[str, Any]) -> list[int]:
+    """The ordinals of the instances a recorded batch names (the number after the last dash)."""
+    ordinals = []
+    for name in batch.get("instances") or []:
+        tail = str(name).rsplit("-", 1)[-1]
+        if tail.isdigit():
+            ordinals.append(int(tail))
+    return ordinals
 
 
 def where(upgrade_domain: int | None) -> str:
@@ -158,3 +176,60 @@ def announce(upgrade: Mapping[str, Any], notice: Notice) -> tuple[dict[str, Any]
     notices = [] if upgrade.get("reason") == notice.reason else [notice]
     record["reason"] = notice.reason
     return record, notices
+
+
+_PHASE = {Action.ROLLBACK: "RollingBack", Action.RESTART: "Restarting", None: "RollingForward"}
+_VERB = {Action.ROLLBACK: "Rolling back", Action.RESTART: "Restarting", None: "Upgrading"}
+
+
+def phase_of(action: Action | None) -> str:
+    """The phase of an upgrade under way: rolling forward, rolling back or restarting."""
+    return _PHASE[action]
+
+
+def record_batch(
+    upgrade: Mapping[str, Any],
+    step: StartBatch,
+    names: list[str],
+    *,
+    phase: str,
+    action: Action | None,
+    revisions: Revisions,
+    target: str,
+    now: datetime,
+) -> tuple[dict[str, Any], list[Notice]]:
+    """The batch a StartBatch starts, recorded (before any of its instances is touched), and its Event."""
+    record = {
+        **upgrade,
+        "phase": phase,
+        "currentUpgradeDomain": step.batch.upgrade_domain,
+        "currentBatch": {
+            "upgradeDomain": step.batch.upgrade_domain,
+            "instances": names,
+            "startedAt": _stamp(now),
+            "revision": target,
+        },
+        "message": step.message or None,
+        "reason": str(step.reason),
+    }
+    goal = "" if action is Action.RESTART else f" to {revisions.update}"
+    message = f"{_VERB[action]} {', '.join(names)} {where(step.batch.upgrade_domain)}{goal}."
+    return record, [Notice("Normal", "BatchStarted", message)]
+
+
+def batch_finished(
+    batch: Mapping[str, Any] | None,
+    revision: str | None,
+    target: str,
+    members: list[InstanceState],
+    gate: HealthGate,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The recorded batch with the moment it is seen healthy (precise, to count the pause from), when
+    this is that moment: it was not finished, it moves to `target`, and each of its `members` runs
+    `target` and is healthy. None when there is nothing to record."""
+    if not batch or batch.get("finishedAt") or revision != target:
+        return None
+    if members and all(i.revision == target and gate.is_healthy(i, now) for i in members):
+        return {**batch, "finishedAt": _stamp_precise(now)}
+    return None
