@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scaleset_operator.planning.batches import StartBatch, StepReason
+from scaleset_operator.planning.batches import StartBatch, StepReason, Wait
 from scaleset_operator.planning.instances import Batch, HealthGate, InstanceState
 from scaleset_operator.planning.rollback import Action
 from scaleset_operator.planning.rollout import (
@@ -19,11 +19,14 @@ from scaleset_operator.planning.rollout import (
     batch_ordinals,
     begin,
     complete,
+    eviction_blocked,
     members_of,
     phase_of,
     record_batch,
     supersede,
+    waiting_for_notices,
 )
+from scaleset_operator.planning.scheduled_events import BatchTiming
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 STAMP = "2026-03-01T12:00:00Z"
@@ -284,3 +287,57 @@ def test_a_batch_not_healthy_now_records_nothing(
 
 def test_the_ordinals_of_a_batch_are_the_numbers_its_instance_names_end_in() -> None:
     assert batch_ordinals({"instances": ["web-0", "web-12", "my-app-3", "odd"]}) == [0, 12, 3]
+
+
+RUNNING = {"phase": "RollingForward", "reason": "BatchStarted", "message": "m", "currentBatch": BATCH}
+STARTED = StartBatch(Batch(upgrade_domain=0, ordinals=(0, 1)))
+
+
+def test_a_batch_whose_instances_have_all_agreed_goes_on_without_its_scheduled_events() -> None:
+    told = {**RUNNING, "currentBatch": {**BATCH, "scheduledEvents": {"waitingFor": ["web-0"]}}}
+    upgrade, step, notices = waiting_for_notices(told, STARTED, BatchTiming(True, (), None))
+    assert upgrade == RUNNING
+    assert step == STARTED
+    assert notices == []
+
+
+def test_a_batch_waits_for_the_approval_of_the_instances_told_of_it_until_its_start() -> None:
+    starts_by = NOW + timedelta(minutes=15)
+    upgrade, step, notices = waiting_for_notices(RUNNING, STARTED, BatchTiming(False, ("web-1",), starts_by))
+    message = (
+        "web-1 has been told of the coming update by a scheduled event; it starts when each approves it, "
+        "or at 2026-03-01T12:15:00+00:00"
+    )
+    assert upgrade == {
+        **RUNNING,
+        "reason": "WaitingForApproval",
+        "message": message,
+        "currentBatch": {
+            **BATCH,
+            "scheduledEvents": {"waitingFor": ["web-1"], "startsBy": "2026-03-01T12:15:00Z"},
+        },
+    }
+    assert step == Wait(StepReason.WAITING_FOR_APPROVAL, message, starts_by)
+    assert notices == [Notice("Normal", "WaitingForApproval", message)]
+    again, _, repeated = waiting_for_notices(upgrade, STARTED, BatchTiming(False, ("web-1",), starts_by))
+    assert again == upgrade
+    assert repeated == []  # still waiting: no second Event
+
+
+def test_a_batch_whose_instances_are_not_all_told_yet_has_no_start_bound() -> None:
+    upgrade, _, _ = waiting_for_notices(RUNNING, STARTED, BatchTiming(False, ("web-0", "web-1"), None))
+    assert upgrade["message"] == (
+        "web-0, web-1 have been told of the coming update by a scheduled event; it starts when each "
+        "approves it, or at once every instance has been told"
+    )
+    assert upgrade["currentBatch"]["scheduledEvents"] == {"waitingFor": ["web-0", "web-1"], "startsBy": None}
+
+
+def test_a_batch_a_disruption_budget_refuses_waits_naming_it_and_warns_once() -> None:
+    refusals = ["web-0: budget web-pdb allows no disruption", "web-1: budget web-pdb allows no disruption"]
+    upgrade, step, notices = eviction_blocked(RUNNING, refusals)
+    message = "The batch waits: " + "; ".join(refusals)
+    assert upgrade == {**RUNNING, "reason": "EvictionBlocked", "message": message}
+    assert step == Wait(StepReason.EVICTION_BLOCKED, message)
+    assert notices == [Notice("Warning", "EvictionBlocked", message)]
+    assert eviction_blocked(upgrade, refusals)[2] == []

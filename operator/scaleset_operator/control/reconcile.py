@@ -82,7 +82,6 @@ from scaleset_operator.planning.rollback import (
     rollback_step,
 )
 from scaleset_operator.planning.rollout import members_of
-from scaleset_operator.planning.scheduled_events import BatchTiming
 from scaleset_operator.planning.staged import is_staged, staged_refusal
 from scaleset_operator.planning.walk import Walk, effective_walk, explain_wait
 
@@ -529,52 +528,17 @@ class Reconciler:
         # between recording it and acting on it, or the template may have changed under it).
         timing = self.instance_control.carry_out_batch(snapshot, instances, now, outcome)
         if upgrade.get("currentBatch") and timing is not None:
-            step = self._waiting_for_notices(snapshot, upgrade, step, timing, now, outcome)
+            upgrade, step, notices = rollout.waiting_for_notices(upgrade, step, timing)
+            self._post(snapshot, notices)
+            if not timing.ready:
+                outcome.wait_until(timing.starts_by, now)
         blocked = [refusal for refusal in outcome.refused if refusal.instance in members_of(upgrade)]
         if blocked:
-            step = self._eviction_blocked(snapshot, upgrade, blocked)
+            upgrade, step, notices = rollout.eviction_blocked(upgrade, [r.describe() for r in blocked])
+            self._post(snapshot, notices)
+        snapshot.scaleset["status"]["upgrade"] = upgrade
         outcome.step = type(step).__name__
         return step
-
-    def _eviction_blocked(
-        self, snapshot: Snapshot, upgrade: dict[str, Any], blocked: list[EvictionRefused]
-    ) -> Step:
-        """The batch waits: a PodDisruptionBudget refused to let its instances go, and nothing was deleted."""
-        message = "The batch waits: " + "; ".join(refusal.describe() for refusal in blocked)
-        if upgrade.get("reason") != StepReason.EVICTION_BLOCKED:
-            self.events.warning(snapshot.scaleset, StepReason.EVICTION_BLOCKED, message)
-        upgrade.update(reason=str(StepReason.EVICTION_BLOCKED), message=message)
-        return Wait(StepReason.EVICTION_BLOCKED, message)
-
-    def _waiting_for_notices(
-        self,
-        snapshot: Snapshot,
-        upgrade: dict[str, Any],
-        step: Step,
-        timing: BatchTiming,
-        now: datetime,
-        outcome: Outcome,
-    ) -> Step:
-        """The batch's timing in status while its instances have been told and not all have agreed."""
-        batch = dict(upgrade["currentBatch"])
-        if timing.ready:
-            batch.pop("scheduledEvents", None)
-            upgrade["currentBatch"] = batch
-            return step
-        when = timing.starts_by.isoformat() if timing.starts_by else "once every instance has been told"
-        message = (
-            f"{', '.join(timing.waiting_for)} {'has' if len(timing.waiting_for) == 1 else 'have'} been told "
-            f"of the coming update by a scheduled event; it starts when each approves it, or at {when}"
-        )
-        batch["scheduledEvents"] = {
-            "waitingFor": list(timing.waiting_for),
-            "startsBy": timestamp(timing.starts_by) if timing.starts_by else None,
-        }
-        if upgrade.get("reason") != StepReason.WAITING_FOR_APPROVAL:
-            self.events.normal(snapshot.scaleset, StepReason.WAITING_FOR_APPROVAL, message)
-        upgrade.update(currentBatch=batch, reason=str(StepReason.WAITING_FOR_APPROVAL), message=message)
-        outcome.wait_until(timing.starts_by, now)
-        return Wait(StepReason.WAITING_FOR_APPROVAL, message, timing.starts_by)
 
     def _stopped(
         self, snapshot: Snapshot, upgrade: dict[str, Any], step: Stop, now: datetime, outcome: Outcome

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from scaleset_operator.planning.batches import StartBatch
+from scaleset_operator.planning.batches import StartBatch, Step, StepReason, Wait
 from scaleset_operator.planning.instances import HealthGate, InstanceState
 from scaleset_operator.planning.rollback import Action
+from scaleset_operator.planning.scheduled_events import BatchTiming
 
 HISTORY_KEPT = 10
 
@@ -233,3 +234,38 @@ def batch_finished(
     if members and all(i.revision == target and gate.is_healthy(i, now) for i in members):
         return {**batch, "finishedAt": _stamp_precise(now)}
     return None
+
+
+def waiting_for_notices(
+    upgrade: Mapping[str, Any], step: Step, timing: BatchTiming
+) -> tuple[dict[str, Any], Step, list[Notice]]:
+    """The batch's timing in the record while its instances have been told of the update by a scheduled
+    event and not all have agreed: the step becomes a wait for their approval (or for `startsBy`)."""
+    batch = dict(upgrade["currentBatch"])
+    if timing.ready:
+        batch.pop("scheduledEvents", None)
+        return {**upgrade, "currentBatch": batch}, step, []
+    when = timing.starts_by.isoformat() if timing.starts_by else "once every instance has been told"
+    message = (
+        f"{', '.join(timing.waiting_for)} {'has' if len(timing.waiting_for) == 1 else 'have'} been told "
+        f"of the coming update by a scheduled event; it starts when each approves it, or at {when}"
+    )
+    batch["scheduledEvents"] = {
+        "waitingFor": list(timing.waiting_for),
+        "startsBy": _stamp(timing.starts_by) if timing.starts_by else None,
+    }
+    reason = StepReason.WAITING_FOR_APPROVAL
+    notices = [] if upgrade.get("reason") == reason else [Notice("Normal", str(reason), message)]
+    record = {**upgrade, "currentBatch": batch, "reason": str(reason), "message": message}
+    return record, Wait(reason, message, timing.starts_by), notices
+
+
+def eviction_blocked(
+    upgrade: Mapping[str, Any], refusals: list[str]
+) -> tuple[dict[str, Any], Step, list[Notice]]:
+    """The batch waits: a PodDisruptionBudget refused to let its instances go (`refusals` say which and
+    why), and nothing was deleted. The Event is posted only when the record did not already say so."""
+    message = "The batch waits: " + "; ".join(refusals)
+    reason = StepReason.EVICTION_BLOCKED
+    notices = [] if upgrade.get("reason") == reason else [Notice("Warning", str(reason), message)]
+    return {**upgrade, "reason": str(reason), "message": message}, Wait(reason, message), notices
