@@ -8,9 +8,10 @@ from typing import Any
 
 from scaleset_operator.api.models import ScaleSetSpec, UpgradePolicySpec
 from scaleset_operator.identity import slot_base
+from scaleset_operator.planning.rollout import HISTORY_KEPT as HISTORY_KEPT
+from scaleset_operator.planning.rollout import batch_ordinals as batch_ordinals
 
 RESYNC_SECONDS = 30.0
-HISTORY_KEPT = 10
 
 
 def utcnow() -> datetime:
@@ -171,15 +172,6 @@ class Conflict(Exception):
 
 def owned_by(obj: dict[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
-
-
-def batch_ordinals(batch: dict[str, Any]) -> list[int]:
-    ordinals = []
-    for name in batch.get("instances") or []:
-        tail = str(name).rsplit("-", 1)[-1]
-        if tail.isdigit():
-            ordinals.append(int(tail))
-    return ordinals
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from scaleset_operator.control import manifests
 from scaleset_operator.control.actions import ImperativeActions, lock_of, rolled_back_message
 from scaleset_operator.control.automatic import AutomaticUpdates, stored_overlay
 from scaleset_operator.control.context import (
-    HISTORY_KEPT,
     RESYNC_SECONDS,
     Conflict,
     EvictionRefused,
@@ -25,7 +24,6 @@ from scaleset_operator.control.context import (
     merge_patch,
     owned_by,
     timestamp,
-    timestamp_precise,
     utcnow,
 )
 from scaleset_operator.control.disruption_budget import DisruptionBudgetControl
@@ -60,6 +58,7 @@ from scaleset_operator.identity import (
     label_selector,
     ordinal_of,
 )
+from scaleset_operator.planning import rollout
 from scaleset_operator.planning.batches import Complete, StartBatch, Step, StepReason, Stop, Wait, next_step
 from scaleset_operator.planning.domains import upgrade_domain_of
 from scaleset_operator.planning.instances import (
@@ -82,7 +81,7 @@ from scaleset_operator.planning.rollback import (
     rollback_allowed,
     rollback_step,
 )
-from scaleset_operator.planning.scheduled_events import BatchTiming
+from scaleset_operator.planning.rollout import members_of
 from scaleset_operator.planning.staged import is_staged, staged_refusal
 from scaleset_operator.planning.walk import Walk, effective_walk, explain_wait
 
@@ -345,15 +344,14 @@ class Reconciler:
         batch = upgrade.get("currentBatch")
         batch_revision = (batch or {}).get("revision") or upgrade.get("toRevision")
         finished_at = parse_time(batch.get("finishedAt")) if batch else None
-        if batch and finished_at is None and batch_revision == target:
-            # Conditions are stamped to the second; the moment this pass sees the batch healthy is the
-            # precise one, so it is recorded (once) and the pause between batches counts from it.
-            gate = HealthGate.of(snapshot.policy.health_check)
-            members = [i for i in view if i.ordinal in set(batch_ordinals(batch))]
-            if members and all(i.revision == target and gate.is_healthy(i, now) for i in members):
-                finished_at = now
-                batch = {**batch, "finishedAt": timestamp_precise(now)}
-                self.status.record(snapshot, {"upgrade": {"currentBatch": batch}})
+        # Conditions are stamped to the second; the moment this pass sees the batch healthy is the
+        # precise one, so it is recorded (once) and the pause between batches counts from it.
+        members = [i for i in view if i.ordinal in set(batch_ordinals(batch or {}))]
+        gate = HealthGate.of(snapshot.policy.health_check)
+        finished = rollout.batch_finished(batch, batch_revision, target, members, gate, now)
+        if finished is not None:
+            finished_at, batch = now, finished
+            self.status.record(snapshot, {"upgrade": {"currentBatch": batch}})
         return RolloutState(
             batch=Batch(upgrade_domain=batch.get("upgradeDomain"), ordinals=tuple(batch_ordinals(batch)))
             if batch
@@ -424,49 +422,16 @@ class Reconciler:
         self, snapshot: Snapshot, upgrade: dict[str, Any], instances: list[InstanceState], now: datetime
     ) -> dict[str, Any]:
         """Start, re-target or supersede the upgrade as the template asks; returns status.upgrade."""
-        template = snapshot.template_revision
-        rollback = upgrade.get("rollback") if upgrade.get("locked") else None
-        if rollback and template not in (rollback.get("fromRevision"), rollback.get("toRevision")):
-            # The user applied a new template while the rollback ran: it wins, as any newer template does.
-            self.events.normal(
-                snapshot.scaleset,
-                "RollbackSuperseded",
-                f"spec.template changed during the rollback; rolling forward to {template} instead.",
-            )
-            upgrade = {**upgrade, "rollback": None, "phase": "RollingForward", "currentBatch": None}
-        if upgrade.get("locked") and upgrade.get("restart") and template != snapshot.current_revision:
-            self.events.normal(
-                snapshot.scaleset,
-                "RestartSuperseded",
-                f"spec.template changed during the restart; upgrading to {template} instead.",
-            )
-            upgrade = {**upgrade, "restart": None, "locked": False, "currentBatch": None}
-        if upgrade.get("locked") and (upgrade.get("rollback") or upgrade.get("restart")):
-            return upgrade
-        if snapshot.current_revision != snapshot.update_revision and not upgrade.get("locked"):
-            upgrade.update(
-                phase="RollingForward",
-                locked=True,
-                startedAt=timestamp(now),
-                fromRevision=snapshot.current_revision,
-                toRevision=snapshot.update_revision,
-                currentBatch=None,
-                rolledBackRevision=None,
-            )
-            self.events.normal(
-                snapshot.scaleset,
-                "UpgradeStarted",
-                f"Rolling {snapshot.current_revision} to {snapshot.update_revision} "
-                f"({snapshot.policy.mode} mode, {len(instances)} instances).",
-            )
-        elif upgrade.get("locked") and upgrade.get("toRevision") != snapshot.update_revision:
-            self.events.normal(
-                snapshot.scaleset,
-                "UpgradeRetargeted",
-                f"The template changed during the upgrade; now rolling to {snapshot.update_revision}.",
-            )
-            upgrade["toRevision"] = snapshot.update_revision
+        upgrade, notices = rollout.begin(
+            upgrade, _revisions(snapshot), str(snapshot.policy.mode), len(instances), now
+        )
+        self._post(snapshot, notices)
         return upgrade
+
+    def _post(self, snapshot: Snapshot, notices: list[rollout.Notice]) -> None:
+        for notice in notices:
+            post = self.events.warning if notice.type == "Warning" else self.events.normal
+            post(snapshot.scaleset, notice.reason, notice.message)
 
     def _roll(
         self,
@@ -481,7 +446,7 @@ class Reconciler:
         step, target = self._plan(snapshot, instances, upgrade, now)
         upgrade = dict(snapshot.upgrade)  # _plan may have recorded when the last batch finished
         action = lock_of(upgrade).action
-        phase = {Action.ROLLBACK: "RollingBack", Action.RESTART: "Restarting", None: "RollingForward"}[action]
+        phase = rollout.phase_of(action)
 
         if isinstance(step, Stop) and action is None:
             step, upgrade = self._stopped(snapshot, upgrade, step, now, outcome)
@@ -508,17 +473,15 @@ class Reconciler:
             if step.reason == StepReason.BATCH_STARTED:  # not a re-issue of the running batch
                 self._batch_completed(snapshot, upgrade)
             names = [i.name for i in instances if i.ordinal in step.batch.ordinals]
-            upgrade.update(
+            upgrade, started = rollout.record_batch(
+                upgrade,
+                step,
+                names,
                 phase=phase,
-                currentUpgradeDomain=step.batch.upgrade_domain,
-                currentBatch={
-                    "upgradeDomain": step.batch.upgrade_domain,
-                    "instances": names,
-                    "startedAt": timestamp(now),
-                    "revision": target,
-                },
-                message=step.message or None,
-                reason=str(step.reason),
+                action=action,
+                revisions=_revisions(snapshot),
+                target=target,
+                now=now,
             )
             if action is not Action.RESTART:
                 self.instance_control.check_template(snapshot, now)
@@ -537,13 +500,7 @@ class Reconciler:
                     },
                 ),
             )
-            verb = {Action.ROLLBACK: "Rolling back", Action.RESTART: "Restarting", None: "Upgrading"}[action]
-            goal = "" if action is Action.RESTART else f" to {snapshot.update_revision}"
-            self.events.normal(
-                snapshot.scaleset,
-                "BatchStarted",
-                f"{verb} {', '.join(names)} {_where(step.batch.upgrade_domain)}{goal}.",
-            )
+            self._post(snapshot, started)
             outcome.requeue_after = 1.0
         elif isinstance(step, Complete):
             walk = upgrade.get("walk")  # kept past the upgrade: it remembers spec.walkUpgradeDomain
@@ -562,69 +519,30 @@ class Reconciler:
             if upgrade.get("locked"):
                 held = step.reason in ("Paused", "WaitingForWalk") and action is None
                 upgrade["phase"] = "Paused" if held else phase
-            upgrade["message"] = step.message
             if step.until is not None:
                 outcome.requeue_after = max(0.05, min(RESYNC_SECONDS, (step.until - now).total_seconds()))
-            if upgrade.get("reason") != step.reason:
-                self.events.normal(snapshot.scaleset, step.reason, step.message)
-            upgrade["reason"] = step.reason
+            upgrade, notices = rollout.announce(upgrade, rollout.Notice("Normal", step.reason, step.message))
+            self._post(snapshot, notices)
         elif isinstance(step, Stop):
-            upgrade["message"] = step.message
-            if upgrade.get("reason") != step.reason:
-                self.events.warning(snapshot.scaleset, step.reason, step.message)
-            upgrade["reason"] = step.reason
+            upgrade, notices = rollout.announce(upgrade, rollout.Notice("Warning", step.reason, step.message))
+            self._post(snapshot, notices)
         snapshot.scaleset.setdefault("status", {})["upgrade"] = upgrade
 
         # Whatever the planner said, the recorded batch must be carried out (the operator may have died
         # between recording it and acting on it, or the template may have changed under it).
         timing = self.instance_control.carry_out_batch(snapshot, instances, now, outcome)
         if upgrade.get("currentBatch") and timing is not None:
-            step = self._waiting_for_notices(snapshot, upgrade, step, timing, now, outcome)
+            upgrade, step, notices = rollout.waiting_for_notices(upgrade, step, timing)
+            self._post(snapshot, notices)
+            if not timing.ready:
+                outcome.wait_until(timing.starts_by, now)
         blocked = [refusal for refusal in outcome.refused if refusal.instance in members_of(upgrade)]
         if blocked:
-            step = self._eviction_blocked(snapshot, upgrade, blocked)
+            upgrade, step, notices = rollout.eviction_blocked(upgrade, [r.describe() for r in blocked])
+            self._post(snapshot, notices)
+        snapshot.scaleset["status"]["upgrade"] = upgrade
         outcome.step = type(step).__name__
         return step
-
-    def _eviction_blocked(
-        self, snapshot: Snapshot, upgrade: dict[str, Any], blocked: list[EvictionRefused]
-    ) -> Step:
-        """The batch waits: a PodDisruptionBudget refused to let its instances go, and nothing was deleted."""
-        message = "The batch waits: " + "; ".join(refusal.describe() for refusal in blocked)
-        if upgrade.get("reason") != StepReason.EVICTION_BLOCKED:
-            self.events.warning(snapshot.scaleset, StepReason.EVICTION_BLOCKED, message)
-        upgrade.update(reason=str(StepReason.EVICTION_BLOCKED), message=message)
-        return Wait(StepReason.EVICTION_BLOCKED, message)
-
-    def _waiting_for_notices(
-        self,
-        snapshot: Snapshot,
-        upgrade: dict[str, Any],
-        step: Step,
-        timing: BatchTiming,
-        now: datetime,
-        outcome: Outcome,
-    ) -> Step:
-        """The batch's timing in status while its instances have been told and not all have agreed."""
-        batch = dict(upgrade["currentBatch"])
-        if timing.ready:
-            batch.pop("scheduledEvents", None)
-            upgrade["currentBatch"] = batch
-            return step
-        when = timing.starts_by.isoformat() if timing.starts_by else "once every instance has been told"
-        message = (
-            f"{', '.join(timing.waiting_for)} {'has' if len(timing.waiting_for) == 1 else 'have'} been told "
-            f"of the coming update by a scheduled event; it starts when each approves it, or at {when}"
-        )
-        batch["scheduledEvents"] = {
-            "waitingFor": list(timing.waiting_for),
-            "startsBy": timestamp(timing.starts_by) if timing.starts_by else None,
-        }
-        if upgrade.get("reason") != StepReason.WAITING_FOR_APPROVAL:
-            self.events.normal(snapshot.scaleset, StepReason.WAITING_FOR_APPROVAL, message)
-        upgrade.update(currentBatch=batch, reason=str(StepReason.WAITING_FOR_APPROVAL), message=message)
-        outcome.wait_until(timing.starts_by, now)
-        return Wait(StepReason.WAITING_FOR_APPROVAL, message, timing.starts_by)
 
     def _stopped(
         self, snapshot: Snapshot, upgrade: dict[str, Any], step: Stop, now: datetime, outcome: Outcome
@@ -655,39 +573,12 @@ class Reconciler:
         return replace(step, message=remedies), upgrade
 
     def _complete(self, snapshot: Snapshot, upgrade: dict[str, Any], now: datetime) -> dict[str, Any]:
-        self._batch_completed(snapshot, upgrade)
-        history = list(upgrade.get("history") or [])
-        history.append(
-            {
-                "fromRevision": upgrade.get("fromRevision") or snapshot.current_revision,
-                "toRevision": snapshot.update_revision,
-                "startedAt": upgrade.get("startedAt"),
-                "finishedAt": timestamp(now),
-                "result": "Completed",
-            }
-        )
-        self.events.normal(
-            snapshot.scaleset, "UpgradeCompleted", f"Every instance runs {snapshot.update_revision}."
-        )
-        return {
-            "phase": "Completed",
-            "locked": False,
-            "history": history[-HISTORY_KEPT:],
-            "fromRevision": upgrade.get("fromRevision"),
-            "toRevision": snapshot.update_revision,
-            "startedAt": upgrade.get("startedAt"),
-            "lastAction": upgrade.get("lastAction"),
-        }
+        upgrade, notices = rollout.complete(upgrade, _revisions(snapshot), now)
+        self._post(snapshot, notices)
+        return upgrade
 
     def _batch_completed(self, snapshot: Snapshot, upgrade: dict[str, Any]) -> None:
-        finished = upgrade.get("currentBatch")
-        if finished:
-            self.events.normal(
-                snapshot.scaleset,
-                "BatchCompleted",
-                f"Batch {_where(finished.get('upgradeDomain'))} is healthy: "
-                f"{', '.join(finished.get('instances') or [])}.",
-            )
+        self._post(snapshot, rollout.batch_completed(upgrade))
 
     # ------------------------------------------------------------------ revisions and status
 
@@ -842,13 +733,12 @@ class Reconciler:
             self.status.report(scaleset, {"conditions": conditions, "observedGeneration": generation})
 
 
-def members_of(upgrade: dict[str, Any]) -> set[str]:
-    """The instances of the batch status.upgrade records."""
-    return set((upgrade.get("currentBatch") or {}).get("instances") or [])
-
-
-def _where(upgrade_domain: int | None) -> str:
-    return "across all upgrade domains" if upgrade_domain is None else f"in upgrade domain {upgrade_domain}"
+def _revisions(snapshot: Snapshot) -> rollout.Revisions:
+    return rollout.Revisions(
+        template=snapshot.template_revision,
+        current=snapshot.current_revision,
+        update=snapshot.update_revision,
+    )
 
 
 def _is_recorded(upgrade: dict[str, Any], step: StartBatch, target: str) -> bool:
