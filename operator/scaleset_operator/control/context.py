@@ -8,6 +8,8 @@ from typing import Any
 
 from scaleset_operator.api.models import ScaleSetSpec, UpgradePolicySpec
 from scaleset_operator.identity import slot_base
+from scaleset_operator.planning.instances import timestamp as timestamp
+from scaleset_operator.planning.instances import timestamp_precise as timestamp_precise
 from scaleset_operator.planning.rollout import HISTORY_KEPT as HISTORY_KEPT
 from scaleset_operator.planning.rollout import batch_ordinals as batch_ordinals
 
@@ -16,14 +18,6 @@ RESYNC_SECONDS = 30.0
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def timestamp_precise(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,16 @@ def parse_time(value: str | None) -> datetime | None:
         return None
 
 
+def timestamp(moment: datetime) -> str:
+    """A time as status and annotations hold it: RFC 3339 in UTC, to the second."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def timestamp_precise(moment: datetime) -> str:
+    """The same to the microsecond (when a batch was seen healthy: the pause counts from it)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 @dataclass(frozen=True)
 class ContainerWaiting:
     """A container of an instance that waits to start: its name, the kubelet's reason and message."""

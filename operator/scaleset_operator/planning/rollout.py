@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from scaleset_operator.planning.batches import StartBatch, Step, StepReason, Wait
-from scaleset_operator.planning.instances import HealthGate, InstanceState
+from scaleset_operator.planning.instances import HealthGate, InstanceState, timestamp, timestamp_precise
 from scaleset_operator.planning.rollback import Action
 from scaleset_operator.planning.scheduled_events import BatchTiming
 
@@ -35,14 +35,6 @@ class Revisions:
     template: str
     current: str
     update: str
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _stamp_precise(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def batch_ordinals(batch: Mapping[str, Any]) -> list[int]:
@@ -101,7 +93,7 @@ def begin(
         record.update(
             phase="RollingForward",
             locked=True,
-            startedAt=_stamp(now),
+            startedAt=timestamp(now),
             fromRevision=revisions.current,
             toRevision=revisions.update,
             currentBatch=None,
@@ -151,7 +143,7 @@ def complete(
             "fromRevision": upgrade.get("fromRevision") or revisions.current,
             "toRevision": revisions.update,
             "startedAt": upgrade.get("startedAt"),
-            "finishedAt": _stamp(now),
+            "finishedAt": timestamp(now),
             "result": "Completed",
         },
     ]
@@ -207,7 +199,7 @@ def record_batch(
         "currentBatch": {
             "upgradeDomain": step.batch.upgrade_domain,
             "instances": names,
-            "startedAt": _stamp(now),
+            "startedAt": timestamp(now),
             "revision": target,
         },
         "message": step.message or None,
@@ -232,7 +224,7 @@ def batch_finished(
     if not batch or batch.get("finishedAt") or revision != target:
         return None
     if members and all(i.revision == target and gate.is_healthy(i, now) for i in members):
-        return {**batch, "finishedAt": _stamp_precise(now)}
+        return {**batch, "finishedAt": timestamp_precise(now)}
     return None
 
 
@@ -252,7 +244,7 @@ def waiting_for_notices(
     )
     batch["scheduledEvents"] = {
         "waitingFor": list(timing.waiting_for),
-        "startsBy": _stamp(timing.starts_by) if timing.starts_by else None,
+        "startsBy": timestamp(timing.starts_by) if timing.starts_by else None,
     }
     reason = StepReason.WAITING_FOR_APPROVAL
     notices = [] if upgrade.get("reason") == reason else [Notice("Normal", str(reason), message)]
