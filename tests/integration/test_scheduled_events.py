@@ -369,14 +369,27 @@ def test_shared_and_finished_addresses_are_refused_by_the_operator(
     hand_run("reborn-0", "127.0.3.33")
     # The endpoint sees the pods a watch's delay after they were written.
     wait_for(lambda: call(operator, "127.0.3.30")[0] == 200, TIMEOUT, "the lone instance served")
+    # Each pod reaches the endpoint's watch on its own; wait for every one, then check each answer.
     for address, reason in (
         ("127.0.3.31", "held by 2 pods"),
         ("127.0.3.32", "finished"),
         (HAND_NODE_ADDRESS, "node"),
     ):
+        wait_for(
+            lambda a=address, r=reason: _refused(operator, a, r), TIMEOUT, f"{address} refused: {reason}"
+        )
         status, body = call(operator, address)
         assert status == 403 and reason in body["error"], (address, body)
-    assert call(operator, "127.0.3.33")[0] == 200, "a running instance on a finished pod's old address"
+    wait_for(
+        lambda: call(operator, "127.0.3.33")[0] == 200,
+        TIMEOUT,
+        "a running instance on a finished pod's old address",
+    )
+
+
+def _refused(operator: OperatorThread, address: str, reason: str) -> bool:
+    status, body = call(operator, address)
+    return status == 403 and reason in str(body.get("error"))
 
 
 class PodRequests:

@@ -49,7 +49,12 @@ def test_a_new_scaleset_whose_image_name_does_not_parse_is_stalled_at_once(
     kube.create(fleet_path("scalesets", namespace), scaleset_body("web", 2, image="bad image name"))
     started = time.monotonic()
     report = wait_for(
-        lambda: (s := stalled(kube, namespace, "web")) and "web-0, web-1" in s["message"] and s,
+        # Each pod's kubelet reports its own waiting reason; the message names both once both have.
+        lambda: (
+            (s := stalled(kube, namespace, "web"))
+            and "web-0, web-1 cannot start by themselves" in s["message"]
+            and s
+        ),
         AT_ONCE,
         "Stalled, naming both instances",
     )
