@@ -167,9 +167,12 @@ COMPUTED_EVENT_REASONS: dict[tuple[str, str], set[str]] = {
     ("control/reconcile.py", "decision.reason"): {Deferred.reason},
     ("control/staged.py", "decision.reason"): {Deferred.reason},
     ("control/reconcile.py", "step.reason"): set(StepReason),
-    ("control/reconcile.py", "StepReason.EVICTION_BLOCKED"): {StepReason.EVICTION_BLOCKED},
     ("control/reconcile.py", "StepReason.WAITING_FOR_APPROVAL"): {StepReason.WAITING_FOR_APPROVAL},
-    ("control/reconcile.py", "problem.reason"): set(),  # InvalidInput's, collected below
+    # A refusal's Events, made as Notices in planning/status.py (scanned there) and posted here.
+    ("control/reconcile.py", "notice.reason"): set(),
+    ("planning/rollout.py", "str(reason)"): {StepReason.WAITING_FOR_APPROVAL, StepReason.EVICTION_BLOCKED},
+    ("planning/status.py", "str(StepReason.EVICTION_BLOCKED)"): {StepReason.EVICTION_BLOCKED},
+    ("planning/status.py", "reason"): set(),  # a refusal's: InvalidInput's, collected below
     ("control/repairs.py", "reason"): set(RepairReason),
     # A repair still unhealthy is the RepairFailed Warning beside it; every other result is Repair<result>.
     ("control/repairs.py", "f'Repair{finished.result}'"): {
@@ -203,7 +206,10 @@ def emitted_reasons() -> dict[str, set[str]]:
             elif name == "ConditionUpdate" and len(node.args) >= 3:
                 if (reason := _literal(node.args[2])) is not None:
                     found["condition"].add(reason)
-            elif name in ("normal", "warning") and _receiver(node).endswith("events") and len(node.args) >= 2:
+            elif (
+                (name in ("normal", "warning") and _receiver(node).endswith("events")) or name == "Notice"
+            ) and len(node.args) >= 2:
+                # An Event posted, or one a planner returns as a Notice(type, reason, message).
                 argument = node.args[1]
                 if (reason := _literal(argument)) is not None:
                     found["Event"].add(reason)
@@ -226,6 +232,7 @@ def test_the_scan_finds_reasons_of_every_source() -> None:
     assert {"QuotaExceeded", "PodSecurityViolation", "InvalidSpec", "NameConflict"} <= found["InvalidInput"]
     assert {"AllInstancesHealthy", "SingleInstance"} <= found["condition"]
     assert {"DriftReverted", "RepairRepaired", "RollbackWouldShrink", "MaxDeferralExceeded"} <= found["Event"]
+    assert {"UpgradeStarted", "InstancesCannotStart"} <= found["Event"]  # returned by planners as Notices
 
 
 @pytest.mark.parametrize("source", ["StepReason", "InvalidInput", "condition", "Event"])

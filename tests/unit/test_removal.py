@@ -11,8 +11,8 @@ import pytest
 from scaleset_operator.control.context import EvictionRefused
 from scaleset_operator.control.instance_control import disrupts_nothing, eviction_refusal
 from scaleset_operator.control.kube import ApiError, _from_status
-from scaleset_operator.control.status import FleetCounts, scaleset_conditions
 from scaleset_operator.planning.batches import Complete
+from scaleset_operator.planning.status import FleetCounts, scaleset_conditions
 
 
 def pod(phase: str | None, node: str | None = "node-0") -> dict[str, Any]:

@@ -23,7 +23,6 @@ from scaleset_operator.control.context import (
     batch_ordinals,
     merge_patch,
     owned_by,
-    timestamp,
     utcnow,
 )
 from scaleset_operator.control.disruption_budget import DisruptionBudgetControl
@@ -40,22 +39,13 @@ from scaleset_operator.control.refusals import refusal_of
 from scaleset_operator.control.repairs import RepairControl
 from scaleset_operator.control.snapshot import instance_state
 from scaleset_operator.control.staged import StagedControl, partition, production_slot
-from scaleset_operator.control.status import (
-    ConditionUpdate,
-    FleetCounts,
-    merge_conditions,
-    scaleset_conditions,
-    upgrade_domain_summaries,
-)
 from scaleset_operator.control.status_updater import ScaleSetGone, StatusUpdater
 from scaleset_operator.identity import (
     ANNOTATION_ROLLBACK,
     LABEL_REVISION,
-    LABEL_SLOT,
     LABEL_SURGE,
     LABEL_UPGRADE_DOMAIN,
     instance_name,
-    label_selector,
     ordinal_of,
 )
 from scaleset_operator.planning import rollout
@@ -67,7 +57,6 @@ from scaleset_operator.planning.instances import (
     InstanceState,
     RolloutState,
     parse_time,
-    start_failures,
 )
 from scaleset_operator.planning.maintenance import Closed, Deferred, GateDecision
 from scaleset_operator.planning.package import instance_template
@@ -78,11 +67,11 @@ from scaleset_operator.planning.rollback import (
     Action,
     held_view,
     policy_rollback,
-    rollback_allowed,
     rollback_step,
 )
 from scaleset_operator.planning.rollout import members_of
 from scaleset_operator.planning.staged import is_staged, staged_refusal
+from scaleset_operator.planning.status import ScaleSetView, plan_conditions, plan_refusal, plan_status
 from scaleset_operator.planning.walk import Walk, effective_walk, explain_wait
 
 log = logging.getLogger(__name__)
@@ -612,94 +601,22 @@ class Reconciler:
         self,
         snapshot: Snapshot,
         instances: list[InstanceState],
-        step: Any,
+        step: Step,
         now: datetime,
         extra: dict[str, Any] | None = None,
         refused: list[EvictionRefused] | None = None,
     ) -> None:
-        spec = snapshot.spec
-        gate = HealthGate.of(snapshot.policy.health_check)
-        healthy = {i.name for i in instances if gate.is_healthy(i, now)}
-        ready = sum(1 for i in instances if i.ready)
-        updated = sum(1 for i in instances if i.revision == snapshot.update_revision)
-        existing = sum(1 for i in instances if i.exists)
-        upgrade = (snapshot.scaleset.get("status") or {}).get("upgrade") or {}
-        generation = int(snapshot.scaleset["metadata"].get("generation") or 1)
-        upgrade = {
-            **upgrade,
-            "rollbackAllowed": not is_staged(snapshot.policy)
-            and rollback_allowed(lock_of(upgrade), spec.replicas, instances, gate, now),
-        }
-        previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
-        was_refused = any(c.get("reason") == StepReason.EVICTION_BLOCKED for c in previous)
-        if refused and not was_refused and not any(r.instance in members_of(upgrade) for r in refused):
-            self.events.warning(
-                snapshot.scaleset, StepReason.EVICTION_BLOCKED, "; ".join(r.describe() for r in refused) + "."
-            )
-        status = {
-            "observedGeneration": generation,
-            "replicas": existing,
-            "readyReplicas": ready,
-            "updatedReplicas": updated,
-            "labelSelector": label_selector(snapshot.name)
-            + (f",{LABEL_SLOT}={snapshot.slot}" if snapshot.slot else ""),
-            "currentRevision": snapshot.current_revision,
-            "updateRevision": snapshot.update_revision,
-            "conditions": self._conditions(snapshot, instances, step, now, refused),
-            "upgrade": {**upgrade, "phase": upgrade.get("phase") or "Idle"},
-            "upgradeDomains": upgrade_domain_summaries(
-                instances, spec.upgrade_domain_count, snapshot.update_revision, healthy
-            ),
-            **(extra or {}),
-        }
-        self.status.write(snapshot, status)
+        plan = plan_status(_view(snapshot, instances), instances, step, now, extra, refused or ())
+        self._post(snapshot, plan.notices)
+        self.status.write(snapshot, plan.status)
 
     def _conditions(
-        self,
-        snapshot: Snapshot,
-        instances: list[InstanceState],
-        step: Any,
-        now: datetime,
-        refused: list[EvictionRefused] | None = None,
+        self, snapshot: Snapshot, instances: list[InstanceState], step: Step, now: datetime
     ) -> list[dict[str, Any]]:
         """The conditions for what the pass saw and decided, transition times kept where unchanged."""
-        spec = snapshot.spec
-        gate = HealthGate.of(snapshot.policy.health_check)
-        healthy = {i.name for i in instances if gate.is_healthy(i, now)}
-        updated = sum(1 for i in instances if i.revision == snapshot.update_revision)
-        existing = sum(1 for i in instances if i.exists)
-        upgrade = (snapshot.scaleset.get("status") or {}).get("upgrade") or {}
-        generation = int(snapshot.scaleset["metadata"].get("generation") or 1)
-        held_back = snapshot.update_revision != snapshot.template_revision and not upgrade.get("locked")
-        cannot_start = start_failures(instances, gate, snapshot.update_revision, now)
-        previous = (snapshot.scaleset.get("status") or {}).get("conditions") or []
-        if cannot_start and not any(cannot_start in (c.get("message") or "") for c in previous):
-            self.events.warning(snapshot.scaleset, "InstancesCannotStart", cannot_start)
-        conditions = scaleset_conditions(
-            FleetCounts(
-                replicas=spec.replicas,
-                existing=existing,
-                healthy=len(healthy),
-                updated=updated,
-                extra=sum(1 for o in snapshot.pods if o >= spec.replicas),
-            ),
-            step,
-            update_revision=snapshot.update_revision,
-            locked=bool(upgrade.get("locked")),
-            action=lock_of(upgrade).action,
-            held_back=rolled_back_message(
-                snapshot.template_revision,
-                snapshot.update_revision,
-                [i.name for i in instances if i.revision == snapshot.template_revision],
-            )
-            if held_back
-            else None,
-            single_instance_downtime=spec.replicas == 1 and not snapshot.policy.rolling_upgrade.max_surge,
-            staged=is_staged(snapshot.policy),
-            eviction_refused="; ".join(r.describe() for r in refused or []) or None,
-            cannot_start=cannot_start,
-        )
-        return merge_conditions(previous, conditions, generation, timestamp(now))
+        conditions, notices = plan_conditions(_view(snapshot, instances), instances, step, now)
+        self._post(snapshot, notices)
+        return conditions
 
     def _refused(self, scaleset: dict[str, Any], problem: InvalidInput | ApiError, now: datetime) -> Outcome:
         """A pass that cannot go on: input the operator cannot honour, or a write the API server refuses
@@ -714,23 +631,38 @@ class Reconciler:
         return Outcome.failed(problem.reason)
 
     def _report_invalid(self, scaleset: dict[str, Any], problem: InvalidInput, now: datetime) -> None:
-        status = scaleset.get("status") or {}
         generation = int(scaleset["metadata"].get("generation") or 1)
-        conditions = merge_conditions(
-            status.get("conditions") or [],
-            [
-                ConditionUpdate("Ready", False, problem.reason, problem.message),
-                ConditionUpdate(
-                    "Progressing", False, problem.reason, "Running instances are kept as they are."
-                ),
-                ConditionUpdate("Stalled", True, problem.reason, problem.message),
-            ],
-            generation,
-            timestamp(now),
-        )
-        if conditions != status.get("conditions"):
-            self.events.warning(scaleset, problem.reason, problem.message)
-            self.status.report(scaleset, {"conditions": conditions, "observedGeneration": generation})
+        plan = plan_refusal(scaleset.get("status") or {}, generation, problem.reason, problem.message, now)
+        if plan is not None:
+            for notice in plan.notices:  # a refusal's Events are Warnings
+                self.events.warning(scaleset, notice.reason, notice.message)
+            self.status.report(scaleset, plan.status)
+
+
+def _view(snapshot: Snapshot, instances: list[InstanceState]) -> ScaleSetView:
+    """What the status is computed from, as the pass holds it now."""
+    upgrade = snapshot.upgrade
+    lock = lock_of(upgrade)
+    held_back = None
+    if snapshot.update_revision != snapshot.template_revision and not lock.locked:
+        kept = [i.name for i in instances if i.revision == snapshot.template_revision]
+        held_back = rolled_back_message(snapshot.template_revision, snapshot.update_revision, kept)
+    return ScaleSetView(
+        name=snapshot.name,
+        generation=int(snapshot.scaleset["metadata"].get("generation") or 1),
+        slot=snapshot.slot,
+        replicas=snapshot.spec.replicas,
+        upgrade_domain_count=snapshot.spec.upgrade_domain_count,
+        policy=snapshot.policy,
+        template_revision=snapshot.template_revision,
+        current_revision=snapshot.current_revision,
+        update_revision=snapshot.update_revision,
+        upgrade=upgrade,
+        conditions=(snapshot.scaleset.get("status") or {}).get("conditions") or [],
+        lock=lock,
+        scaling_away=sum(1 for ordinal in snapshot.pods if ordinal >= snapshot.spec.replicas),
+        held_back=held_back,
+    )
 
 
 def _revisions(snapshot: Snapshot) -> rollout.Revisions:

@@ -1,15 +1,24 @@
-"""The ScaleSet status: conditions with stable transition times, per-domain summaries, and the status write."""
+"""The ScaleSet status a pass writes, as a value: counts, revisions, conditions and their Events.
+
+Conditions keep their lastTransitionTime while their status does not flip, as metav1 expects; the
+Events the status implies (an eviction refused outside the batch, instances that cannot start) are
+returned beside it for the caller to post before it writes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from scaleset_operator.planning.batches import Complete, Step, Stop
+from scaleset_operator.api.models import UpgradePolicySpec
+from scaleset_operator.identity import LABEL_SLOT, label_selector
+from scaleset_operator.planning.batches import Complete, Step, StepReason, Stop
 from scaleset_operator.planning.domains import upgrade_domain_of
-from scaleset_operator.planning.instances import InstanceState
-from scaleset_operator.planning.rollback import Action
+from scaleset_operator.planning.instances import HealthGate, InstanceState, start_failures, timestamp
+from scaleset_operator.planning.rollback import Action, Lock, rollback_allowed
+from scaleset_operator.planning.rollout import Notice, members_of
+from scaleset_operator.planning.staged import is_staged
 
 
 @dataclass(frozen=True)
@@ -21,7 +30,7 @@ class ConditionUpdate:
 
 
 def merge_conditions(
-    previous: Sequence[dict[str, Any]], updates: Sequence[ConditionUpdate], generation: int, now: str
+    previous: Sequence[Mapping[str, Any]], updates: Sequence[ConditionUpdate], generation: int, now: str
 ) -> list[dict[str, Any]]:
     """New conditions, keeping lastTransitionTime where the status did not flip (as metav1 expects)."""
     old = {c.get("type"): c for c in previous}
@@ -46,6 +55,8 @@ def merge_conditions(
 def upgrade_domain_summaries(
     instances: Sequence[InstanceState], upgrade_domain_count: int, update_revision: str, healthy: set[str]
 ) -> list[dict[str, Any]]:
+    """One entry per upgrade domain with instances: who is in it, the revision they share (None when
+    they differ), how many are updated and how many healthy."""
     domains: list[dict[str, Any]] = []
     for index in range(upgrade_domain_count):
         members = [i for i in instances if upgrade_domain_of(i.ordinal, upgrade_domain_count) == index]
@@ -187,3 +198,154 @@ def reconciling_condition(ready: ConditionUpdate, stall: ConditionUpdate, at_res
     if at_rest:
         return ConditionUpdate("Reconciling", False, ready.reason, ready.message)
     return ConditionUpdate("Reconciling", True, ready.reason, ready.message)
+
+
+@dataclass(frozen=True)
+class ScaleSetView:
+    """What a ScaleSet's status is computed from, as the pass holds it when it writes.
+
+    `upgrade` and `conditions` are status.upgrade and status.conditions as stored (the latest the API
+    server answered); `lock` is what `upgrade` says runs. `scaling_away` counts the instances above
+    `replicas` still there. `held_back` says why instances are kept off the template's revision after a
+    rollback, or is None when they are not.
+    """
+
+    name: str
+    generation: int
+    slot: str | None
+    replicas: int
+    upgrade_domain_count: int
+    policy: UpgradePolicySpec
+    template_revision: str
+    current_revision: str
+    update_revision: str
+    upgrade: Mapping[str, Any]
+    conditions: Sequence[Mapping[str, Any]]
+    lock: Lock
+    scaling_away: int = 0
+    held_back: str | None = None
+
+
+class RefusedEviction(Protocol):
+    """An eviction a PodDisruptionBudget refused in this pass: the instance, and a sentence saying why."""
+
+    @property
+    def instance(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class StatusPlan:
+    """The status to write (the whole of it) and the Events to post before writing it."""
+
+    status: dict[str, Any]
+    notices: list[Notice]
+
+
+def plan_status(
+    view: ScaleSetView,
+    instances: Sequence[InstanceState],
+    step: Step,
+    now: datetime,
+    extra: Mapping[str, Any] | None = None,
+    refused: Sequence[RefusedEviction] = (),
+) -> StatusPlan:
+    """The status a pass writes last: StatefulSet-like counts (instances that exist, Ready, on the update
+    revision), the selector of the production slot, the revisions, the conditions, status.upgrade with
+    `rollbackAllowed` worked out again and `phase` Idle when none is set, the per-domain summaries, and
+    `extra` (the summaries of other capabilities) after them.
+
+    An eviction refused outside the recorded batch is a Warning EvictionBlocked once, while the
+    conditions do not say so already (a batch member's refusal is the batch's own Event)."""
+    gate = HealthGate.of(view.policy.health_check)
+    healthy = {i.name for i in instances if gate.is_healthy(i, now)}
+    upgrade = {
+        **view.upgrade,
+        "rollbackAllowed": not is_staged(view.policy)
+        and rollback_allowed(view.lock, view.replicas, instances, gate, now),
+    }
+    notices = []
+    was_refused = any(c.get("reason") == StepReason.EVICTION_BLOCKED for c in view.conditions)
+    if refused and not was_refused and not any(r.instance in members_of(upgrade) for r in refused):
+        notices.append(
+            Notice(
+                "Warning", str(StepReason.EVICTION_BLOCKED), "; ".join(r.describe() for r in refused) + "."
+            )
+        )
+    conditions, cannot_start = plan_conditions(view, instances, step, now, refused)
+    status = {
+        "observedGeneration": view.generation,
+        "replicas": sum(1 for i in instances if i.exists),
+        "readyReplicas": sum(1 for i in instances if i.ready),
+        "updatedReplicas": sum(1 for i in instances if i.revision == view.update_revision),
+        "labelSelector": label_selector(view.name) + (f",{LABEL_SLOT}={view.slot}" if view.slot else ""),
+        "currentRevision": view.current_revision,
+        "updateRevision": view.update_revision,
+        "conditions": conditions,
+        "upgrade": {**upgrade, "phase": upgrade.get("phase") or "Idle"},
+        "upgradeDomains": upgrade_domain_summaries(
+            instances, view.upgrade_domain_count, view.update_revision, healthy
+        ),
+        **(extra or {}),
+    }
+    return StatusPlan(status, [*notices, *cannot_start])
+
+
+def plan_conditions(
+    view: ScaleSetView,
+    instances: Sequence[InstanceState],
+    step: Step,
+    now: datetime,
+    refused: Sequence[RefusedEviction] = (),
+) -> tuple[list[dict[str, Any]], list[Notice]]:
+    """The conditions for what the pass saw and decided, transition times kept where unchanged, and a
+    Warning InstancesCannotStart when the instances that cannot start are news to the conditions."""
+    gate = HealthGate.of(view.policy.health_check)
+    healthy = {i.name for i in instances if gate.is_healthy(i, now)}
+    cannot_start = start_failures(instances, gate, view.update_revision, now)
+    notices = []
+    if cannot_start and not any(cannot_start in (c.get("message") or "") for c in view.conditions):
+        notices.append(Notice("Warning", "InstancesCannotStart", cannot_start))
+    conditions = scaleset_conditions(
+        FleetCounts(
+            replicas=view.replicas,
+            existing=sum(1 for i in instances if i.exists),
+            healthy=len(healthy),
+            updated=sum(1 for i in instances if i.revision == view.update_revision),
+            extra=view.scaling_away,
+        ),
+        step,
+        update_revision=view.update_revision,
+        locked=view.lock.locked,
+        action=view.lock.action,
+        held_back=view.held_back,
+        single_instance_downtime=view.replicas == 1 and not view.policy.rolling_upgrade.max_surge,
+        staged=is_staged(view.policy),
+        eviction_refused="; ".join(r.describe() for r in refused) or None,
+        cannot_start=cannot_start,
+    )
+    return merge_conditions(view.conditions, conditions, view.generation, timestamp(now)), notices
+
+
+def plan_refusal(
+    status: Mapping[str, Any], generation: int, reason: str, message: str, now: datetime
+) -> StatusPlan | None:
+    """The conditions of a pass that cannot do its work (input the operator cannot honour, a write the
+    API server refuses until something changes): not Ready, not Progressing (what runs is kept), Stalled,
+    with a Warning Event; None when the stored conditions say so already."""
+    conditions = merge_conditions(
+        status.get("conditions") or [],
+        [
+            ConditionUpdate("Ready", False, reason, message),
+            ConditionUpdate("Progressing", False, reason, "Running instances are kept as they are."),
+            ConditionUpdate("Stalled", True, reason, message),
+        ],
+        generation,
+        timestamp(now),
+    )
+    if conditions == status.get("conditions"):
+        return None
+    return StatusPlan(
+        {"conditions": conditions, "observedGeneration": generation}, [Notice("Warning", reason, message)]
+    )
