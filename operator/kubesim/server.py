@@ -24,7 +24,7 @@ from kubesim.protobuf import PROTOBUF, decode_protobuf
 from kubesim.resources import CRD_GROUP, ResourceType, table_cells
 from kubesim.selectors import FieldSelector, LabelSelector
 from kubesim.store import PATCH_APPLY, PATCH_TYPES, Store
-from kubesim.verbs import binding, deletion, scale
+from kubesim.verbs import binding, create, deletion, scale, update
 from kubesim.verbs import patch as patch_verb
 from kubesim.watch import Watcher, WatchEvent
 
@@ -918,7 +918,7 @@ class ApiServer:
             raise bad_request("the body of the request must be an object")
         options = self._write_options(request)
         warnings: list[str] = []
-        obj = self.store.create(rt, self._namespace_for(route), body, warnings=warnings, **options)
+        obj = create.create(self.store, rt, self._namespace_for(route), body, warnings=warnings, **options)
         return self._respond(rt, obj, negotiated, 201, warnings, request)
 
     async def _update(self, request: web.Request, route: Route, negotiated: Negotiated) -> web.StreamResponse:
@@ -929,7 +929,8 @@ class ApiServer:
             raise bad_request("the body of the request must be an object")
         options = self._write_options(request)
         warnings: list[str] = []
-        obj = self.store.update(
+        obj = update.update(
+            self.store,
             rt,
             self._namespace_for(route),
             route.name,

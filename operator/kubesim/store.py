@@ -1,5 +1,6 @@
-"""The in-memory object store: API object semantics, admission, the watch event log, and the API the
-built-in controllers (kubesim.controllers) write through.
+"""The in-memory object store: objects by type and key, the one resourceVersion, the watch event log, and
+the verbs the rest of kubesim reads and writes through: the verbs' semantics (kubesim.verbs), admission
+(kubesim.admission) and the built-in controllers (kubesim.controllers).
 
 The watch log's types (`Change`, `WatchEvent`, `Watcher`) live in `kubesim.watch`; they are re-exported here.
 """
@@ -15,9 +16,7 @@ import functools
 import importlib
 import json
 import random
-import re
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,9 +26,7 @@ from kubesim.disruption import DisruptionController
 from kubesim.errors import (
     ApiError,
     Cause,
-    already_exists,
     bad_request,
-    conflict,
     gone,
     invalid,
     not_found,
@@ -61,11 +58,6 @@ FINALIZER_PVC_PROTECTION = "kubernetes.io/pvc-protection"
 NAMESPACE_FINALIZER = "kubernetes"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
-_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL_KINDS = {("", "namespaces"), ("", "services")}
-_PATH_SEGMENT_KINDS = {"rbac.authorization.k8s.io"}
 
 # Fields each built-in kind lets clients select on (as registered by the API server's field label conversions).
 _COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
@@ -131,10 +123,6 @@ def meta_of(obj: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def _without(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if k not in keys}
-
-
 def owner_uids(obj: dict[str, Any]) -> set[str]:
     """The uids an object's ownerReferences name."""
     return {str(r["uid"]) for r in obj.get("metadata", {}).get("ownerReferences") or [] if r.get("uid")}
@@ -165,7 +153,7 @@ class Controller:
         """An object was created."""
 
     def updated(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
-        """An object was replaced or patched (not through `Store.commit`)."""
+        """An object was replaced or patched (through `Store.commit` only with `updated`)."""
 
     def terminating(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """An object's deletion began, or an object being deleted was replaced or patched."""
@@ -208,7 +196,8 @@ class Store:
         self._dependents: dict[str, set[tuple[StorageKey, Key]]] = {}
         self._pending: deque[tuple[tuple[Any, ...] | None, Callable[[], None]]] = deque()
         self._pending_once: set[Any] = set()
-        self._random = random.Random(seed)
+        # What names made from generateName draw on (seeded, for clusters that repeat a run).
+        self.random = random.Random(seed)
         self.max_watch_backlog = max_watch_backlog
         # Called (from any thread) when background work is queued; without it the work runs inline.
         self.on_background: Callable[[], None] | None = None
@@ -596,19 +585,32 @@ class Store:
         *,
         gone: bool = False,
         terminating: bool = False,
+        updated: bool = False,
     ) -> None:
         """Store a controller's new state of a stored object as it is (no admission, no controllers told),
         at a new resource version: for status a controller owns, as the API server's status strategy.
         With `gone`, remove the object in that state instead (the controllers are told it is gone); with
-        `terminating`, the controllers are told it is terminating (its finalizers' work is queued)."""
+        `terminating`, the controllers are told it is terminating (its finalizers' work is queued); with
+        `updated`, they are told it was updated, and that it is terminating if it is (as after a client's
+        write: `kubesim.verbs.update.write` commits so)."""
         with self._lock:
             if gone:
                 self._commit(rt, "DELETED", new, current)
                 self._after_removal(rt, new)
             else:
                 self._commit(rt, "MODIFIED", new, current)
-                if terminating:
+                if updated:
+                    self._after_update(rt, new, current)
+                elif terminating:
                     self._queue_finalizer_work(rt, new)
+
+    def add(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """Store a new object as it is at its first resource version, and tell the controllers it was
+        created (`kubesim.verbs.create` adds so, after admission)."""
+        with self._lock:
+            self._commit(rt, "ADDED", obj, None)
+            for tell in self._told["created"]:
+                tell(rt, obj)
 
     def lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
         """The stored object (not a copy) under (namespace, name) `key` with its storage type, if any."""
@@ -664,9 +666,11 @@ class Store:
         """Write a new state of a stored object through `update`'s semantics (admission, generation, the
         deletion it may complete, the controllers told), with queued work left to the caller's run (or
         `after_write`); returns the object as written. `new` is taken as it is, not copied."""
+        from kubesim.verbs.update import write  # it builds on this module
+
         with self._lock:
-            return self._write(
-                rt, current, new, subresource, dry_run, field_validation, warnings, field_manager
+            return write(
+                self, rt, current, new, subresource, dry_run, field_validation, warnings, field_manager
             )
 
     def remove_finalizer(self, storage_key: StorageKey, key: Key, finalizer: str) -> None:
@@ -697,86 +701,8 @@ class Store:
                     work()
                 steps += 1
 
-    # -----------------------------------------------------------------------------------------------------
-    # Create
-
-    def create(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        body: dict[str, Any],
-        *,
-        dry_run: bool = False,
-        field_manager: str | None = None,
-        field_validation: str | None = None,
-        warnings: Warnings | None = None,
-    ) -> dict[str, Any]:
-        """Create an object (POST); returns it as stored and served at `rt`."""
-        with self._lock:
-            obj = copy.deepcopy(body)
-            self.check_kind(rt, obj)
-            meta = meta_of(obj)
-            if rt.namespaced:
-                body_ns = meta.get("namespace")
-                if namespace and body_ns and body_ns != namespace:
-                    raise bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request"
-                    )
-                namespace = namespace or body_ns
-                if not namespace:
-                    raise bad_request("the namespace of the object must be set")
-                meta["namespace"] = namespace
-                self._check_namespace_open(rt, namespace, meta.get("name") or meta.get("generateName", ""))
-            else:
-                meta.pop("namespace", None)
-            if not meta.get("name"):
-                if not meta.get("generateName"):
-                    raise invalid(
-                        rt.kind,
-                        "",
-                        [
-                            Cause(
-                                "metadata.name",
-                                "Required value: name or generateName is required",
-                                "FieldValueRequired",
-                            )
-                        ],
-                        rt.group,
-                    )
-                meta["name"] = self._generate_name(rt, namespace, str(meta["generateName"]))
-            name = str(meta["name"])
-            self._validate_name(rt, name)
-            if self._key(rt, namespace, name) in self._bucket(rt):
-                raise already_exists(rt.plural, name, rt.group)
-            if meta.get("resourceVersion"):
-                raise bad_request("resourceVersion should not be set on objects to be created")
-            for server_field in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
-                meta.pop(server_field, None)
-            meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = now_rfc3339(self.clock)
-            if rt.tracks_generation:
-                meta["generation"] = 1
-            else:
-                meta.pop("generation", None)
-            if rt.status_subresource and rt.is_custom:
-                obj.pop("status", None)  # create cannot set the status of a custom resource
-            obj = self.admission.prepare(rt, obj, None, "create", field_validation, warnings)
-            obj = _record_manager(rt, None, obj, field_manager, None)
-            obj["apiVersion"] = self._storage_api_version(rt)
-            if dry_run:
-                meta = meta_of(obj)
-                meta["resourceVersion"] = str(self._rv)
-                return self.present(rt, obj)
-            self._commit(rt, "ADDED", obj, None)
-            self._after_create(rt, obj)
-            result = copy.deepcopy(self.present(rt, obj))
-        self.after_write()
-        return result
-
-    def _storage_api_version(self, rt: ResourceType) -> str:
-        return rt.storage_api_version
-
     def check_kind(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """Refuse a body of another kind or group; set the kind and apiVersion of `rt` on it."""
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if not isinstance(obj.get("metadata", {}), dict):
             raise bad_request("metadata must be an object")
@@ -793,211 +719,8 @@ class Store:
         obj["kind"] = rt.kind
         obj["apiVersion"] = rt.api_version
 
-    def _check_namespace_open(self, rt: ResourceType, namespace: str, name: str) -> None:
-        ns_obj = self._objects.get(("", "namespaces"), {}).get(("", namespace))
-        if ns_obj is None:
-            raise not_found("namespaces", namespace)
-        if ns_obj.get("metadata", {}).get("deletionTimestamp"):
-            raise ApiError(
-                403,
-                "Forbidden",
-                f'{rt.qualified_name} "{name}" is forbidden: unable to create new content in namespace '
-                f"{namespace} because it is being terminated",
-                kind=rt.plural,
-                name=name,
-                group=rt.group,
-                causes=[Cause("", f"namespace {namespace} is being terminated", "NamespaceTerminating")],
-            )
-
-    def _generate_name(self, rt: ResourceType, namespace: str | None, prefix: str) -> str:
-        bucket = self._bucket(rt)
-        for _ in range(100):
-            name = prefix[:58] + "".join(self._random.choice(_GENERATE_ALPHABET) for _ in range(5))
-            if self._key(rt, namespace, name) not in bucket:
-                return name
-        raise already_exists(rt.plural, prefix, rt.group)
-
-    def _validate_name(self, rt: ResourceType, name: str) -> None:
-        if rt.group in _PATH_SEGMENT_KINDS:
-            ok = name not in (".", "..") and "/" not in name and "%" not in name
-            message = 'may not contain "/" or "%"'
-        elif rt.storage_key in _DNS_LABEL_KINDS:
-            ok = len(name) <= 63 and bool(_DNS_LABEL.match(name))
-            message = (
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-                "and must start and end with an alphanumeric character"
-            )
-        else:
-            ok = len(name) <= 253 and bool(_DNS_SUBDOMAIN.match(name))
-            message = (
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-                "and must start and end with an alphanumeric character"
-            )
-        if not ok:
-            raise invalid(
-                rt.kind, name, [Cause("metadata.name", f'Invalid value: "{name}": {message}')], rt.group
-            )
-
-    # -----------------------------------------------------------------------------------------------------
-    # Update and patch
-
-    def update(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        body: dict[str, Any],
-        *,
-        subresource: str | None = None,
-        dry_run: bool = False,
-        field_manager: str | None = None,
-        field_validation: str | None = None,
-        warnings: Warnings | None = None,
-    ) -> dict[str, Any]:
-        """Replace an object (PUT), or its status with `subresource="status"`."""
-        with self._lock:
-            obj = copy.deepcopy(body)
-            self.check_kind(rt, obj)
-            meta = meta_of(obj)
-            if meta.get("name") not in (None, name):
-                raise bad_request(
-                    f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
-                )
-            if rt.namespaced and meta.get("namespace") not in (None, "", namespace):
-                raise bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
-                )
-            current = self._raw(rt, namespace, name)
-            if not meta.get("resourceVersion") and rt.is_custom:
-                raise invalid(
-                    rt.kind,
-                    name,
-                    [
-                        Cause(
-                            "metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update"
-                        )
-                    ],
-                    rt.group,
-                )
-            result = self._write(
-                rt, current, obj, subresource, dry_run, field_validation, warnings, field_manager
-            )
-        self.after_write()
-        return result
-
-    def _write(
-        self,
-        rt: ResourceType,
-        current: dict[str, Any],
-        obj: dict[str, Any],
-        subresource: str | None,
-        dry_run: bool,
-        field_validation: str | None,
-        warnings: Warnings | None,
-        field_manager: str | None = None,
-    ) -> dict[str, Any]:
-        """The update path shared by PUT and PATCH: preconditions, subresource scoping, semantics, commit."""
-        cur_meta = current["metadata"]
-        meta = meta_of(obj)
-        name = cur_meta["name"]
-        if meta.get("resourceVersion") and str(meta["resourceVersion"]) != cur_meta["resourceVersion"]:
-            raise conflict(rt.plural, name, rt.group)
-        if meta.get("uid") and meta["uid"] != cur_meta["uid"]:
-            raise ApiError(
-                409,
-                "Conflict",
-                f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: {cur_meta['uid']}",
-                kind=rt.plural,
-                name=name,
-                group=rt.group,
-            )
-        old = self.present(rt, current)
-        if subresource == "status":
-            # A status write changes status alone (metav1.ResetObjectMetaForStatus keeps the rest).
-            new = copy.deepcopy(old)
-            if "status" in obj:
-                new["status"] = obj["status"]
-            else:
-                new.pop("status", None)
-            if "managedFields" in meta:
-                meta_of(new)["managedFields"] = meta["managedFields"]
-        else:
-            new = obj
-            nmeta = meta
-            for immutable in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
-                if immutable in cur_meta:
-                    nmeta[immutable] = cur_meta[immutable]
-                else:
-                    nmeta.pop(immutable, None)
-            nmeta["name"] = name
-            if rt.namespaced:
-                nmeta["namespace"] = cur_meta["namespace"]
-            else:
-                nmeta.pop("namespace", None)
-            if "managedFields" not in nmeta and "managedFields" in cur_meta:
-                nmeta["managedFields"] = cur_meta["managedFields"]
-            if "generation" in cur_meta:
-                nmeta["generation"] = cur_meta["generation"]
-            else:
-                nmeta.pop("generation", None)
-            if rt.status_subresource:
-                if "status" in old:
-                    new["status"] = old["status"]
-                else:
-                    new.pop("status", None)
-            if cur_meta.get("deletionTimestamp"):
-                added = set(nmeta.get("finalizers") or []) - set(cur_meta.get("finalizers") or [])
-                if added:
-                    raise invalid(
-                        rt.kind,
-                        name,
-                        [
-                            Cause(
-                                "metadata.finalizers",
-                                f"Forbidden: no new finalizers can be added if the object is being deleted, "
-                                f"found new finalizers {sorted(added)}",
-                                "FieldValueForbidden",
-                            )
-                        ],
-                        rt.group,
-                    )
-        new = self.admission.prepare(
-            rt, new, old, "status" if subresource == "status" else "update", field_validation, warnings
-        )
-        new = _record_manager(rt, old, new, field_manager, subresource)
-        nmeta = meta_of(new)
-        if rt.tracks_generation and _spec_changed(rt, old, new):
-            nmeta["generation"] = int(cur_meta.get("generation", 1)) + 1
-        nmeta["resourceVersion"] = cur_meta["resourceVersion"]
-        new["apiVersion"] = self._storage_api_version(rt)
-        if _same(new, current):
-            return copy.deepcopy(self.present(rt, current))  # a no-op write bumps nothing and notifies nobody
-        if dry_run:
-            return self.present(rt, new)
-        if (
-            nmeta.get("deletionTimestamp")
-            and not nmeta.get("finalizers")
-            and not self._in_grace_period(rt, new)
-        ):
-            self._commit(rt, "DELETED", new, current)
-            self._after_removal(rt, new)
-        else:
-            self._commit(rt, "MODIFIED", new, current)
-            self._after_update(rt, new, current)
-        return copy.deepcopy(self.present(rt, new))
-
-    def _in_grace_period(self, rt: ResourceType, obj: dict[str, Any]) -> bool:
-        """Pods on a live node stay until the kubelet confirms termination (delete with grace 0)."""
-        return (
-            rt.storage_key == ("", "pods") and int(obj["metadata"].get("deletionGracePeriodSeconds") or 0) > 0
-        )
-
     # -----------------------------------------------------------------------------------------------------
     # Controllers: what the controller manager would do after a write
-
-    def _after_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
-        for tell in self._told["created"]:
-            tell(rt, obj)
 
     def _after_update(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
         for tell in self._told["updated"]:
@@ -1054,10 +777,26 @@ class Store:
         new["metadata"]["finalizers"] = [f for f in finalizers if f != finalizer]
         if not new["metadata"]["finalizers"]:
             del new["metadata"]["finalizers"]
-        self._write(rt, obj, new, None, False, None, None)
+        self.replace(rt, obj, new)
 
     # -----------------------------------------------------------------------------------------------------
-    # Convenience for tests and in-process callers
+    # Convenience for tests and in-process callers (a LoopBoundStore runs these on the cluster's loop)
+
+    def create(
+        self, rt: ResourceType, namespace: str | None, body: dict[str, Any], **options: Any
+    ) -> dict[str, Any]:
+        """`kubesim.verbs.create.create` on this store."""
+        from kubesim.verbs.create import create  # it builds on this module
+
+        return create(self, rt, namespace, body, **options)
+
+    def update(
+        self, rt: ResourceType, namespace: str | None, name: str, body: dict[str, Any], **options: Any
+    ) -> dict[str, Any]:
+        """`kubesim.verbs.update.update` on this store."""
+        from kubesim.verbs.update import update  # it builds on this module
+
+        return update(self, rt, namespace, name, body, **options)
 
     def objects(self, rt: ResourceType, namespace: str | None = None) -> Objects:
         """Copies of all objects of a type (optionally in one namespace), in key order."""
@@ -1081,37 +820,6 @@ class Store:
 
 # ---------------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def _record_manager(
-    rt: ResourceType,
-    old: dict[str, Any] | None,
-    new: dict[str, Any],
-    manager: str | None,
-    subresource: str | None,
-) -> dict[str, Any]:
-    """Track in managedFields what a non-apply write set, so later applies see who owns what."""
-    patching = optional("patch")
-    if not manager or patching is None or not hasattr(patching, "record_update"):
-        return new
-    recorded: dict[str, Any] = patching.record_update(
-        old, new, manager, "Update", subresource=subresource or "", schema=rt.schema
-    )
-    return recorded
-
-
-def _same(new: dict[str, Any], current: dict[str, Any]) -> bool:
-    return new == current
-
-
-def _spec_changed(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether a write changes what metadata.generation counts: all but metadata (and status if separate)."""
-    ignored = (
-        ("metadata", "status", "apiVersion", "kind")
-        if rt.status_subresource
-        else ("metadata", "apiVersion", "kind")
-    )
-    return _without(old, *ignored) != _without(new, *ignored)
 
 
 def set_condition(

@@ -7,6 +7,7 @@ from typing import Any
 
 from kubesim.resources import ResourceType
 from kubesim.store import Controller
+from kubesim.verbs.create import create
 
 NAMESPACE_KEY = ("", "namespaces")
 
@@ -20,4 +21,4 @@ class ServiceAccounts(Controller):
         sa_rt = self.store.registry.get("", "v1", "serviceaccounts")
         if sa_rt is None or self.store.exists(sa_rt, namespace, "default"):
             return
-        self.store.create(sa_rt, namespace, {"metadata": {"name": "default"}})
+        create(self.store, sa_rt, namespace, {"metadata": {"name": "default"}})

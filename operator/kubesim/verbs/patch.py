@@ -16,6 +16,7 @@ from kubesim.store import (
     meta_of,
     optional,
 )
+from kubesim.verbs.create import create
 
 if TYPE_CHECKING:
     from kubesim.resources import ResourceType
@@ -62,7 +63,8 @@ def patch(
             created = patching.apply_server_side(
                 None, applied, field_manager, force, rt.kind, schema=rt.schema
             )
-            return store.create(
+            return create(
+                store,
                 rt,
                 namespace,
                 created,
