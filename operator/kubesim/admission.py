@@ -17,7 +17,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from kubesim.errors import ApiError, Cause, bad_request, invalid, not_found
-from kubesim.eventrules import validate_event
+from kubesim.eventrules import convert_event, validate_event
 from kubesim.microtime import check_micro_times
 from kubesim.resources import CRD_GROUP, ResourceType
 from kubesim.store import (
@@ -25,7 +25,6 @@ from kubesim.store import (
     FINALIZER_PVC_PROTECTION,
     NAMESPACE_FINALIZER,
     Warnings,
-    _convert_event,
     meta_of,
     optional,
 )
@@ -102,7 +101,7 @@ class Admission:
             if operation == "create":
                 obj["status"] = {"phase": "Pending"}
         elif key == ("", "events"):
-            obj = _convert_event(obj, "v1")
+            obj = convert_event(obj, "v1")
             obj.setdefault("involvedObject", {})
             strict = rt.group == "events.k8s.io"
             causes = validate_event(obj, strict=strict, creating=operation == "create")

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kubesim import controllers
+from kubesim import controllers, listing
 from kubesim.errors import ApiError, Cause, bad_request, invalid
 from kubesim.faults import FaultInjector
 from kubesim.protobuf import PROTOBUF, decode_protobuf
@@ -697,7 +697,8 @@ class ApiServer:
             limit = int(limit_text) if limit_text else None
         except ValueError:
             raise bad_request(f"invalid limit: {limit_text}") from None
-        result = self.store.list(
+        result = listing.list_objects(
+            self.store,
             rt,
             self._namespace_for(route),
             labels=labels,
@@ -735,7 +736,7 @@ class ApiServer:
             {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta}, separators=(",", ":")
         ).encode()
         # Splice the cached JSON of each object into the list: no re-encoding of thousands of objects.
-        data = head[:-1] + b',"items":[' + b",".join(self.store.list_encoded(rt, result)) + b"]}"
+        data = head[:-1] + b',"items":[' + b",".join(listing.list_encoded(self.store, rt, result)) + b"]}"
         return web.Response(body=data, content_type="application/json")
 
     def _table(self, rt: ResourceType, objs: list[dict[str, Any]], include: str, rv: str) -> dict[str, Any]:

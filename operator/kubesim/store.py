@@ -7,19 +7,15 @@ The watch log's types (`Change`, `WatchEvent`, `Watcher`) live in `kubesim.watch
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import copy
 import datetime as dt
-import functools
 import importlib
 import json
 import random
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 from kubesim.disruption import DisruptionController
@@ -31,8 +27,10 @@ from kubesim.errors import (
     invalid,
     not_found,
 )
+from kubesim.eventrules import convert_event
+from kubesim.listing import ListResult, check_fields, list_objects
 from kubesim.resources import CRD_GROUP, ResourceRegistry, ResourceType
-from kubesim.selectors import FieldSelector, LabelSelector, field_value
+from kubesim.selectors import FieldSelector, LabelSelector
 from kubesim.watch import Change as Change  # re-exported: the watch log types callers import from here
 from kubesim.watch import StorageKey
 from kubesim.watch import Watcher as Watcher
@@ -57,42 +55,6 @@ FINALIZER_CRD_CLEANUP = "customresourcecleanup.apiextensions.k8s.io"
 FINALIZER_PVC_PROTECTION = "kubernetes.io/pvc-protection"
 NAMESPACE_FINALIZER = "kubernetes"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
-
-
-# Fields each built-in kind lets clients select on (as registered by the API server's field label conversions).
-_COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
-_SELECTABLE_FIELDS: dict[StorageKey, frozenset[str]] = {
-    ("", "pods"): _COMMON_FIELDS
-    | {
-        "spec.nodeName",
-        "spec.restartPolicy",
-        "spec.schedulerName",
-        "spec.serviceAccountName",
-        "spec.hostNetwork",
-        "status.phase",
-        "status.podIP",
-        "status.nominatedNodeName",
-    },
-    ("", "events"): _COMMON_FIELDS
-    | {
-        "involvedObject.kind",
-        "involvedObject.namespace",
-        "involvedObject.name",
-        "involvedObject.uid",
-        "involvedObject.apiVersion",
-        "involvedObject.resourceVersion",
-        "involvedObject.fieldPath",
-        "reason",
-        "reportingComponent",
-        "source",
-        "type",
-    },
-    ("", "nodes"): _COMMON_FIELDS | {"spec.unschedulable"},
-    ("", "namespaces"): _COMMON_FIELDS | {"status.phase"},
-    ("", "secrets"): _COMMON_FIELDS | {"type"},
-    ("", "persistentvolumes"): _COMMON_FIELDS | {"name"},
-    ("", "services"): _COMMON_FIELDS | {"spec.clusterIP", "spec.type"},
-}
 
 
 def now_rfc3339(clock: Callable[[], dt.datetime]) -> str:
@@ -126,14 +88,6 @@ def meta_of(obj: dict[str, Any]) -> dict[str, Any]:
 def owner_uids(obj: dict[str, Any]) -> set[str]:
     """The uids an object's ownerReferences name."""
     return {str(r["uid"]) for r in obj.get("metadata", {}).get("ownerReferences") or [] if r.get("uid")}
-
-
-@dataclass
-class ListResult:
-    items: list[dict[str, Any]]
-    resource_version: int
-    continue_token: str = ""
-    remaining: int | None = None
 
 
 class Controller:
@@ -218,6 +172,12 @@ class Store:
         return self._rv
 
     @property
+    def log_floor(self) -> int:
+        """The resource version of the newest change that fell out of the watch log: watches and continue
+        tokens must start after it."""
+        return self._floor
+
+    @property
     def lock(self) -> threading.RLock:
         """The store's lock: hold it to read, check and write as one step (verbs in kubesim.verbs do)."""
         return self._lock
@@ -229,14 +189,16 @@ class Store:
             raise not_found("resource", name)
         return rt
 
-    def _bucket(self, rt: ResourceType) -> dict[Key, dict[str, Any]]:
+    def bucket(self, rt: ResourceType) -> dict[Key, dict[str, Any]]:
+        """The stored objects of `rt`'s kind by (namespace, name): the store's own mapping, not a copy, to
+        read (not change) under the lock."""
         return self._objects.setdefault(rt.storage_key, {})
 
     def _key(self, rt: ResourceType, namespace: str | None, name: str) -> Key:
         return ((namespace or "") if rt.namespaced else "", name)
 
     def _raw(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
-        obj = self._bucket(rt).get(self._key(rt, namespace, name))
+        obj = self.bucket(rt).get(self._key(rt, namespace, name))
         if obj is None:
             raise not_found(rt.plural, name, rt.group)
         return obj
@@ -246,7 +208,7 @@ class Store:
         if obj.get("apiVersion") == rt.api_version and obj.get("kind") == rt.kind:
             return obj
         if rt.storage_key == ("", "events") or rt.group == "events.k8s.io":
-            return _convert_event(obj, rt.api_version)
+            return convert_event(obj, rt.api_version)
         served = dict(obj)
         served["apiVersion"] = rt.api_version
         return served
@@ -276,30 +238,6 @@ class Store:
             change.lines[cache_key] = line
         return line
 
-    def field_of(self, rt: ResourceType, obj: dict[str, Any], path: str) -> str | None:
-        if rt.storage_key == ("", "persistentvolumes") and path == "name":
-            path = "metadata.name"
-        if rt.group == "events.k8s.io":
-            obj = _convert_event(obj, "v1")
-        if rt.storage_key == ("", "pods") and path == "spec.hostNetwork":
-            return "true" if obj.get("spec", {}).get("hostNetwork") else "false"
-        return field_value(obj, path)
-
-    def check_fields(self, rt: ResourceType, selector: FieldSelector) -> None:
-        """Refuse a field selector on a field the kind does not index, as the API server does."""
-        allowed = _SELECTABLE_FIELDS.get(rt.storage_key, _COMMON_FIELDS)
-        if rt.crd is not None:
-            version: dict[str, Any] = next(
-                (v for v in rt.crd.get("spec", {}).get("versions", []) if v.get("name") == rt.version), {}
-            )
-            allowed = allowed | {
-                str(f.get("jsonPath", "")).lstrip(".") for f in version.get("selectableFields") or []
-            }
-        for name in sorted(selector.fields()):
-            if name not in allowed:
-                known = ", ".join(f'"{field}"' for field in sorted(allowed))
-                raise bad_request(f'"{name}" is not a known field selector: only {known}')
-
     # -----------------------------------------------------------------------------------------------------
     # Reads
 
@@ -315,98 +253,7 @@ class Store:
 
     def exists(self, rt: ResourceType, namespace: str | None, name: str) -> bool:
         with self._lock:
-            return self._key(rt, namespace, name) in self._bucket(rt)
-
-    def list(
-        self,
-        rt: ResourceType,
-        namespace: str | None = None,
-        *,
-        labels: LabelSelector | None = None,
-        fields: FieldSelector | None = None,
-        limit: int | None = None,
-        continue_token: str | None = None,
-        resource_version: str | None = None,
-        resource_version_match: str | None = None,
-        copy_items: bool = True,
-    ) -> ListResult:
-        """Objects in key order, filtered; `limit`/`continue_token` paginate as the API server does."""
-        labels = labels or LabelSelector()
-        fields = fields or FieldSelector()
-        self.check_fields(rt, fields)
-        with self._lock:
-            rv = self._rv
-            if resource_version_match == "Exact" and resource_version not in (None, "", str(rv)):
-                raise gone(
-                    f"too old resource version: {resource_version} ({rv}); "
-                    "kubesim serves lists at the current resource version only"
-                )
-            if resource_version not in (None, "", "0"):
-                try:
-                    wanted = int(str(resource_version))
-                except ValueError:
-                    raise bad_request(f'invalid resource version "{resource_version}"') from None
-                if wanted > rv:
-                    raise ApiError(
-                        504,
-                        "Timeout",
-                        f"Timeout: Too large resource version: {wanted}, current: {rv}",
-                        causes=[
-                            Cause(
-                                "",
-                                f"Too large resource version: {wanted}, current: {rv}",
-                                "ResourceVersionTooLarge",
-                            )
-                        ],
-                        retry_after_seconds=1,
-                    )
-            start: Key | None = None
-            if continue_token:
-                rv, start = _decode_continue(continue_token)
-                if rv < self._floor:
-                    raise gone(
-                        "The provided continue parameter is too old to display a consistent list result. "
-                        "You can start a new list without the continue parameter."
-                    )
-            bucket = self._bucket(rt)
-            ns = (namespace or None) if rt.namespaced else None
-            name_pin = fields.exact_value("metadata.name")
-            if name_pin is not None and ns is not None:
-                candidate = bucket.get((ns, name_pin))
-                keys = [(ns, name_pin)] if candidate is not None else []
-            else:
-                keys = sorted(k for k in bucket if ns is None or k[0] == ns)
-            if start is not None:
-                keys = [k for k in keys if k > start]
-            items: list[dict[str, Any]] = []
-            token = ""
-            remaining: int | None = None
-            for index, key in enumerate(keys):
-                obj = bucket[key]
-                meta = obj.get("metadata", {})
-                if not labels.matches(meta.get("labels")):
-                    continue
-                if not fields.empty and not fields.matches(functools.partial(self.field_of, rt, obj)):
-                    continue
-                if limit and len(items) >= limit:
-                    token = _encode_continue(
-                        rv,
-                        items[-1]["metadata"]["namespace"] if rt.namespaced else "",
-                        items[-1]["metadata"]["name"],
-                    )
-                    if labels.empty and fields.empty:
-                        remaining = len(keys) - index
-                    break
-                items.append(obj)
-            served = [self.present(rt, o) for o in items]
-            if copy_items:
-                served = copy.deepcopy(served)
-            return ListResult(served, rv, token, remaining)
-
-    def list_encoded(self, rt: ResourceType, result: ListResult) -> Iterator[bytes]:
-        """The JSON of each listed object, from the per-object cache (lists of thousands stay fast)."""
-        for obj in result.items:
-            yield self.encoded(rt, obj)
+            return self._key(rt, namespace, name) in self.bucket(rt)
 
     # -----------------------------------------------------------------------------------------------------
     # Watches
@@ -431,7 +278,7 @@ class Store:
         """
         labels = labels or LabelSelector()
         fields = fields or FieldSelector()
-        self.check_fields(rt, fields)
+        check_fields(rt, fields)
         if send_initial_events and not allow_bookmarks:
             raise invalid(
                 "ListOptions",
@@ -450,7 +297,9 @@ class Store:
             )
             initial = send_initial_events or resource_version in (None, "", "0")
             if initial:
-                for obj in self.list(rt, namespace, labels=labels, fields=fields, copy_items=False).items:
+                for obj in list_objects(
+                    self, rt, namespace, labels=labels, fields=fields, copy_items=False
+                ).items:
                     watcher.queue.put_nowait(WatchEvent("ADDED", obj=obj))
                 if send_initial_events:
                     watcher.queue.put_nowait(
@@ -514,7 +363,7 @@ class Store:
         meta = meta_of(obj)
         meta["resourceVersion"] = str(rv)
         key = (meta.get("namespace") or "", meta["name"])
-        bucket = self._bucket(rt)
+        bucket = self.bucket(rt)
         self._encoded.get(rt.storage_key, {}).pop(key, None)
         uid = str(meta.get("uid", ""))
         if event_type == "DELETED":
@@ -800,7 +649,11 @@ class Store:
 
     def objects(self, rt: ResourceType, namespace: str | None = None) -> Objects:
         """Copies of all objects of a type (optionally in one namespace), in key order."""
-        return self.list(rt, namespace).items
+        return list_objects(self, rt, namespace).items
+
+    def list(self, rt: ResourceType, namespace: str | None = None, **options: Any) -> ListResult:
+        """`kubesim.listing.list_objects` on this store."""
+        return list_objects(self, rt, namespace, **options)
 
     def apply_object(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create `obj`, or replace it if it exists (ignoring resourceVersion): a test fixture shortcut."""
@@ -841,45 +694,3 @@ def set_condition(
             "message": message,
         }
     )
-
-
-def _encode_continue(rv: int, namespace: str, name: str) -> str:
-    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": [namespace, name]}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_continue(token: str) -> tuple[int, Key]:
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
-        namespace, name = raw["start"]
-        return int(raw["rv"]), (str(namespace), str(name))
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise bad_request("continue key is not valid: incorrect encoded start resourceVersion") from None
-
-
-_EVENT_RENAMES = (
-    # (core/v1 field, events.k8s.io/v1 field)
-    ("involvedObject", "regarding"),
-    ("message", "note"),
-    ("source", "deprecatedSource"),
-    ("firstTimestamp", "deprecatedFirstTimestamp"),
-    ("lastTimestamp", "deprecatedLastTimestamp"),
-    ("count", "deprecatedCount"),
-    ("reportingComponent", "reportingController"),
-)
-
-
-def _convert_event(obj: dict[str, Any], api_version: str) -> dict[str, Any]:
-    """Convert an Event between core/v1 and events.k8s.io/v1: one stored object, two served shapes."""
-    if obj.get("apiVersion") == api_version:
-        return obj
-    out = dict(obj)
-    pairs: Iterable[tuple[str, str]] = (
-        _EVENT_RENAMES if api_version == "events.k8s.io/v1" else ((b, a) for a, b in _EVENT_RENAMES)
-    )
-    for src, dst in pairs:
-        if src in out:
-            out[dst] = out.pop(src)
-    out["apiVersion"] = api_version
-    out["kind"] = "Event"
-    return out

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubesim.disruption import evict
 from kubesim.errors import ApiError, Cause, invalid
+from kubesim.listing import list_objects
 from kubesim.resources import CRD_GROUP
 from kubesim.store import (
     FINALIZER_CRD_CLEANUP,
@@ -181,7 +182,7 @@ def delete_collection(
     dry_run: bool = False,
 ) -> Objects:
     """Delete every matching object; returns their last states."""
-    items = store.list(rt, namespace, labels=labels, fields=fields, copy_items=False).items
+    items = list_objects(store, rt, namespace, labels=labels, fields=fields, copy_items=False).items
     deleted: list[dict[str, Any]] = []
     for obj in items:
         meta = obj["metadata"]
