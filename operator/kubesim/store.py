@@ -18,7 +18,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from kubesim.disruption import DisruptionController
 from kubesim.errors import (
     ApiError,
     Cause,
@@ -115,6 +114,10 @@ class Controller:
     def removed(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """An object is gone."""
 
+    def changed(self, change: Change) -> None:
+        """Any change was committed, a controller's `commit` included, as a watch of every kind would see
+        it (told first, as the change is logged)."""
+
 
 class Store:
     """Objects by type and (namespace, name), one global resource version, and a bounded event log.
@@ -155,13 +158,10 @@ class Store:
         self.max_watch_backlog = max_watch_backlog
         # Called (from any thread) when background work is queued; without it the work runs inline.
         self.on_background: Callable[[], None] | None = None
-        # Controllers of their own modules, told of every change (under the lock: they only queue work).
-        self.disruption = DisruptionController(self)
-        self.observers: list[Callable[[Change], None]] = [self.disruption.observe]
         # The built-in controllers (kubesim.controllers), told of writes in the order they were added.
         self.controllers: list[Controller] = []
         self._told: dict[str, list[Callable[..., None]]] = {
-            hook: [] for hook in ("created", "updated", "terminating", "removed")
+            hook: [] for hook in ("created", "updated", "terminating", "removed", "changed")
         }
 
     # -----------------------------------------------------------------------------------------------------
@@ -388,8 +388,8 @@ class Store:
         self._log.append(change)
         for watcher in list(self._watchers):
             watcher.offer(change)
-        for observer in self.observers:
-            observer(change)
+        for tell in self._told["changed"]:
+            tell(change)
 
     def _defer(self, work: Callable[[], None], once: tuple[Any, ...] | None = None) -> None:
         """Queue controller work; with `once`, work already queued under the same key is not queued again."""

@@ -1,5 +1,5 @@
 """The ServiceAccount controller: every namespace gets a `default` ServiceAccount when it is created
-(the ServiceAccount admission in kubesim.store refuses pods whose account does not exist)."""
+(the ServiceAccount admission in kubesim.admission refuses pods whose account does not exist)."""
 
 from __future__ import annotations
 
