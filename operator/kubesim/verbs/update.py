@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from kubesim.errors import ApiError, Cause, bad_request, conflict, invalid
+from kubesim.errors import Cause, bad_request, conflict, invalid, name_mismatch, precondition_failed
 from kubesim.store import meta_of, optional
 
 if TYPE_CHECKING:
@@ -36,9 +36,7 @@ def update(
         store.check_kind(rt, obj)
         meta = meta_of(obj)
         if meta.get("name") not in (None, name):
-            raise bad_request(
-                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
-            )
+            raise name_mismatch(meta.get("name"), name)
         if rt.namespaced and meta.get("namespace") not in (None, "", namespace):
             raise bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request"
@@ -78,14 +76,7 @@ def write(
     if meta.get("resourceVersion") and str(meta["resourceVersion"]) != cur_meta["resourceVersion"]:
         raise conflict(rt.plural, name, rt.group)
     if meta.get("uid") and meta["uid"] != cur_meta["uid"]:
-        raise ApiError(
-            409,
-            "Conflict",
-            f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: {cur_meta['uid']}",
-            kind=rt.plural,
-            name=name,
-            group=rt.group,
-        )
+        raise precondition_failed("UID", meta["uid"], cur_meta["uid"], rt.plural, name, rt.group)
     old = store.present(rt, current)
     if subresource == "status":
         # A status write changes status alone (metav1.ResetObjectMetaForStatus keeps the rest).
