@@ -13,10 +13,11 @@ import base64
 import binascii
 import copy
 import ipaddress
+import re
 from typing import TYPE_CHECKING, Any
 
-from kubesim.errors import ApiError, Cause, bad_request, invalid
-from kubesim.eventrules import validate_event
+from kubesim.errors import ApiError, Cause, bad_request, invalid, not_found
+from kubesim.eventrules import convert_event, validate_event
 from kubesim.microtime import check_micro_times
 from kubesim.resources import CRD_GROUP, ResourceType
 from kubesim.store import (
@@ -24,13 +25,17 @@ from kubesim.store import (
     FINALIZER_PVC_PROTECTION,
     NAMESPACE_FINALIZER,
     Warnings,
-    _convert_event,
     meta_of,
     optional,
 )
 
 if TYPE_CHECKING:
     from kubesim.store import Store
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL_KINDS = {("", "namespaces"), ("", "services")}
+_PATH_SEGMENT_KINDS = {"rbac.authorization.k8s.io"}
 
 
 class Admission:
@@ -96,7 +101,7 @@ class Admission:
             if operation == "create":
                 obj["status"] = {"phase": "Pending"}
         elif key == ("", "events"):
-            obj = _convert_event(obj, "v1")
+            obj = convert_event(obj, "v1")
             obj.setdefault("involvedObject", {})
             strict = rt.group == "events.k8s.io"
             causes = validate_event(obj, strict=strict, creating=operation == "create")
@@ -288,6 +293,49 @@ def validate_metadata(rt: ResourceType, obj: dict[str, Any]) -> None:
         )
     if causes:
         raise invalid(rt.kind, str(meta.get("name", "")), causes, rt.group)
+
+
+def validate_name(rt: ResourceType, name: str) -> None:
+    """A new object's name: an RFC 1123 subdomain, a label for namespaces and services, a path segment for
+    RBAC kinds."""
+    if rt.group in _PATH_SEGMENT_KINDS:
+        ok = name not in (".", "..") and "/" not in name and "%" not in name
+        message = 'may not contain "/" or "%"'
+    elif rt.storage_key in _DNS_LABEL_KINDS:
+        ok = len(name) <= 63 and bool(_DNS_LABEL.match(name))
+        message = (
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+            "and must start and end with an alphanumeric character"
+        )
+    else:
+        ok = len(name) <= 253 and bool(_DNS_SUBDOMAIN.match(name))
+        message = (
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+            "and must start and end with an alphanumeric character"
+        )
+    if not ok:
+        raise invalid(
+            rt.kind, name, [Cause("metadata.name", f'Invalid value: "{name}": {message}')], rt.group
+        )
+
+
+def check_namespace_open(store: Store, rt: ResourceType, namespace: str, name: str) -> None:
+    """The NamespaceLifecycle admission plugin: objects go into a namespace that exists (404) and is not
+    terminating (403)."""
+    found = store.lookup(("", "namespaces"), ("", namespace))
+    if found is None:
+        raise not_found("namespaces", namespace)
+    if found[1].get("metadata", {}).get("deletionTimestamp"):
+        raise ApiError(
+            403,
+            "Forbidden",
+            f'{rt.qualified_name} "{name}" is forbidden: unable to create new content in namespace '
+            f"{namespace} because it is being terminated",
+            kind=rt.plural,
+            name=name,
+            group=rt.group,
+            causes=[Cause("", f"namespace {namespace} is being terminated", "NamespaceTerminating")],
+        )
 
 
 def fold_string_data(secret: dict[str, Any]) -> None:

@@ -84,6 +84,27 @@ def conflict(resource: str, name: str, group: str = "") -> ApiError:
     )
 
 
+def precondition_failed(
+    what: str, wanted: Any, actual: Any, resource: str, name: str, group: str = ""
+) -> ApiError:
+    """409 Conflict for a delete or update whose precondition (`what`: UID, ResourceVersion) the object fails."""
+    return ApiError(
+        409,
+        "Conflict",
+        f"Precondition failed: {what} in precondition: {wanted}, {what} in object meta: {actual}",
+        kind=resource,
+        name=name,
+        group=group,
+    )
+
+
+def name_mismatch(body_name: Any, url_name: str) -> ApiError:
+    """400 for a body naming another object than the URL."""
+    return bad_request(
+        f"the name of the object ({body_name}) does not match the name on the URL ({url_name})"
+    )
+
+
 def gone(message: str = "too old resource version") -> ApiError:
     return ApiError(410, "Expired", message)
 

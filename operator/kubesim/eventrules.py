@@ -1,4 +1,5 @@
-"""Validation of Events as the API server makes it, on the core/v1 shape that both Event APIs store.
+"""Validation of Events as the API server makes it, on the core/v1 shape that both Event APIs store, and
+the conversion of a stored Event to the shape of either API (`convert_event`).
 
 An Event without `eventTime` is an old-style one: its namespace must agree with its involved object's.
 One with `eventTime` is new-style: it names who reported it and what happened. A create through
@@ -7,6 +8,7 @@ events.k8s.io/v1 is checked strictly besides (type, no deprecated fields, a seri
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from kubesim.errors import Cause
@@ -76,3 +78,31 @@ def _strict_causes(event: dict[str, Any]) -> list[Cause]:
     if source.get("component") or source.get("host"):
         causes.append(_invalid("source", "", "needs to be unset"))
     return causes
+
+
+_EVENT_RENAMES = (
+    # (core/v1 field, events.k8s.io/v1 field)
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+    ("reportingComponent", "reportingController"),
+)
+
+
+def convert_event(obj: dict[str, Any], api_version: str) -> dict[str, Any]:
+    """Convert an Event between core/v1 and events.k8s.io/v1: one stored object, two served shapes."""
+    if obj.get("apiVersion") == api_version:
+        return obj
+    out = dict(obj)
+    pairs: Iterable[tuple[str, str]] = (
+        _EVENT_RENAMES if api_version == "events.k8s.io/v1" else ((b, a) for a, b in _EVENT_RENAMES)
+    )
+    for src, dst in pairs:
+        if src in out:
+            out[dst] = out.pop(src)
+    out["apiVersion"] = api_version
+    out["kind"] = "Event"
+    return out

@@ -17,14 +17,14 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kubesim import controllers
+from kubesim import controllers, listing
 from kubesim.errors import ApiError, Cause, bad_request, invalid
 from kubesim.faults import FaultInjector
 from kubesim.protobuf import PROTOBUF, decode_protobuf
 from kubesim.resources import CRD_GROUP, ResourceType, table_cells
 from kubesim.selectors import FieldSelector, LabelSelector
 from kubesim.store import PATCH_APPLY, PATCH_TYPES, Store
-from kubesim.verbs import binding, deletion, scale
+from kubesim.verbs import binding, create, deletion, scale, update
 from kubesim.verbs import patch as patch_verb
 from kubesim.watch import Watcher, WatchEvent
 
@@ -697,7 +697,8 @@ class ApiServer:
             limit = int(limit_text) if limit_text else None
         except ValueError:
             raise bad_request(f"invalid limit: {limit_text}") from None
-        result = self.store.list(
+        result = listing.list_objects(
+            self.store,
             rt,
             self._namespace_for(route),
             labels=labels,
@@ -735,7 +736,7 @@ class ApiServer:
             {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta}, separators=(",", ":")
         ).encode()
         # Splice the cached JSON of each object into the list: no re-encoding of thousands of objects.
-        data = head[:-1] + b',"items":[' + b",".join(self.store.list_encoded(rt, result)) + b"]}"
+        data = head[:-1] + b',"items":[' + b",".join(listing.list_encoded(self.store, rt, result)) + b"]}"
         return web.Response(body=data, content_type="application/json")
 
     def _table(self, rt: ResourceType, objs: list[dict[str, Any]], include: str, rv: str) -> dict[str, Any]:
@@ -918,7 +919,7 @@ class ApiServer:
             raise bad_request("the body of the request must be an object")
         options = self._write_options(request)
         warnings: list[str] = []
-        obj = self.store.create(rt, self._namespace_for(route), body, warnings=warnings, **options)
+        obj = create.create(self.store, rt, self._namespace_for(route), body, warnings=warnings, **options)
         return self._respond(rt, obj, negotiated, 201, warnings, request)
 
     async def _update(self, request: web.Request, route: Route, negotiated: Negotiated) -> web.StreamResponse:
@@ -929,7 +930,8 @@ class ApiServer:
             raise bad_request("the body of the request must be an object")
         options = self._write_options(request)
         warnings: list[str] = []
-        obj = self.store.update(
+        obj = update.update(
+            self.store,
             rt,
             self._namespace_for(route),
             route.name,

@@ -1,41 +1,35 @@
-"""The in-memory object store: API object semantics, admission, the watch event log, and the API the
-built-in controllers (kubesim.controllers) write through.
+"""The in-memory object store: objects by type and key, the one resourceVersion, the watch event log, and
+the verbs the rest of kubesim reads and writes through: the verbs' semantics (kubesim.verbs), admission
+(kubesim.admission) and the built-in controllers (kubesim.controllers).
 
 The watch log's types (`Change`, `WatchEvent`, `Watcher`) live in `kubesim.watch`; they are re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import copy
 import datetime as dt
-import functools
 import importlib
 import json
 import random
-import re
 import threading
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from kubesim.disruption import DisruptionController
 from kubesim.errors import (
     ApiError,
     Cause,
-    already_exists,
     bad_request,
-    conflict,
     gone,
     invalid,
     not_found,
 )
+from kubesim.eventrules import convert_event
+from kubesim.listing import ListResult, check_fields, list_objects
 from kubesim.resources import CRD_GROUP, ResourceRegistry, ResourceType
-from kubesim.selectors import FieldSelector, LabelSelector, field_value
+from kubesim.selectors import FieldSelector, LabelSelector
 from kubesim.watch import Change as Change  # re-exported: the watch log types callers import from here
 from kubesim.watch import StorageKey
 from kubesim.watch import Watcher as Watcher
@@ -60,47 +54,6 @@ FINALIZER_CRD_CLEANUP = "customresourcecleanup.apiextensions.k8s.io"
 FINALIZER_PVC_PROTECTION = "kubernetes.io/pvc-protection"
 NAMESPACE_FINALIZER = "kubernetes"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
-
-_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL_KINDS = {("", "namespaces"), ("", "services")}
-_PATH_SEGMENT_KINDS = {"rbac.authorization.k8s.io"}
-
-# Fields each built-in kind lets clients select on (as registered by the API server's field label conversions).
-_COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
-_SELECTABLE_FIELDS: dict[StorageKey, frozenset[str]] = {
-    ("", "pods"): _COMMON_FIELDS
-    | {
-        "spec.nodeName",
-        "spec.restartPolicy",
-        "spec.schedulerName",
-        "spec.serviceAccountName",
-        "spec.hostNetwork",
-        "status.phase",
-        "status.podIP",
-        "status.nominatedNodeName",
-    },
-    ("", "events"): _COMMON_FIELDS
-    | {
-        "involvedObject.kind",
-        "involvedObject.namespace",
-        "involvedObject.name",
-        "involvedObject.uid",
-        "involvedObject.apiVersion",
-        "involvedObject.resourceVersion",
-        "involvedObject.fieldPath",
-        "reason",
-        "reportingComponent",
-        "source",
-        "type",
-    },
-    ("", "nodes"): _COMMON_FIELDS | {"spec.unschedulable"},
-    ("", "namespaces"): _COMMON_FIELDS | {"status.phase"},
-    ("", "secrets"): _COMMON_FIELDS | {"type"},
-    ("", "persistentvolumes"): _COMMON_FIELDS | {"name"},
-    ("", "services"): _COMMON_FIELDS | {"spec.clusterIP", "spec.type"},
-}
 
 
 def now_rfc3339(clock: Callable[[], dt.datetime]) -> str:
@@ -131,21 +84,9 @@ def meta_of(obj: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def _without(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if k not in keys}
-
-
 def owner_uids(obj: dict[str, Any]) -> set[str]:
     """The uids an object's ownerReferences name."""
     return {str(r["uid"]) for r in obj.get("metadata", {}).get("ownerReferences") or [] if r.get("uid")}
-
-
-@dataclass
-class ListResult:
-    items: list[dict[str, Any]]
-    resource_version: int
-    continue_token: str = ""
-    remaining: int | None = None
 
 
 class Controller:
@@ -165,13 +106,17 @@ class Controller:
         """An object was created."""
 
     def updated(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
-        """An object was replaced or patched (not through `Store.commit`)."""
+        """An object was replaced or patched (through `Store.commit` only with `updated`)."""
 
     def terminating(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """An object's deletion began, or an object being deleted was replaced or patched."""
 
     def removed(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """An object is gone."""
+
+    def changed(self, change: Change) -> None:
+        """Any change was committed, a controller's `commit` included, as a watch of every kind would see
+        it (told first, as the change is logged)."""
 
 
 class Store:
@@ -208,17 +153,15 @@ class Store:
         self._dependents: dict[str, set[tuple[StorageKey, Key]]] = {}
         self._pending: deque[tuple[tuple[Any, ...] | None, Callable[[], None]]] = deque()
         self._pending_once: set[Any] = set()
-        self._random = random.Random(seed)
+        # What names made from generateName draw on (seeded, for clusters that repeat a run).
+        self.random = random.Random(seed)
         self.max_watch_backlog = max_watch_backlog
         # Called (from any thread) when background work is queued; without it the work runs inline.
         self.on_background: Callable[[], None] | None = None
-        # Controllers of their own modules, told of every change (under the lock: they only queue work).
-        self.disruption = DisruptionController(self)
-        self.observers: list[Callable[[Change], None]] = [self.disruption.observe]
         # The built-in controllers (kubesim.controllers), told of writes in the order they were added.
         self.controllers: list[Controller] = []
         self._told: dict[str, list[Callable[..., None]]] = {
-            hook: [] for hook in ("created", "updated", "terminating", "removed")
+            hook: [] for hook in ("created", "updated", "terminating", "removed", "changed")
         }
 
     # -----------------------------------------------------------------------------------------------------
@@ -227,6 +170,12 @@ class Store:
     @property
     def resource_version(self) -> int:
         return self._rv
+
+    @property
+    def log_floor(self) -> int:
+        """The resource version of the newest change that fell out of the watch log: watches and continue
+        tokens must start after it."""
+        return self._floor
 
     @property
     def lock(self) -> threading.RLock:
@@ -240,14 +189,16 @@ class Store:
             raise not_found("resource", name)
         return rt
 
-    def _bucket(self, rt: ResourceType) -> dict[Key, dict[str, Any]]:
+    def bucket(self, rt: ResourceType) -> dict[Key, dict[str, Any]]:
+        """The stored objects of `rt`'s kind by (namespace, name): the store's own mapping, not a copy, to
+        read (not change) under the lock."""
         return self._objects.setdefault(rt.storage_key, {})
 
     def _key(self, rt: ResourceType, namespace: str | None, name: str) -> Key:
         return ((namespace or "") if rt.namespaced else "", name)
 
     def _raw(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
-        obj = self._bucket(rt).get(self._key(rt, namespace, name))
+        obj = self.bucket(rt).get(self._key(rt, namespace, name))
         if obj is None:
             raise not_found(rt.plural, name, rt.group)
         return obj
@@ -257,7 +208,7 @@ class Store:
         if obj.get("apiVersion") == rt.api_version and obj.get("kind") == rt.kind:
             return obj
         if rt.storage_key == ("", "events") or rt.group == "events.k8s.io":
-            return _convert_event(obj, rt.api_version)
+            return convert_event(obj, rt.api_version)
         served = dict(obj)
         served["apiVersion"] = rt.api_version
         return served
@@ -287,30 +238,6 @@ class Store:
             change.lines[cache_key] = line
         return line
 
-    def field_of(self, rt: ResourceType, obj: dict[str, Any], path: str) -> str | None:
-        if rt.storage_key == ("", "persistentvolumes") and path == "name":
-            path = "metadata.name"
-        if rt.group == "events.k8s.io":
-            obj = _convert_event(obj, "v1")
-        if rt.storage_key == ("", "pods") and path == "spec.hostNetwork":
-            return "true" if obj.get("spec", {}).get("hostNetwork") else "false"
-        return field_value(obj, path)
-
-    def check_fields(self, rt: ResourceType, selector: FieldSelector) -> None:
-        """Refuse a field selector on a field the kind does not index, as the API server does."""
-        allowed = _SELECTABLE_FIELDS.get(rt.storage_key, _COMMON_FIELDS)
-        if rt.crd is not None:
-            version: dict[str, Any] = next(
-                (v for v in rt.crd.get("spec", {}).get("versions", []) if v.get("name") == rt.version), {}
-            )
-            allowed = allowed | {
-                str(f.get("jsonPath", "")).lstrip(".") for f in version.get("selectableFields") or []
-            }
-        for name in sorted(selector.fields()):
-            if name not in allowed:
-                known = ", ".join(f'"{field}"' for field in sorted(allowed))
-                raise bad_request(f'"{name}" is not a known field selector: only {known}')
-
     # -----------------------------------------------------------------------------------------------------
     # Reads
 
@@ -326,98 +253,7 @@ class Store:
 
     def exists(self, rt: ResourceType, namespace: str | None, name: str) -> bool:
         with self._lock:
-            return self._key(rt, namespace, name) in self._bucket(rt)
-
-    def list(
-        self,
-        rt: ResourceType,
-        namespace: str | None = None,
-        *,
-        labels: LabelSelector | None = None,
-        fields: FieldSelector | None = None,
-        limit: int | None = None,
-        continue_token: str | None = None,
-        resource_version: str | None = None,
-        resource_version_match: str | None = None,
-        copy_items: bool = True,
-    ) -> ListResult:
-        """Objects in key order, filtered; `limit`/`continue_token` paginate as the API server does."""
-        labels = labels or LabelSelector()
-        fields = fields or FieldSelector()
-        self.check_fields(rt, fields)
-        with self._lock:
-            rv = self._rv
-            if resource_version_match == "Exact" and resource_version not in (None, "", str(rv)):
-                raise gone(
-                    f"too old resource version: {resource_version} ({rv}); "
-                    "kubesim serves lists at the current resource version only"
-                )
-            if resource_version not in (None, "", "0"):
-                try:
-                    wanted = int(str(resource_version))
-                except ValueError:
-                    raise bad_request(f'invalid resource version "{resource_version}"') from None
-                if wanted > rv:
-                    raise ApiError(
-                        504,
-                        "Timeout",
-                        f"Timeout: Too large resource version: {wanted}, current: {rv}",
-                        causes=[
-                            Cause(
-                                "",
-                                f"Too large resource version: {wanted}, current: {rv}",
-                                "ResourceVersionTooLarge",
-                            )
-                        ],
-                        retry_after_seconds=1,
-                    )
-            start: Key | None = None
-            if continue_token:
-                rv, start = _decode_continue(continue_token)
-                if rv < self._floor:
-                    raise gone(
-                        "The provided continue parameter is too old to display a consistent list result. "
-                        "You can start a new list without the continue parameter."
-                    )
-            bucket = self._bucket(rt)
-            ns = (namespace or None) if rt.namespaced else None
-            name_pin = fields.exact_value("metadata.name")
-            if name_pin is not None and ns is not None:
-                candidate = bucket.get((ns, name_pin))
-                keys = [(ns, name_pin)] if candidate is not None else []
-            else:
-                keys = sorted(k for k in bucket if ns is None or k[0] == ns)
-            if start is not None:
-                keys = [k for k in keys if k > start]
-            items: list[dict[str, Any]] = []
-            token = ""
-            remaining: int | None = None
-            for index, key in enumerate(keys):
-                obj = bucket[key]
-                meta = obj.get("metadata", {})
-                if not labels.matches(meta.get("labels")):
-                    continue
-                if not fields.empty and not fields.matches(functools.partial(self.field_of, rt, obj)):
-                    continue
-                if limit and len(items) >= limit:
-                    token = _encode_continue(
-                        rv,
-                        items[-1]["metadata"]["namespace"] if rt.namespaced else "",
-                        items[-1]["metadata"]["name"],
-                    )
-                    if labels.empty and fields.empty:
-                        remaining = len(keys) - index
-                    break
-                items.append(obj)
-            served = [self.present(rt, o) for o in items]
-            if copy_items:
-                served = copy.deepcopy(served)
-            return ListResult(served, rv, token, remaining)
-
-    def list_encoded(self, rt: ResourceType, result: ListResult) -> Iterator[bytes]:
-        """The JSON of each listed object, from the per-object cache (lists of thousands stay fast)."""
-        for obj in result.items:
-            yield self.encoded(rt, obj)
+            return self._key(rt, namespace, name) in self.bucket(rt)
 
     # -----------------------------------------------------------------------------------------------------
     # Watches
@@ -442,7 +278,7 @@ class Store:
         """
         labels = labels or LabelSelector()
         fields = fields or FieldSelector()
-        self.check_fields(rt, fields)
+        check_fields(rt, fields)
         if send_initial_events and not allow_bookmarks:
             raise invalid(
                 "ListOptions",
@@ -461,7 +297,9 @@ class Store:
             )
             initial = send_initial_events or resource_version in (None, "", "0")
             if initial:
-                for obj in self.list(rt, namespace, labels=labels, fields=fields, copy_items=False).items:
+                for obj in list_objects(
+                    self, rt, namespace, labels=labels, fields=fields, copy_items=False
+                ).items:
                     watcher.queue.put_nowait(WatchEvent("ADDED", obj=obj))
                 if send_initial_events:
                     watcher.queue.put_nowait(
@@ -525,7 +363,7 @@ class Store:
         meta = meta_of(obj)
         meta["resourceVersion"] = str(rv)
         key = (meta.get("namespace") or "", meta["name"])
-        bucket = self._bucket(rt)
+        bucket = self.bucket(rt)
         self._encoded.get(rt.storage_key, {}).pop(key, None)
         uid = str(meta.get("uid", ""))
         if event_type == "DELETED":
@@ -550,8 +388,8 @@ class Store:
         self._log.append(change)
         for watcher in list(self._watchers):
             watcher.offer(change)
-        for observer in self.observers:
-            observer(change)
+        for tell in self._told["changed"]:
+            tell(change)
 
     def _defer(self, work: Callable[[], None], once: tuple[Any, ...] | None = None) -> None:
         """Queue controller work; with `once`, work already queued under the same key is not queued again."""
@@ -596,19 +434,32 @@ class Store:
         *,
         gone: bool = False,
         terminating: bool = False,
+        updated: bool = False,
     ) -> None:
         """Store a controller's new state of a stored object as it is (no admission, no controllers told),
         at a new resource version: for status a controller owns, as the API server's status strategy.
         With `gone`, remove the object in that state instead (the controllers are told it is gone); with
-        `terminating`, the controllers are told it is terminating (its finalizers' work is queued)."""
+        `terminating`, the controllers are told it is terminating (its finalizers' work is queued); with
+        `updated`, they are told it was updated, and that it is terminating if it is (as after a client's
+        write: `kubesim.verbs.update.write` commits so)."""
         with self._lock:
             if gone:
                 self._commit(rt, "DELETED", new, current)
                 self._after_removal(rt, new)
             else:
                 self._commit(rt, "MODIFIED", new, current)
-                if terminating:
+                if updated:
+                    self._after_update(rt, new, current)
+                elif terminating:
                     self._queue_finalizer_work(rt, new)
+
+    def add(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """Store a new object as it is at its first resource version, and tell the controllers it was
+        created (`kubesim.verbs.create` adds so, after admission)."""
+        with self._lock:
+            self._commit(rt, "ADDED", obj, None)
+            for tell in self._told["created"]:
+                tell(rt, obj)
 
     def lookup(self, storage_key: StorageKey, key: Key) -> tuple[ResourceType, dict[str, Any]] | None:
         """The stored object (not a copy) under (namespace, name) `key` with its storage type, if any."""
@@ -664,9 +515,11 @@ class Store:
         """Write a new state of a stored object through `update`'s semantics (admission, generation, the
         deletion it may complete, the controllers told), with queued work left to the caller's run (or
         `after_write`); returns the object as written. `new` is taken as it is, not copied."""
+        from kubesim.verbs.update import write  # it builds on this module
+
         with self._lock:
-            return self._write(
-                rt, current, new, subresource, dry_run, field_validation, warnings, field_manager
+            return write(
+                self, rt, current, new, subresource, dry_run, field_validation, warnings, field_manager
             )
 
     def remove_finalizer(self, storage_key: StorageKey, key: Key, finalizer: str) -> None:
@@ -697,86 +550,8 @@ class Store:
                     work()
                 steps += 1
 
-    # -----------------------------------------------------------------------------------------------------
-    # Create
-
-    def create(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        body: dict[str, Any],
-        *,
-        dry_run: bool = False,
-        field_manager: str | None = None,
-        field_validation: str | None = None,
-        warnings: Warnings | None = None,
-    ) -> dict[str, Any]:
-        """Create an object (POST); returns it as stored and served at `rt`."""
-        with self._lock:
-            obj = copy.deepcopy(body)
-            self.check_kind(rt, obj)
-            meta = meta_of(obj)
-            if rt.namespaced:
-                body_ns = meta.get("namespace")
-                if namespace and body_ns and body_ns != namespace:
-                    raise bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request"
-                    )
-                namespace = namespace or body_ns
-                if not namespace:
-                    raise bad_request("the namespace of the object must be set")
-                meta["namespace"] = namespace
-                self._check_namespace_open(rt, namespace, meta.get("name") or meta.get("generateName", ""))
-            else:
-                meta.pop("namespace", None)
-            if not meta.get("name"):
-                if not meta.get("generateName"):
-                    raise invalid(
-                        rt.kind,
-                        "",
-                        [
-                            Cause(
-                                "metadata.name",
-                                "Required value: name or generateName is required",
-                                "FieldValueRequired",
-                            )
-                        ],
-                        rt.group,
-                    )
-                meta["name"] = self._generate_name(rt, namespace, str(meta["generateName"]))
-            name = str(meta["name"])
-            self._validate_name(rt, name)
-            if self._key(rt, namespace, name) in self._bucket(rt):
-                raise already_exists(rt.plural, name, rt.group)
-            if meta.get("resourceVersion"):
-                raise bad_request("resourceVersion should not be set on objects to be created")
-            for server_field in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
-                meta.pop(server_field, None)
-            meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = now_rfc3339(self.clock)
-            if rt.tracks_generation:
-                meta["generation"] = 1
-            else:
-                meta.pop("generation", None)
-            if rt.status_subresource and rt.is_custom:
-                obj.pop("status", None)  # create cannot set the status of a custom resource
-            obj = self.admission.prepare(rt, obj, None, "create", field_validation, warnings)
-            obj = _record_manager(rt, None, obj, field_manager, None)
-            obj["apiVersion"] = self._storage_api_version(rt)
-            if dry_run:
-                meta = meta_of(obj)
-                meta["resourceVersion"] = str(self._rv)
-                return self.present(rt, obj)
-            self._commit(rt, "ADDED", obj, None)
-            self._after_create(rt, obj)
-            result = copy.deepcopy(self.present(rt, obj))
-        self.after_write()
-        return result
-
-    def _storage_api_version(self, rt: ResourceType) -> str:
-        return rt.storage_api_version
-
     def check_kind(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """Refuse a body of another kind or group; set the kind and apiVersion of `rt` on it."""
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if not isinstance(obj.get("metadata", {}), dict):
             raise bad_request("metadata must be an object")
@@ -793,211 +568,8 @@ class Store:
         obj["kind"] = rt.kind
         obj["apiVersion"] = rt.api_version
 
-    def _check_namespace_open(self, rt: ResourceType, namespace: str, name: str) -> None:
-        ns_obj = self._objects.get(("", "namespaces"), {}).get(("", namespace))
-        if ns_obj is None:
-            raise not_found("namespaces", namespace)
-        if ns_obj.get("metadata", {}).get("deletionTimestamp"):
-            raise ApiError(
-                403,
-                "Forbidden",
-                f'{rt.qualified_name} "{name}" is forbidden: unable to create new content in namespace '
-                f"{namespace} because it is being terminated",
-                kind=rt.plural,
-                name=name,
-                group=rt.group,
-                causes=[Cause("", f"namespace {namespace} is being terminated", "NamespaceTerminating")],
-            )
-
-    def _generate_name(self, rt: ResourceType, namespace: str | None, prefix: str) -> str:
-        bucket = self._bucket(rt)
-        for _ in range(100):
-            name = prefix[:58] + "".join(self._random.choice(_GENERATE_ALPHABET) for _ in range(5))
-            if self._key(rt, namespace, name) not in bucket:
-                return name
-        raise already_exists(rt.plural, prefix, rt.group)
-
-    def _validate_name(self, rt: ResourceType, name: str) -> None:
-        if rt.group in _PATH_SEGMENT_KINDS:
-            ok = name not in (".", "..") and "/" not in name and "%" not in name
-            message = 'may not contain "/" or "%"'
-        elif rt.storage_key in _DNS_LABEL_KINDS:
-            ok = len(name) <= 63 and bool(_DNS_LABEL.match(name))
-            message = (
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-                "and must start and end with an alphanumeric character"
-            )
-        else:
-            ok = len(name) <= 253 and bool(_DNS_SUBDOMAIN.match(name))
-            message = (
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-                "and must start and end with an alphanumeric character"
-            )
-        if not ok:
-            raise invalid(
-                rt.kind, name, [Cause("metadata.name", f'Invalid value: "{name}": {message}')], rt.group
-            )
-
-    # -----------------------------------------------------------------------------------------------------
-    # Update and patch
-
-    def update(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        body: dict[str, Any],
-        *,
-        subresource: str | None = None,
-        dry_run: bool = False,
-        field_manager: str | None = None,
-        field_validation: str | None = None,
-        warnings: Warnings | None = None,
-    ) -> dict[str, Any]:
-        """Replace an object (PUT), or its status with `subresource="status"`."""
-        with self._lock:
-            obj = copy.deepcopy(body)
-            self.check_kind(rt, obj)
-            meta = meta_of(obj)
-            if meta.get("name") not in (None, name):
-                raise bad_request(
-                    f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
-                )
-            if rt.namespaced and meta.get("namespace") not in (None, "", namespace):
-                raise bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
-                )
-            current = self._raw(rt, namespace, name)
-            if not meta.get("resourceVersion") and rt.is_custom:
-                raise invalid(
-                    rt.kind,
-                    name,
-                    [
-                        Cause(
-                            "metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update"
-                        )
-                    ],
-                    rt.group,
-                )
-            result = self._write(
-                rt, current, obj, subresource, dry_run, field_validation, warnings, field_manager
-            )
-        self.after_write()
-        return result
-
-    def _write(
-        self,
-        rt: ResourceType,
-        current: dict[str, Any],
-        obj: dict[str, Any],
-        subresource: str | None,
-        dry_run: bool,
-        field_validation: str | None,
-        warnings: Warnings | None,
-        field_manager: str | None = None,
-    ) -> dict[str, Any]:
-        """The update path shared by PUT and PATCH: preconditions, subresource scoping, semantics, commit."""
-        cur_meta = current["metadata"]
-        meta = meta_of(obj)
-        name = cur_meta["name"]
-        if meta.get("resourceVersion") and str(meta["resourceVersion"]) != cur_meta["resourceVersion"]:
-            raise conflict(rt.plural, name, rt.group)
-        if meta.get("uid") and meta["uid"] != cur_meta["uid"]:
-            raise ApiError(
-                409,
-                "Conflict",
-                f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: {cur_meta['uid']}",
-                kind=rt.plural,
-                name=name,
-                group=rt.group,
-            )
-        old = self.present(rt, current)
-        if subresource == "status":
-            # A status write changes status alone (metav1.ResetObjectMetaForStatus keeps the rest).
-            new = copy.deepcopy(old)
-            if "status" in obj:
-                new["status"] = obj["status"]
-            else:
-                new.pop("status", None)
-            if "managedFields" in meta:
-                meta_of(new)["managedFields"] = meta["managedFields"]
-        else:
-            new = obj
-            nmeta = meta
-            for immutable in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
-                if immutable in cur_meta:
-                    nmeta[immutable] = cur_meta[immutable]
-                else:
-                    nmeta.pop(immutable, None)
-            nmeta["name"] = name
-            if rt.namespaced:
-                nmeta["namespace"] = cur_meta["namespace"]
-            else:
-                nmeta.pop("namespace", None)
-            if "managedFields" not in nmeta and "managedFields" in cur_meta:
-                nmeta["managedFields"] = cur_meta["managedFields"]
-            if "generation" in cur_meta:
-                nmeta["generation"] = cur_meta["generation"]
-            else:
-                nmeta.pop("generation", None)
-            if rt.status_subresource:
-                if "status" in old:
-                    new["status"] = old["status"]
-                else:
-                    new.pop("status", None)
-            if cur_meta.get("deletionTimestamp"):
-                added = set(nmeta.get("finalizers") or []) - set(cur_meta.get("finalizers") or [])
-                if added:
-                    raise invalid(
-                        rt.kind,
-                        name,
-                        [
-                            Cause(
-                                "metadata.finalizers",
-                                f"Forbidden: no new finalizers can be added if the object is being deleted, "
-                                f"found new finalizers {sorted(added)}",
-                                "FieldValueForbidden",
-                            )
-                        ],
-                        rt.group,
-                    )
-        new = self.admission.prepare(
-            rt, new, old, "status" if subresource == "status" else "update", field_validation, warnings
-        )
-        new = _record_manager(rt, old, new, field_manager, subresource)
-        nmeta = meta_of(new)
-        if rt.tracks_generation and _spec_changed(rt, old, new):
-            nmeta["generation"] = int(cur_meta.get("generation", 1)) + 1
-        nmeta["resourceVersion"] = cur_meta["resourceVersion"]
-        new["apiVersion"] = self._storage_api_version(rt)
-        if _same(new, current):
-            return copy.deepcopy(self.present(rt, current))  # a no-op write bumps nothing and notifies nobody
-        if dry_run:
-            return self.present(rt, new)
-        if (
-            nmeta.get("deletionTimestamp")
-            and not nmeta.get("finalizers")
-            and not self._in_grace_period(rt, new)
-        ):
-            self._commit(rt, "DELETED", new, current)
-            self._after_removal(rt, new)
-        else:
-            self._commit(rt, "MODIFIED", new, current)
-            self._after_update(rt, new, current)
-        return copy.deepcopy(self.present(rt, new))
-
-    def _in_grace_period(self, rt: ResourceType, obj: dict[str, Any]) -> bool:
-        """Pods on a live node stay until the kubelet confirms termination (delete with grace 0)."""
-        return (
-            rt.storage_key == ("", "pods") and int(obj["metadata"].get("deletionGracePeriodSeconds") or 0) > 0
-        )
-
     # -----------------------------------------------------------------------------------------------------
     # Controllers: what the controller manager would do after a write
-
-    def _after_create(self, rt: ResourceType, obj: dict[str, Any]) -> None:
-        for tell in self._told["created"]:
-            tell(rt, obj)
 
     def _after_update(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
         for tell in self._told["updated"]:
@@ -1054,14 +626,34 @@ class Store:
         new["metadata"]["finalizers"] = [f for f in finalizers if f != finalizer]
         if not new["metadata"]["finalizers"]:
             del new["metadata"]["finalizers"]
-        self._write(rt, obj, new, None, False, None, None)
+        self.replace(rt, obj, new)
 
     # -----------------------------------------------------------------------------------------------------
-    # Convenience for tests and in-process callers
+    # Convenience for tests and in-process callers (a LoopBoundStore runs these on the cluster's loop)
+
+    def create(
+        self, rt: ResourceType, namespace: str | None, body: dict[str, Any], **options: Any
+    ) -> dict[str, Any]:
+        """`kubesim.verbs.create.create` on this store."""
+        from kubesim.verbs.create import create  # it builds on this module
+
+        return create(self, rt, namespace, body, **options)
+
+    def update(
+        self, rt: ResourceType, namespace: str | None, name: str, body: dict[str, Any], **options: Any
+    ) -> dict[str, Any]:
+        """`kubesim.verbs.update.update` on this store."""
+        from kubesim.verbs.update import update  # it builds on this module
+
+        return update(self, rt, namespace, name, body, **options)
 
     def objects(self, rt: ResourceType, namespace: str | None = None) -> Objects:
         """Copies of all objects of a type (optionally in one namespace), in key order."""
-        return self.list(rt, namespace).items
+        return list_objects(self, rt, namespace).items
+
+    def list(self, rt: ResourceType, namespace: str | None = None, **options: Any) -> ListResult:
+        """`kubesim.listing.list_objects` on this store."""
+        return list_objects(self, rt, namespace, **options)
 
     def apply_object(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create `obj`, or replace it if it exists (ignoring resourceVersion): a test fixture shortcut."""
@@ -1083,37 +675,6 @@ class Store:
 # Helpers
 
 
-def _record_manager(
-    rt: ResourceType,
-    old: dict[str, Any] | None,
-    new: dict[str, Any],
-    manager: str | None,
-    subresource: str | None,
-) -> dict[str, Any]:
-    """Track in managedFields what a non-apply write set, so later applies see who owns what."""
-    patching = optional("patch")
-    if not manager or patching is None or not hasattr(patching, "record_update"):
-        return new
-    recorded: dict[str, Any] = patching.record_update(
-        old, new, manager, "Update", subresource=subresource or "", schema=rt.schema
-    )
-    return recorded
-
-
-def _same(new: dict[str, Any], current: dict[str, Any]) -> bool:
-    return new == current
-
-
-def _spec_changed(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether a write changes what metadata.generation counts: all but metadata (and status if separate)."""
-    ignored = (
-        ("metadata", "status", "apiVersion", "kind")
-        if rt.status_subresource
-        else ("metadata", "apiVersion", "kind")
-    )
-    return _without(old, *ignored) != _without(new, *ignored)
-
-
 def set_condition(
     obj: dict[str, Any], type_: str, status: str, reason: str, message: str, clock: Callable[[], dt.datetime]
 ) -> None:
@@ -1133,45 +694,3 @@ def set_condition(
             "message": message,
         }
     )
-
-
-def _encode_continue(rv: int, namespace: str, name: str) -> str:
-    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": [namespace, name]}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_continue(token: str) -> tuple[int, Key]:
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
-        namespace, name = raw["start"]
-        return int(raw["rv"]), (str(namespace), str(name))
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise bad_request("continue key is not valid: incorrect encoded start resourceVersion") from None
-
-
-_EVENT_RENAMES = (
-    # (core/v1 field, events.k8s.io/v1 field)
-    ("involvedObject", "regarding"),
-    ("message", "note"),
-    ("source", "deprecatedSource"),
-    ("firstTimestamp", "deprecatedFirstTimestamp"),
-    ("lastTimestamp", "deprecatedLastTimestamp"),
-    ("count", "deprecatedCount"),
-    ("reportingComponent", "reportingController"),
-)
-
-
-def _convert_event(obj: dict[str, Any], api_version: str) -> dict[str, Any]:
-    """Convert an Event between core/v1 and events.k8s.io/v1: one stored object, two served shapes."""
-    if obj.get("apiVersion") == api_version:
-        return obj
-    out = dict(obj)
-    pairs: Iterable[tuple[str, str]] = (
-        _EVENT_RENAMES if api_version == "events.k8s.io/v1" else ((b, a) for a, b in _EVENT_RENAMES)
-    )
-    for src, dst in pairs:
-        if src in out:
-            out[dst] = out.pop(src)
-    out["apiVersion"] = api_version
-    out["kind"] = "Event"
-    return out

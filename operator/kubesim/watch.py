@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kubesim.listing import field_of
 from kubesim.resources import ResourceType
 from kubesim.selectors import FieldSelector, LabelSelector
 
@@ -90,7 +91,7 @@ class Watcher:
             return False
         if not self.labels.matches(meta.get("labels")):
             return False
-        return self.fields.empty or self.fields.matches(functools.partial(self.store.field_of, self.rt, obj))
+        return self.fields.empty or self.fields.matches(functools.partial(field_of, self.rt, obj))
 
     def event_for(self, change: Change) -> WatchEvent | None:
         """The event this watcher sees for a change, or None if neither old nor new state matches."""

@@ -11,6 +11,7 @@ store its controllers, as the cluster does when it starts (`kubesim.cluster.Clus
 - `namespace_lifecycle`: empties a terminating namespace, then lets it go.
 - `crd_finalizer`: deletes a deleted CRD's instances, then lets the CRD go.
 - `pvc_protection`: lets a deleted claim go once no scheduled pod uses it.
+- `disruption`: the status of every PodDisruptionBudget.
 - `bootstrap`: the default namespaces and the `kubernetes` Service, written once the controllers run.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 from kubesim.controllers.bootstrap import bootstrap
 from kubesim.controllers.crd_establishing import CrdEstablishing
 from kubesim.controllers.crd_finalizer import CrdFinalizer
+from kubesim.controllers.disruption import DisruptionController
 from kubesim.controllers.garbage_collector import GarbageCollector
 from kubesim.controllers.namespace_lifecycle import NamespaceLifecycle
 from kubesim.controllers.pvc_protection import PvcProtection
@@ -35,6 +37,7 @@ CONTROLLERS: tuple[type[Controller], ...] = (
     NamespaceLifecycle,
     CrdFinalizer,
     PvcProtection,
+    DisruptionController,
 )
 
 

@@ -4,6 +4,7 @@ and the `kubernetes` Service at 10.96.0.1 in default."""
 from __future__ import annotations
 
 from kubesim.store import Store
+from kubesim.verbs.create import create
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -13,10 +14,11 @@ def bootstrap(store: Store) -> None:
     if ns_rt is None:
         return
     for name in DEFAULT_NAMESPACES:
-        store.create(ns_rt, None, {"metadata": {"name": name}})
+        create(store, ns_rt, None, {"metadata": {"name": name}})
     svc_rt = store.registry.get("", "v1", "services")
     if svc_rt is not None:
-        store.create(
+        create(
+            store,
             svc_rt,
             "default",
             {

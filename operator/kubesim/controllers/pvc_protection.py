@@ -1,7 +1,7 @@
 """pvc-protection: a deleted PersistentVolumeClaim goes once no scheduled pod refers to it.
 
 As kube-controller-manager's: the StorageObjectInUseProtection admission gives every new claim the
-`kubernetes.io/pvc-protection` finalizer (kubesim.store), and this controller drops it from a claim being
+`kubernetes.io/pvc-protection` finalizer (kubesim.admission), and this controller drops it from a claim being
 deleted when no pod that has a node (a pod that never ran holds nothing) and is not gone yet, even a
 finished one, names the claim. A pod that goes lets the claims it held be looked at again.
 """

@@ -12,6 +12,8 @@ from typing import Any
 
 from kubesim.resources import ResourceType
 from kubesim.store import Controller, Store
+from kubesim.verbs.create import create
+from kubesim.verbs.update import update
 
 ROOT_CA_CONFIG_MAP = "kube-root-ca.crt"
 ROOT_CA_ANNOTATION = "kubernetes.io/description"
@@ -52,11 +54,11 @@ class RootCaPublisher(Controller):
         }
         found = self.store.lookup(cm_rt.storage_key, (namespace, ROOT_CA_CONFIG_MAP))
         if found is None:
-            self.store.create(cm_rt, namespace, body)
+            create(self.store, cm_rt, namespace, body)
         elif found[1].get("data") != body["data"]:
             replaced = copy.deepcopy(found[1])
             replaced["data"] = body["data"]
-            self.store.update(cm_rt, namespace, ROOT_CA_CONFIG_MAP, replaced)
+            update(self.store, cm_rt, namespace, ROOT_CA_CONFIG_MAP, replaced)
 
 
 def publish_root_ca(store: Store, ca_pem: bytes) -> None:

@@ -1,5 +1,5 @@
 """The ServiceAccount controller: every namespace gets a `default` ServiceAccount when it is created
-(the ServiceAccount admission in kubesim.store refuses pods whose account does not exist)."""
+(the ServiceAccount admission in kubesim.admission refuses pods whose account does not exist)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from kubesim.resources import ResourceType
 from kubesim.store import Controller
+from kubesim.verbs.create import create
 
 NAMESPACE_KEY = ("", "namespaces")
 
@@ -20,4 +21,4 @@ class ServiceAccounts(Controller):
         sa_rt = self.store.registry.get("", "v1", "serviceaccounts")
         if sa_rt is None or self.store.exists(sa_rt, namespace, "default"):
             return
-        self.store.create(sa_rt, namespace, {"metadata": {"name": "default"}})
+        create(self.store, sa_rt, namespace, {"metadata": {"name": "default"}})

@@ -9,7 +9,8 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from kubesim.disruption import evict
-from kubesim.errors import ApiError, Cause, invalid
+from kubesim.errors import ApiError, Cause, invalid, precondition_failed
+from kubesim.listing import list_objects
 from kubesim.resources import CRD_GROUP
 from kubesim.store import (
     FINALIZER_CRD_CLEANUP,
@@ -67,26 +68,18 @@ def delete_locked(
     current = store.get_raw(rt, namespace, name)
     cur_meta = current["metadata"]
     if preconditions.get("uid") and preconditions["uid"] != cur_meta["uid"]:
-        raise ApiError(
-            409,
-            "Conflict",
-            f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in object meta: {cur_meta['uid']}",
-            kind=rt.plural,
-            name=name,
-            group=rt.group,
-        )
+        raise precondition_failed("UID", preconditions["uid"], cur_meta["uid"], rt.plural, name, rt.group)
     if (
         preconditions.get("resourceVersion")
         and str(preconditions["resourceVersion"]) != cur_meta["resourceVersion"]
     ):
-        raise ApiError(
-            409,
-            "Conflict",
-            f"Precondition failed: ResourceVersion in precondition: {preconditions['resourceVersion']}, "
-            f"ResourceVersion in object meta: {cur_meta['resourceVersion']}",
-            kind=rt.plural,
-            name=name,
-            group=rt.group,
+        raise precondition_failed(
+            "ResourceVersion",
+            preconditions["resourceVersion"],
+            cur_meta["resourceVersion"],
+            rt.plural,
+            name,
+            rt.group,
         )
     if propagation_policy not in (None, "", "Background", "Foreground", "Orphan"):
         raise invalid(
@@ -181,7 +174,7 @@ def delete_collection(
     dry_run: bool = False,
 ) -> Objects:
     """Delete every matching object; returns their last states."""
-    items = store.list(rt, namespace, labels=labels, fields=fields, copy_items=False).items
+    items = list_objects(store, rt, namespace, labels=labels, fields=fields, copy_items=False).items
     deleted: list[dict[str, Any]] = []
     for obj in items:
         meta = obj["metadata"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from kubesim.errors import ApiError, Cause, bad_request, invalid, not_found
+from kubesim.errors import ApiError, Cause, bad_request, invalid, name_mismatch, not_found
 from kubesim.store import (
     PATCH_APPLY,
     PATCH_JSON,
@@ -16,6 +16,7 @@ from kubesim.store import (
     meta_of,
     optional,
 )
+from kubesim.verbs.create import create
 
 if TYPE_CHECKING:
     from kubesim.resources import ResourceType
@@ -55,14 +56,13 @@ def patch(
             store.check_kind(rt, applied)
             pmeta = meta_of(applied)
             if pmeta.get("name") not in (None, name):
-                raise bad_request(
-                    f"the name of the object ({pmeta.get('name')}) does not match the name on the URL ({name})"
-                )
+                raise name_mismatch(pmeta.get("name"), name)
             pmeta["name"] = name
             created = patching.apply_server_side(
                 None, applied, field_manager, force, rt.kind, schema=rt.schema
             )
-            return store.create(
+            return create(
+                store,
                 rt,
                 namespace,
                 created,
