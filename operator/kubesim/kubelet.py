@@ -11,68 +11,35 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import heapq
-import json
 import logging
-import platform
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import aiohttp
-
+from kubesim.apiclient import RETRY_SECONDS, TRANSPORT_ERRORS, ApiClient, ApiRequestError
 from kubesim.behaviour import Behaviour, parse_behaviour
 from kubesim.connection import Connection
+from kubesim.nodes import NODE_PREFIX, NodeLifecycle
 from kubesim.podlife import (
     PodRuntime,
     SimClock,
     claim_names,
-    digest,
     emptydir_identity,
     grace_seconds,
     reference_problem,
 )
+from kubesim.provisioner import VolumeProvisioner
 from kubesim.scheduling import NodeView, PodIPPool, choose_node, host_ip
 
 log = logging.getLogger("kubesim.kubelet")
 
-NODE_PREFIX = "kubesim-node-"
-KUBELET_VERSION = "v1.32.0"
-# The node lease is renewed this often (simulated seconds), as the real kubelet does.
-LEASE_DURATION = 40
-LEASE_RENEW = 10.0
-# A node's status is re-posted this often (simulated seconds) so that its heartbeat stays fresh.
-NODE_STATUS_EVERY = 60.0
 # At most this many status writes are in flight at once.
 WRITE_CONCURRENCY = 16
-# Real seconds before a failed write (binding, status, volume, deletion) is tried again.
-RETRY_SECONDS = 0.2
-# A request (not a watch) gets this long: an API server that went away mid-request (a restart) must
-# not hold the status writer, and with it every pod's status, until the connection times out.
-REQUEST_SECONDS = 15.0
-# What a request to an API server that is restarting or gone may raise.
-TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 # How often (real seconds) a container waiting for a Secret or ConfigMap its env names looks again.
 REFERENCES_AGAIN_SECONDS = 1.0
-# The provisioner name of the simulated storage, and the default StorageClass that uses it, when the
-# kubelet leaves binding claims to a real PV controller and acts only as an external provisioner.
-PROVISIONER = "kubesim.dev/simulated"
-STORAGE_CLASS = "standard"
 
 T = TypeVar("T")
-
-
-class _Expired(Exception):
-    """The watch's resourceVersion is too old: list again."""
-
-
-class KubeletApiError(Exception):
-    def __init__(self, method: str, path: str, status: int, body: Mapping[str, Any]) -> None:
-        super().__init__(f"{method} {path}: {status} {body.get('message', body)}")
-        self.status = status
-        self.body = body
 
 
 @dataclass
@@ -109,7 +76,8 @@ class Kubelet:
         if nodes < 1:
             raise ValueError("a kubesim cluster needs at least one node")
         self.connection = base_url if isinstance(base_url, Connection) else Connection(base_url)
-        self.base_url = self.connection.url.rstrip("/")
+        self.client = ApiClient(self.connection)
+        self.base_url = self.client.base_url
         self.schedule_pods = schedule_pods
         self.bind_claims = bind_claims
         # script_image: behaviours by image reference, read when a container starts or changes image.
@@ -118,12 +86,12 @@ class Kubelet:
         self.time_scale = float(time_scale)
         self.seed = seed
         self.clock = SimClock(self.time_scale)
+        self.node_lifecycle = NodeLifecycle(self.client, self.node_names, self.clock, seed)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._stopping = False
 
-        self._nodes: dict[str, NodeView] = {n: NodeView(n, self._node_labels(n)) for n in self.node_names}
+        self._nodes: dict[str, NodeView] = {
+            n: NodeView(n, self.node_lifecycle.labels(n)) for n in self.node_names
+        }
         self._pool = PodIPPool()
         self._pods: dict[str, PodRuntime] = {}
         self._by_name: dict[tuple[str, str], str] = {}
@@ -134,8 +102,8 @@ class Kubelet:
         # The images each node has pulled: what a container of imagePullPolicy Never may run there.
         self._node_images: dict[str, set[str]] = {node: set() for node in self.node_names}
         self._binding_supported = True
-        self._claims: dict[tuple[str, str], Mapping[str, Any]] = {}
-        self._provisioning: set[str] = set()
+        self.provisioner = VolumeProvisioner(self.client, bind_claims=bind_claims)
+        self.provisioner.on_change = self._on_claim_change
         self._claim_waiters: dict[tuple[str, str], set[str]] = {}
 
         self._timers: list[tuple[float, int, str]] = []
@@ -147,54 +115,34 @@ class Kubelet:
         self._write_again: set[str] = set()
         self._dirty_wake = asyncio.Event()
         self._write_slots = asyncio.Semaphore(WRITE_CONCURRENCY)
-        self._leases_supported = True
 
     # -- public API ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Register the nodes, then list and watch the cluster; returns once the first lists are in."""
         self._loop = asyncio.get_running_loop()
-        self._stopping = False
         # Events and semaphores belong to the loop that uses them: make them on the loop that starts us.
         self._timer_wake = asyncio.Event()
         self._dirty_wake = asyncio.Event()
         self._write_slots = asyncio.Semaphore(WRITE_CONCURRENCY)
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, connect=10),
-            headers=self.connection.headers,
-            connector=aiohttp.TCPConnector(ssl=self.connection.ssl_context or True),
-        )
+        self.client.open()
         try:
-            if not self.bind_claims:
-                await self._register_storage_class()
-            for index, name in enumerate(self.node_names):
-                await self._register_node(index, name)
+            await self.node_lifecycle.start()
             synced = [asyncio.Event() for _ in range(3)]
-            self._spawn(self._watch("/api/v1/nodes", self._on_node, self._on_node_list, synced[0]))
-            self._spawn(
-                self._watch("/api/v1/persistentvolumeclaims", self._on_claim, self._on_claim_list, synced[1])
+            self.client.spawn(
+                self.client.watch("/api/v1/nodes", self._on_node, self._on_node_list, synced[0])
             )
-            self._spawn(self._watch("/api/v1/pods", self._on_pod, self._on_pod_list, synced[2]))
-            self._spawn(self._run_timers())
-            self._spawn(self._write_statuses())
-            self._spawn(self._heartbeat())
+            await self.provisioner.start(synced[1])
+            self.client.spawn(self.client.watch("/api/v1/pods", self._on_pod, self._on_pod_list, synced[2]))
+            self.client.spawn(self._run_timers())
+            self.client.spawn(self._write_statuses())
             await asyncio.wait_for(asyncio.gather(*(e.wait() for e in synced)), timeout=30)
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
-        self._stopping = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        self._tasks.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.client.close()
 
     def set_behaviour(
         self, namespace: str, name: str, behaviour: Behaviour | str | None, container: str | None = None
@@ -280,283 +228,7 @@ class Kubelet:
         runtime.set_behaviour(behaviour, container, self.clock.now())
         self._touch(runtime)
 
-    # -- HTTP ----------------------------------------------------------------------------------
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        content_type: str = "application/json",
-        params: Mapping[str, str] | None = None,
-    ) -> tuple[int, dict[str, Any]]:
-        assert self._session is not None, "the kubelet is not started"
-        data = None if body is None else json.dumps(body)
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
-        async with self._session.request(
-            method,
-            self.base_url + path,
-            data=data,
-            headers=headers,
-            params=params,
-            timeout=aiohttp.ClientTimeout(total=REQUEST_SECONDS),
-        ) as response:
-            raw = await response.read()
-        try:
-            decoded = json.loads(raw) if raw else {}
-        except ValueError:
-            decoded = {"message": raw.decode(errors="replace")}
-        return response.status, decoded if isinstance(decoded, dict) else {"items": decoded}
-
-    async def _expect(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        content_type: str = "application/json",
-        exists_ok: bool = False,
-    ) -> tuple[int, dict[str, Any]]:
-        """A request that raises KubeletApiError unless it succeeds (or finds the object existing)."""
-        status, decoded = await self._request(method, path, body, content_type)
-        if status >= 300 and not (exists_ok and decoded.get("reason") == "AlreadyExists"):
-            raise KubeletApiError(method, path, status, decoded)
-        return status, decoded
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None and not self._stopping:
-            log.error("kubelet task failed", exc_info=task.exception())
-
-    async def _watch(
-        self,
-        path: str,
-        on_event: Callable[[str, dict[str, Any]], None],
-        on_list: Callable[[list[dict[str, Any]]], None],
-        synced: asyncio.Event,
-    ) -> None:
-        """List, then watch from the list's resourceVersion; list again when the watch expires or breaks."""
-        assert self._session is not None
-        retry = 0.1
-        while not self._stopping:
-            try:
-                _, listing = await self._expect("GET", path)
-                on_list(listing.get("items") or [])
-                version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
-                synced.set()
-                retry = 0.1
-                while not self._stopping:
-                    version = await self._watch_once(path, version, on_event)
-            except _Expired:
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._stopping:
-                    return
-                log.warning("watch of %s failed (%s); listing again in %.1fs", path, exc, retry)
-                await asyncio.sleep(retry)
-                retry = min(retry * 2, 5.0)
-
-    async def _watch_once(
-        self, path: str, version: str, on_event: Callable[[str, dict[str, Any]], None]
-    ) -> str:
-        assert self._session is not None
-        params = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": "300"}
-        if version:
-            params["resourceVersion"] = version
-        async with self._session.get(
-            self.base_url + path, params=params, timeout=aiohttp.ClientTimeout(total=None, sock_read=None)
-        ) as response:
-            if response.status == 410:
-                raise _Expired()
-            if response.status >= 300:
-                raise KubeletApiError("WATCH", path, response.status, {"message": await response.text()})
-            buffer = b""
-            async for chunk in response.content.iter_any():
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    kind, obj = event.get("type"), event.get("object") or {}
-                    if kind == "ERROR":
-                        if obj.get("code") == 410:
-                            raise _Expired()
-                        raise KubeletApiError("WATCH", path, int(obj.get("code") or 500), obj)
-                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                    if kind != "BOOKMARK":
-                        on_event(str(kind), obj)
-        return version
-
     # -- nodes ---------------------------------------------------------------------------------
-
-    def _node_labels(self, name: str) -> dict[str, str]:
-        index = self.node_names.index(name)
-        return {
-            "kubernetes.io/hostname": name,
-            "kubernetes.io/os": "linux",
-            "kubernetes.io/arch": "amd64",
-            "topology.kubernetes.io/zone": f"kubesim-zone-{index % 3}",
-            "node.kubernetes.io/instance-type": "kubesim.standard",
-        }
-
-    def _node_status(self, index: int, name: str) -> dict[str, Any]:
-        now = self.clock.timestamp(self.clock.now())
-        capacity = {"cpu": "8", "memory": "32Gi", "pods": "1000", "ephemeral-storage": "100Gi"}
-
-        def condition(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
-            return {
-                "type": kind,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "lastHeartbeatTime": now,
-                "lastTransitionTime": self.clock.timestamp(0),
-            }
-
-        return {
-            "capacity": capacity,
-            "allocatable": capacity,
-            "conditions": [
-                condition(
-                    "MemoryPressure",
-                    "False",
-                    "KubeletHasSufficientMemory",
-                    "kubelet has sufficient memory available",
-                ),
-                condition(
-                    "DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"
-                ),
-                condition(
-                    "PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"
-                ),
-                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-            ],
-            "addresses": [
-                {"type": "InternalIP", "address": host_ip(index)},
-                {"type": "Hostname", "address": name},
-            ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": {
-                "architecture": "amd64",
-                "bootID": str(uuid.UUID(digest("boot", self.seed, name)[:32])),
-                "containerRuntimeVersion": "kubesim://1.0.0",
-                "kernelVersion": platform.release(),
-                "kubeProxyVersion": "",
-                "kubeletVersion": KUBELET_VERSION,
-                "machineID": digest("machine", name)[:32],
-                "operatingSystem": "linux",
-                "osImage": "kubesim",
-                "systemUUID": str(uuid.UUID(digest("system", name)[:32])),
-            },
-        }
-
-    async def _register_storage_class(self) -> None:
-        storage_class = {
-            "apiVersion": "storage.k8s.io/v1",
-            "kind": "StorageClass",
-            "metadata": {
-                "name": STORAGE_CLASS,
-                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-            },
-            "provisioner": PROVISIONER,
-            "reclaimPolicy": "Delete",
-            "volumeBindingMode": "Immediate",
-        }
-        await self._persist("POST", "/apis/storage.k8s.io/v1/storageclasses", storage_class, exists_ok=True)
-
-    async def _register_node(self, index: int, name: str) -> None:
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name, "labels": self._node_labels(name)},
-            "spec": {"providerID": f"kubesim://{name}"},
-        }
-        await self._persist("POST", "/api/v1/nodes", node, exists_ok=True)
-        await self._persist(
-            "PATCH",
-            f"/api/v1/nodes/{name}/status",
-            {"status": self._node_status(index, name)},
-            "application/merge-patch+json",
-        )
-        await self._renew_lease(name)
-
-    async def _persist(
-        self,
-        method: str,
-        path: str,
-        body: Any,
-        content_type: str = "application/json",
-        exists_ok: bool = False,
-    ) -> None:
-        """A write that must succeed for the kubelet to start: transient failures are retried a few times."""
-        for attempt in range(20):
-            status, answer = await self._request(method, path, body, content_type)
-            if status < 300 or (exists_ok and answer.get("reason") == "AlreadyExists"):
-                return
-            if status not in (409, 429, 500, 503, 504) or attempt == 19:
-                raise KubeletApiError(method, path, status, answer)
-            await asyncio.sleep(RETRY_SECONDS)
-
-    async def _renew_lease(self, name: str) -> None:
-        if not self._leases_supported:
-            return
-        path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
-        spec = {
-            "holderIdentity": name,
-            "leaseDurationSeconds": LEASE_DURATION,
-            "renewTime": self.clock.micro_timestamp(self.clock.now()),
-        }
-        try:
-            status, _ = await self._request(
-                "PATCH", f"{path}/{name}", {"spec": spec}, "application/merge-patch+json"
-            )
-            if status == 404:
-                lease = {
-                    "apiVersion": "coordination.k8s.io/v1",
-                    "kind": "Lease",
-                    "metadata": {"name": name, "namespace": "kube-node-lease"},
-                    "spec": spec,
-                }
-                status, body = await self._request("POST", path, lease)
-                if status == 404 and "namespace" in str(body.get("message", "")).lower():
-                    namespace = {
-                        "apiVersion": "v1",
-                        "kind": "Namespace",
-                        "metadata": {"name": "kube-node-lease"},
-                    }
-                    await self._request("POST", "/api/v1/namespaces", namespace)
-                    status, body = await self._request("POST", path, lease)
-                if status >= 300 and status != 409:
-                    # Leases are a nicety: a server without them still gets node status heartbeats.
-                    log.info("node leases unavailable (%s); relying on node status heartbeats", status)
-                    self._leases_supported = False
-        except TRANSPORT_ERRORS as exc:
-            log.debug("lease renewal for %s failed: %s", name, exc)
-
-    async def _heartbeat(self) -> None:
-        """Renew node leases and re-post node status, at simulated intervals but never busier than 1/s real."""
-        last_status = self.clock.now()
-        while not self._stopping:
-            await asyncio.sleep(max(1.0, LEASE_RENEW / self.time_scale))
-            for name in self.node_names:
-                await self._renew_lease(name)
-            if self.clock.now() - last_status >= NODE_STATUS_EVERY or not self._leases_supported:
-                last_status = self.clock.now()
-                for index, name in enumerate(self.node_names):
-                    with contextlib.suppress(aiohttp.ClientError, KubeletApiError):
-                        await self._expect(
-                            "PATCH",
-                            f"/api/v1/nodes/{name}/status",
-                            {"status": self._node_status(index, name)},
-                            "application/merge-patch+json",
-                        )
 
     def _on_node_list(self, nodes: list[dict[str, Any]]) -> None:
         for node in nodes:
@@ -580,142 +252,6 @@ class Kubelet:
 
     # -- claims and volumes --------------------------------------------------------------------
 
-    def _on_claim_list(self, claims: list[dict[str, Any]]) -> None:
-        seen = set()
-        for claim in claims:
-            meta = claim.get("metadata") or {}
-            seen.add((str(meta.get("namespace")), str(meta.get("name"))))
-            self._on_claim("ADDED", claim)
-        for key in [k for k in self._claims if k not in seen]:
-            self._on_claim("DELETED", dict(self._claims[key]))
-
-    def _on_claim(self, kind: str, claim: dict[str, Any]) -> None:
-        meta = claim.get("metadata") or {}
-        key = (str(meta.get("namespace", "default")), str(meta.get("name", "")))
-        if kind == "DELETED":
-            known = self._claims.get(key)
-            if known is not None and (known.get("metadata") or {}).get("uid") == meta.get("uid"):
-                del self._claims[key]
-            volume = str((claim.get("spec") or {}).get("volumeName") or "")
-            ours = f"pvc-{meta.get('uid')}"
-            if volume in (ours, ""):
-                # The provisioner's volumes have reclaim policy Delete: they go with their claim, also
-                # one made for a claim deleted before it was bound to it.
-                self._spawn(self._request("DELETE", f"/api/v1/persistentvolumes/{ours}"))
-        else:
-            self._claims[key] = claim
-            if self._claim_needs_volume(claim):
-                uid = str(meta.get("uid", ""))
-                if uid not in self._provisioning:
-                    self._provisioning.add(uid)
-                    self._spawn(self._provision(claim))
-        for uid in list(self._claim_waiters.get(key, ())):
-            self._claim_changed(uid)
-
-    def _claim_needs_volume(self, claim: Mapping[str, Any]) -> bool:
-        meta, spec, status = claim.get("metadata") or {}, claim.get("spec") or {}, claim.get("status") or {}
-        if meta.get("deletionTimestamp"):
-            return False
-        if not self.bind_claims:
-            # As an external provisioner: only claims the PV controller handed to us, not yet bound.
-            annotations = meta.get("annotations") or {}
-            ours = PROVISIONER in (
-                annotations.get("volume.kubernetes.io/storage-provisioner"),
-                annotations.get("volume.beta.kubernetes.io/storage-provisioner"),
-            )
-            return ours and not spec.get("volumeName")
-        return not spec.get("volumeName") or status.get("phase") != "Bound"
-
-    async def _provision(self, claim: Mapping[str, Any]) -> None:
-        """Act as the dynamic provisioner: a new PersistentVolume per claim, then bind the claim to it."""
-        meta, spec = claim.get("metadata") or {}, claim.get("spec") or {}
-        namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
-        volume = str(spec.get("volumeName") or f"pvc-{uid}")
-        size = str(((spec.get("resources") or {}).get("requests") or {}).get("storage") or "1Gi")
-        modes = list(spec.get("accessModes") or ["ReadWriteOnce"])
-        try:
-            if not spec.get("volumeName"):
-                persistent_volume = {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolume",
-                    "metadata": {
-                        "name": volume,
-                        "annotations": {
-                            "pv.kubernetes.io/provisioned-by": "kubesim" if self.bind_claims else PROVISIONER
-                        },
-                    },
-                    "spec": {
-                        "capacity": {"storage": size},
-                        "accessModes": modes,
-                        "persistentVolumeReclaimPolicy": "Delete",
-                        "storageClassName": str(spec.get("storageClassName") or "standard"),
-                        "volumeMode": str(spec.get("volumeMode") or "Filesystem"),
-                        "claimRef": {
-                            "apiVersion": "v1",
-                            "kind": "PersistentVolumeClaim",
-                            "namespace": namespace,
-                            "name": name,
-                            "uid": uid,
-                        },
-                        "hostPath": {"path": f"/var/lib/kubesim/volumes/{volume}"},
-                    },
-                }
-                await self._expect("POST", "/api/v1/persistentvolumes", persistent_volume, exists_ok=True)
-                if (self._claims.get((namespace, name)) or {}).get("metadata", {}).get("uid") != uid:
-                    # The claim was deleted while its volume was made: the volume goes with it.
-                    await self._request("DELETE", f"/api/v1/persistentvolumes/{volume}")
-                    return
-                if not self.bind_claims:
-                    return  # the PV controller binds the claim to its pre-bound volume
-                await self._request(
-                    "PATCH",
-                    f"/api/v1/persistentvolumes/{volume}/status",
-                    {"status": {"phase": "Bound"}},
-                    "application/merge-patch+json",
-                )
-                base = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
-                binding = {
-                    "metadata": {
-                        "uid": uid,
-                        "annotations": {
-                            "pv.kubernetes.io/bind-completed": "yes",
-                            "pv.kubernetes.io/bound-by-controller": "yes",
-                        },
-                    },
-                    "spec": {"volumeName": volume},
-                }
-                await self._expect("PATCH", base, binding, "application/merge-patch+json")
-            base = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
-            bound = {"status": {"phase": "Bound", "accessModes": modes, "capacity": {"storage": size}}}
-            await self._expect("PATCH", base + "/status", bound, "application/merge-patch+json")
-        except (KubeletApiError, *TRANSPORT_ERRORS) as exc:
-            log.info("could not bind claim %s/%s (%s); retrying", namespace, name, exc)
-            self._later(RETRY_SECONDS, lambda: self._retry_provision(namespace, name, uid))
-        finally:
-            self._provisioning.discard(uid)
-
-    def _retry_provision(self, namespace: str, name: str, uid: str) -> None:
-        claim = self._claims.get((namespace, name))
-        if claim is not None and (claim.get("metadata") or {}).get("uid") == uid:
-            self._on_claim("MODIFIED", dict(claim))
-        else:
-            # The claim went while its volume was being made: the volume goes too (reclaim policy Delete).
-            self._spawn(self._request("DELETE", f"/api/v1/persistentvolumes/pvc-{uid}"))
-
-    def _claims_problem(self, namespace: str, claims: Sequence[str]) -> str | None:
-        """Why the pod's claims cannot be used yet, or None when all are bound."""
-        for claim_name in claims:
-            claim = self._claims.get((namespace, claim_name))
-            if claim is None:
-                return f'persistentvolumeclaim "{claim_name}" not found'
-            if (claim.get("metadata") or {}).get("deletionTimestamp"):
-                return f'persistentvolumeclaim "{claim_name}" is being deleted'
-            if (claim.get("status") or {}).get("phase") != "Bound" or not (claim.get("spec") or {}).get(
-                "volumeName"
-            ):
-                return "pod has unbound immediate PersistentVolumeClaims"
-        return None
-
     def _watch_claims(self, uid: str, namespace: str, claims: Sequence[str]) -> None:
         for claim_name in claims:
             self._claim_waiters.setdefault((namespace, claim_name), set()).add(uid)
@@ -727,6 +263,10 @@ class Kubelet:
                 waiters.discard(uid)
                 if not waiters:
                     del self._claim_waiters[(namespace, claim_name)]
+
+    def _on_claim_change(self, key: tuple[str, str]) -> None:
+        for uid in list(self._claim_waiters.get(key, ())):
+            self._claim_changed(uid)
 
     def _claim_changed(self, uid: str) -> None:
         if uid in self._unscheduled:
@@ -756,7 +296,7 @@ class Kubelet:
         node = str(spec.get("nodeName") or "")
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             if meta.get("deletionTimestamp") and node in self._nodes:
-                self._spawn(self._delete_pod(uid, str(meta.get("namespace")), str(meta.get("name"))))
+                self.client.spawn(self._delete_pod(uid, str(meta.get("namespace")), str(meta.get("name"))))
             return
         if not node:
             if not self.schedule_pods:
@@ -794,7 +334,7 @@ class Kubelet:
         meta = entry.pod.get("metadata") or {}
         namespace = str(meta.get("namespace", "default"))
         claims = claim_names(entry.pod)
-        problem = self._claims_problem(namespace, claims)
+        problem = self.provisioner.claims_problem(namespace, claims)
         if problem is not None:
             self._watch_claims(uid, namespace, claims)
             self._mark_unschedulable(uid, entry, f"0/{len(self.node_names)} nodes are available: {problem}.")
@@ -805,7 +345,7 @@ class Kubelet:
             self._mark_unschedulable(uid, entry, message)
             return
         self._start_binding(uid, node)
-        self._spawn(self._bind(uid, namespace, str(meta.get("name")), node))
+        self.client.spawn(self._bind(uid, namespace, str(meta.get("name")), node))
 
     def _mark_unschedulable(self, uid: str, entry: _Unscheduled, message: str) -> None:
         if entry.message != message:
@@ -825,23 +365,19 @@ class Kubelet:
                     "metadata": {"name": name, "namespace": namespace, "uid": uid},
                     "target": {"apiVersion": "v1", "kind": "Node", "name": node},
                 }
-                status, body = await self._request("POST", path + "/binding", binding)
+                status, body = await self.client.request("POST", path + "/binding", binding)
                 if status in (404, 405) and (body.get("details") or {}).get("name") != name:
                     self._binding_supported = False
             if not self._binding_supported:
                 patch = {"metadata": {"uid": uid}, "spec": {"nodeName": node}}
-                status, body = await self._request("PATCH", path, patch, "application/merge-patch+json")
+                status, body = await self.client.request("PATCH", path, patch, "application/merge-patch+json")
             if status >= 300:
-                raise KubeletApiError("BIND", path, status, body)
-        except (KubeletApiError, *TRANSPORT_ERRORS) as exc:
+                raise ApiRequestError("BIND", path, status, body)
+        except (ApiRequestError, *TRANSPORT_ERRORS) as exc:
             if self._end_binding(uid) and uid in self._unscheduled:
                 log.debug("binding %s/%s to %s failed: %s", namespace, name, node, exc)
                 # The pod may be gone (its deletion is on the way) or changed; try again shortly.
-                self._later(RETRY_SECONDS, lambda: self._try_schedule(uid))
-
-    def _later(self, seconds: float, callback: Callable[[], None]) -> None:
-        if self._loop is not None and not self._stopping:
-            self._loop.call_later(seconds, callback)
+                self.client.later(RETRY_SECONDS, lambda: self._try_schedule(uid))
 
     # -- pods: running -------------------------------------------------------------------------
 
@@ -862,7 +398,7 @@ class Kubelet:
         self._node_load[node] += 1
         self._by_name[(runtime.namespace, runtime.name)] = uid
         if runtime.references():
-            self._spawn(self._read_references(uid))
+            self.client.spawn(self._read_references(uid))
         if meta.get("deletionTimestamp"):
             runtime.begin_termination(now, 0.0)
         else:
@@ -870,7 +406,7 @@ class Kubelet:
         self._touch(runtime)
 
     def _try_sandbox(self, runtime: PodRuntime) -> None:
-        problem = self._claims_problem(runtime.namespace, runtime.claims)
+        problem = self.provisioner.claims_problem(runtime.namespace, runtime.claims)
         if problem is not None:
             # Like a kubelet waiting for volumes to attach: the containers stay ContainerCreating.
             self._watch_claims(runtime.uid, runtime.namespace, runtime.claims)
@@ -882,7 +418,7 @@ class Kubelet:
             if "emptyDir" in volume:
                 identities[name] = emptydir_identity(runtime.uid, name)
             elif claim := (volume.get("persistentVolumeClaim") or {}).get("claimName"):
-                bound = self._claims[(runtime.namespace, str(claim))]
+                bound = self.provisioner.claims[(runtime.namespace, str(claim))]
                 identities[name] = str((bound.get("spec") or {}).get("volumeName"))
         previous = (runtime.pod.get("status") or {}).get("podIP")
         pod_ip = self._pool.allocate(runtime.uid, preferred=str(previous) if previous else None)
@@ -902,7 +438,7 @@ class Kubelet:
         try:
             for kind, name in sorted(wanted):
                 plural = "secrets" if kind == "secret" else "configmaps"
-                code, body = await self._request(
+                code, body = await self.client.request(
                     "GET", f"/api/v1/namespaces/{runtime.namespace}/{plural}/{name}"
                 )
                 if code == 404:
@@ -910,10 +446,10 @@ class Kubelet:
                 elif code < 300:
                     found[(kind, name)] = body
                 else:
-                    raise KubeletApiError("GET", plural, code, body)
-        except (KubeletApiError, *TRANSPORT_ERRORS) as exc:
+                    raise ApiRequestError("GET", plural, code, body)
+        except (ApiRequestError, *TRANSPORT_ERRORS) as exc:
             log.debug("reading the references of pod %s/%s failed: %s", runtime.namespace, runtime.name, exc)
-            self._later(REFERENCES_AGAIN_SECONDS, lambda: self._spawn(self._read_references(uid)))
+            self.client.later(REFERENCES_AGAIN_SECONDS, lambda: self.client.spawn(self._read_references(uid)))
             return
         if self._pods.get(uid) is not runtime:
             return
@@ -923,7 +459,7 @@ class Kubelet:
         runtime.set_reference_errors(errors, self.clock.now())
         self._touch(runtime)
         if any(errors.values()):
-            self._later(REFERENCES_AGAIN_SECONDS, lambda: self._spawn(self._read_references(uid)))
+            self.client.later(REFERENCES_AGAIN_SECONDS, lambda: self.client.spawn(self._read_references(uid)))
 
     def _on_running_pod(self, runtime: PodRuntime, pod: dict[str, Any]) -> None:
         now = self.clock.now()
@@ -945,7 +481,7 @@ class Kubelet:
             heapq.heappush(self._timers, (at, self._timer_seq, runtime.uid))
         if runtime.finished and not runtime.delete_requested:
             runtime.delete_requested = True
-            self._spawn(self._finalise(runtime))
+            self.client.spawn(self._finalise(runtime))
 
     async def _run_timers(self) -> None:
         """One heap of wake-ups for every pod; stale entries are skipped rather than removed."""
@@ -1004,7 +540,7 @@ class Kubelet:
             "preconditions": {"uid": uid},
         }
         try:
-            status, body = await self._request(
+            status, body = await self.client.request(
                 "DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", options
             )
         except TRANSPORT_ERRORS as exc:
@@ -1016,11 +552,11 @@ class Kubelet:
             log.info(
                 "deleting pod %s/%s failed (%s %s); retrying", namespace, name, status, body.get("message")
             )
-            self._later(RETRY_SECONDS, lambda: self._retry_delete(uid, namespace, name))
+            self.client.later(RETRY_SECONDS, lambda: self._retry_delete(uid, namespace, name))
 
     def _retry_delete(self, uid: str, namespace: str, name: str) -> None:
         if uid in self._pods:
-            self._spawn(self._delete_pod(uid, namespace, name))
+            self.client.spawn(self._delete_pod(uid, namespace, name))
 
     # -- status writes -------------------------------------------------------------------------
 
@@ -1074,7 +610,7 @@ class Kubelet:
         path = f"/api/v1/namespaces/{namespace}/pods/{name}/status"
         async with self._write_slots:
             try:
-                code, body = await self._request("PATCH", path, patch, "application/merge-patch+json")
+                code, body = await self.client.request("PATCH", path, patch, "application/merge-patch+json")
             except TRANSPORT_ERRORS as exc:
                 code, body = 0, {"message": str(exc)}
         if 200 <= code < 300:  # 0: no answer (the server is restarting or gone), written again later
@@ -1089,7 +625,7 @@ class Kubelet:
             # Conflicts (a pod of the same name replaced this one) end when the watch reports the
             # deletion and the pod is forgotten; other failures are transient.
             log.debug("status write for pod %s/%s failed: %s %s", namespace, name, code, body.get("message"))
-            self._later(RETRY_SECONDS, lambda: self._retry_status(uid))
+            self.client.later(RETRY_SECONDS, lambda: self._retry_status(uid))
 
     def _retry_status(self, uid: str) -> None:
         if uid in self._pods or uid in self._unscheduled:
